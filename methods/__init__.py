@@ -1,0 +1,43 @@
+"""Method registry: a new method is one file plus one line here."""
+
+from __future__ import annotations
+
+import re
+
+from methods.base import Aligner, Hyper
+from methods.naive import Naive
+from methods.weight_matching import WeightMatching
+
+METHODS: dict[str, type[Aligner]] = {cls.name: cls for cls in (
+    Naive,
+    WeightMatching,
+)}
+
+
+class UnknownMethod(ValueError):
+    pass
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, str]]:
+    """'git-rebasin[max_sweeps=10,seed=1]' -> ('git-rebasin', {'max_sweeps': '10', 'seed': '1'})."""
+    m = re.fullmatch(r"\s*([\w.-]+)\s*(?:\[(.*)\])?\s*", spec)
+    if not m:
+        raise UnknownMethod(f"cannot parse method {spec!r} (expected name or name[key=value,...])")
+    params = {}
+    for item in filter(None, (m.group(2) or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UnknownMethod(f"method {spec!r}: expected key=value, got {item!r}")
+        params[key.strip()] = value.strip()
+    return m.group(1), params
+
+
+def make_method(spec: str, seed: int = 0, **overrides) -> Aligner:
+    name, params = parse_method(spec)
+    if name not in METHODS:
+        raise UnknownMethod(f"unknown method {name!r} (known: {', '.join(METHODS)})")
+    params.update(overrides)
+    return METHODS[name](seed=seed, **params)
+
+
+__all__ = ["METHODS", "Aligner", "Hyper", "make_method", "parse_method", "UnknownMethod"]

@@ -1,0 +1,10 @@
+"""Naive averaging: no alignment at all, the baseline every barrier is compared with."""
+
+from methods.base import Aligner
+
+
+class Naive(Aligner):
+    name = "naive"
+
+    def align(self, ref, others, target=None):
+        return dict(others)

@@ -1,0 +1,106 @@
+"""Git Re-Basin weight matching (Ainsworth et al., ICLR 2023), generic over the weight space.
+
+Coordinate descent over the hidden-unit permutations: every sweep visits the permutations in a
+random order and solves, for permutation p with every other one held fixed, the linear assignment
+`argmax_P <C_p, P>` where `C_p = sum_{params touching p} W_A (p-axis first, flattened) @ W_B'^T`.
+Stops after the first sweep in which no permutation improves the objective.
+
+`signed=True` matches over signed permutations (odd activations): the assignment is solved on
+|C_p| and each matched unit takes the sign of C_p[i, j]; a flipped unit's whole contribution
+changes sign, so this stays exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from methods.base import Aligner, Hyper
+from zoos.space import Params, WeightSpace
+from zoos.symmetry import apply_perms, apply_scales, select, stack
+
+
+def _transformed(space: WeightSpace, name: str, w: torch.Tensor, perms, signs, skip_axis: int) -> torch.Tensor:
+    """Parameter `name` of B (single network) with every current permutation/sign applied but on skip_axis."""
+    for axis, p in enumerate(space.axes[name]):
+        if p is None or axis == skip_axis:
+            continue
+        w = w.index_select(axis, perms[p])
+        if p in signs:
+            shape = [1] * w.dim()
+            shape[axis] = -1
+            w = w * signs[p].reshape(shape)  # +-1: same factor on producing and consuming sides
+    return w
+
+
+def cost_matrix(space: WeightSpace, a: Params, b: Params, p: str, perms, signs) -> torch.Tensor:
+    """C_p[i, j] = similarity of A's unit i with B's unit j given all other current assignments."""
+    n = space.perm_sizes[p]
+    c = torch.zeros(n, n, dtype=torch.float64)
+    for name, axis in space.touches(p):
+        wa = a[name].movedim(axis, 0).reshape(n, -1)
+        wb = _transformed(space, name, b[name], perms, signs, axis).movedim(axis, 0).reshape(n, -1)
+        c += (wa @ wb.T).double()
+    return c
+
+
+def weight_matching(space: WeightSpace, a: Params, b: Params, *, signed: bool = False, max_sweeps: int = 100,
+                    generator: torch.Generator | None = None, init: dict | None = None):
+    """Match single networks a, b (no batch axis). Returns (perms, signs, sweeps).
+
+    B aligned = perms applied first, then signs on the new units: unit i of the result is
+    signs[p][i] * (B's unit perms[p][i]).
+    """
+    generator = generator or torch.Generator().manual_seed(0)
+    perms = {p: torch.arange(n) for p, n in space.perm_sizes.items()} if init is None else dict(init)
+    names = list(space.perm_sizes)
+    sign_perms = [p for p in names if signed and space.groups[p] == "sign"]
+    signs = {p: torch.ones(space.perm_sizes[p]) for p in sign_perms}
+    sweeps = 0
+    for sweeps in range(1, max_sweeps + 1):
+        improved = False
+        for i in torch.randperm(len(names), generator=generator).tolist():
+            p = names[i]
+            c = cost_matrix(space, a, b, p, perms, signs)
+            score = c.abs() if p in signs else c
+            rows = torch.arange(len(c))
+            old = (score[rows, perms[p]]).sum().item() if p not in signs else \
+                (c[rows, perms[p]] * signs[p].double()).sum().item()
+            _, cols = linear_sum_assignment(score.numpy(), maximize=True)
+            cols = torch.from_numpy(np.asarray(cols)).long()
+            new = score[rows, cols].sum().item()
+            if new > old + 1e-12:
+                improved = True
+                perms[p] = cols
+                if p in signs:
+                    s = torch.sign(c[rows, cols]).float()
+                    signs[p] = torch.where(s == 0, torch.ones_like(s), s)
+        if not improved:
+            break
+    return perms, signs, sweeps
+
+
+def apply_matching(space: WeightSpace, params: Params, perms, signs) -> Params:
+    """Apply a matching result to a batch (N=1) of parameters."""
+    out = apply_perms(space, params, {p: v[None] for p, v in perms.items()})
+    return apply_scales(space, out, {p: v[None] for p, v in signs.items()})
+
+
+class WeightMatching(Aligner):
+    name = "git-rebasin"
+    search_space = {"max_sweeps": Hyper("int", 100, 1, 1000)}
+    signed = False
+
+    def align(self, ref, others, target=None):
+        a = {k: v[0] for k, v in ref.items()}
+        generator = torch.Generator().manual_seed(self.seed)
+        out, sweeps = [], []
+        for i in range(next(iter(others.values())).shape[0]):
+            b = select(others, i)
+            perms, signs, n = weight_matching(self.space, a, {k: v[0] for k, v in b.items()}, signed=self.signed,
+                                              max_sweeps=self.hp["max_sweeps"], generator=generator)
+            out.append(apply_matching(self.space, b, perms, signs))
+            sweeps.append(n)
+        self.info = {"sweeps": float(np.mean(sweeps))}
+        return stack(out)

@@ -1,0 +1,94 @@
+"""Image data the zoos are built from and evaluated on: IDX files and scikit-learn's digits.
+
+Sources, by name: "fashion-mnist" (Debian's dataset-fashion-mnist IDX files), "digits"
+(scikit-learn's 8x8 digits, bilinearly upsampled to 28x28 so every zoo keeps the 28x28
+architectures), or a directory / file path holding MNIST-format IDX files (gzipped or not).
+"auto" takes Fashion-MNIST when installed and falls back to digits.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DataError(ValueError):
+    """A dataset that is missing or malformed; the message names the path."""
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such IDX file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: unreadable ({e})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, ">u4", ndim, 4).astype(int)
+    dtype = np.dtype(IDX_DTYPES[raw[2]])
+    offset = 4 + 4 * ndim
+    if len(raw) - offset != int(np.prod(dims)) * dtype.itemsize:
+        raise DataError(f"{path}: truncated or oversized IDX file (header says shape {tuple(dims)})")
+    return np.frombuffer(raw, dtype, offset=offset).reshape(dims)
+
+
+def _idx_pair(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    stem = "train" if split == "train" else "t10k"
+    found = {}
+    for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+        for name in (f"{stem}-{kind}.gz", f"{stem}-{kind}"):
+            if (directory / name).is_file():
+                found[kind] = directory / name
+                break
+        else:
+            raise DataError(f"{directory}: no {stem}-{kind}[.gz] file (expected MNIST-format IDX files)")
+    images, labels = read_idx(found["images-idx3-ubyte"]), read_idx(found["labels-idx1-ubyte"])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{directory}: images {images.shape} and labels {labels.shape} do not match")
+    return images, labels
+
+
+def fashion_mnist_available() -> bool:
+    return (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
+
+
+def resolve_source(source: str) -> str:
+    if source == "auto":
+        return "fashion-mnist" if fashion_mnist_available() else "digits"
+    return source
+
+
+def load_images(source: str = "auto", split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """Grey images in [0, 1] as [n, 28, 28] float32 and labels [n] int64."""
+    source = resolve_source(source)
+    if source == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = torch.tensor(d.images, dtype=torch.float32) / 16.0
+        y = torch.tensor(d.target, dtype=torch.long)
+        # a fixed split so train/test never overlap: every 5th image is test
+        keep = (torch.arange(len(x)) % 5 == 0) == (split != "train")
+        x = F.interpolate(x[keep, None], size=(28, 28), mode="bilinear", align_corners=False)[:, 0]
+        return x.clamp(0, 1), y[keep]
+    directory = FASHION_MNIST_DIR if source == "fashion-mnist" else Path(source)
+    if not directory.exists():
+        hint = " (apt-get install dataset-fashion-mnist, or use --data digits)" if source == "fashion-mnist" else ""
+        raise DataError(f"{directory}: dataset path does not exist{hint}")
+    if directory.is_file():
+        directory = directory.parent
+    images, labels = _idx_pair(directory, split)
+    return torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels.astype(np.int64))

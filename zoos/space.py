@@ -1,0 +1,248 @@
+"""Weight spaces: an architecture's parameter layout, its symmetry group and a batched forward.
+
+A `WeightSpace` is a feed-forward stack of linear / 3x3-conv layers written in PyTorch
+`state_dict` names and layouts (`[out, in]`, `[out, in, kh, kw]`). From the stack it derives the
+permutation spec (which permutation acts on each axis of each parameter, git-re-basin's
+`axes_to_perm`), each permutation's scaling group (sign for odd activations, positive scale for
+ReLU) and a forward pass for N networks at once. Methods only read `axes`, `perm_sizes` and
+`groups`, so they work on any space.
+
+Conventions. Every tensor of a parameter batch has a leading network axis N. A permutation is
+an index vector `p` with "new unit i = old unit p[i]"; axis 0 of a weight or bias is the side
+that *produces* a unit (incoming weights), any later axis *consumes* it (outgoing weights).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+Params = dict[str, torch.Tensor]
+
+ACTIVATIONS = ("identity", "relu", "tanh", "sin")
+# Which rescalings commute with an activation: sign flips for odd ones, positive scaling for ReLU.
+SCALING_GROUP = {"identity": "none", "relu": "scale", "tanh": "sign", "sin": "sign"}
+
+
+class SpecError(ValueError):
+    """A weight space or parameter set that does not fit together."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str  # module prefix: parameters are f"{name}.weight" and f"{name}.bias"
+    kind: str  # "linear" | "conv"
+    n_in: int
+    n_out: int
+    act: str = "identity"  # activation applied after this layer
+    kernel: int = 1
+    stride: int = 1
+    pool: bool = False  # global average pooling after the activation (conv -> dense)
+
+    @property
+    def weight(self) -> str:
+        return f"{self.name}.weight"
+
+    @property
+    def bias(self) -> str:
+        return f"{self.name}.bias"
+
+    def weight_shape(self) -> tuple[int, ...]:
+        if self.kind == "conv":
+            return (self.n_out, self.n_in, self.kernel, self.kernel)
+        return (self.n_out, self.n_in)
+
+
+@dataclass(frozen=True)
+class WeightSpace:
+    name: str
+    layers: tuple[Layer, ...]
+    input_shape: tuple[int, ...]  # per example, e.g. (2,) or (1, 28, 28)
+    w0: float = 1.0  # sine frequency: sin(w0 * z) (SIREN)
+    output_offset: float = 0.0  # added to the output (DWSNets SIRENs add 0.5)
+    axes: dict[str, tuple[str | None, ...]] = field(init=False, compare=False, repr=False)
+    perm_sizes: dict[str, int] = field(init=False, compare=False, repr=False)
+    groups: dict[str, str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        for i, layer in enumerate(self.layers):
+            if layer.act not in ACTIVATIONS:
+                raise SpecError(f"layer {layer.name}: unknown activation {layer.act!r} (known: {', '.join(ACTIVATIONS)})")
+            if layer.kind not in ("linear", "conv"):
+                raise SpecError(f"layer {layer.name}: unknown kind {layer.kind!r}")
+            if i and self.layers[i - 1].n_out != layer.n_in:
+                raise SpecError(f"layer {layer.name}: takes {layer.n_in} inputs, previous gives {self.layers[i - 1].n_out}")
+        axes, sizes, groups = {}, {}, {}
+        previous = None
+        for i, layer in enumerate(self.layers):
+            hidden = i < len(self.layers) - 1
+            perm = f"P{i}" if hidden else None
+            if perm:
+                sizes[perm] = layer.n_out
+                groups[perm] = SCALING_GROUP[layer.act]
+            spatial = (None, None) if layer.kind == "conv" else ()
+            axes[layer.weight] = (perm, previous, *spatial)
+            axes[layer.bias] = (perm,)
+            previous = perm
+        object.__setattr__(self, "axes", axes)
+        object.__setattr__(self, "perm_sizes", sizes)
+        object.__setattr__(self, "groups", groups)
+
+    # ---- layout ---------------------------------------------------------------------------
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        out = {}
+        for layer in self.layers:
+            out[layer.weight] = layer.weight_shape()
+            out[layer.bias] = (layer.n_out,)
+        return out
+
+    @property
+    def n_params(self) -> int:
+        return sum(math.prod(s) for s in self.shapes().values())
+
+    def touches(self, perm: str) -> list[tuple[str, int]]:
+        """(parameter, axis) pairs a permutation acts on; axis 0 produces, later axes consume."""
+        return [(name, ax) for name, ps in self.axes.items() for ax, p in enumerate(ps) if p == perm]
+
+    def check(self, params: Params, where: str = "parameters") -> int:
+        """Validate names, shapes, dtype and finiteness; return the batch size N."""
+        shapes = self.shapes()
+        missing = sorted(set(shapes) - set(params))
+        unknown = sorted(set(params) - set(shapes))
+        if missing:
+            raise SpecError(f"{where}: missing parameter(s) {', '.join(missing)} for weight space {self.name}")
+        if unknown:
+            raise SpecError(f"{where}: parameter(s) {', '.join(unknown)} not in weight space {self.name}")
+        n = None
+        for name, shape in shapes.items():
+            t = params[name]
+            if not torch.is_floating_point(t):
+                raise SpecError(f"{where}: {name} has dtype {t.dtype}, expected a floating point tensor")
+            if tuple(t.shape[1:]) != shape:
+                raise SpecError(f"{where}: {name} has shape {tuple(t.shape[1:])}, expected {shape}")
+            n = t.shape[0] if n is None else n
+            if t.shape[0] != n:
+                raise SpecError(f"{where}: {name} holds {t.shape[0]} networks, others {n}")
+            if not torch.isfinite(t).all():
+                raise SpecError(f"{where}: {name} contains NaN or inf weights")
+        return n
+
+    # ---- flat vectors ------------------------------------------------------------------------
+    def flatten(self, params: Params) -> torch.Tensor:
+        n = next(iter(params.values())).shape[0]
+        return torch.cat([params[k].reshape(n, -1) for k in self.shapes()], dim=1)
+
+    def unflatten(self, flat: torch.Tensor) -> Params:
+        out, i = {}, 0
+        for k, s in self.shapes().items():
+            size = math.prod(s)
+            out[k] = flat[:, i : i + size].reshape(flat.shape[0], *s)
+            i += size
+        return out
+
+    # ---- forward ----------------------------------------------------------------------------
+    def activate(self, z: torch.Tensor, act: str) -> torch.Tensor:
+        if act == "relu":
+            return torch.relu(z)
+        if act == "tanh":
+            return torch.tanh(z)
+        if act == "sin":
+            return torch.sin(self.w0 * z)
+        return z
+
+    def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """Outputs of N networks: x is [B, *input_shape] (shared) or [N, B, *input_shape].
+
+        Returns [N, B, n_out]. Linear layers use one batched matmul; conv layers one grouped conv
+        with the N networks as groups.
+        """
+        n = params[self.layers[0].weight].shape[0]
+        shared = x.dim() == len(self.input_shape) + 1
+        h = x.unsqueeze(0).expand(n, *x.shape) if shared else x
+        batch = h.shape[1]
+        for layer in self.layers:
+            w, b = params[layer.weight], params[layer.bias]
+            if layer.kind == "linear":
+                h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            else:
+                size = h.shape[-2:]
+                # [N, B, C, H, W] -> [B, N*C, H, W]; networks become conv groups
+                g = h.transpose(0, 1).reshape(batch, n * layer.n_in, *size)
+                g = F.conv2d(g, w.reshape(n * layer.n_out, layer.n_in, layer.kernel, layer.kernel),
+                             b.reshape(-1), stride=layer.stride, groups=n)
+                h = g.reshape(batch, n, layer.n_out, *g.shape[-2:]).transpose(0, 1)
+            h = self.activate(h, layer.act)
+            if layer.pool:
+                h = h.mean(dim=(-2, -1))
+        return h + self.output_offset if self.output_offset else h
+
+    def to_module(self, params: Params, index: int = 0) -> torch.nn.Module:
+        """An ordinary nn.Module computing network `index` (for users and as a cross-check)."""
+        return _Module(self, {k: v[index].detach().clone() for k, v in params.items()})
+
+    # ---- serialisation --------------------------------------------------------------------
+    def to_json(self) -> str:
+        d = {k: v for k, v in asdict(self).items() if k not in ("axes", "perm_sizes", "groups")}
+        return json.dumps(d, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> WeightSpace:
+        d = json.loads(text)
+        d["layers"] = tuple(Layer(**layer) for layer in d["layers"])
+        d["input_shape"] = tuple(d["input_shape"])
+        return cls(**d)
+
+
+class _Module(torch.nn.Module):
+    def __init__(self, space: WeightSpace, state: Params):
+        super().__init__()
+        self.space = space
+        self.layers = torch.nn.ModuleDict()
+        for layer in space.layers:
+            if layer.kind == "linear":
+                m = torch.nn.Linear(layer.n_in, layer.n_out)
+            else:
+                m = torch.nn.Conv2d(layer.n_in, layer.n_out, layer.kernel, stride=layer.stride)
+            m.weight.data.copy_(state[layer.weight])
+            m.bias.data.copy_(state[layer.bias])
+            self.layers[layer.name.replace(".", "_")] = m
+
+    def forward(self, x):
+        for layer in self.space.layers:
+            x = self.space.activate(self.layers[layer.name.replace(".", "_")](x), layer.act)
+            if layer.pool:
+                x = x.mean(dim=(-2, -1))
+        return x + self.space.output_offset
+
+
+# ---- the architectures we ship ---------------------------------------------------------------
+def mlp_space(widths: list[int], act: str = "relu", prefix: str = "seq", w0: float = 1.0,
+              output_offset: float = 0.0, name: str | None = None) -> WeightSpace:
+    """An MLP widths[0] -> ... -> widths[-1] with `act` after every hidden layer."""
+    layers = tuple(
+        Layer(f"{prefix}.{i}", "linear", widths[i], widths[i + 1], act if i < len(widths) - 2 else "identity")
+        for i in range(len(widths) - 1)
+    )
+    return WeightSpace(name or f"mlp-{act}-{'-'.join(map(str, widths))}", layers, (widths[0],), w0, output_offset)
+
+
+def siren_space(hidden: int = 32, depth: int = 2) -> WeightSpace:
+    """DWSNets SIREN [2, 32, 32, 1]: sin(30 (W x + b)) hidden layers, linear output + 0.5."""
+    return mlp_space([2] + [hidden] * depth + [1], act="sin", w0=30.0, output_offset=0.5,
+                     name=f"siren-2-{'-'.join([str(hidden)] * depth)}-1")
+
+
+def cnn_zoo_space(act: str = "relu", channels: int = 16, image: int = 28, in_channels: int = 1,
+                  classes: int = 10) -> WeightSpace:
+    """Unterthiner et al.'s CNN Zoo net: 3 x (3x3 conv, stride 2, valid) -> global avg pool -> dense."""
+    layers = (
+        Layer("conv1", "conv", in_channels, channels, act, 3, 2),
+        Layer("conv2", "conv", channels, channels, act, 3, 2),
+        Layer("conv3", "conv", channels, channels, act, 3, 2, pool=True),
+        Layer("fc", "linear", channels, classes),
+    )
+    return WeightSpace(f"cnnzoo-{act}-{channels}", layers, (in_channels, image, image))
