@@ -51,6 +51,7 @@ class Hyper:
 class Aligner:
     name: ClassVar[str]
     exact: ClassVar[bool] = True  # True: moves only along symmetry orbits (function-preserving)
+    canonicalizes_ref: ClassVar[bool] = False  # True: the reference is transformed too (canonical forms)
     search_space: ClassVar[dict[str, Hyper]] = {}
 
     def __init__(self, seed: int = 0, **hyper):
@@ -75,6 +76,14 @@ class Aligner:
     def align(self, ref: Params, others: Params, target: int | None = None) -> Params:
         """Bring each of `others` (N=M) into the basin of `ref` (N=1); returns M networks."""
         raise NotImplementedError
+
+    def align_pair(self, ref: Params, others: Params, target: int | None = None) -> tuple[Params, Params]:
+        """The two endpoints a protocol interpolates between: (ref', others').
+
+        Methods that map every network to a canonical representative transform the reference too
+        (set `canonicalizes_ref`); the others leave it alone.
+        """
+        return ref, self.align(ref, others, target)
 
     def merge(self, models: Params, target: int | None = None) -> Params:
         """One network from N: align all to the first, then average."""

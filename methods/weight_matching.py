@@ -34,48 +34,74 @@ def _transformed(space: WeightSpace, name: str, w: torch.Tensor, perms, signs, s
     return w
 
 
-def cost_matrix(space: WeightSpace, a: Params, b: Params, p: str, perms, signs) -> torch.Tensor:
+def cost_matrix(space: WeightSpace, a: Params, b: Params, p: str, perms, signs,
+                incoming_only: bool = False) -> torch.Tensor:
     """C_p[i, j] = similarity of A's unit i with B's unit j given all other current assignments."""
     n = space.perm_sizes[p]
     c = torch.zeros(n, n, dtype=torch.float64)
     for name, axis in space.touches(p):
+        if incoming_only and axis != 0:
+            continue
         wa = a[name].movedim(axis, 0).reshape(n, -1)
         wb = _transformed(space, name, b[name], perms, signs, axis).movedim(axis, 0).reshape(n, -1)
         c += (wa @ wb.T).double()
     return c
 
 
+def _solve(c: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Best (signed) assignment for cost c: columns per row, and signs when signed."""
+    _, cols = linear_sum_assignment((c.abs() if signed else c).numpy(), maximize=True)
+    cols = torch.from_numpy(np.asarray(cols)).long()
+    if not signed:
+        return cols, None
+    s = torch.sign(c[torch.arange(len(c)), cols]).float()
+    return cols, torch.where(s == 0, torch.ones_like(s), s)
+
+
+def forward_init(space: WeightSpace, a: Params, b: Params, signs: dict) -> dict:
+    """Greedy start from the input side: each permutation matched on its incoming weights alone,
+    given the ones before it. Inputs are never permuted, so a planted permutation is found here
+    layer by layer, where coordinate descent from the identity can stall in a local optimum."""
+    perms = {p: torch.arange(n) for p, n in space.perm_sizes.items()}
+    for p in space.perm_sizes:  # declaration order is input-to-output
+        cols, s = _solve(cost_matrix(space, a, b, p, perms, signs, incoming_only=True), p in signs)
+        perms[p] = cols
+        if s is not None:
+            signs[p] = s
+    return perms
+
+
 def weight_matching(space: WeightSpace, a: Params, b: Params, *, signed: bool = False, max_sweeps: int = 100,
-                    generator: torch.Generator | None = None, init: dict | None = None):
+                    generator: torch.Generator | None = None, init: str = "forward"):
     """Match single networks a, b (no batch axis). Returns (perms, signs, sweeps).
 
     B aligned = perms applied first, then signs on the new units: unit i of the result is
-    signs[p][i] * (B's unit perms[p][i]).
+    signs[p][i] * (B's unit perms[p][i]). `init` is "identity" (the reference) or "forward".
     """
     generator = generator or torch.Generator().manual_seed(0)
-    perms = {p: torch.arange(n) for p, n in space.perm_sizes.items()} if init is None else dict(init)
     names = list(space.perm_sizes)
     sign_perms = [p for p in names if signed and space.groups[p] == "sign"]
     signs = {p: torch.ones(space.perm_sizes[p]) for p in sign_perms}
+    if init == "forward":
+        perms = forward_init(space, a, b, signs)
+    else:
+        perms = {p: torch.arange(n) for p, n in space.perm_sizes.items()}
     sweeps = 0
     for sweeps in range(1, max_sweeps + 1):
         improved = False
         for i in torch.randperm(len(names), generator=generator).tolist():
             p = names[i]
             c = cost_matrix(space, a, b, p, perms, signs)
-            score = c.abs() if p in signs else c
             rows = torch.arange(len(c))
-            old = (score[rows, perms[p]]).sum().item() if p not in signs else \
-                (c[rows, perms[p]] * signs[p].double()).sum().item()
-            _, cols = linear_sum_assignment(score.numpy(), maximize=True)
-            cols = torch.from_numpy(np.asarray(cols)).long()
-            new = score[rows, cols].sum().item()
+            current = signs[p].double() if p in signs else 1.0
+            old = (c[rows, perms[p]] * current).sum().item()
+            cols, s = _solve(c, p in signs)
+            new = (c[rows, cols] * (s.double() if s is not None else 1.0)).sum().item()
             if new > old + 1e-12:
                 improved = True
                 perms[p] = cols
-                if p in signs:
-                    s = torch.sign(c[rows, cols]).float()
-                    signs[p] = torch.where(s == 0, torch.ones_like(s), s)
+                if s is not None:
+                    signs[p] = s
         if not improved:
             break
     return perms, signs, sweeps
@@ -89,7 +115,8 @@ def apply_matching(space: WeightSpace, params: Params, perms, signs) -> Params:
 
 class WeightMatching(Aligner):
     name = "git-rebasin"
-    search_space = {"max_sweeps": Hyper("int", 100, 1, 1000)}
+    search_space = {"max_sweeps": Hyper("int", 100, 1, 1000),
+                    "init": Hyper("cat", "forward", choices=("forward", "identity"))}
     signed = False
 
     def align(self, ref, others, target=None):
@@ -99,7 +126,7 @@ class WeightMatching(Aligner):
         for i in range(next(iter(others.values())).shape[0]):
             b = select(others, i)
             perms, signs, n = weight_matching(self.space, a, {k: v[0] for k, v in b.items()}, signed=self.signed,
-                                              max_sweeps=self.hp["max_sweeps"], generator=generator)
+                                              max_sweeps=self.hp["max_sweeps"], generator=generator, init=self.hp["init"])
             out.append(apply_matching(self.space, b, perms, signs))
             sweeps.append(n)
         self.info = {"sweeps": float(np.mean(sweeps))}

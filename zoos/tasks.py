@@ -75,6 +75,10 @@ class Task:
     def score(self, outputs: torch.Tensor, target) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def task_loss(self, params: Params, target: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable training loss per network [M] (task-loss objectives, e.g. Sinkhorn Mid)."""
+        raise NotImplementedError
+
 
 class InrTask(Task):
     kind = "inr"
@@ -96,6 +100,9 @@ class InrTask(Task):
     def score(self, outputs, target):
         mse = ((outputs[..., 0] - self.targets[target].flatten(1)) ** 2).mean(dim=1)
         return {"loss": mse, "psnr": -10 * torch.log10(mse.clamp_min(1e-12))}
+
+    def task_loss(self, params, target=None):
+        return self.score(self.space.forward(params, self.grid), target)["loss"]
 
     def render(self, params: Params) -> torch.Tensor:
         return self.outputs(params)[..., 0].reshape(-1, self.size, self.size)
@@ -124,6 +131,15 @@ class ClassifierTask(Task):
         images, labels = load_images(self.dataset, "train")
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
         return classifier_inputs(images[idx]), labels[idx]
+
+    def task_loss(self, params, target=None, n: int = 512):
+        """Cross-entropy on a fixed training batch of n images (never the evaluation set)."""
+        if getattr(self, "_train", None) is None or len(self._train[0]) != n:
+            self._train = self.train_batch(n)
+        x, y = self._train
+        logits = self.space.forward(params, x)
+        m = logits.shape[0]
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(m), reduction="none").reshape(m, -1).mean(1)
 
     def score(self, outputs, target):
         labels = self._eval[1]

@@ -1,0 +1,66 @@
+"""Benchmark presets: which zoos, methods and protocols a `bench run` covers.
+
+`smoke` runs in seconds (tests, CI); `default` is the embedded default benchmark of `make run`
+(<= 15 minutes on 2 cores, zoos included and cached); `full` is paper-sized for a workstation
+or cluster. Methods default to every registered method, so new methods join with no edit here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ZooRecipe:
+    kind: str  # "inr" | "cnn" | "path"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    zoos: tuple[ZooRecipe, ...]
+    protocols: dict  # protocol name -> options
+    methods: tuple[str, ...] | None = None  # None: every registered method
+    seed: int = 0
+
+
+PRESETS = {
+    "smoke": Benchmark(
+        "smoke",
+        zoos=(
+            ZooRecipe("inr", dict(n_images=6, fits_per_image=2, steps=150)),
+            ZooRecipe("cnn", dict(activation="relu", n_nets=6, epochs=1, train_fraction=(0.05,))),
+        ),
+        protocols={"pairs": dict(n_pairs=2, lambdas=5),
+                   "orbit": dict(n_nets=1, actions=("P", "PS"), eps=(0.0, 0.01), lambdas=5)},
+    ),
+    "default": Benchmark(
+        "default",
+        zoos=(
+            ZooRecipe("inr", dict(n_images=160, fits_per_image=2, steps=1000)),
+            ZooRecipe("cnn", dict(activation="relu", n_nets=32, epochs=3)),
+            ZooRecipe("cnn", dict(activation="tanh", n_nets=32, epochs=3)),
+        ),
+        protocols={"pairs": dict(n_pairs=16, lambdas=25),
+                   "orbit": dict(n_nets=8, eps=(0.0, 1e-3, 1e-2, 5e-2), lambdas=25)},
+    ),
+    "full": Benchmark(
+        "full",
+        zoos=(
+            ZooRecipe("inr", dict(n_images=2000, fits_per_image=2, steps=1000)),
+            ZooRecipe("cnn", dict(activation="relu", n_nets=400, epochs=10, train_fraction=(0.1, 0.25, 0.5, 1.0),
+                                  optimizers=("adam", "rmsprop", "sgd"), lr=(5e-4, 5e-2), l2=(1e-8, 1e-2),
+                                  dropout=(0.0, 0.7), inits=("glorot_normal", "he_normal", "orthogonal", "normal",
+                                                             "truncated_normal"), init_std=(1e-3, 0.5),
+                                  batch_size=512)),
+            ZooRecipe("cnn", dict(activation="tanh", n_nets=400, epochs=10, train_fraction=(0.1, 0.25, 0.5, 1.0),
+                                  optimizers=("adam", "rmsprop", "sgd"), lr=(5e-4, 5e-2), l2=(1e-8, 1e-2),
+                                  dropout=(0.0, 0.7), inits=("glorot_normal", "he_normal", "orthogonal", "normal",
+                                                             "truncated_normal"), init_std=(1e-3, 0.5),
+                                  batch_size=512)),
+        ),
+        protocols={"pairs": dict(n_pairs=64, lambdas=40),
+                   "orbit": dict(n_nets=10, eps=(0.0, 1e-3, 1e-2, 5e-2), lambdas=40)},
+    ),
+}

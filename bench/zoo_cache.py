@@ -1,0 +1,41 @@
+"""Zoos by recipe, built once and cached under `<results>/zoos/` keyed on the recipe."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from bench.presets import ZooRecipe
+from zoos.cnn import CnnZooConfig, build_cnn_zoo
+from zoos.data import resolve_source
+from zoos.inr import build_inr_zoo
+from zoos.zoo import Zoo, load_zoo, save_zoo
+
+
+def recipe_id(recipe: ZooRecipe, data: str) -> str:
+    text = json.dumps({"kind": recipe.kind, "options": recipe.options, "data": resolve_source(data)},
+                      sort_keys=True, default=list)
+    return f"{recipe.kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def build(recipe: ZooRecipe, data: str = "auto", workers: int = 2, progress: bool = True) -> Zoo:
+    if recipe.kind == "inr":
+        return build_inr_zoo(source=data, progress=progress, **recipe.options)
+    if recipe.kind == "cnn":
+        return build_cnn_zoo(CnnZooConfig(source=data, **recipe.options), workers=workers, progress=progress)
+    if recipe.kind == "path":
+        return load_zoo(recipe.options["path"])
+    raise ValueError(f"unknown zoo kind {recipe.kind!r} (known: inr, cnn, path)")
+
+
+def get_zoo(recipe: ZooRecipe, cache: Path, data: str = "auto", workers: int = 2, progress: bool = True) -> Zoo:
+    """Load the cached zoo for `recipe`, building (and caching) it on first use."""
+    if recipe.kind == "path":
+        return load_zoo(recipe.options["path"])
+    directory = Path(cache) / recipe_id(recipe, data)
+    if (directory / "spec.json").is_file():
+        return load_zoo(directory)
+    zoo = build(recipe, data, workers, progress)
+    save_zoo(zoo, directory)
+    return load_zoo(directory)  # carries the stored content hash

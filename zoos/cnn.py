@@ -1,0 +1,168 @@
+"""CNN zoo generator: Unterthiner et al.'s small CNN trained on Fashion-MNIST with varied hyperparameters.
+
+Each network samples its hyperparameters (activation fixed per zoo; seed, optimizer, learning
+rate, L2, dropout, init, train fraction) from a seeded `CnnZooConfig`. Batching many CNNs did not
+pay on CPU (ZOOS.md), so networks train one after another in single-threaded worker processes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from zoos.data import load_images, resolve_source
+from zoos.space import WeightSpace, cnn_zoo_space
+from zoos.tasks import classifier_inputs
+from zoos.zoo import Zoo, assign_splits
+
+INITS = ("glorot_normal", "he_normal", "orthogonal", "normal", "truncated_normal")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+@dataclass(frozen=True)
+class CnnZooConfig:
+    activation: str = "relu"
+    n_nets: int = 24
+    epochs: int = 3
+    batch_size: int = 128
+    train_fraction: tuple[float, ...] = (0.1, 0.25)
+    optimizers: tuple[str, ...] = ("adam",)
+    lr: tuple[float, float] = (1e-3, 5e-3)  # log-uniform
+    l2: tuple[float, float] = (1e-8, 1e-4)  # log-uniform, on kernels only (Keras convention)
+    dropout: tuple[float, float] = (0.0, 0.1)
+    inits: tuple[str, ...] = ("glorot_normal", "he_normal", "orthogonal")
+    init_std: tuple[float, float] = (1e-2, 0.1)  # log-uniform, for the normal inits
+    channels: int = 16
+    source: str = "auto"
+    seed: int = 0
+
+    def sample(self, i: int) -> dict:
+        """Hyperparameters of network i (deterministic in seed and i)."""
+        r = random.Random(self.seed * 1_000_003 + i)
+        log_uniform = lambda lo, hi: math.exp(r.uniform(math.log(lo), math.log(hi)))
+        return dict(seed=self.seed * 1_000_003 + i, activation=self.activation,
+                    train_fraction=r.choice(self.train_fraction), optimizer=r.choice(self.optimizers),
+                    lr=log_uniform(*self.lr), l2=log_uniform(*self.l2), dropout=r.uniform(*self.dropout),
+                    init=r.choice(self.inits), init_std=log_uniform(*self.init_std))
+
+
+class CnnZooNet(torch.nn.Module):
+    """The zoo CNN as a module, state_dict names matching `cnn_zoo_space` (dropout after each conv)."""
+
+    def __init__(self, space: WeightSpace, dropout: float = 0.0):
+        super().__init__()
+        for layer in space.layers:
+            module = (torch.nn.Conv2d(layer.n_in, layer.n_out, layer.kernel, layer.stride) if layer.kind == "conv"
+                      else torch.nn.Linear(layer.n_in, layer.n_out))
+            self.add_module(layer.name, module)
+        self.space, self.dropout = space, dropout
+
+    def forward(self, x):
+        for layer in self.space.layers:
+            x = self.space.activate(getattr(self, layer.name)(x), layer.act)
+            if layer.kind == "conv":
+                x = F.dropout(x, self.dropout, self.training)
+            if layer.pool:
+                x = x.mean(dim=(-2, -1))
+        return x
+
+
+def _init(net: CnnZooNet, hp: dict, g: torch.Generator) -> None:
+    for module in net.children():
+        w = module.weight
+        if hp["init"] == "glorot_normal":
+            torch.nn.init.xavier_normal_(w, generator=g)
+        elif hp["init"] == "he_normal":
+            torch.nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g)
+        elif hp["init"] == "orthogonal":
+            torch.nn.init.orthogonal_(w, generator=g)
+        elif hp["init"] == "normal":
+            torch.nn.init.normal_(w, std=hp["init_std"], generator=g)
+        else:
+            torch.nn.init.trunc_normal_(w, std=hp["init_std"], a=-2 * hp["init_std"], b=2 * hp["init_std"],
+                                        generator=g)
+        torch.nn.init.zeros_(module.bias)
+
+
+_DATA: dict = {}
+
+
+def _worker_init(source: str) -> None:
+    torch.set_num_threads(1)  # two single-threaded workers beat one two-threaded trainer here
+    images, labels = load_images(source, "train")
+    test_images, test_labels = load_images(source, "test")
+    _DATA.update(x=classifier_inputs(images), y=labels, xt=classifier_inputs(test_images), yt=test_labels)
+
+
+@torch.no_grad()
+def _evaluate(net, x, y) -> tuple[float, float]:
+    net.eval()
+    logits = torch.cat([net(x[i : i + 2000]) for i in range(0, len(x), 2000)])
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int) -> tuple[dict, dict]:
+    """Train one network in this process (data from `_worker_init`); returns (state_dict, metrics)."""
+    g = torch.Generator().manual_seed(hp["seed"])
+    torch.manual_seed(hp["seed"])  # dropout masks
+    net = CnnZooNet(space, hp["dropout"])
+    _init(net, hp, g)
+    x, y = _DATA["x"], _DATA["y"]
+    keep = torch.randperm(len(x), generator=g)[: int(hp["train_fraction"] * len(x))]
+    x, y = x[keep], y[keep]
+    opt = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[hp["optimizer"]]
+    opt = opt(net.parameters(), lr=hp["lr"])
+    kernels = [m.weight for m in net.children()]
+    for _ in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(x), generator=g).split(batch_size):
+            loss = F.cross_entropy(net(x[idx]), y[idx]) + hp["l2"] * sum((k**2).sum() for k in kernels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    train_loss, train_acc = _evaluate(net, x[:10000], y[:10000])
+    test_loss, test_acc = _evaluate(net, _DATA["xt"], _DATA["yt"])
+    metrics = dict(train_loss=train_loss, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}, metrics
+
+
+def _job(args):
+    space, hp, epochs, batch_size = args
+    return train_one(space, hp, epochs, batch_size)
+
+
+def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progress: bool = True) -> Zoo:
+    source = resolve_source(config.source)
+    space = cnn_zoo_space(config.activation, config.channels)
+    hps = [config.sample(i) for i in range(config.n_nets)]
+    jobs = [(space, hp, config.epochs, config.batch_size) for hp in hps]
+    results: list = [None] * len(jobs)
+    bar = tqdm(total=len(jobs), desc=f"training {len(jobs)} {config.activation} CNNs", unit="net",
+               disable=not progress)
+    if workers <= 1:
+        _worker_init(source)
+        for i, job in enumerate(jobs):
+            results[i] = _job(job)
+            bar.update()
+    else:
+        ctx = torch.multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(source,)) as pool:
+            futures = {pool.submit(_job, job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                bar.update()
+    bar.close()
+    params = {k: torch.stack([r[0][k] for r in results]) for k in space.shapes()}
+    meta = pd.DataFrame([{"id": i, **hp, **r[1]} for i, (hp, r) in enumerate(zip(hps, results, strict=True))])
+    meta["split"] = assign_splits(len(meta), seed=config.seed)
+    cfg = asdict(config) | {"source": source}
+    task = {"kind": "classifier", "dataset": source, "n_eval": 2000, "config": cfg}
+    return Zoo(f"cnn-{config.activation}-{source}", space, params, meta, task)
