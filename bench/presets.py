@@ -30,7 +30,7 @@ PRESETS = {
         "smoke",
         zoos=(
             ZooRecipe("inr", dict(n_images=6, fits_per_image=2, steps=150)),
-            ZooRecipe("cnn", dict(activation="relu", n_nets=6, epochs=1, train_fraction=(0.05,))),
+            ZooRecipe("cnn", dict(activation="relu", n_nets=8, epochs=1, train_fraction=(0.05,))),
         ),
         protocols={"pairs": dict(n_pairs=2, lambdas=5),
                    "orbit": dict(n_nets=1, actions=("P", "PS"), eps=(0.0, 0.01), lambdas=5)},

@@ -55,7 +55,7 @@ def fit_inrs(space: WeightSpace, init: Params, images: torch.Tensor, steps: int 
         mse.sum().backward()  # per-network losses are independent: their sum fits each alone
         opt.step()
         if progress is not None:
-            progress.update(len(images) / steps)
+            progress.update()
     with torch.no_grad():
         mse = ((space.forward(params, grid)[..., 0] - target) ** 2).mean(1)
     return {k: v.detach() for k, v in params.items()}, mse
@@ -76,7 +76,9 @@ def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int
     # split by image so that both fits of one image land in the same split
     image_split = assign_splits(len(pick), seed=seed)
     parts, mses = [], []
-    bar = tqdm(total=n, desc=f"fitting {n} INRs", unit="net", disable=not progress)
+    n_chunks = -(-n // chunk)
+    bar = tqdm(total=steps * n_chunks, desc=f"fitting {n} INRs ({n_chunks} stacked chunk(s))", unit="step",
+               disable=not progress)
     for start in range(0, n, chunk):
         idx = slice(start, min(start + chunk, n))
         params, mse = fit_inrs(space, dwsnets_init(space, fit_seeds[idx]), targets[target_of[idx]], steps, lr, bar)

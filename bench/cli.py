@@ -1,0 +1,209 @@
+"""The `bench` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  bench run                                  # the embedded default benchmark (zoos built and cached)
+  bench run --preset smoke                   # seconds: a tiny zoo, for checking an install
+  bench run --methods naive "git-rebasin[init=identity]" --results results/
+  bench run --zoo path/to/my-zoo --protocols pairs
+  bench zoo build inr --images 64 --fits-per-image 2 --out zoos/inr64
+  bench zoo build cnn --activation tanh --nets 16 --epochs 3 --out zoos/cnn-tanh
+  bench zoo import cnnzoo path/to/mnist_cnn_zoo --activation relu --out zoos/cnnzoo-relu
+  bench zoo import dwsnets path/to/mnist-inrs --images path/to/mnist-idx --out zoos/mnist-inr
+  bench zoo info zoos/inr64
+  bench methods                              # registered methods and their hyperparameters
+  bench report                               # leaderboard.md and figures from results/
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="Weight alignment and model merging benchmark.",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) a benchmark", epilog=EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--preset", default="default", help="smoke | default | full (default: default)")
+    run.add_argument("--methods", nargs="+", help="method specs, e.g. naive 'git-rebasin[max_sweeps=10]'"
+                                                  " (default: every registered method)")
+    run.add_argument("--zoo", nargs="+", type=Path, help="run on these stored zoo directories instead of the preset's")
+    run.add_argument("--protocols", nargs="+", help="subset of the preset's protocols")
+    run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
+    run.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
+    run.add_argument("--workers", type=int, default=2, help="processes for building CNN zoos (default: 2)")
+    run.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    run.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+    run.add_argument("--no-mlflow", action="store_true", help="do not mirror results to MLflow")
+    run.add_argument("--no-report", action="store_true", help="do not rewrite the leaderboard and figures")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    rep = sub.add_parser("report", help="leaderboard and figures from the results table")
+    rep.add_argument("--results", type=Path, default=Path("results"))
+
+    sub.add_parser("methods", help="list registered methods and their hyperparameters")
+
+    zoo = sub.add_parser("zoo", help="build, import or inspect zoos").add_subparsers(dest="zoo_command", required=True)
+    build = zoo.add_parser("build", help="generate a zoo").add_subparsers(dest="kind", required=True)
+    inr = build.add_parser("inr", help="SIRENs fitted to 28x28 images")
+    inr.add_argument("--images", type=int, default=64, help="number of images (default: 64)")
+    inr.add_argument("--fits-per-image", type=int, default=2, help="independent fits per image (default: 2)")
+    inr.add_argument("--steps", type=int, default=1000)
+    inr.add_argument("--lr", type=float, default=5e-3)
+    inr.add_argument("--hidden", type=int, default=32, help="hidden width (default: 32)")
+    inr.add_argument("--depth", type=int, default=2, help="hidden layers (default: 2)")
+    cnn = build.add_parser("cnn", help="Unterthiner CNN Zoo nets trained on the data")
+    cnn.add_argument("--activation", default="relu", choices=("relu", "tanh"))
+    cnn.add_argument("--nets", type=int, default=16)
+    cnn.add_argument("--epochs", type=int, default=3)
+    cnn.add_argument("--channels", type=int, default=16, help="channels per conv (width; default: 16)")
+    cnn.add_argument("--train-fraction", type=float, nargs="+", default=[0.1, 0.25])
+    cnn.add_argument("--workers", type=int, default=2)
+    for b in (inr, cnn):
+        b.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
+        b.add_argument("--seed", type=int, default=0)
+        b.add_argument("--out", type=Path, required=True, help="output zoo directory")
+        b.add_argument("--quiet", action="store_true")
+    imp = zoo.add_parser("import", help="read a published zoo format into our format")
+    imp.add_argument("format", choices=("dwsnets", "nfn", "cnnzoo"))
+    imp.add_argument("path", type=Path)
+    imp.add_argument("--images", type=Path, help="IDX directory with the INRs' source images (dwsnets, nfn)")
+    imp.add_argument("--activation", help="cnnzoo: keep networks with this activation")
+    imp.add_argument("--out", type=Path, required=True)
+    info = zoo.add_parser("info", help="summarise a stored zoo")
+    info.add_argument("path", type=Path)
+    return p
+
+
+def _header(argv: list[str]) -> list[str]:
+    from bench.results import git_commit
+
+    return [f"Produced by `bench {' '.join(argv)}` at commit `{git_commit()[:12]}`."]
+
+
+def _run(args, argv) -> int:
+    from bench.presets import PRESETS, Benchmark, ZooRecipe
+    from bench.runner import RunOptions, run_benchmark
+
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r} (known: {', '.join(PRESETS)})")
+    bench = PRESETS[args.preset]
+    if args.zoo:
+        for path in args.zoo:
+            from zoos.zoo import load_zoo
+
+            load_zoo(path)  # validate before any work
+        bench = Benchmark(bench.name, tuple(ZooRecipe("path", {"path": str(p)}) for p in args.zoo), bench.protocols,
+                          bench.methods, bench.seed)
+    if args.protocols:
+        unknown = set(args.protocols) - set(bench.protocols)
+        if unknown:
+            raise ValueError(f"protocol(s) {', '.join(sorted(unknown))} not in preset {bench.name}"
+                             f" (has: {', '.join(bench.protocols)})")
+        bench = Benchmark(bench.name, bench.zoos, {k: v for k, v in bench.protocols.items() if k in args.protocols},
+                          bench.methods, bench.seed)
+    if args.seed is not None:
+        bench = Benchmark(bench.name, bench.zoos, bench.protocols, bench.methods, args.seed)
+    if args.data not in ("auto", "fashion-mnist", "digits") and not Path(args.data).exists():
+        raise ValueError(f"{args.data}: dataset path does not exist")
+    opts = RunOptions(results=args.results, data=args.data, workers=args.workers, threads=args.threads,
+                      progress=not args.quiet)
+    counts = run_benchmark(bench, args.methods, opts)
+    print(f"units: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
+    _finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report)
+    return 1 if counts["failed"] else 0
+
+
+def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True) -> None:
+    from bench.report import write_report
+    from bench.results import ResultStore
+
+    if mirror:
+        from bench.tracking import mirror as mirror_to_mlflow
+
+        try:
+            new = mirror_to_mlflow(ResultStore(results).table(), results_dir=results)
+            print(f"mlflow: {len(new)} new run(s) mirrored")
+        except Exception as error:  # the Parquet table is the source of truth; MLflow is a mirror
+            print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
+    if report:
+        for path in write_report(results, _header(argv)):
+            print(f"wrote {path}")
+
+
+def _zoo(args) -> int:
+    from zoos.zoo import load_zoo, save_zoo
+
+    if args.zoo_command == "info":
+        zoo = load_zoo(args.path)
+        print(f"{zoo.name}: {len(zoo)} networks of {zoo.space.name} ({zoo.space.n_params} parameters), "
+              f"task {zoo.task.get('kind')}, splits {zoo.meta['split'].value_counts().to_dict()}")
+        numeric = zoo.meta.select_dtypes("number").drop(columns=["id"], errors="ignore")
+        print(numeric.describe().T[["mean", "min", "max"]].to_string())
+        return 0
+    if args.zoo_command == "import":
+        from zoos import formats
+
+        if args.format == "dwsnets":
+            zoo = formats.load_dwsnets_inrs(args.path, images=args.images)
+        elif args.format == "nfn":
+            zoo = formats.load_nfn_sirens(args.path, images=args.images)
+        else:
+            zoo = formats.load_cnn_zoo(args.path, activation=args.activation)
+    elif args.kind == "inr":
+        from zoos.inr import build_inr_zoo
+
+        zoo = build_inr_zoo(args.data, args.images, args.fits_per_image, args.steps, args.lr, args.hidden,
+                            args.depth, args.seed, progress=not args.quiet)
+    else:
+        from zoos.cnn import CnnZooConfig, build_cnn_zoo
+
+        config = CnnZooConfig(activation=args.activation, n_nets=args.nets, epochs=args.epochs,
+                              channels=args.channels, train_fraction=tuple(args.train_fraction), source=args.data,
+                              seed=args.seed)
+        zoo = build_cnn_zoo(config, workers=args.workers, progress=not getattr(args, "quiet", False))
+    save_zoo(zoo, args.out)
+    print(f"wrote {args.out}: {len(zoo)} networks of {zoo.space.name}")
+    return 0
+
+
+def _methods() -> int:
+    from methods import METHODS
+
+    for name, cls in METHODS.items():
+        hp = ", ".join(f"{k}={h.default!r} ({h.kind})" for k, h in cls.search_space.items()) or "no hyperparameters"
+        print(f"{name:20s} {'exact' if cls.exact else 'learned'}  {hp}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    from methods import UnknownMethod
+    from zoos.data import DataError
+    from zoos.space import SpecError
+    from zoos.zoo import ZooError
+
+    try:
+        if args.command == "run":
+            return _run(args, argv)
+        if args.command == "report":
+            _finish(args.results, argv, mirror=False)
+            return 0
+        if args.command == "methods":
+            return _methods()
+        return _zoo(args)
+    except (ZooError, DataError, SpecError, UnknownMethod, ValueError, FileNotFoundError) as error:
+        print(f"bench: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

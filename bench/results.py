@@ -1,0 +1,276 @@
+"""The results table: long-format rows in Parquet parts, appended atomically, read back as one DataFrame.
+
+Every unit of work (one pair, one orbit sample, one merge) becomes one row dict. A `ResultStore` keeps
+them under `<root>/rows/` as immutable part files; each `append` writes exactly one new part to a
+hidden temp name in the same directory, fsyncs it and renames it into place, so concurrent writers
+(several processes or machines on one filesystem) never collide and a killed writer never leaves a
+half-written part where readers look. Reading unions the parts' columns (protocols produce
+different column sets; missing cells are NaN/None) and keeps the latest row of each unit key, which
+is also what a resumed run uses to skip finished units (`done_keys`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PART_PREFIX = "part-"
+TMP_PREFIX = ".tmp-"  # readers glob `part-*.parquet`, so temp files are never seen
+STALE_TMP_S = 3600.0  # a temp file this old belongs to a dead writer (a live one renames within seconds)
+
+# Leading columns of `table()`, in this order; the rest follow alphabetically.
+ID_COLUMNS = ("key", "run_id", "method", "variant", "zoo", "zoo_hash", "protocol", "unit", "action", "eps", "seed")
+SORT_COLUMNS = ("zoo", "protocol", "action", "eps", "variant", "unit", "seed", "run_id", "key")
+
+_counter = itertools.count()
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@functools.cache
+def git_commit() -> str:
+    """HEAD of the repository this file lives in, or 'unknown' (no git, not a checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def environment() -> dict:
+    """The env_* columns every row carries: versions, threads, commit, machine."""
+    import torch  # lazy: readers of the table need no torch
+
+    return {
+        "env_python": platform.python_version(),
+        "env_torch": torch.__version__,
+        "env_numpy": np.__version__,
+        "env_threads": torch.get_num_threads(),
+        "env_git": git_commit(),
+        "env_hostname": socket.gethostname(),
+        "env_platform": platform.platform(),
+    }
+
+
+def normalise_spec(spec: str) -> str:
+    """'git-rebasin[ seed=1,max_sweeps=10 ]' -> 'git-rebasin[max_sweeps=10,seed=1]' (keys sorted, no blanks)."""
+    from methods import parse_method  # lazy: the registry imports torch and every method
+
+    name, params = parse_method(spec)
+    return name + (f"[{','.join(f'{k}={params[k]}' for k in sorted(params))}]" if params else "")
+
+
+def _jsonable(value):
+    """Plain JSON values for hashing: numpy/torch scalars and arrays, tuples, sets, paths."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
+        return _jsonable(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def unit_key(**parts) -> str:
+    """Stable 16-hex key of a unit of work (method spec, hyperparameters, zoo hash, protocol, unit, seed...).
+
+    The hash is over canonical JSON (sorted keys, fixed separators), so it does not depend on
+    argument order, dict order or the spelling of the method spec (`method` and `variant` parts
+    are normalised).
+    """
+    canon = _jsonable(parts)
+    for name in ("method", "variant"):
+        if isinstance(canon.get(name), str):
+            canon[name] = normalise_spec(canon[name])
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """DataFrame -> Arrow; a column of mixed Python types (rare: a hyperparameter that is an int in one
+    row and a string in another) is stored as strings rather than failing the whole append."""
+    arrays, names = [], []
+    for col in frame.columns:
+        values = frame[col]
+        try:
+            arr = pa.Array.from_pandas(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            arr = pa.array([None if is_missing(v) else str(v) for v in values], type=pa.string())
+        arrays.append(arr)
+        names.append(str(col))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def from_arrow(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> DataFrame with list columns as Python lists (Arrow hands back numpy arrays)."""
+    frame = table.to_pandas()
+    for field in table.schema:
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+            frame[field.name] = pd.Series(table.column(field.name).to_pylist(), index=frame.index, dtype=object)
+    return frame
+
+
+def _write_atomic(table: pa.Table, final: Path) -> None:
+    """Write to a temp name in the target directory, fsync, rename: the part appears whole or not at all."""
+    tmp = final.with_name(f"{TMP_PREFIX}{final.name}.{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable; not every platform lets us open a directory
+        fd = os.open(final.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _dedupe_and_sort(frame: pd.DataFrame) -> pd.DataFrame:
+    """Keep the last row of each key (rows are in part order, so the latest write wins), sort stably."""
+    if "key" in frame.columns:
+        keyed = frame["key"].notna()
+        latest = ~frame.duplicated("key", keep="last") | ~keyed
+        frame = frame[latest]
+    by = [c for c in SORT_COLUMNS if c in frame.columns]
+    if by and len(frame):
+        frame = frame.sort_values(by, kind="mergesort", na_position="last")
+    return frame.reset_index(drop=True)
+
+
+class ResultStore:
+    """Append-only Parquet parts under `<root>/rows/`; `table()` reads them as one deduplicated DataFrame."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.rows_dir = self.root / "rows"
+        self.rows_dir.mkdir(parents=True, exist_ok=True)
+        self.clean_stale()
+
+    def parts(self) -> list[Path]:
+        """Finished part files, oldest first (names start with a UTC timestamp)."""
+        return sorted(self.rows_dir.glob(f"{PART_PREFIX}*.parquet"))
+
+    def clean_stale(self, max_age_s: float = STALE_TMP_S) -> int:
+        """Remove temp files left by killed writers; returns how many."""
+        removed, now = 0, time.time()
+        for tmp in self.rows_dir.glob(f"{TMP_PREFIX}*"):
+            try:
+                if now - tmp.stat().st_mtime > max_age_s:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:  # another process cleaned or renamed it
+                pass
+        return removed
+
+    def _new_part_name(self) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        return self.rows_dir / f"{PART_PREFIX}{stamp}-{os.getpid()}-{next(_counter):06d}.parquet"
+
+    def append(self, rows: Iterable[Mapping] | pd.DataFrame) -> Path | None:
+        """Write `rows` as one new part (atomically). Rows lacking `time` get the current UTC time."""
+        frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame([dict(r) for r in rows])
+        if frame.empty:
+            return None
+        if "time" not in frame.columns:
+            frame["time"] = utc_now()
+        else:
+            frame["time"] = frame["time"].where(frame["time"].notna(), utc_now())
+        path = self._new_part_name()
+        _write_atomic(to_arrow(frame.reset_index(drop=True)), path)
+        return path
+
+    def _read(self, parts: list[Path], columns: list[str] | None = None) -> pd.DataFrame:
+        tables = []
+        for part in parts:
+            try:
+                if columns is None:
+                    tables.append(pq.read_table(part))
+                else:
+                    present = set(pq.read_schema(part).names)
+                    tables.append(pq.read_table(part, columns=[c for c in columns if c in present]))
+            except FileNotFoundError:  # removed by a concurrent compact(); its rows are in the merged part
+                continue
+        if not tables:
+            return pd.DataFrame()
+        try:
+            merged = pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # incompatible types for one column across parts (e.g. bool vs string): let pandas take objects
+            return pd.concat([from_arrow(t) for t in tables], ignore_index=True)
+        return from_arrow(merged)
+
+    def table(self) -> pd.DataFrame:
+        """All rows: columns unioned, one row per key (the latest), deterministically ordered."""
+        frame = _dedupe_and_sort(self._read(self.parts()))
+        lead = [c for c in ID_COLUMNS if c in frame.columns]
+        rest = sorted(c for c in frame.columns if c not in lead)
+        return frame[lead + rest]
+
+    def done_keys(self) -> set[str]:
+        """Keys whose latest row recorded no error: a resumed run skips these units."""
+        frame = self._read(self.parts(), columns=["key", "error"])
+        if "key" not in frame.columns:
+            return set()
+        frame = _dedupe_and_sort(frame[frame["key"].notna()])
+        ok = frame["error"].map(is_missing) if "error" in frame.columns else pd.Series(True, index=frame.index)
+        return set(frame.loc[ok, "key"].astype(str))
+
+    def compact(self) -> Path | None:
+        """Merge the current parts into one (atomically), then delete them.
+
+        The merged part takes the newest merged part's name plus a suffix, so it sorts before any
+        part appended meanwhile: "latest wins" still holds for concurrent appends. Readers racing
+        with the deletions see duplicates, which `table()` drops.
+        """
+        parts = self.parts()
+        if len(parts) <= 1:
+            return parts[0] if parts else None
+        frame = self._read(parts)
+        if "key" in frame.columns:
+            frame = frame[~frame.duplicated("key", keep="last") | frame["key"].isna()]
+        merged = parts[-1].with_name(parts[-1].stem + "-c.parquet")
+        _write_atomic(to_arrow(frame.reset_index(drop=True)), merged)
+        for part in parts:
+            if part != merged:
+                part.unlink(missing_ok=True)
+        return merged

@@ -1,0 +1,200 @@
+"""MLflow mirror of the results table (Parquet stays the source of truth).
+
+One MLflow run per (run_id, variant, zoo, protocol) group: the method and its hyperparameters as
+params, mean and std of every numeric metric over the group's units as metrics, and the group's rows
+as a Parquet artifact. Mirroring is idempotent: each run is tagged with a key of its group and of
+the group's unit keys, and a group whose content is already mirrored is skipped. When a group grew
+(a resumed run added units) the new run replaces the old one, which is deleted.
+
+Default backend: `sqlite:///<results>/mlflow.db` with artifacts in `<results>/mlruns` (MLflow 3
+refuses a plain file store unless forced); `MLFLOW_TRACKING_URI` points the mirror elsewhere.
+mlflow is imported inside the functions: importing it takes seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from bench.results import is_missing, to_arrow
+
+GROUP_COLUMNS = ("run_id", "variant", "zoo", "protocol")
+# numeric columns that describe a unit rather than measure it
+NOT_METRICS = {"seed", "eps"}
+GROUP_TAG, CONTENT_TAG = "bench.group_key", "bench.content_key"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence MLflow's and alembic's INFO chatter and warnings while mirroring."""
+    import mlflow  # noqa: F401  (importing mlflow configures its logger: adjust it afterwards)
+
+    names = ("mlflow", "alembic", "sqlalchemy")
+    levels = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def resolve_uri(tracking_uri: str | None = None, results_dir: str | os.PathLike = "results") -> str:
+    """Explicit URI, else `MLFLOW_TRACKING_URI`, else sqlite in the results directory."""
+    if tracking_uri:
+        return tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = Path(results_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a sqlite backend go to `mlruns/` beside the database; a server picks its own."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    return (db.parent / "mlruns").resolve().as_uri()
+
+
+def _text(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _key(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _metric_name(name: str) -> str:
+    return re.sub(r"[^\w.\- /]", "_", name)
+
+
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """Numeric columns that measure something (not seed/eps, hyperparameters or environment)."""
+    return [c for c in table.columns
+            if c not in NOT_METRICS and not c.startswith(("p_", "env_"))
+            and pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
+
+
+def group_metrics(rows: pd.DataFrame) -> dict[str, float]:
+    """mean/std of every metric over the units; for the orbit protocol also per (action, eps)."""
+    cols = metric_columns(rows)
+    ok = rows[rows["error"].map(is_missing)] if "error" in rows.columns else rows
+    out = {"n_units": float(len(ok)), "n_errors": float(len(rows) - len(ok))}
+    subsets = [("", ok)]
+    if "action" in ok.columns and "eps" in ok.columns:
+        for (action, eps), sub in ok.groupby(["action", "eps"], dropna=True, sort=True):
+            subsets.append((f"{action}/eps_{eps:g}/", sub))
+    for prefix, sub in subsets:
+        for c in cols:
+            values = pd.to_numeric(sub[c], errors="coerce")
+            for stat, v in (("mean", values.mean()), ("std", values.std())):
+                if pd.notna(v):
+                    out[_metric_name(f"{prefix}{c}_{stat}")] = float(v)
+    return out
+
+
+def _existing(client, experiment_id: str) -> tuple[set[str], dict[str, list[str]]]:
+    """Content keys of finished mirror runs, and run ids per group key."""
+    done, by_group, token = set(), {}, None
+    while True:
+        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
+        for run in page:
+            tags = run.data.tags
+            if GROUP_TAG in tags:
+                by_group.setdefault(tags[GROUP_TAG], []).append(run.info.run_id)
+                if run.info.status == "FINISHED":
+                    done.add(tags.get(CONTENT_TAG, ""))
+        token = page.token
+        if not token:
+            return done, by_group
+
+
+def _experiment_id(client, name: str, artifact_location: str | None) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
+
+
+def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = "rebasin-bench",
+           results_dir: str | os.PathLike = "results") -> list[str]:
+    """Log each not-yet-mirrored group of `table` as one MLflow run; returns the new MLflow run ids."""
+    if table.empty:
+        return []
+    with _quiet():
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric, Param
+
+        uri = resolve_uri(tracking_uri, results_dir)
+        client = MlflowClient(tracking_uri=uri)
+        exp_id = _experiment_id(client, experiment, artifact_root(uri))
+        done, by_group = _existing(client, exp_id)
+
+        table = table.copy()
+        for c in GROUP_COLUMNS:
+            if c not in table.columns:
+                table[c] = None
+        new_runs = []
+        for ident, rows in table.groupby(list(GROUP_COLUMNS), dropna=False, sort=True):
+            ident = dict(zip(GROUP_COLUMNS, map(_text, ident), strict=True))
+            group_key = _key(ident)
+            units = sorted(map(_text, rows["key"])) if "key" in rows.columns else [str(len(rows))]
+            content_key = _key([group_key, units])
+            if content_key in done:
+                continue
+            first = rows.iloc[0]
+            params = {c: _text(first.get(c)) for c in ("method", "variant", "zoo", "protocol")}
+            params.update({c: _text(rows[c].dropna().iloc[0]) if rows[c].notna().any() else ""
+                           for c in sorted(rows.columns) if c.startswith("p_")})
+            tags = {GROUP_TAG: group_key, CONTENT_TAG: content_key, "bench.run_id": ident["run_id"],
+                    **{f"bench.{c}": ident[c] for c in ("variant", "zoo", "protocol")}}
+            if "zoo_hash" in rows.columns:
+                tags["bench.zoo_hash"] = _text(first["zoo_hash"])
+            if "env_git" in rows.columns:
+                tags["bench.git_commit"] = _text(first["env_git"])
+            name = f"{ident['variant']} {ident['zoo']} {ident['protocol']}"
+            run = client.create_run(exp_id, tags=tags, run_name=name)
+            rid = run.info.run_id
+            try:
+                # MLflow caps a batch at 100 params and 1000 metrics
+                plist = [Param(_metric_name(k), v[:6000]) for k, v in params.items()]
+                for i in range(0, len(plist), 100):
+                    client.log_batch(rid, params=plist[i:i + 100])
+                now = int(time.time() * 1000)
+                mlist = [Metric(k, v, now, 0) for k, v in group_metrics(rows).items()]
+                for i in range(0, len(mlist), 1000):
+                    client.log_batch(rid, metrics=mlist[i:i + 1000])
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "rows.parquet"
+                    pq.write_table(to_arrow(rows.reset_index(drop=True)), path)
+                    client.log_artifact(rid, str(path))
+            except BaseException:
+                client.set_terminated(rid, status="FAILED")
+                raise
+            client.set_terminated(rid, status="FINISHED")
+            # the group grew since it was last mirrored: the older, smaller runs are superseded
+            for old in by_group.get(group_key, []):
+                client.delete_run(old)
+            new_runs.append(rid)
+        return new_runs
