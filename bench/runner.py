@@ -95,8 +95,8 @@ def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunO
                         counts["failed"] += len(rows)
                     common = {"run_id": run_id, "method": parse_method(spec)[0], "variant": _variant(spec),
                               "zoo": zoo.name, "zoo_hash": zoo_hash, "protocol": proto_name, "seed": bench.seed,
-                              "fit_s": fit_s, "time": utc_now(), **{f"p_{k}": v for k, v in method.hp.items()},
-                              **env}
+                              "fit_s": fit_s, "time": utc_now(), "error": None,
+                              **{f"p_{k}": v for k, v in method.hp.items()}, **env}
                     store.append([{**common, **row, "key": key} for (key, _), row in zip(batch, rows, strict=True)])
                     bar.update(len(batch))
                 bar.close()

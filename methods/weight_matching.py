@@ -126,7 +126,8 @@ class WeightMatching(Aligner):
         for i in range(next(iter(others.values())).shape[0]):
             b = select(others, i)
             perms, signs, n = weight_matching(self.space, a, {k: v[0] for k, v in b.items()}, signed=self.signed,
-                                              max_sweeps=self.hp["max_sweeps"], generator=generator, init=self.hp["init"])
+                                              max_sweeps=self.hp["max_sweeps"], generator=generator,
+                                              init=self.hp["init"])
             out.append(apply_matching(self.space, b, perms, signs))
             sweeps.append(n)
         self.info = {"sweeps": float(np.mean(sweeps))}

@@ -71,11 +71,13 @@ class WeightSpace:
     def __post_init__(self):
         for i, layer in enumerate(self.layers):
             if layer.act not in ACTIVATIONS:
-                raise SpecError(f"layer {layer.name}: unknown activation {layer.act!r} (known: {', '.join(ACTIVATIONS)})")
+                known = ", ".join(ACTIVATIONS)
+                raise SpecError(f"layer {layer.name}: unknown activation {layer.act!r} (known: {known})")
             if layer.kind not in ("linear", "conv"):
                 raise SpecError(f"layer {layer.name}: unknown kind {layer.kind!r}")
             if i and self.layers[i - 1].n_out != layer.n_in:
-                raise SpecError(f"layer {layer.name}: takes {layer.n_in} inputs, previous gives {self.layers[i - 1].n_out}")
+                raise SpecError(f"layer {layer.name}: takes {layer.n_in} inputs,"
+                                f" previous gives {self.layers[i - 1].n_out}")
         axes, sizes, groups = {}, {}, {}
         previous = None
         for i, layer in enumerate(self.layers):

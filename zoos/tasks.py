@@ -139,7 +139,8 @@ class ClassifierTask(Task):
         x, y = self._train
         logits = self.space.forward(params, x)
         m = logits.shape[0]
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(m), reduction="none").reshape(m, -1).mean(1)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(m), reduction="none")
+        return loss.reshape(m, -1).mean(1)
 
     def score(self, outputs, target):
         labels = self._eval[1]

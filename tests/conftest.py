@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from zoos.space import cnn_zoo_space, mlp_space, siren_space
+
+torch.set_num_threads(1)
+
+
+def random_params(space, n=1, seed=0, scale=0.3):
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(n, *s, generator=g) * scale for k, s in space.shapes().items()}
+
+
+SPACES = {
+    "siren": siren_space(),
+    "mlp-relu": mlp_space([6, 12, 10, 4], "relu"),
+    "mlp-tanh": mlp_space([6, 12, 10, 8, 4], "tanh"),
+    "cnn-relu": cnn_zoo_space("relu"),
+    "cnn-tanh": cnn_zoo_space("tanh"),
+}
+
+
+@pytest.fixture(params=list(SPACES))
+def space(request):
+    return SPACES[request.param]
+
+
+@pytest.fixture(scope="session")
+def tiny_inr_zoo(tmp_path_factory):
+    """A small real INR zoo (digits, 10 images x 2 fits) stored on disk."""
+    from zoos.inr import build_inr_zoo
+    from zoos.zoo import save_zoo
+
+    zoo = build_inr_zoo("digits", n_images=10, fits_per_image=2, steps=200, progress=False)
+    return save_zoo(zoo, tmp_path_factory.mktemp("zoo") / "inr")

@@ -1,0 +1,102 @@
+"""The CLI end to end on a tiny zoo: rows, resume after SIGKILL, clear errors on bad input."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.results import ResultStore
+
+VOLATILE = ["run_id", "time", "align_s", "fit_s", "i_sweeps"]
+
+
+def bench(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, **kw)
+
+
+def _rows(results):
+    t = ResultStore(results).table()
+    keep = [c for c in t.columns if c not in VOLATILE and not c.startswith("env_")]
+    return t[keep].sort_values("key").reset_index(drop=True)
+
+
+RUN = ["run", "--preset", "smoke", "--methods", "naive", "git-rebasin", "--no-mlflow", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_inr_zoo, tmp_path_factory):
+    results = tmp_path_factory.mktemp("ref")
+    done = bench(*RUN, "--zoo", str(tiny_inr_zoo), "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    return results
+
+
+def test_run_writes_rows_and_report(reference):
+    rows = _rows(reference)
+    assert len(rows) == 2 * (2 + 4)  # 2 methods x (2 pairs + 1 net x 2 actions x 2 eps)
+    assert rows.key.is_unique and rows.error.isna().all()
+    planted = rows[(rows.protocol == "orbit") & (rows.variant == "git-rebasin") & (rows.action == "P")]
+    assert (planted.loss_barrier.abs() < 1e-6).all() and (planted.recovered == 1).all()
+    assert (rows.deviation < 1e-4).all()
+    assert (reference / "leaderboard.md").read_text().count("git-rebasin") >= 2
+    assert (reference / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_skips_everything(reference, tiny_inr_zoo):
+    before = len(ResultStore(reference).parts())
+    again = bench(*RUN, "--zoo", str(tiny_inr_zoo), "--results", str(reference), "--no-report")
+    assert again.returncode == 0 and "0 run, 12 already done" in again.stdout
+    assert len(ResultStore(reference).parts()) == before
+
+
+def test_killed_run_resumes_to_the_same_rows(reference, tiny_inr_zoo, tmp_path):
+    rows_dir = tmp_path / "rows"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *RUN, "--zoo", str(tiny_inr_zoo),
+                             "--results", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (rows_dir.exists() and any(rows_dir.glob("part-*.parquet"))):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(ResultStore(tmp_path).table())
+    assert 0 < partial < 12 or partial == 12  # killed somewhere after the first part
+    resumed = bench(*RUN, "--zoo", str(tiny_inr_zoo), "--results", str(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{partial} already done" in resumed.stdout
+    pd.testing.assert_frame_equal(_rows(tmp_path), _rows(reference))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--methods", "no-such-method"], "unknown method 'no-such-method'"),
+    (["run", "--methods", "git-rebasin[bogus=1]"], "unknown hyperparameter"),
+    (["run", "--data", "/no/such/dir"], "/no/such/dir"),
+    (["zoo", "build", "inr", "--data", "/no/such/idx", "--out", "x"], "/no/such/idx"),
+    (["run", "--zoo", "/no/such/zoo"], "/no/such/zoo"),
+    (["run", "--preset", "huge"], "unknown preset"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle, tmp_path):
+    out = bench(*args, "--results", str(tmp_path)) if args[0] == "run" else bench(*args, cwd=tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], out.stderr
+    assert not (tmp_path / "rows").exists() or not any((tmp_path / "rows").iterdir())
+
+
+def test_nan_and_wrong_shape_zoos_are_refused(tiny_inr_zoo, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    for name, mutate in [("nan", lambda t: t["seq.0.weight"].__setitem__((0, 0, 0), float("nan"))),
+                         ("shape", lambda t: t.__setitem__("seq.1.weight", torch.zeros(12, 5, 5)))]:
+        bad = tmp_path / name
+        subprocess.run(["cp", "-r", str(tiny_inr_zoo), str(bad)], check=True)
+        tensors = load_file(bad / "weights.safetensors")
+        mutate(tensors)
+        save_file(tensors, bad / "weights.safetensors")
+        out = bench("run", "--zoo", str(bad), "--results", str(tmp_path / "res"), "--quiet")
+        assert out.returncode == 2 and "weights.safetensors" in out.stderr and len(out.stderr.splitlines()) == 1
+        assert not (tmp_path / "res" / "rows").exists() or not any((tmp_path / "res" / "rows").iterdir())

@@ -1,0 +1,108 @@
+"""Zoo generators, storage and data loading."""
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import random_params
+from zoos.cnn import CnnZooConfig, CnnZooNet, build_cnn_zoo
+from zoos.data import DataError, load_images, read_idx
+from zoos.inr import dwsnets_init, fit_inrs
+from zoos.space import siren_space
+from zoos.tasks import make_task
+from zoos.zoo import Zoo, ZooError, load_zoo, save_zoo
+
+
+def test_stacked_fitting_equals_separate_fits():
+    space = siren_space()
+    images, _ = load_images("digits")
+    init = dwsnets_init(space, [11, 12, 13])
+    together, mse = fit_inrs(space, init, images[:3], steps=30)
+    for i in range(3):
+        alone, mse_i = fit_inrs(space, {k: v[i : i + 1] for k, v in init.items()}, images[i : i + 1], steps=30)
+        for k in alone:
+            assert torch.allclose(alone[k][0], together[k][i], atol=1e-5)
+        assert torch.allclose(mse_i, mse[i : i + 1], rtol=1e-4)
+
+
+def test_inr_zoo_fits_images_and_pairs_share_targets(tiny_inr_zoo):
+    zoo = load_zoo(tiny_inr_zoo)
+    assert len(zoo) == 20 and zoo.task["kind"] == "inr"
+    psnr = make_task(zoo).evaluate(zoo.params, torch.tensor(zoo.meta.target.to_numpy()))["psnr"]
+    assert torch.allclose(psnr, torch.tensor(zoo.meta.psnr.values), atol=1e-3)
+    random = dwsnets_init(zoo.space, [0])
+    random_psnr = make_task(zoo).evaluate(random, torch.tensor([0]))["psnr"]
+    assert psnr.mean() > random_psnr.item() + 5
+    # two independent fits of each image, kept in one split, with different weights
+    for _, group in zoo.meta.groupby("target"):
+        assert len(group) == 2 and group.split.nunique() == 1
+        a, b = group.index
+        assert not torch.equal(zoo.params["seq.0.weight"][a], zoo.params["seq.0.weight"][b])
+
+
+def test_inr_init_depends_only_on_seed():
+    space = siren_space()
+    assert torch.equal(dwsnets_init(space, [5, 6])["seq.1.weight"][1], dwsnets_init(space, [6])["seq.1.weight"][0])
+    assert dwsnets_init(space, [5])["seq.0.bias"].abs().max() == 0
+
+
+def test_cnn_zoo_trains_and_module_matches_functional_forward():
+    config = CnnZooConfig(activation="tanh", n_nets=2, epochs=2, train_fraction=(1.0,), batch_size=32, lr=(5e-3, 1e-2),
+                           source="digits")
+    zoo = build_cnn_zoo(config, workers=1, progress=False)
+    assert (zoo.meta.test_accuracy > 0.3).all()  # 10 classes: chance is 0.1
+    assert zoo.meta.lr.nunique() == 2  # hyperparameters vary across the zoo
+    net = CnnZooNet(zoo.space)
+    net.load_state_dict({k: v[1] for k, v in zoo.params.items()})
+    net.eval()
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(net(x), zoo.space.forward(zoo.params, x)[1], atol=1e-5)
+    task = make_task(zoo)
+    acc = task.evaluate(zoo.params)["acc"]
+    assert (acc > 0.3).all()
+
+
+def test_zoo_roundtrip_and_hostile_files(tmp_path, tiny_inr_zoo):
+    zoo = load_zoo(tiny_inr_zoo)
+    path = save_zoo(zoo, tmp_path / "copy")
+    again = load_zoo(path)
+    assert all(torch.equal(again.params[k], zoo.params[k]) for k in zoo.params)
+    assert again.content_hash() == zoo.content_hash()
+    (path / "weights.safetensors").write_bytes((path / "weights.safetensors").read_bytes()[:100])
+    with pytest.raises(ZooError, match="weights.safetensors"):
+        load_zoo(path)
+    with pytest.raises(ZooError, match="no such zoo"):
+        load_zoo(tmp_path / "nothing")
+
+
+def test_zoo_rejects_inconsistent_content():
+    space = siren_space()
+    params = random_params(space, n=3)
+    import pandas as pd
+
+    with pytest.raises(ZooError, match="metadata has 2 rows"):
+        Zoo("z", space, params, pd.DataFrame({"id": [0, 1]}), {"kind": "classifier"})
+    with pytest.raises(ZooError, match="target"):
+        Zoo("z", space, params, pd.DataFrame({"id": [0, 1, 2], "target": [0, 1, 5]}), {"kind": "inr"},
+            torch.zeros(2, 28, 28))
+
+
+def test_idx_reader(tmp_path):
+    data = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    raw = bytes([0, 0, 8, 3]) + np.array([2, 3, 4], ">u4").tobytes() + data.tobytes()
+    (tmp_path / "x.gz").write_bytes(gzip.compress(raw))
+    assert np.array_equal(read_idx(tmp_path / "x.gz"), data)
+    (tmp_path / "bad").write_bytes(raw[:-3])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(tmp_path / "bad")
+    with pytest.raises(DataError, match="does not exist"):
+        load_images(str(tmp_path / "missing"))
+
+
+def test_digits_split_is_disjoint_and_28px():
+    train, _ = load_images("digits", "train")
+    test, _ = load_images("digits", "test")
+    assert train.shape[1:] == (28, 28) and len(train) + len(test) == 1797
+    assert 0 <= train.min() and train.max() <= 1

@@ -1,0 +1,464 @@
+"""Readers for the model zoos other papers published, turned into our `Zoo`.
+
+- `load_dwsnets_inrs`: DWSNets' MNIST-INR / FMNIST-INR SIRENs (also what NFN, ScaleGMN use).
+- `load_nfn_sirens`: NFN's own SIREN zoos (`siren_{mnist,fashion}_wts`), converted to our SIREN.
+- `load_cnn_zoo`: Unterthiner et al.'s Small CNN Zoo (`weights.npy`, `layout.csv`, `metrics.csv.gz`).
+
+Safety: `.pth` files are read with `torch.load(weights_only=True)` (tensors and plain containers
+only, never arbitrary pickled objects) and `.npy` files with `allow_pickle=False`. Every malformed
+input raises `ZooError` with a one-line message that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import random
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from zoos.data import DataError, load_images
+from zoos.space import Params, SpecError, cnn_zoo_space, siren_space
+from zoos.zoo import SPLITS, Zoo, ZooError
+
+# DWSNets: one directory per image, its name ending "_{label}_{index}" (mnist_png_training_3_123)
+_DWS_DIR = re.compile(r"^.*_(\d+)_(\d+)$")
+_DWS_KEYS = ("seq.0.weight", "seq.0.bias", "seq.1.weight", "seq.1.bias", "seq.2.weight", "seq.2.bias")
+# NFN SIRENs: net.{0,1}.linear.* are sine layers, net.2.* the linear output layer
+_NFN_KEYS = {"net.0.linear.weight": "seq.0.weight", "net.0.linear.bias": "seq.0.bias",
+             "net.1.linear.weight": "seq.1.weight", "net.1.linear.bias": "seq.1.bias",
+             "net.2.weight": "seq.2.weight", "net.2.bias": "seq.2.bias"}
+_CNN_ACTIVATIONS = ("relu", "tanh")
+
+
+def _fail(path, problem) -> ZooError:
+    # one line whatever the nested error says (torch's and pandas' messages span several lines)
+    return ZooError(f"{path}: {' '.join(str(problem).split())}")
+
+
+# ---- safe .pth reading -------------------------------------------------------------------------
+def _load_state_dict(path: Path) -> dict:
+    """A `.pth` state dict, read without unpickling anything but tensors and plain containers."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols; the error below is what counts
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - garbage raises KeyError, EOFError, RuntimeError, UnpicklingError...
+        if type(e).__name__ == "UnpicklingError":
+            detail = next((line for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+            raise _fail(path, f"refused: the file holds pickled Python objects, not only tensors "
+                              f"(torch.load weights_only=True: {detail or 'unsupported pickle content'})") from None
+        raise _fail(path, f"unreadable as a PyTorch state dict ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict):
+        raise _fail(path, f"holds a {type(obj).__name__}, expected a state dict")
+    return obj
+
+
+def _take_weights(sd: dict, path: Path, names: dict[str, str], label: int | None) -> dict[str, torch.Tensor]:
+    """Check a state dict's keys, shapes and values against the SIREN space; rename to our names."""
+    sd = dict(sd)
+    if "label" in sd:  # the FMNIST variant stores its class label beside the weights
+        stored = sd.pop("label")
+        try:
+            stored = int(stored)
+        except (TypeError, ValueError, RuntimeError):
+            raise _fail(path, f"key 'label' holds {type(stored).__name__}, expected an integer") from None
+        if label is not None and stored != label:
+            raise _fail(path, f"stored label {stored} disagrees with label {label} from its directory name")
+    missing = [k for k in names if k not in sd]
+    unknown = [k for k in sd if k not in names]
+    if missing or unknown:
+        raise _fail(path, f"not a SIREN state dict: missing keys {missing or 'none'}, "
+                          f"unexpected keys {unknown or 'none'}")
+    shapes = siren_space().shapes()
+    out = {}
+    for key, ours in names.items():
+        t = sd[key]
+        if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t):
+            raise _fail(path, f"{key} is {type(t).__name__} {getattr(t, 'dtype', '')}, expected a float tensor")
+        if tuple(t.shape) != shapes[ours]:
+            raise _fail(path, f"{key} has shape {tuple(t.shape)}, expected {shapes[ours]} (SIREN 2-32-32-1)")
+        if not torch.isfinite(t).all():
+            raise _fail(path, f"{key} contains NaN or inf weights")
+        out[ours] = t.detach().float()
+    return out
+
+
+def _stack(rows: list[dict[str, torch.Tensor]]) -> Params:
+    return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def _need_images(images, root: Path) -> None:
+    if images is None:
+        raise ZooError(f"{root}: an INR zoo is scored against its source images: pass images=<directory "
+                       f"with MNIST-format train-*/t10k-* IDX files> (MNIST for MNIST zoos, Fashion-MNIST for FMNIST)")
+
+
+def _load_idx(images, which: str):
+    try:
+        return load_images(str(images), which)
+    except DataError as e:
+        raise ZooError(" ".join(str(e).split())) from None
+
+
+def _source_images(images, root: Path, needed: list[tuple[str, int, int, str]]):
+    """Targets for (set, index, label, file) rows: a [K, 28, 28] stack and each row's position in it.
+
+    `set` is "train" or "test" (which IDX pair the index points into). The label read from the
+    zoo's file names must match the IDX label: a mismatch means `images` is the wrong data set.
+    """
+    _need_images(images, root)
+    pool = {}
+    for which in sorted({n[0] for n in needed}):
+        pool[which] = _load_idx(images, which)
+    keys = sorted({(w, i) for w, i, _, _ in needed})
+    position = {k: p for p, k in enumerate(keys)}
+    for which, index, label, where in needed:
+        x, y = pool[which]
+        if not 0 <= index < len(x):
+            raise _fail(where, f"image index {index} is outside the {len(x)} {which} images of {images}")
+        if int(y[index]) != label:
+            raise _fail(where, f"label {label} but {which} image {index} of {images} has label {int(y[index])} "
+                               f"(wrong data set for this zoo?)")
+    targets = torch.stack([pool[w][0][i] for w, i in keys]).float()
+    return targets, [position[(w, i)] for w, i, _, _ in needed]
+
+
+# ---- DWSNets INRs ------------------------------------------------------------------------------
+def _dws_entry(path: Path, root: Path) -> dict | None:
+    """Label, image index and source set from the nearest "..._{label}_{index}" directory."""
+    for parent in path.relative_to(root).parents:
+        m = _DWS_DIR.match(parent.name)
+        if m:
+            name = parent.name
+            if "train" in name:
+                source = "training"
+            elif "test" in name:
+                source = "testing"
+            else:
+                raise _fail(root / parent, "directory name says neither 'train' nor 'test': cannot tell "
+                                           "which image set its index refers to")
+            return {"id": name, "path": str(path), "label": int(m.group(1)), "image_index": int(m.group(2)),
+                    "source_split": source}
+    return None
+
+
+def _resolve(listed: str, root: Path, splits_json: Path) -> Path:
+    """A path from the splits JSON (absolute, or relative to some other checkout) found under root."""
+    parts = Path(listed).parts
+    for k in range(2, len(parts) + 1):  # shortest suffix first: ".../<image dir>/checkpoints/model_final.pth"
+        candidate = root.joinpath(*parts[-k:])
+        if candidate.is_file():
+            return candidate
+    raise _fail(splits_json, f"lists {listed}, which is not found under {root}")
+
+
+def _read_splits(splits_json: Path, root: Path) -> list[tuple[Path, str, int | None]]:
+    if not splits_json.is_file():
+        raise _fail(splits_json, "no such splits file")
+    try:
+        data = json.loads(splits_json.read_text())
+    except (ValueError, OSError) as e:
+        raise _fail(splits_json, f"not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not any(s in data for s in SPLITS):
+        raise _fail(splits_json, f"expected an object with keys {', '.join(SPLITS)}")
+    entries = []
+    for split in SPLITS:
+        part = data.get(split, [])
+        # DWSNets: {"path": [...], "label": [...]}; ScaleGMN's FMNIST file: a plain list of paths
+        paths = part.get("path", []) if isinstance(part, dict) else part
+        labels = part.get("label") if isinstance(part, dict) else None
+        if not isinstance(paths, list) or (labels is not None and len(labels) != len(paths)):
+            raise _fail(splits_json, f"split {split!r}: expected a list of paths (and as many labels)")
+        for i, listed in enumerate(paths):
+            try:
+                label = None if labels is None else int(labels[i])
+            except (TypeError, ValueError):
+                raise _fail(splits_json, f"split {split!r}: label {labels[i]!r} is not an integer") from None
+            entries.append((_resolve(str(listed), root, splits_json), split, label))
+    return entries
+
+
+def load_dwsnets_inrs(root, splits_json=None, images=None, split: str | None = None) -> Zoo:
+    """DWSNets' MNIST/FMNIST INR zoo: `root/<..._{label}_{index}>/checkpoints/model_final.pth`.
+
+    Each file is a SIREN 2-32-32-1 state dict (`seq.{0,1,2}.{weight,bias}`, PyTorch [out, in]),
+    plus `label` in the FMNIST variant; the weights are used as they are, since our `siren_space`
+    is DWSNets' network ('xy' grid, w0 = 30, +0.5 on the output). The directory name gives the
+    label and the index into the MNIST training or test set ("train"/"test" in the name).
+
+    splits_json: DWSNets' `{"train": {"path": [...], "label": [...]}, "val": ..., "test": ...}`
+    (paths may be absolute paths of another machine: they are matched by their tail under
+    `root`); the JSON then decides which networks are loaded and the `split` column. Without it
+    every checkpoint under root is loaded and splits are drawn by `Zoo` (seeded, by network).
+    images: a directory with the source IDX files (`train-*`, `t10k-*`), required: an INR's loss
+    is measured against its image. split: load only "train", "val" or "test" (needs splits_json).
+
+    Meta columns: id (directory name), path, label, image_index, source_split
+    ("training"/"testing"), split, target (row of `zoo.targets`).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise _fail(root, "no such INR zoo directory")
+    _need_images(images, root)
+    if split is not None and (split not in SPLITS or splits_json is None):
+        raise _fail(root, f"split={split!r}: choose one of {', '.join(SPLITS)}, and pass splits_json to select by it")
+    if splits_json is not None:
+        entries = [(p, s, lab) for p, s, lab in _read_splits(Path(splits_json), root) if split in (None, s)]
+    else:
+        entries = [(p, None, None) for p in sorted(root.rglob("*.pth"))]
+    rows, weights = [], []
+    for path, part, listed_label in entries:
+        entry = _dws_entry(path, root)
+        if entry is None:
+            if splits_json is not None:
+                raise _fail(path, "no '<name>_{label}_{index}' directory above it to find its source image")
+            continue  # e.g. DWSNets' dataset/statistics.pth beside the INR directories
+        if listed_label is not None and listed_label != entry["label"]:
+            raise _fail(splits_json, f"lists {path.name} in {entry['id']} with label {listed_label}, "
+                                     f"its directory says {entry['label']}")
+        weights.append(_take_weights(_load_state_dict(path), path, {k: k for k in _DWS_KEYS}, entry["label"]))
+        if part is not None:
+            entry["split"] = part
+        rows.append(entry)
+    if not rows:
+        raise _fail(root, "no INR checkpoints found (expected <name>_{label}_{index}/checkpoints/model_final.pth)")
+    needed = [("train" if r["source_split"] == "training" else "test", r["image_index"], r["label"], r["path"])
+              for r in rows]
+    targets, target = _source_images(images, root, needed)
+    meta = pd.DataFrame(rows).assign(target=target)
+    return _make_zoo(root, f"dwsnets-{root.name}", siren_space(), _stack(weights), meta, {"kind": "inr"}, targets)
+
+
+# ---- NFN SIRENs --------------------------------------------------------------------------------
+def load_nfn_sirens(root, images=None, prefix: str = "randinit_smaller", value_range=(-1.0, 1.0),
+                    split_points=(45_000, 50_000)) -> Zoo:
+    """NFN's grey SIREN zoos: `root/{prefix}_{label}s/net{idx}.pth` (keys net.0.linear.*, net.1.linear.*, net.2.*).
+
+    NFN's SIREN is ours up to two conventions, both folded exactly into the weights:
+    - grid: NFN builds it with meshgrid 'ij', so pixel (row i, col j) gets input (row_i, col_j);
+      ours ('xy') gives (col_j, row_i). Swapping the two input columns of the first weight makes
+      the network compute the same image on our grid.
+    - output: NFN adds no +0.5 and fits images normalised to `value_range` (NFN's data code uses
+      Normalize(0.5, 0.5), i.e. [-1, 1]); ours renders grey levels in [0, 1] and adds 0.5. With
+      lo, hi = value_range: W2' = W2 / (hi - lo), b2' = (b2 - lo) / (hi - lo) - 0.5. For zoos
+      fitted to raw [0, 1] pixels pass value_range=(0, 1): that is the plain b2' = b2 - 0.5.
+
+    idx indexes the concatenation (training set, then test set) of the source images, as NFN's
+    `SirenAndOriginalDataset` does; `images` (a directory of MNIST-format IDX files) is required
+    and the label in the directory name must match the image's. Splits follow NFN: idx below
+    split_points[0] train, below split_points[1] val, the rest test. Only the grey 28x28
+    (MNIST/Fashion-MNIST) zoos fit our SIREN; the CIFAR one (3 outputs) is refused.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise _fail(root, "no such NFN SIREN directory")
+    _need_images(images, root)
+    lo, hi = (float(v) for v in value_range)
+    if not hi > lo:
+        raise ValueError(f"value_range {value_range}: need lo < hi")
+    dir_re, file_re = re.compile(rf"^{re.escape(prefix)}_(\d+)s$"), re.compile(r"^net(\d+)\.pth$")
+    found = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and dir_re.match(p.name)):
+        label = int(dir_re.match(d.name).group(1))
+        found += [(int(file_re.match(f.name).group(1)), label, f) for f in d.iterdir() if file_re.match(f.name)]
+    if not found:
+        raise _fail(root, f"no NFN SIRENs found (expected {prefix}_{{label}}s/net{{idx}}.pth)")
+    found.sort()
+    dup = next((b for a, b in zip(found, found[1:], strict=False) if a[0] == b[0]), None)
+    if dup:
+        raise _fail(dup[2], f"net index {dup[0]} appears in two directories (one image, one SIREN expected)")
+    n_train = len(_load_idx(images, "train")[0])  # NFN's idx runs over the training set, then the test set
+    rows, weights, needed = [], [], []
+    for idx, label, path in found:
+        w = _take_weights(_load_state_dict(path), path, _NFN_KEYS, label)
+        w["seq.0.weight"] = w["seq.0.weight"][:, [1, 0]].contiguous()  # 'ij' (row, col) -> our 'xy' (col, row)
+        w["seq.2.weight"] = w["seq.2.weight"] / (hi - lo)
+        w["seq.2.bias"] = (w["seq.2.bias"] - lo) / (hi - lo) - 0.5
+        weights.append(w)
+        which, index = ("train", idx) if idx < n_train else ("test", idx - n_train)
+        needed.append((which, index, label, str(path)))
+        split = "train" if idx < split_points[0] else "val" if idx < split_points[1] else "test"
+        rows.append({"id": f"{path.parent.name}/{path.name}", "path": str(path), "label": label, "nfn_index": idx,
+                     "image_index": index, "source_split": "training" if which == "train" else "testing",
+                     "split": split})
+    targets, target = _source_images(images, root, needed)
+    meta = pd.DataFrame(rows).assign(target=target)
+    return _make_zoo(root, f"nfn-{root.name}", siren_space(), _stack(weights), meta, {"kind": "inr"}, targets)
+
+
+# ---- Unterthiner et al.'s CNN zoo ----------------------------------------------------------------
+def _read_layout(path: Path, row_length: int) -> list[dict]:
+    """layout.csv rows as {var, layer, kind, start, end, shape}, checked against the weight rows."""
+    try:
+        table = pd.read_csv(path)
+    except Exception as e:  # noqa: BLE001 - pandas raises several parser error types
+        raise _fail(path, f"unreadable CSV ({e})") from None
+    cols = {"varname", "start_idx", "end_idx", "size", "shape"}
+    if not cols <= set(table.columns):
+        raise _fail(path, f"missing column(s) {', '.join(sorted(cols - set(table.columns)))}")
+    out = []
+    for r in table.itertuples(index=False):
+        m = re.match(r"^(.+)/(bias|kernel):0$", str(r.varname))
+        if not m:
+            raise _fail(path, f"variable {r.varname!r} is neither '<layer>/bias:0' nor '<layer>/kernel:0'")
+        try:
+            shape = tuple(int(s) for s in ast.literal_eval(str(r.shape)))  # literal_eval: data, never code
+            start, end, size = int(r.start_idx), int(r.end_idx), int(r.size)
+        except (ValueError, SyntaxError, TypeError):
+            raise _fail(path, f"{r.varname}: unreadable position or shape {r.shape!r}") from None
+        if not (0 <= start <= end and end - start == size == math.prod(shape)):
+            raise _fail(path, f"{r.varname}: [{start}, {end}) size {size} shape {shape} do not agree")
+        if end > row_length:
+            raise _fail(path, f"{r.varname}: ends at {end}, beyond the weight rows' length {row_length}")
+        out.append({"var": r.varname, "layer": m.group(1), "kind": m.group(2), "start": start, "end": end,
+                    "shape": shape})
+    spans = sorted((v["start"], v["end"]) for v in out)
+    if [s for s, _ in spans] != [0] + [e for _, e in spans[:-1]] or (spans and spans[-1][1] != row_length):
+        raise _fail(path, f"variables do not tile the {row_length} values of a weight row exactly")
+    return out
+
+
+def _cnn_layers(layout: list[dict], path: Path) -> list[tuple[str, dict, dict]]:
+    """(our layer name, bias var, kernel var) for conv, conv, conv, dense in the row's order."""
+    layers: dict[str, dict] = {}
+    for v in layout:
+        layers.setdefault(v["layer"], {})[v["kind"]] = v
+    ordered = sorted(layers.items(), key=lambda kv: min(v["start"] for v in kv[1].values()))
+    kinds = [len(vs.get("kernel", {}).get("shape", ())) for _, vs in ordered]
+    if kinds != [4, 4, 4, 2] or any(set(vs) != {"bias", "kernel"} for _, vs in ordered):
+        raise _fail(path, f"expected 3 conv layers then 1 dense layer, each with bias and kernel; "
+                          f"found {[name for name, _ in ordered]}")
+    names = ("conv1", "conv2", "conv3", "fc")
+    return [(ours, vs["bias"], vs["kernel"]) for ours, (_, vs) in zip(names, ordered, strict=True)]
+
+
+def _cnn_splits(meta: pd.DataFrame) -> pd.Series:
+    """ScaleGMN's split, per run: final-step rows in file order, second half test, first half
+    shuffled by random.Random(0) and cut 80/20 into train/val (before filtering by activation)."""
+    final = meta.loc[meta.groupby("modeldir", sort=False)["step"].idxmax()].sort_index()
+    runs = final["modeldir"].tolist()
+    half = int(0.5 * len(runs))
+    first = list(range(half))
+    random.Random(0).shuffle(first)
+    cut = int(0.8 * len(first))
+    split = {runs[i]: "test" for i in range(half, len(runs))}
+    split.update({runs[i]: "train" for i in first[:cut]})
+    split.update({runs[i]: "val" for i in first[cut:]})
+    return meta["modeldir"].map(split)
+
+
+def load_cnn_zoo(directory, activation: str | None = None, step="final", order=None) -> Zoo:
+    """Unterthiner et al.'s Small CNN Zoo directory: weights.npy, layout.csv, metrics.csv[.gz].
+
+    weights.npy holds one flat TensorFlow parameter vector per row (4970 values: bias before
+    kernel per layer, conv kernels HWIO, dense [in, out]); positions come from layout.csv and are
+    converted to our `cnn_zoo_space` (conv1..conv3 OIHW, fc [out, in]); in_channels, width and
+    classes are read from the kernel shapes. metrics has one row per weight row (config.*,
+    modeldir, step, test_accuracy, ...); all its columns go into the zoo's metadata.
+
+    activation: the zoo mixes relu and tanh runs and a Zoo holds one weight space, so choose one
+    (may be omitted when the file holds only one). step: "final" keeps each run's last checkpoint,
+    an int keeps that step, None keeps every row. order: optional headerless CSV of row indices
+    (NFN's `cifar10_split.csv`) applied first, as NFN/ScaleGMN do, to reproduce their split.
+    Splits are ScaleGMN's (see `_cnn_splits`), assigned per run so every step of a run shares one.
+
+    Task: {"kind": "classifier", "dataset": "auto"}: evaluating CIFAR-10/SVHN zoos needs their
+    (grey, [-1, 1]) images; our data loaders ship Fashion-MNIST/digits only, so set
+    `zoo.task["dataset"]` to a matching IDX directory before scoring such a zoo.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise _fail(directory, "no such CNN zoo directory")
+    weights_path, layout_path = directory / "weights.npy", directory / "layout.csv"
+    metrics_path = next((directory / f for f in ("metrics.csv.gz", "metrics.csv") if (directory / f).is_file()), None)
+    for path in (weights_path, layout_path):
+        if not path.is_file():
+            raise _fail(path, "missing (a CNN zoo directory holds weights.npy, layout.csv, metrics.csv[.gz])")
+    if metrics_path is None:
+        raise _fail(directory / "metrics.csv.gz", "missing (neither metrics.csv.gz nor metrics.csv)")
+    try:  # memory-mapped: the full zoo is GBs and we keep a fraction of its rows
+        flat = np.load(weights_path, mmap_mode="r", allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - numpy raises ValueError (object arrays), OSError, EOFError...
+        raise _fail(weights_path, f"unreadable .npy without pickle ({e})") from None
+    if flat.ndim != 2 or flat.dtype.kind != "f":
+        raise _fail(weights_path, f"holds {flat.dtype} {flat.shape}, expected a 2-D float array (rows x params)")
+    layers = _cnn_layers(_read_layout(layout_path, flat.shape[1]), layout_path)
+    try:
+        meta = pd.read_csv(metrics_path)
+    except Exception as e:  # noqa: BLE001
+        raise _fail(metrics_path, f"unreadable CSV ({e})") from None
+    if len(meta) != flat.shape[0]:
+        raise _fail(metrics_path, f"has {len(meta)} rows but {weights_path.name} has {flat.shape[0]}")
+    for col in ("modeldir", "step"):
+        if col not in meta:
+            raise _fail(metrics_path, f"no column {col!r}")
+    meta = meta.assign(row=np.arange(len(meta)))
+    if order is not None:
+        try:
+            perm = pd.read_csv(order, header=None).to_numpy().ravel().astype(np.int64)
+        except Exception as e:  # noqa: BLE001
+            raise _fail(order, f"unreadable row order ({e})") from None
+        if perm.size and (perm.min() < 0 or perm.max() >= len(meta)):
+            raise _fail(order, f"row indices outside 0..{len(meta) - 1}")
+        meta = meta.iloc[perm].reset_index(drop=True)
+    meta = meta.assign(split=_cnn_splits(meta))
+    if step == "final":
+        meta = meta[meta["step"] == meta.groupby("modeldir")["step"].transform("max")]
+    elif step is not None:
+        meta = meta[meta["step"] == int(step)]
+    if "config.activation" in meta:
+        found = sorted(meta["config.activation"].astype(str).unique())
+        if activation is None and len(found) > 1:
+            raise _fail(metrics_path, f"mixes activations {', '.join(found)}: a zoo holds one weight space, "
+                                      f"pass activation=")
+        act = activation or (found[0] if found else None)
+        if act not in found:
+            raise _fail(metrics_path, f"no runs with activation {act!r} (found: {', '.join(found) or 'none'})")
+        meta = meta[meta["config.activation"].astype(str) == act]
+    elif activation is None:
+        raise _fail(metrics_path, "no column 'config.activation': pass activation=")
+    else:
+        act = activation
+    if act not in _CNN_ACTIVATIONS:
+        raise _fail(metrics_path, f"unknown activation {act!r} (supported: {', '.join(_CNN_ACTIVATIONS)})")
+    if meta.empty:
+        raise _fail(metrics_path, f"no rows at step={step!r} with activation {act!r}")
+    meta = meta.reset_index(drop=True)
+    data = np.asarray(flat[np.sort(meta["row"].to_numpy())], dtype=np.float32)
+    data = data[np.argsort(np.argsort(meta["row"].to_numpy()))]  # back into meta's order
+    bad = ~np.isfinite(data).all(axis=1)
+    if bad.any():
+        raise _fail(weights_path, f"{int(bad.sum())} selected row(s) hold NaN or inf weights "
+                                  f"(first: row {int(meta['row'][bad.argmax()])})")
+    params = {}
+    for ours, bias, kernel in layers:
+        k = data[:, kernel["start"]:kernel["end"]].reshape(len(data), *kernel["shape"])
+        # TF HWIO -> OIHW; dense [in, out] -> [out, in] (the leading axis is the network)
+        k = k.transpose(0, 4, 3, 1, 2) if k.ndim == 5 else k.transpose(0, 2, 1)
+        params[f"{ours}.weight"] = torch.from_numpy(np.ascontiguousarray(k))
+        params[f"{ours}.bias"] = torch.from_numpy(np.ascontiguousarray(data[:, bias["start"]:bias["end"]]))
+    first = layers[0][2]["shape"]  # (3, 3, in_channels, channels)
+    try:
+        space = cnn_zoo_space(act, channels=first[3], in_channels=first[2], classes=layers[3][2]["shape"][1])
+    except SpecError as e:
+        raise _fail(layout_path, e) from None
+    meta.insert(0, "id", [f"{d}@{s}" for d, s in zip(meta["modeldir"], meta["step"], strict=True)])
+    task = {"kind": "classifier", "dataset": "auto"}
+    return _make_zoo(layout_path, f"cnnzoo-{directory.name}-{act}", space, params, meta, task, None)
+
+
+def _make_zoo(where, name, space, params, meta, task, targets) -> Zoo:
+    try:
+        return Zoo(name, space, params, meta.reset_index(drop=True), task, targets)
+    except (SpecError, ZooError) as e:
+        raise _fail(where, e) from None
+
+
+__all__ = ["load_cnn_zoo", "load_dwsnets_inrs", "load_nfn_sirens"]
