@@ -1,0 +1,51 @@
+"""Exact canonical forms for the rescaling symmetries (function-preserving, idempotent).
+
+- Positive scale (ReLU): every hidden unit's incoming weight row gets unit norm; the norm is
+  pushed into the unit's bias and outgoing weights (bias / n, outgoing * n). Units are processed
+  input to output, so each layer sees the norms its predecessors pushed forward. Two networks on
+  one scale orbit map to identical weights; permutations are left alone.
+- Sign (odd activations): every hidden unit is flipped so that the first non-zero entry of
+  (bias, incoming row) is positive.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from zoos.space import Params, WeightSpace
+from zoos.symmetry import apply_scales
+
+
+def _incoming(space: WeightSpace, params: Params, perm: str, with_bias: bool) -> torch.Tensor:
+    """[N, n, k]: each unit's incoming parameters (producing side, axis 0), biases first."""
+    producing = [params[name] for name, axis in space.touches(perm) if axis == 0]
+    biases = [t.unsqueeze(-1) for t in producing if t.dim() == 2] if with_bias else []
+    weights = [t.flatten(2) for t in producing if t.dim() > 2]
+    return torch.cat(biases + weights, dim=-1)
+
+
+def scale_canonical(space: WeightSpace, params: Params) -> Params:
+    out = dict(params)
+    for perm, group in space.groups.items():  # declaration order: input to output
+        if group != "scale":
+            continue
+        norm = _incoming(space, out, perm, with_bias=False).norm(dim=-1)
+        out = apply_scales(space, out, {perm: 1 / norm.clamp_min(1e-30)})
+    return out
+
+
+def sign_canonical(space: WeightSpace, params: Params) -> Params:
+    out = dict(params)
+    for perm, group in space.groups.items():
+        if group != "sign":
+            continue
+        entries = _incoming(space, out, perm, with_bias=True)
+        first = torch.argmax((entries != 0).int(), dim=-1, keepdim=True)  # first non-zero entry
+        sign = torch.sign(entries.gather(-1, first)).squeeze(-1)
+        out = apply_scales(space, out, {perm: torch.where(sign == 0, torch.ones_like(sign), sign)})
+    return out
+
+
+def canonical_form(space: WeightSpace, params: Params) -> Params:
+    """Both canonical forms: removes every rescaling symmetry exactly (permutations remain)."""
+    return sign_canonical(space, scale_canonical(space, params))
