@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   bench zoo info zoos/inr64
   bench methods                              # registered methods and their hyperparameters
   bench report                               # leaderboard.md and figures from results/
+  bench perf --suites evaluation             # timings side by side into results/perf.*
 """
 
 
@@ -46,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", type=Path, default=Path("results"))
 
     sub.add_parser("methods", help="list registered methods and their hyperparameters")
+
+    perf = sub.add_parser("perf", help="speed side by side (batched vs looped, methods vs width)")
+    perf.add_argument("--results", type=Path, default=Path("results"))
+    perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation matching")
+    perf.add_argument("--threads", type=int, default=2)
 
     zoo = sub.add_parser("zoo", help="build, import or inspect zoos").add_subparsers(dest="zoo_command", required=True)
     build = zoo.add_parser("build", help="generate a zoo").add_subparsers(dest="kind", required=True)
@@ -196,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "methods":
             return _methods()
+        if args.command == "perf":
+            from bench.perf import run_perf
+
+            run_perf(args.results, args.suites, args.threads)
+            print((args.results / "perf.md").read_text())
+            return 0
         return _zoo(args)
     except (ZooError, DataError, SpecError, UnknownMethod, ValueError, FileNotFoundError) as error:
         print(f"bench: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
