@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
     run.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
     run.add_argument("--workers", type=int, default=2, help="processes for building CNN zoos (default: 2)")
-    run.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    run.add_argument("--threads", type=int, default=1, help="torch threads for aligning and evaluating (default: 1)")
     run.add_argument("--seed", type=int, default=None, help="override the preset's seed")
     run.add_argument("--no-mlflow", action="store_true", help="do not mirror results to MLflow")
     run.add_argument("--no-report", action="store_true", help="do not rewrite the leaderboard and figures")

@@ -33,7 +33,8 @@ PRESETS = {
             ZooRecipe("cnn", dict(activation="relu", n_nets=8, epochs=1, train_fraction=(0.05,))),
         ),
         protocols={"pairs": dict(n_pairs=2, lambdas=5),
-                   "orbit": dict(n_nets=1, actions=("P", "PS"), eps=(0.0, 0.01), lambdas=5)},
+                   "orbit": dict(n_nets=1, actions=("P", "PS"), eps=(0.0, 0.01), lambdas=5),
+                   "merge": dict(sizes=(2, 3), n_groups=1, max_triples=1)},
     ),
     "default": Benchmark(
         "default",
@@ -43,7 +44,8 @@ PRESETS = {
             ZooRecipe("cnn", dict(activation="tanh", n_nets=32, epochs=3)),
         ),
         protocols={"pairs": dict(n_pairs=16, lambdas=25),
-                   "orbit": dict(n_nets=8, eps=(0.0, 1e-3, 1e-2, 5e-2), lambdas=25)},
+                   "orbit": dict(n_nets=8, eps=(0.0, 1e-3, 1e-2, 5e-2), lambdas=25),
+                   "merge": dict(sizes=(2, 3, 5, 8), n_groups=2)},
     ),
     "full": Benchmark(
         "full",
@@ -61,6 +63,7 @@ PRESETS = {
                                   batch_size=512)),
         ),
         protocols={"pairs": dict(n_pairs=64, lambdas=40),
-                   "orbit": dict(n_nets=10, eps=(0.0, 1e-3, 1e-2, 5e-2), lambdas=40)},
+                   "orbit": dict(n_nets=10, eps=(0.0, 1e-3, 1e-2, 5e-2), lambdas=40),
+                   "merge": dict(sizes=(2, 3, 5, 8), n_groups=10)},
     ),
 }

@@ -163,11 +163,106 @@ class Orbit(Protocol):
         return ref_out, other_out, moved, extra
 
 
+@dataclass
+class Merge(Protocol):
+    """N networks merged into one: merged loss/accuracy against the endpoints' mean, with and
+    without REPAIR, and the cycle-consistency error of the method's pairwise maps over triples.
+
+    INR groups are fits of one image (so N is at most the zoo's fits per image); classifier
+    groups are drawn from the evaluation split, or from the whole zoo when that is too small.
+    """
+
+    name = "merge"
+    sizes: tuple[int, ...] = (2, 3, 5, 8)
+    n_groups: int = 2
+    repair: bool = True
+    max_triples: int = 6
+
+    def units(self, zoo: Zoo) -> list[Unit]:
+        units = []
+        if zoo.task.get("kind") == "inr":
+            by_image = zoo.meta.loc[zoo.indices(self.split)].groupby("target").groups
+            groups = [list(ix) for _, ix in sorted(by_image.items())]
+            for n in self.sizes:
+                fit = [g[:n] for g in groups if len(g) >= n]
+                for g in [fit[i] for i in _pick(list(range(len(fit))), self.n_groups, self.seed + n)]:
+                    units.append(Unit(f"n={n} nets={'-'.join(map(str, g))}", g[0]))
+            return units
+        pool = zoo.indices(self.split)
+        for n in self.sizes:
+            source = pool if len(pool) >= n else zoo.indices()
+            for g in range(self.n_groups):
+                members = sorted(_pick(source, n, self.seed * 7919 + n * 101 + g))
+                if len(members) == n:
+                    units.append(Unit(f"n={n} nets={'-'.join(map(str, members))}", members[0]))
+        return units
+
+    def run(self, method, zoo, task, units):
+        from methods.repair import repair
+
+        rows = []
+        for unit in units:
+            members = [int(i) for i in unit.name.split("nets=")[1].split("-")]
+            models = select(zoo.params, members)
+            target = _target(zoo, members[0])
+            start = time.perf_counter()
+            merged, frame = method.merge_aligned(models, target)
+            seconds = time.perf_counter() - start
+            tgt = None if target is None else torch.tensor([target])
+            ends = task.evaluate(models, None if tgt is None else tgt.repeat(len(members)))
+            row = {"unit": unit.name, "a": members[0], "n_models": len(members), "merge_s": seconds, **_info(method)}
+            for k, v in task.evaluate(merged, tgt).items():
+                row[f"{k}_merged"], row[f"{k}_endpoints"] = float(v[0]), float(ends[k].mean())
+                row[f"{k}_gap"] = row[f"{k}_merged"] - row[f"{k}_endpoints"]
+            if self.repair:
+                x = task.inputs() if task.kind == "inr" else task.train_batch(512)[0]
+                for k, v in task.evaluate(repair(zoo.space, merged, frame, x), tgt).items():
+                    row[f"{k}_merged_repair"] = float(v[0])
+            row["cycle_error"] = cycle_error(method, models, self.max_triples, self.seed) \
+                if method.exact and len(members) >= 3 else float("nan")
+            rows.append(row)
+        return rows
+
+
+def _pair_maps(method, models):
+    """Pairwise maps a <- b for every ordered pair, as (perms, signs) for `apply_matching`."""
+    from methods.weight_matching import weight_matching
+
+    n = next(iter(models.values())).shape[0]
+    if getattr(method, "last_perms", None) is not None and len(method.last_perms) == n:
+        from methods.c2m3 import pairwise  # maps composed through the method's universe
+
+        return lambda a, b: pairwise(method.last_perms, method.last_signs, a, b)
+    space = method.space
+
+    def pair(a, b):  # a black-box pairwise method: read its map off the aligned network
+        ref, other = select(models, a), select(models, b)
+        aligned = method.align(ref, other)
+        perms, signs, _ = weight_matching(space, {k: v[0] for k, v in aligned.items()},
+                                          {k: v[0] for k, v in other.items()}, signed=True)
+        return perms, signs
+
+    return pair
+
+
+def cycle_error(method, models, max_triples: int, seed: int) -> float:
+    """Mean over triples (a, b, c) of the fraction of units that a <- b <- c <- a does not fix."""
+    from itertools import combinations
+
+    from methods.c2m3 import cycle_error as triple_error
+
+    n = next(iter(models.values())).shape[0]
+    triples = list(combinations(range(n), 3))
+    triples = [triples[i] for i in _pick(list(range(len(triples))), max_triples, seed)]
+    pair = _pair_maps(method, models)
+    return float(sum(triple_error([pair(a, b), pair(b, c), pair(c, a)]) for a, b, c in triples) / len(triples))
+
+
 def _info(method) -> dict:
     return {f"i_{k}": float(v) for k, v in method.info.items()}
 
 
-PROTOCOLS = {cls.name: cls for cls in (Pairs, Orbit)}
+PROTOCOLS = {cls.name: cls for cls in (Pairs, Orbit, Merge)}
 
 
 def make_protocol(name: str, **options) -> Protocol:
@@ -176,4 +271,4 @@ def make_protocol(name: str, **options) -> Protocol:
     return PROTOCOLS[name](**options)
 
 
-__all__ = ["PROTOCOLS", "Protocol", "Pairs", "Orbit", "Unit", "make_protocol"]
+__all__ = ["PROTOCOLS", "Protocol", "Pairs", "Orbit", "Merge", "Unit", "make_protocol"]

@@ -5,12 +5,20 @@ from __future__ import annotations
 import re
 
 from methods.base import Aligner, Hyper
+from methods.c2m3 import C2M3
+from methods.canonical import Canonical
+from methods.mergemany import MergeMany
 from methods.naive import Naive
+from methods.sign_rebasin import SignRebasin
 from methods.weight_matching import WeightMatching
 
 METHODS: dict[str, type[Aligner]] = {cls.name: cls for cls in (
     Naive,
     WeightMatching,
+    SignRebasin,
+    Canonical,
+    C2M3,
+    MergeMany,
 )}
 
 

@@ -86,8 +86,16 @@ class Aligner:
         return ref, self.align(ref, others, target)
 
     def merge(self, models: Params, target: int | None = None) -> Params:
-        """One network from N: align all to the first, then average."""
+        """One network from N."""
+        return self.merge_aligned(models, target)[0]
+
+    def merge_aligned(self, models: Params, target: int | None = None) -> tuple[Params, Params]:
+        """(merged [1], the N models in the merged network's frame [N]).
+
+        Default: align all to the first, then average. Multi-model methods override this.
+        """
         ref = {k: v[:1] for k, v in models.items()}
         rest = {k: v[1:] for k, v in models.items()}
-        aligned = self.align(ref, rest, target)
-        return {k: torch.cat([ref[k], aligned[k]]).mean(0, keepdim=True) for k in models}
+        ref, aligned = self.align_pair(ref, rest, target)
+        frame = {k: torch.cat([ref[k], aligned[k]]) for k in models}
+        return {k: v.mean(0, keepdim=True) for k, v in frame.items()}, frame

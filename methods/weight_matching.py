@@ -82,6 +82,8 @@ def weight_matching(space: WeightSpace, a: Params, b: Params, *, signed: bool = 
     names = list(space.perm_sizes)
     sign_perms = [p for p in names if signed and space.groups[p] == "sign"]
     signs = {p: torch.ones(space.perm_sizes[p]) for p in sign_perms}
+    if init not in ("forward", "identity"):
+        raise ValueError(f"weight_matching: init must be 'forward' or 'identity', not {init!r}")
     if init == "forward":
         perms = forward_init(space, a, b, signs)
     else:

@@ -1,0 +1,199 @@
+"""Multi-model merging: C2M3 (cycle-consistent), MergeMany, and REPAIR."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from methods import make_method
+from methods.c2m3 import _gradients, _objective, _sinkhorn, _to_universe, c2m3, cycle_error, pairwise, to_universe
+from methods.repair import goal_stats, postactivation, preactivation, repair, unit_stats
+from methods.weight_matching import apply_matching, weight_matching
+from tests.conftest import random_params
+from zoos.data import load_images
+from zoos.space import cnn_zoo_space, mlp_space
+from zoos.symmetry import random_action, select, sq_distance, stack
+from zoos.tasks import classifier_inputs
+
+
+class _Zoo:
+    def __init__(self, space):
+        self.space = space
+
+
+def _method(space, spec):
+    m = make_method(spec)
+    m.setup(_Zoo(space), None)
+    return m
+
+
+def _single(params):
+    return {k: v[0] for k, v in params.items()}
+
+
+def _inputs(space, n=64, seed=0):
+    return torch.randn(n, *space.input_shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ---- C2M3 internals ------------------------------------------------------------------------------
+@pytest.mark.parametrize("space", [mlp_space([5, 7, 6, 3]), cnn_zoo_space(channels=4)], ids=lambda s: s.name)
+def test_c2m3_objective_and_gradient_match_the_pairwise_definition(space):
+    """The O(N) universe form equals sum_{a<b} <W_a, P_a P_b^T . W_b>, and its gradient equals autograd's."""
+    n = 4
+    g = torch.Generator().manual_seed(0)
+    W = {k: torch.randn(n, *s, generator=g, dtype=torch.float64) for k, s in space.shapes().items()}
+    P = {p: _sinkhorn(torch.rand(n, k, k, generator=g, dtype=torch.float64)).requires_grad_()
+         for p, k in space.perm_sizes.items()}
+    pairs = 0
+    for name in space.axes:
+        u = _to_universe(space, name, W[name], P)
+        pairs = pairs + sum((u[a] * u[b]).sum() for a in range(n) for b in range(a + 1, n))
+    pairs.backward()
+    soft = {p: v.detach() for p, v in P.items()}
+    assert _objective(space, W, soft) == pytest.approx(pairs.item(), rel=1e-12)
+    grads = _gradients(space, W, soft)
+    for p in P:
+        torch.testing.assert_close(grads[p], P[p].grad, rtol=1e-10, atol=1e-10)
+
+
+# ---- cycle consistency -----------------------------------------------------------------------------
+@pytest.mark.parametrize("space", [mlp_space([6, 16, 16, 4]), cnn_zoo_space(channels=8)], ids=lambda s: s.name)
+def test_c2m3_cycles_compose_to_identity_while_pairwise_rebasin_cycles_do_not(space):
+    a, b, c = (random_params(space, seed=s) for s in (1, 2, 3))
+    models = stack([a, b, c])
+    x = _inputs(space)
+
+    for spec in ("c2m3", "mergemany"):
+        method = _method(space, spec)
+        method.merge(models)
+        perms, signs = method.last_perms, method.last_signs
+        maps = [pairwise(perms, signs, 0, 1), pairwise(perms, signs, 1, 2), pairwise(perms, signs, 2, 0)]
+        assert cycle_error(maps) == 0.0
+        cycled = a
+        for m in reversed(maps):  # a -> c's frame -> b's frame -> a's frame
+            cycled = apply_matching(space, cycled, *m)
+        assert sq_distance(cycled, a).item() == 0.0
+        # the pairwise maps are exact symmetries: b brought into a's frame computes b's function
+        moved = apply_matching(space, b, *maps[0])
+        assert (space.forward(moved, x) - space.forward(b, x)).abs().max() < 1e-4
+
+    # pairwise git re-basin on the same nets: a <- b, b <- c, c <- a chosen independently
+    ab, bc, ca = [weight_matching(space, _single(p), _single(q))[:2] for p, q in ((a, b), (b, c), (c, a))]
+    assert cycle_error([ab, bc, ca]) > 0.1
+    cycled = apply_matching(space, apply_matching(space, apply_matching(space, a, *ca), *bc), *ab)
+    assert sq_distance(cycled, a).item() > 1.0
+
+
+# ---- planted: permuted copies of one network merge back to it --------------------------------------
+PLANTED = [("c2m3", "P", cnn_zoo_space()), ("c2m3", "P", mlp_space([6, 16, 12, 4])),
+           ("mergemany", "P", cnn_zoo_space()), ("mergemany", "P", mlp_space([6, 16, 12, 4])),
+           ("c2m3[signed=true]", "PS", mlp_space([6, 16, 12, 4], "tanh")),
+           ("mergemany[signed=true]", "PS", cnn_zoo_space("tanh"))]
+
+
+@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize("spec,action,space", PLANTED, ids=lambda v: getattr(v, "name", v))
+def test_merging_permuted_copies_gives_back_the_original(spec, action, space, n):
+    base = random_params(space, seed=3)
+    models, _, _ = random_action(space, stack([base] * n), action, torch.Generator().manual_seed(n))
+    method = _method(space, spec)
+    merged = method.merge(models)
+    x = _inputs(space)
+    assert (space.forward(merged, x) - space.forward(base, x)).abs().max() < 1e-4
+    # the merged weights are the original up to one global permutation (and signs)
+    perms, signs, _ = weight_matching(space, _single(base), _single(merged), signed=action == "PS")
+    assert sq_distance(base, apply_matching(space, merged, perms, signs)).item() < 1e-10
+    # and every model sits on the same point of the orbit
+    aligned = stack([apply_matching(space, select(models, m), method.last_perms[m], method.last_signs[m])
+                     for m in range(n)])
+    assert max((aligned[k] - aligned[k][:1]).abs().max().item() for k in aligned) == 0.0
+
+
+@pytest.mark.parametrize("spec", ["c2m3", "mergemany"])
+def test_align_brings_copies_onto_the_reference_and_preserves_functions(spec):
+    space = cnn_zoo_space(channels=8)
+    ref = random_params(space, seed=1)
+    copies, _, _ = random_action(space, stack([ref] * 2), "P", torch.Generator().manual_seed(0))
+    others = stack([copies, random_params(space, n=2, seed=5)])
+    aligned = _method(space, spec).align(ref, others)
+    assert sq_distance(stack([ref, ref]), select(aligned, slice(0, 2))).max().item() < 1e-10
+    x = _inputs(space)
+    assert (space.forward(aligned, x) - space.forward(others, x)).abs().max() < 1e-4
+
+
+def test_c2m3_result_is_reported():
+    space = mlp_space([6, 16, 16, 4])
+    models = random_params(space, n=4, seed=0)
+    res = c2m3(space, models, max_iter=50)
+    assert 1 <= res.iterations <= 50
+    universe = to_universe(space, models, res.perms, res.signs)
+    # the hard objective is the sum of pairwise inner products in the universe
+    flat = space.flatten({k: v.double() for k, v in universe.items()})
+    gram = flat @ flat.T
+    assert res.objective_hard == pytest.approx(((gram.sum() - gram.trace()) / 2).item(), rel=1e-9)
+    assert res.objective_hard > _objective(space, {k: v.double() for k, v in models.items()},
+                                           {p: torch.eye(k, dtype=torch.float64).expand(4, k, k)
+                                            for p, k in space.perm_sizes.items()})
+
+
+# ---- REPAIR ----------------------------------------------------------------------------------------
+def test_repair_of_an_endpoint_against_itself_is_a_no_op(space):
+    net = random_params(space, seed=4)
+    x = _inputs(space, 128)
+    repaired = repair(space, net, net, x)
+    assert (space.forward(repaired, x) - space.forward(net, x)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("space", [cnn_zoo_space(channels=8), mlp_space([6, 16, 12, 4], "tanh")], ids=lambda s: s.name)
+def test_repaired_merge_has_the_goal_statistics(space):
+    endpoints = random_params(space, n=3, seed=7)
+    merged = {k: v.mean(0, keepdim=True) for k, v in endpoints.items()}
+    x = _inputs(space, 128)
+    goals = goal_stats(space, endpoints, x)
+    assert set(goals) == set(range(len(space.layers) - 1))
+    repaired = repair(space, merged, endpoints, x)
+    h = x.unsqueeze(0)
+    for i, layer in enumerate(space.layers[:-1]):
+        z = preactivation(layer, repaired[layer.weight], repaired[layer.bias], h)
+        mean, std = unit_stats(z)
+        before = unit_stats(preactivation(layer, merged[layer.weight], merged[layer.bias], h))[1] if i == 0 else None
+        torch.testing.assert_close(mean[0], goals[i][0].float(), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(std[0], goals[i][1].float(), rtol=1e-4, atol=1e-4)
+        if before is not None:  # averaging shrank the first layer's spread (variance collapse); REPAIR undid it
+            assert (before[0] < goals[i][1].float()).float().mean() > 0.5
+        h = postactivation(space, layer, z)
+
+
+def _train_mlps(space, x, y, n, steps, seed):
+    g = torch.Generator().manual_seed(seed)
+    p = {}
+    for layer in space.layers:
+        w = torch.randn(n, *layer.weight_shape(), generator=g) * (2 / layer.n_in) ** 0.5
+        p[layer.weight] = w.requires_grad_()
+        p[layer.bias] = torch.zeros(n, layer.n_out).requires_grad_()
+    opt = torch.optim.Adam(p.values(), lr=3e-3)
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (64,), generator=g)
+        loss = F.cross_entropy(space.forward(p, x[idx]).reshape(-1, 10), y[idx].repeat(n))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {k: v.detach() for k, v in p.items()}
+
+
+def test_repair_lowers_the_loss_of_a_naive_merge_of_trained_networks():
+    torch.set_num_threads(1)
+    space = mlp_space([784, 128, 128, 10])
+    images, labels = load_images("digits", "train")
+    x = classifier_inputs(images).flatten(1)
+    test_images, test_labels = load_images("digits", "test")
+    xt = classifier_inputs(test_images).flatten(1)
+
+    def loss(params):
+        out = space.forward(params, xt)
+        return F.cross_entropy(out.reshape(-1, 10), test_labels.repeat(out.shape[0]), reduction="none").mean().item()
+
+    endpoints = _train_mlps(space, x, labels, 2, 300, seed=0)
+    assert max(loss(select(endpoints, i)) for i in range(2)) < 0.4  # they did learn
+    naive = {k: v.mean(0, keepdim=True) for k, v in endpoints.items()}
+    repaired = repair(space, naive, endpoints, x[:512])
+    assert loss(repaired) < 0.8 * loss(naive)
