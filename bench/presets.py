@@ -23,6 +23,8 @@ class Benchmark:
     protocols: dict  # protocol name -> options
     methods: tuple[str, ...] | None = None  # None: every registered method
     seed: int = 0
+    # hyperparameters a preset sets for a method named without any (keeps the budget)
+    overrides: dict = field(default_factory=dict)
 
 
 PRESETS = {
@@ -44,8 +46,9 @@ PRESETS = {
             ZooRecipe("cnn", dict(activation="tanh", n_nets=32, epochs=3)),
         ),
         protocols={"pairs": dict(n_pairs=16, lambdas=25),
-                   "orbit": dict(n_nets=8, eps=(0.0, 1e-3, 1e-2, 5e-2), lambdas=25),
+                   "orbit": dict(n_nets=4, eps=(0.0, 1e-3, 1e-2, 5e-2), lambdas=25),
                    "merge": dict(sizes=(2, 3, 5, 8), n_groups=2)},
+        overrides={"sinkhorn-rebasin": {"batch": 128}},
     ),
     "full": Benchmark(
         "full",

@@ -38,6 +38,8 @@ class RunOptions:
 
 def method_specs(bench: Benchmark, methods: list[str] | None) -> list[str]:
     specs = methods or list(bench.methods or METHODS)
+    specs = [f"{s}[{','.join(f'{k}={v}' for k, v in bench.overrides[s].items())}]" if s in bench.overrides else s
+             for s in specs]
     for spec in specs:  # fail fast, before any zoo is built
         make_method(spec)
     return specs

@@ -10,11 +10,13 @@ from methods.canonical import Canonical
 from methods.mergemany import MergeMany
 from methods.naive import Naive
 from methods.sign_rebasin import SignRebasin
+from methods.sinkhorn import SinkhornRebasin
 from methods.weight_matching import WeightMatching
 
 METHODS: dict[str, type[Aligner]] = {cls.name: cls for cls in (
     Naive,
     WeightMatching,
+    SinkhornRebasin,
     SignRebasin,
     Canonical,
     C2M3,
