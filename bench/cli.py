@@ -92,7 +92,9 @@ def _header(argv: list[str]) -> list[str]:
 
 
 def _run(args, argv) -> int:
-    from bench.presets import PRESETS, Benchmark, ZooRecipe
+    from dataclasses import replace
+
+    from bench.presets import PRESETS, ZooRecipe
     from bench.runner import RunOptions, run_benchmark
 
     if args.preset not in PRESETS:
@@ -103,17 +105,15 @@ def _run(args, argv) -> int:
             from zoos.zoo import load_zoo
 
             load_zoo(path)  # validate before any work
-        bench = Benchmark(bench.name, tuple(ZooRecipe("path", {"path": str(p)}) for p in args.zoo), bench.protocols,
-                          bench.methods, bench.seed)
+        bench = replace(bench, zoos=tuple(ZooRecipe("path", {"path": str(p)}) for p in args.zoo))
     if args.protocols:
         unknown = set(args.protocols) - set(bench.protocols)
         if unknown:
             raise ValueError(f"protocol(s) {', '.join(sorted(unknown))} not in preset {bench.name}"
                              f" (has: {', '.join(bench.protocols)})")
-        bench = Benchmark(bench.name, bench.zoos, {k: v for k, v in bench.protocols.items() if k in args.protocols},
-                          bench.methods, bench.seed)
+        bench = replace(bench, protocols={k: v for k, v in bench.protocols.items() if k in args.protocols})
     if args.seed is not None:
-        bench = Benchmark(bench.name, bench.zoos, bench.protocols, bench.methods, args.seed)
+        bench = replace(bench, seed=args.seed)
     if args.data not in ("auto", "fashion-mnist", "digits") and not Path(args.data).exists():
         raise ValueError(f"{args.data}: dataset path does not exist")
     opts = RunOptions(results=args.results, data=args.data, workers=args.workers, threads=args.threads,
