@@ -9,6 +9,7 @@ from methods.c2m3 import C2M3
 from methods.canonical import Canonical
 from methods.mergemany import MergeMany
 from methods.naive import Naive
+from methods.scalegmn_ae import GNNAutoencoder, ScaleGMNAutoencoder
 from methods.sign_rebasin import SignRebasin
 from methods.sinkhorn import SinkhornRebasin
 from methods.weight_matching import WeightMatching
@@ -21,6 +22,8 @@ METHODS: dict[str, type[Aligner]] = {cls.name: cls for cls in (
     Canonical,
     C2M3,
     MergeMany,
+    ScaleGMNAutoencoder,
+    GNNAutoencoder,
 )}
 
 
