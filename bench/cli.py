@@ -11,6 +11,7 @@ EXAMPLES = """examples:
   bench run --preset smoke                   # seconds: a tiny zoo, for checking an install
   bench run --methods naive "git-rebasin[init=identity]" --results results/
   bench run --zoo path/to/my-zoo --protocols pairs
+  bench run --workers 2                      # units on a local Dask cluster of 2 worker processes
   bench zoo build inr --images 64 --fits-per-image 2 --out zoos/inr64
   bench zoo build cnn --activation tanh --nets 16 --epochs 3 --out zoos/cnn-tanh
   bench zoo import cnnzoo path/to/mnist_cnn_zoo --activation relu --out zoos/cnnzoo-relu
@@ -19,6 +20,9 @@ EXAMPLES = """examples:
   bench methods                              # registered methods and their hyperparameters
   bench report                               # leaderboard.md and figures from results/
   bench perf --suites evaluation             # timings side by side into results/perf.*
+  bench perf --peer-rebasin /tmp/peer-rebasin/bin/python --peer-sinkhorn /tmp/peer-sinkhorn/bin/python
+  bench sweep git-rebasin --zoo default:1 --protocol pairs --trials 20 --workers 2   # Optuna
+  bench sweep "sinkhorn-rebasin[objective=l2]" --zoo zoos/cnn --params tau lr --trials 30
 """
 
 
@@ -36,7 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--protocols", nargs="+", help="subset of the preset's protocols")
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
     run.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
-    run.add_argument("--workers", type=int, default=2, help="processes for building CNN zoos (default: 2)")
+    run.add_argument("--build-workers", type=int, default=2, help="processes for building CNN zoos (default: 2)")
+    run.add_argument("--workers", type=int, default=0,
+                     help="run the units on a local Dask cluster of N single-threaded worker processes"
+                          " (default: 0, serially in this process)")
+    run.add_argument("--scheduler", metavar="tcp://host:port",
+                     help="run the units on an existing Dask cluster (zoo directories on a shared filesystem)")
     run.add_argument("--threads", type=int, default=1, help="torch threads for aligning and evaluating (default: 1)")
     run.add_argument("--seed", type=int, default=None, help="override the preset's seed")
     run.add_argument("--no-mlflow", action="store_true", help="do not mirror results to MLflow")
@@ -50,8 +59,34 @@ def _parser() -> argparse.ArgumentParser:
 
     perf = sub.add_parser("perf", help="speed side by side (batched vs looped, methods vs width)")
     perf.add_argument("--results", type=Path, default=Path("results"))
-    perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation matching")
-    perf.add_argument("--threads", type=int, default=2)
+    perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation memory align autoencoder")
+    perf.add_argument("--threads", type=int, default=1, help="torch threads, pinned (default: 1)")
+    perf.add_argument("--repeats", type=int, default=3, help="interleaved repetitions per case (default: 3)")
+    perf.add_argument("--widths", type=int, nargs="+", help="align/autoencoder widths (default: 32 64 128 256 512)")
+    perf.add_argument("--budget", type=float, default=30.0,
+                      help="align: CPU seconds per pair above which a method is not repeated nor run wider")
+    perf.add_argument("--peer-rebasin", help="python of a separate venv with PyPI `rebasin` (weight matching peer)")
+    perf.add_argument("--peer-sinkhorn", help="python of a separate venv with PyPI `sinkhorn-rebasin`")
+
+    sweep = sub.add_parser("sweep", help="Optuna sweep of a method's hyperparameters (resumable, parallel)")
+    sweep.add_argument("method", help="method spec; hyperparameters given in brackets stay fixed")
+    sweep.add_argument("--zoo", required=True, help="stored zoo directory, or PRESET:INDEX (e.g. default:1)")
+    sweep.add_argument("--protocol", default="pairs", help="protocol, options allowed: 'pairs[n_pairs=8]'"
+                                                          " (default: pairs, options from --preset)")
+    sweep.add_argument("--trials", type=int, default=20, help="complete trials to reach (default: 20)")
+    sweep.add_argument("--workers", type=int, default=1, help="local worker processes (default: 1)")
+    sweep.add_argument("--storage", help="RDB URL or journal file (default: RESULTS/sweeps/optuna.journal)")
+    sweep.add_argument("--metric", default="loss_barrier", help="column averaged over units (default: loss_barrier)")
+    sweep.add_argument("--multi-objective", action="store_true", help="also minimise the method's seconds")
+    sweep.add_argument("--study", help="study name (default: from method, zoo, protocol and metric)")
+    sweep.add_argument("--params", nargs="+", help="search only these hyperparameters")
+    sweep.add_argument("--preset", default="default", help="preset whose protocol options apply (default: default)")
+    sweep.add_argument("--results", type=Path, default=Path("results"))
+    sweep.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
+    sweep.add_argument("--no-mlflow", action="store_true", help="do not mirror trials to MLflow")
+    sweep.add_argument("--quiet", action="store_true")
 
     zoo = sub.add_parser("zoo", help="build, import or inspect zoos").add_subparsers(dest="zoo_command", required=True)
     build = zoo.add_parser("build", help="generate a zoo").add_subparsers(dest="kind", required=True)
@@ -116,8 +151,10 @@ def _run(args, argv) -> int:
         bench = replace(bench, seed=args.seed)
     if args.data not in ("auto", "fashion-mnist", "digits") and not Path(args.data).exists():
         raise ValueError(f"{args.data}: dataset path does not exist")
-    opts = RunOptions(results=args.results, data=args.data, workers=args.workers, threads=args.threads,
-                      progress=not args.quiet)
+    if args.workers < 0:
+        raise ValueError(f"--workers {args.workers}: must be >= 0")
+    opts = RunOptions(results=args.results, data=args.data, build_workers=args.build_workers, threads=args.threads,
+                      progress=not args.quiet, workers=args.workers, scheduler=args.scheduler)
     counts = run_benchmark(bench, args.methods, opts)
     print(f"units: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
     _finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report)
@@ -177,6 +214,26 @@ def _zoo(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from bench.sweep import SweepConfig, run_sweep
+
+    cfg = SweepConfig(method=args.method, zoo=args.zoo, protocol=args.protocol, trials=args.trials,
+                      workers=args.workers, storage=args.storage, metric=args.metric,
+                      multi_objective=args.multi_objective, study=args.study, results=args.results,
+                      preset=args.preset, params=tuple(args.params) if args.params else None, seed=args.seed,
+                      data=args.data, threads=args.threads, mlflow=not args.no_mlflow, progress=not args.quiet)
+    out = run_sweep(cfg)
+    show = lambda t: ", ".join(f"{v:.4g}" for v in t["values"])  # noqa: E731
+    print(f"study {out['study']!r}: {out['complete']} complete, {out['failed']} failed")
+    if out["default"]:
+        print(f"default  {show(out['default'])}  {out['default']['spec']}  (trial {out['default']['trial']})")
+    for best in out["best"]:
+        print(f"best     {show(best)}  {best['spec']}  (trial {best['trial']})")
+    if out["best"]:
+        print(f"rerun:   bench run --methods '{out['best'][0]['spec']}'")
+    return 0 if out["complete"] >= args.trials else 1
+
+
 def _methods() -> int:
     from methods import METHODS
 
@@ -202,10 +259,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "methods":
             return _methods()
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "perf":
             from bench.perf import run_perf
 
-            run_perf(args.results, args.suites, args.threads)
+            run_perf(args.results, args.suites, args.threads, args.repeats, tuple(args.widths or ()) or None,
+                     args.peer_rebasin, args.peer_sinkhorn, args.budget)
             print((args.results / "perf.md").read_text())
             return 0
         return _zoo(args)

@@ -70,3 +70,23 @@ PRESETS = {
                    "merge": dict(sizes=(2, 3, 5, 8), n_groups=10)},
     ),
 }
+
+# Width ablation: the same zoo recipes at several widths (CNN channels, SIREN hidden units); pairs
+# and the combinability probes, which record each zoo's width so that reports can plot against it.
+WIDTHS = {"cnn": (4, 8, 16, 32, 64), "inr": (8, 16, 32, 64, 128)}
+PRESETS["width"] = Benchmark(
+    "width",
+    zoos=(*(ZooRecipe("cnn", dict(activation="relu", n_nets=10, epochs=2, channels=c)) for c in WIDTHS["cnn"]),
+          *(ZooRecipe("inr", dict(n_images=24, fits_per_image=2, steps=500, hidden=h)) for h in WIDTHS["inr"])),
+    protocols={"pairs": dict(n_pairs=4, lambdas=25),
+               "combine": dict(n_pairs=2, n_triples=0, samples=1,
+                               probes=("line", "uniform", "subcube", "hyperplane", "bernoulli"))},
+    methods=("naive", "git-rebasin", "sign-rebasin"),
+)
+# Mode combinability on the default zoos (shared with `default` through the zoo cache).
+PRESETS["combine"] = Benchmark(
+    "combine",
+    zoos=PRESETS["default"].zoos,
+    protocols={"combine": dict(n_pairs=4, n_triples=2)},
+    methods=("naive", "git-rebasin", "sign-rebasin"),
+)

@@ -263,6 +263,7 @@ def _info(method) -> dict:
 
 
 PROTOCOLS = {cls.name: cls for cls in (Pairs, Orbit, Merge)}
+import bench.combine  # noqa: E402,F401  (registers the `combine` protocol in PROTOCOLS)
 
 
 def make_protocol(name: str, **options) -> Protocol:

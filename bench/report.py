@@ -1,14 +1,28 @@
-"""Reports as pure functions of the results table: leaderboard (DataFrame, Markdown) and curve figure.
+"""Reports as pure functions of the results table: leaderboards (Markdown, LaTeX, HTML) and figures.
 
-Nothing here reads the clock or the environment: the same table gives byte-identical Markdown,
-and whatever provenance a report should state (command, commit, date) comes in `header_lines`.
+Nothing here reads the clock or the environment: the same table gives byte-identical files (PNGs
+are written without a software/date stamp), and whatever provenance a report should state
+(command, commit, date) comes in `header_lines`.
+
+- Leaderboard: one comparison per (zoo, protocol[, action, eps | n_models | probe]); per method
+  variant the number of units, mean ± std of the barriers (or of the merged model's scores), the
+  median runtime and the rank (1 = lowest mean loss barrier, or merged loss for `merge`).
+- Mode combinability: empirical loss barrier per probe x variant (naive vs aligned side by side).
+- Sweeps: per Optuna study (rows under `<results>/sweeps/`), the default and the best trials.
+- Figures: interpolation curves with bands, barrier vs eps, barrier vs width, merged score vs N,
+  runtime vs width, combinability probes.
+
+Zoos that share a name but not their content (a width ablation) are told apart by their width
+(when some row of the zoo records it, e.g. the `combine` protocol's) or a short content hash.
 """
 
 from __future__ import annotations
 
+import html
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -17,12 +31,28 @@ from bench.results import SORT_COLUMNS, ResultStore, is_missing
 
 # score barriers: accuracy for classifiers, PSNR for INRs (whichever the table has)
 SCORE_BARRIERS = ("acc_barrier", "psnr_barrier")
-SCORE_LABELS = {"loss_barrier": "loss barrier", "acc_barrier": "acc barrier", "psnr_barrier": "PSNR barrier"}
+MERGE_METRICS = ("loss_merged", "acc_merged", "psnr_merged", "acc_merged_repair", "psnr_merged_repair",
+                 "cycle_error")
+METRICS = ("loss_barrier",) + SCORE_BARRIERS + MERGE_METRICS
+RANK_METRICS = ("loss_barrier", "loss_merged")  # lower is better; the first a comparison has ranks it
+SCORE_LABELS = {"loss_barrier": "loss barrier", "acc_barrier": "acc barrier", "psnr_barrier": "PSNR barrier",
+                "loss_merged": "merged loss", "acc_merged": "merged acc", "psnr_merged": "merged PSNR",
+                "acc_merged_repair": "merged acc (REPAIR)", "psnr_merged_repair": "merged PSNR (REPAIR)",
+                "cycle_error": "cycle error"}
+EXTRA_SECTION = ("action", "eps", "n_models", "probe")  # split a protocol's comparison further
+RUNTIMES = ("align_s", "merge_s")
+# bench.combine.PROBES, in its order (not imported from there: that would pull torch into every report)
+PROBE_ORDER = ("line", "uniform", "subcube", "hyperplane", "bernoulli", "stitch", "minmax", "extrapolate", "robustness",
+               "transitivity")
+INTRO = ("Mean ± std (sample) over units of work; barriers are the largest excess of the interpolation "
+         "path over the straight line between its endpoints (loss up, accuracy/PSNR down; lower is better); "
+         "combine probes use the empirical barrier (worst sample minus the endpoints' mean). "
+         "Rank by mean loss barrier (merge: merged loss) within each comparison.")
 
 
 def _section_columns(table: pd.DataFrame) -> list[str]:
-    """Columns that define one comparison: zoo, protocol and, for the orbit protocol, action and eps."""
-    return ["zoo", "protocol"] + [c for c in ("action", "eps") if c in table.columns and table[c].notna().any()]
+    """Columns that define one comparison: zoo, protocol and whichever of EXTRA_SECTION the rows fill."""
+    return ["zoo", "protocol"] + [c for c in EXTRA_SECTION if c in table.columns and table[c].notna().any()]
 
 
 def _ok_rows(table: pd.DataFrame) -> pd.Series:
@@ -31,22 +61,55 @@ def _ok_rows(table: pd.DataFrame) -> pd.Series:
     return table["error"].map(is_missing).astype(bool)
 
 
-def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (zoo, protocol[, action, eps], variant): n units, mean/std of the barriers,
-    max functional deviation, median align seconds, and the rank by mean loss barrier (1 = lowest)
-    within its (zoo, protocol[, action, eps]) comparison. Units that errored are counted, not averaged."""
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    # a fixed row order makes every float sum, hence every printed digit, independent of input order
+    order = [c for c in SORT_COLUMNS if c in table.columns]
+    return table.sort_values(order, kind="mergesort", na_position="last") if order else table
+
+
+def zoo_widths(table: pd.DataFrame) -> dict[str, float]:
+    """zoo_hash -> width, from any row of that zoo that records one."""
+    if "width" not in table.columns or "zoo_hash" not in table.columns:
+        return {}
+    known = table[["zoo_hash", "width"]].dropna()
+    return {str(h): float(w) for h, w in known.groupby("zoo_hash", sort=True)["width"].max().items()}
+
+
+def with_zoo_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """Copy of `table` with `zoo` made unique per zoo content and `width` filled from sibling rows."""
     table = table.copy()
+    if "zoo_hash" not in table.columns or "zoo" not in table.columns:
+        return table
+    widths = zoo_widths(table)
+    if widths:
+        table["width"] = table["zoo_hash"].astype(str).map(widths)
+    labels = {}
+    for name, rows in table.groupby("zoo", sort=True, dropna=True):
+        hashes = sorted(rows["zoo_hash"].dropna().astype(str).unique())
+        if len(hashes) < 2:
+            continue
+        ws = [widths.get(h) for h in hashes]
+        by_width = all(w is not None for w in ws) and len(set(ws)) == len(ws)
+        for h, w in zip(hashes, ws, strict=True):
+            labels[(name, h)] = f"{name} (width {w:g})" if by_width else f"{name} #{h[:6]}"
+    if labels:
+        table["zoo"] = [labels.get((z, str(h)), z) for z, h in zip(table["zoo"], table["zoo_hash"], strict=True)]
+    return table
+
+
+def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per comparison and variant: n units, n errors, mean/std of every metric present, max
+    functional deviation, median runtimes and the rank within its comparison (1 = best).
+    Units that errored are counted, not averaged."""
+    table = with_zoo_labels(table)
     for c in ("zoo", "protocol", "variant"):
         if c not in table.columns:
             table[c] = None
     section = _section_columns(table)
     keys = section + ["variant"]
-    # a fixed row order makes every float sum, hence every printed digit, independent of input order
-    order = [c for c in SORT_COLUMNS if c in table.columns]
-    table = table.sort_values(order, kind="mergesort", na_position="last") if order else table
-    ok = _ok_rows(table)
-    table["_ok"] = ok
-    metrics = [c for c in ("loss_barrier",) + SCORE_BARRIERS if c in table.columns]
+    table = _sorted(table)
+    table["_ok"] = _ok_rows(table)
+    metrics = [c for c in METRICS if c in table.columns]
     out = []
     for ident, rows in table.groupby(keys, dropna=False, sort=True):
         good = rows[rows["_ok"]]
@@ -60,17 +123,20 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
             rec[f"{c}_mean"], rec[f"{c}_std"] = values.mean(), values.std()
         if "deviation" in rows.columns:
             rec["deviation_max"] = pd.to_numeric(good["deviation"], errors="coerce").max()
-        if "align_s" in rows.columns:
-            rec["align_s_median"] = pd.to_numeric(good["align_s"], errors="coerce").median()
+        for c in RUNTIMES:
+            if c in rows.columns:
+                rec[f"{c}_median"] = pd.to_numeric(good[c], errors="coerce").median()
         out.append(rec)
     board = pd.DataFrame(out)
     if board.empty:
         return board
-    if "loss_barrier_mean" in board.columns:
-        board["rank"] = (board.groupby(section, dropna=False)["loss_barrier_mean"]
-                         .rank(method="min", na_option="bottom").astype("Int64"))
-    else:
-        board["rank"] = pd.array([pd.NA] * len(board), dtype="Int64")
+    board["rank"] = pd.array([pd.NA] * len(board), dtype="Int64")
+    for _, part in board.groupby(section, dropna=False, sort=False):
+        for metric in RANK_METRICS:
+            col = f"{metric}_mean"
+            if col in part.columns and part[col].notna().any():
+                board.loc[part.index, "rank"] = part[col].rank(method="min", na_option="bottom").astype("Int64")
+                break
     return board.sort_values(section + ["rank", "variant"], kind="mergesort", na_position="last").reset_index(drop=True)
 
 
@@ -94,38 +160,30 @@ def _label(value) -> str:
     return value if isinstance(value, str) else fmt(value)
 
 
-def _cell(text) -> str:
-    return str(text).replace("|", "\\|")
+# ---- tables as data, rendered three ways -----------------------------------------------------------
+@dataclass
+class Section:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return lines
-
-
-def markdown(table: pd.DataFrame, header_lines: Sequence[str] = ()) -> str:
-    """The leaderboard as Markdown text: one section per zoo/protocol."""
+def board_sections(table: pd.DataFrame) -> list[Section]:
+    """The leaderboard as titled tables of text cells: one per zoo / protocol."""
     board = leaderboard(table)
-    lines = list(header_lines)
-    if lines:
-        lines.append("")
-    lines += ["Mean ± std (sample) over units of work; barriers are the largest excess of the interpolation "
-              "path over the straight line between its endpoints (loss up, accuracy/PSNR down; lower is better). "
-              "Rank by mean loss barrier within each comparison.", ""]
     if board.empty:
-        return "\n".join(lines + ["No results yet.", ""])
-    extra = [c for c in ("action", "eps") if c in board.columns]
+        return []
+    extra = [c for c in EXTRA_SECTION if c in board.columns]
+    sections = []
     for (zoo, protocol), part in board.groupby(["zoo", "protocol"], dropna=False, sort=True):
-        lines += [f"## {_label(zoo)} / {_label(protocol)}", ""]
         sub_extra = [c for c in extra if part[c].notna().any()]
-        scores = [c for c in ("loss_barrier",) + SCORE_BARRIERS if f"{c}_mean" in part.columns
-                  and part[f"{c}_mean"].notna().any()]
+        scores = [c for c in METRICS if f"{c}_mean" in part.columns and part[f"{c}_mean"].notna().any()]
         header = ["rank"] + sub_extra + ["variant", "n"] + [SCORE_LABELS[c] for c in scores]
         has_dev = "deviation_max" in part.columns and part["deviation_max"].notna().any()
-        has_time = "align_s_median" in part.columns and part["align_s_median"].notna().any()
+        times = [c for c in RUNTIMES if f"{c}_median" in part.columns and part[f"{c}_median"].notna().any()][:1]
         has_err = int(part["n_errors"].sum()) > 0
-        header += (["max deviation"] if has_dev else []) + (["align s (median)"] if has_time else [])
+        header += (["max deviation"] if has_dev else []) + [f"{c[:-2]} s (median)" for c in times]
         header += ["errors"] if has_err else []
         rows = []
         for _, r in part.iterrows():
@@ -133,26 +191,180 @@ def markdown(table: pd.DataFrame, header_lines: Sequence[str] = ()) -> str:
             row += [_label(r[c]) for c in sub_extra]
             row += [str(r["variant"]), str(int(r["n"]))]
             row += [fmt_pm(r[f"{c}_mean"], r[f"{c}_std"]) for c in scores]
-            row += ([fmt(r["deviation_max"])] if has_dev else []) + ([fmt(r["align_s_median"])] if has_time else [])
+            row += ([fmt(r["deviation_max"])] if has_dev else []) + [fmt(r[f"{c}_median"]) for c in times]
             row += [str(int(r["n_errors"]))] if has_err else []
             rows.append(row)
-        lines += _md_table(header, rows) + [""]
+        sections.append(Section(f"{_label(zoo)} / {_label(protocol)}", header, rows))
+    return sections
+
+
+def combine_sections(table: pd.DataFrame, metric: str = "loss_barrier") -> list[Section]:
+    """Mode combinability: per zoo, the mean ± std empirical barrier of each probe (rows) and
+    variant (columns): naive next to the aligning methods."""
+    if "probe" not in table.columns or metric not in table.columns:
+        return []
+    rows = with_zoo_labels(_sorted(table))
+    rows = rows[_ok_rows(rows) & (rows["protocol"] == "combine") & rows["probe"].notna()]
+    sections = []
+    for zoo, part in rows.groupby("zoo", sort=True):
+        variants = sorted(part["variant"].astype(str).unique())
+        probes = [p for p in PROBE_ORDER if p in set(part["probe"])] + sorted(set(part["probe"]) - set(PROBE_ORDER))
+        stats = part.groupby(["probe", "variant"], sort=True)[metric].agg(["mean", "std"])
+        cells = [[p] + [fmt_pm(*stats.loc[(p, v)]) if (p, v) in stats.index else "–" for v in variants]
+                 for p in probes]
+        sections.append(Section(f"{_label(zoo)} / mode combinability ({SCORE_LABELS.get(metric, metric)})",
+                                ["probe"] + variants, cells))
+    return sections
+
+
+def sweep_sections(sweeps: pd.DataFrame | None, top: int = 10) -> list[Section]:
+    """Per Optuna study: its best trials (by the objective) and the default trial."""
+    if sweeps is None or sweeps.empty or "study" not in sweeps.columns or "objective" not in sweeps.columns:
+        return []
+    ok = sweeps[_ok_rows(sweeps) & sweeps["objective"].notna()]
+    sections = []
+    for study, part in ok.groupby("study", sort=True):
+        trials = (part.sort_values(["trial", "unit"], kind="mergesort")
+                  .groupby("trial", sort=True)
+                  .agg(variant=("variant", "first"), objective=("objective", "first"), n=("unit", "size"),
+                       seconds=("method_s", "first"), default=("is_default", "first")))
+        descending = str(part["objective_direction"].iloc[0]) == "maximize"
+        trials = trials.sort_values("objective", ascending=not descending, kind="mergesort")
+        shown = pd.concat([trials.head(top), trials[trials["default"].astype(bool)]])
+        shown = shown[~shown.index.duplicated()]
+        metric = str(part["objective_metric"].iloc[0])
+        header = ["trial", "variant", f"mean {SCORE_LABELS.get(metric, metric)}", "units", "method s", "default"]
+        cells = [[str(int(t)), str(r["variant"]), fmt(r["objective"]), str(int(r["n"])), fmt(r["seconds"]),
+                  "yes" if bool(r["default"]) else ""] for t, r in shown.iterrows()]
+        note = f"{len(trials)} complete trial(s); best first ({'higher' if descending else 'lower'} is better)."
+        sections.append(Section(f"Sweep {study}", header, cells, note))
+    return sections
+
+
+def _md_cell(text) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _all_sections(table: pd.DataFrame, sweeps: pd.DataFrame | None) -> list[Section]:
+    return board_sections(table) + combine_sections(table) + sweep_sections(sweeps)
+
+
+def markdown(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
+             figures: Sequence[str] = ()) -> str:
+    """The leaderboard as Markdown text: one section per comparison, then combinability, sweeps, figures."""
+    lines = list(header_lines)
+    if lines:
+        lines.append("")
+    lines += [INTRO, ""]
+    sections = _all_sections(table, sweeps)
+    if not sections:
+        return "\n".join(lines + ["No results yet.", ""])
+    for s in sections:
+        lines += [f"## {s.title}", ""] + ([s.note, ""] if s.note else []) + _md_table(s.header, s.rows) + [""]
+    if figures:
+        lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
     return "\n".join(lines)
 
 
-def write_markdown(table: pd.DataFrame, path: str | os.PathLike, header_lines: Sequence[str] = ()) -> Path:
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "–": "--", "·": r"$\cdot$", "λ": r"$\lambda$"}
+
+
+def latex_escape(text) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _numeric(cell: str) -> bool:
+    head = cell.split(" ")[0]
+    try:
+        float(head)
+        return True
+    except ValueError:
+        return head == "–"
+
+
+def latex(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None) -> str:
+    """The same tables as a LaTeX fragment (`\\input` it; needs booktabs)."""
+    lines = [f"% {line}" for line in header_lines]
+    lines += [f"% {INTRO}", "% Needs \\usepackage{booktabs}.", ""]
+    sections = _all_sections(table, sweeps)
+    if not sections:
+        return "\n".join(lines + ["No results yet.", ""])
+    for s in sections:
+        align = "".join("r" if s.rows and all(_numeric(r[i]) for r in s.rows) else "l" for i in range(len(s.header)))
+        lines += ["\\begin{table}[htbp]", "\\centering", "\\small", f"\\caption{{{latex_escape(s.title)}}}",
+                  f"\\begin{{tabular}}{{{align}}}", "\\toprule",
+                  " & ".join(latex_escape(h) for h in s.header) + " \\\\", "\\midrule"]
+        lines += [" & ".join(latex_escape(c) for c in row) + " \\\\" for row in s.rows]
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        if s.note:
+            lines += [f"\\par\\smallskip {latex_escape(s.note)}"]
+        lines += ["\\end{table}", ""]
+    return "\n".join(lines)
+
+
+_CSS = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:.5em 0 1.5em}"
+        "th,td{border-bottom:1px solid #ccc;padding:.2em .6em;text-align:left}th{background:#f3f3f3}"
+        "td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}")
+
+
+def html_page(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
+              figures: Sequence[str] = ()) -> str:
+    """The same tables as one self-contained HTML page (figures linked by relative path)."""
+    esc = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', "<title>Leaderboard</title>",
+           f"<style>{_CSS}</style>", "</head>", "<body>"]
+    for line in header_lines:
+        text = line.lstrip("#").strip()
+        out.append(f"<h1>{esc(text)}</h1>" if line.startswith("# ") else f"<p>{esc(text)}</p>")
+    out.append(f"<p>{esc(INTRO)}</p>")
+    sections = _all_sections(table, sweeps)
+    if not sections:
+        out.append("<p>No results yet.</p>")
+    for s in sections:
+        out.append(f"<h2>{esc(s.title)}</h2>")
+        if s.note:
+            out.append(f"<p>{esc(s.note)}</p>")
+        out.append("<table>")
+        out.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in s.header) + "</tr>")
+        for row in s.rows:
+            out.append("<tr>" + "".join(f'<td class="num">{esc(c)}</td>' if _numeric(c) else f"<td>{esc(c)}</td>"
+                                        for c in row) + "</tr>")
+        out.append("</table>")
+    if figures:
+        out.append("<h2>Figures</h2>")
+        out += [f'<p><img src="{esc(f)}" alt="{esc(Path(f).stem)}"></p>' for f in figures]
+    out += ["</body>", "</html>", ""]
+    return "\n".join(out)
+
+
+def _write_text(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(table, header_lines), encoding="utf-8", newline="\n")
+    path.write_text(text, encoding="utf-8", newline="\n")
     return path
 
 
+def write_markdown(table: pd.DataFrame, path: str | os.PathLike, header_lines: Sequence[str] = (),
+                   sweeps: pd.DataFrame | None = None, figures: Sequence[str] = ()) -> Path:
+    return _write_text(path, markdown(table, header_lines, sweeps, figures))
+
+
+# ---- figures: long frames (pure) and their plots ---------------------------------------------------
 def curves_long(table: pd.DataFrame, metric: str = "loss") -> pd.DataFrame:
     """Explode `lambdas` and `curve_<metric>` into one row per (unit, lambda)."""
     col = f"curve_{metric}"
     cols = ["zoo", "protocol", "variant", "key", "lambdas", col]
     if any(c not in table.columns for c in ("lambdas", col)):
         return pd.DataFrame(columns=["panel", "variant", "lambda", metric])
+    table = with_zoo_labels(table)
     rows = table[_ok_rows(table)].reindex(columns=cols)
     same = [isinstance(a, list | tuple) and isinstance(b, list | tuple) and len(a) == len(b) > 0
             for a, b in zip(rows["lambdas"], rows[col], strict=True)]
@@ -165,24 +377,150 @@ def curves_long(table: pd.DataFrame, metric: str = "loss") -> pd.DataFrame:
     return long.reset_index(drop=True)
 
 
-def plot_curves(table: pd.DataFrame, path: str | os.PathLike, metric: str = "loss") -> Path:
-    """Interpolation curves, mean ± std band per variant, one panel per (zoo, protocol); writes a PNG."""
+def _numeric_rows(table: pd.DataFrame, needed: Sequence[str], protocol: str | None = None) -> pd.DataFrame | None:
+    """Error-free rows (of `protocol`) with every `needed` column filled; None when a column is missing."""
+    if any(c not in table.columns for c in (*needed, "zoo", "protocol", "variant")):
+        return None
+    rows = table[_ok_rows(table)]
+    if protocol is not None:
+        rows = rows[rows["protocol"] == protocol]
+    rows = rows.dropna(subset=list(needed)).copy()
+    rows["variant"] = rows["variant"].astype(str)
+    return rows
+
+
+def eps_long(table: pd.DataFrame) -> pd.DataFrame:
+    """Orbit rows: one per unit with panel (zoo · action), eps and loss_barrier."""
+    rows = _numeric_rows(with_zoo_labels(table), ["eps", "loss_barrier", "action"], "orbit")
+    if rows is None:
+        return pd.DataFrame(columns=["panel", "variant", "eps", "loss_barrier"])
+    rows["panel"] = rows["zoo"].astype(str) + " · " + rows["action"].astype(str)
+    return rows[["panel", "variant", "eps", "loss_barrier"]].reset_index(drop=True)
+
+
+def _ablated(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of zoo names seen at two or more widths, with their width filled in (zoo = the name)."""
+    table = table.copy()
+    widths = zoo_widths(table)
+    if not widths or "zoo" not in table.columns:
+        return table.iloc[0:0].assign(width=pd.Series(dtype=float))
+    table["width"] = table["zoo_hash"].astype(str).map(widths)
+    table = table[table["width"].notna()]
+    n_widths = table.groupby("zoo")["width"].transform("nunique")
+    return table[n_widths >= 2]
+
+
+def width_long(table: pd.DataFrame) -> pd.DataFrame:
+    """Barrier vs width: pairs rows and combine probes, panel per (zoo, protocol[, probe])."""
+    rows = _numeric_rows(_ablated(table), ["width", "loss_barrier"])
+    if rows is None:
+        return pd.DataFrame(columns=["panel", "variant", "width", "loss_barrier"])
+    rows = rows[rows["protocol"].isin(["pairs", "combine"])]
+    probe = rows["probe"] if "probe" in rows.columns else pd.Series(None, index=rows.index, dtype=object)
+    rows["panel"] = rows["zoo"].astype(str) + " · " + rows["protocol"].astype(str) + \
+        probe.map(lambda p: "" if pd.isna(p) else f" · {p}").astype(str)
+    return rows[["panel", "variant", "width", "loss_barrier"]].reset_index(drop=True)
+
+
+def runtime_long(table: pd.DataFrame) -> pd.DataFrame:
+    """Align seconds vs width from the pairs protocol (one alignment per unit)."""
+    rows = _numeric_rows(_ablated(table), ["width", "align_s"], "pairs")
+    if rows is None:
+        return pd.DataFrame(columns=["panel", "variant", "width", "align_s"])
+    rows["panel"] = rows["zoo"].astype(str)
+    return rows[["panel", "variant", "width", "align_s"]].reset_index(drop=True)
+
+
+def merge_long(table: pd.DataFrame) -> pd.DataFrame:
+    """Merged score vs number of models: accuracy (classifiers) or PSNR (INRs), plain and with REPAIR."""
+    rows = _numeric_rows(with_zoo_labels(table), ["n_models"], "merge")
+    parts = []
+    rows = rows if rows is not None else pd.DataFrame()
+    for score in ("acc", "psnr"):
+        for col, kind in ((f"{score}_merged", "merged"), (f"{score}_merged_repair", "merged + REPAIR")):
+            if col in rows.columns:
+                part = rows[rows[col].notna()]
+                parts.append(pd.DataFrame({"panel": part["zoo"].astype(str) + f" · {score}",
+                                           "variant": part["variant"], "n_models": part["n_models"].astype(int),
+                                           "kind": kind, "score": part[col].astype(float)}))
+    if not parts:
+        return pd.DataFrame(columns=["panel", "variant", "n_models", "kind", "score"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def combine_long(table: pd.DataFrame, metric: str = "loss") -> pd.DataFrame:
+    """Combine rows exploded over each probe's grid: worst `metric` per grid value."""
+    col = f"grid_{metric}"
+    if any(c not in table.columns for c in ("grid", col, "probe")):
+        return pd.DataFrame(columns=["zoo", "probe", "variant", "x", metric])
+    table = with_zoo_labels(table)
+    rows = table[_ok_rows(table) & (table["protocol"] == "combine")]
+    rows = rows[[isinstance(g, list | tuple) and isinstance(v, list | tuple) and len(g) == len(v) > 0
+                 for g, v in zip(rows["grid"], rows[col], strict=True)]]
+    long = rows[["zoo", "probe", "variant", "grid", col]].explode(["grid", col])
+    long = long.rename(columns={"grid": "x", col: metric})
+    long["x"], long[metric] = long["x"].astype(float), long[metric].astype(float)
+    long["variant"] = long["variant"].astype(str)
+    return long.reset_index(drop=True)
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    """PNG without the software/date metadata matplotlib would stamp: byte-identical reruns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    _pyplot().close(fig)
+    return path
+
+
+def _placeholder(path: Path, text: str) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    return _save(fig, path)
+
+
+def _relplot(long: pd.DataFrame, x: str, y: str, title: str, path: Path, xlabel: str, ylabel: str,
+             logx: bool = False, logy: bool = False, symlog_x: float | None = None, wrap: int = 3,
+             height: float = 3.2, **kw) -> Path:
+    import seaborn as sns
+
+    panels = sorted(long["panel"].unique())
+    with sns.axes_style("whitegrid"):
+        grid = sns.relplot(data=long, x=x, y=y, hue="variant", hue_order=sorted(long["variant"].unique()),
+                           col="panel", col_order=panels, col_wrap=min(wrap, len(panels)), kind="line",
+                           errorbar="sd", marker="o", height=height, aspect=1.25,
+                           facet_kws={"sharey": False, "sharex": False}, **kw)
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels(xlabel, ylabel)
+    for ax in grid.axes.flat:
+        if logx:
+            ax.set_xscale("log", base=2)
+        if symlog_x:
+            ax.set_xscale("symlog", linthresh=symlog_x)
+        if logy:
+            ax.set_yscale("log")
+    grid.figure.suptitle(title, y=1.03)
+    return _save(grid.figure, path)
+
+
+def plot_curves(table: pd.DataFrame, path: str | os.PathLike, metric: str = "loss") -> Path:
+    """Interpolation curves, mean ± std band per variant, one panel per (zoo, protocol); writes a PNG."""
     import seaborn as sns
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     long = curves_long(table, metric)
     if long.empty:
-        fig, ax = plt.subplots(figsize=(4, 3))
-        ax.text(0.5, 0.5, "no interpolation curves yet", ha="center", va="center")
-        ax.set_axis_off()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        return _placeholder(path, "no interpolation curves yet")
     panels = sorted(long["panel"].unique())
     with sns.axes_style("whitegrid"):
         grid = sns.relplot(data=long, x="lambda", y=metric, hue="variant", hue_order=sorted(long["variant"].unique()),
@@ -191,15 +529,84 @@ def plot_curves(table: pd.DataFrame, path: str | os.PathLike, metric: str = "los
     grid.set_titles("{col_name}")
     grid.set_axis_labels("λ (0 = reference, 1 = aligned)", metric)
     grid.figure.suptitle(f"Interpolation {metric} (mean ± std over units)", y=1.03)
-    grid.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(grid.figure)
-    return path
+    return _save(grid.figure, path)
+
+
+def plot_barrier_vs_eps(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    long = eps_long(table)
+    long["eps"] = long["eps"].astype(float)
+    positive = long.loc[long["eps"] > 0, "eps"]
+    # eps = 0 has no place on a log axis: linear below the smallest positive eps, log above
+    return _relplot(long, "eps", "loss_barrier", "Orbit: loss barrier vs weight noise (mean ± std)", Path(path),
+                    "ε (weight noise)", "loss barrier", symlog_x=None if positive.empty else float(positive.min()))
+
+
+def plot_barrier_vs_width(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    return _relplot(width_long(table), "width", "loss_barrier", "Loss barrier vs width (mean ± std)", Path(path),
+                    "width (hidden units / channels)", "loss barrier", logx=True)
+
+
+def plot_runtime_vs_width(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    return _relplot(runtime_long(table), "width", "align_s", "Alignment time vs width (mean ± std)", Path(path),
+                    "width (hidden units / channels)", "align seconds", logx=True, logy=True)
+
+
+def plot_merged_vs_n(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    return _relplot(merge_long(table), "n_models", "score", "Merged model vs number of models (mean ± std)",
+                    Path(path), "models merged", "merged score", style="kind",
+                    style_order=["merged", "merged + REPAIR"])
+
+
+def plot_combine(table: pd.DataFrame, path: str | os.PathLike, metric: str = "loss") -> Path:
+    """One panel per (zoo, probe): the worst sampled `metric` at each value of the probe's parameter."""
+    long = combine_long(table, metric)
+    order = {p: i for i, p in enumerate(PROBE_ORDER)}
+    long["panel"] = [f"{z} · {order.get(p, len(PROBE_ORDER)):02d} {p}" for z, p in zip(long["zoo"], long["probe"],
+                                                                                 strict=True)]
+    return _relplot(long, "x", metric, f"Mode combinability: worst {metric} per probe value (mean ± std over pairs)",
+                    Path(path), "probe parameter", f"worst {metric}", wrap=5, height=2.6)
+
+
+# figure file -> (long-frame builder deciding whether there is anything to draw, plotter)
+FIGURES = {
+    "barrier_vs_eps.png": (eps_long, plot_barrier_vs_eps),
+    "barrier_vs_width.png": (width_long, plot_barrier_vs_width),
+    "runtime_vs_width.png": (runtime_long, plot_runtime_vs_width),
+    "merged_vs_n.png": (merge_long, plot_merged_vs_n),
+    "combine.png": (combine_long, plot_combine),
+}
+
+
+def write_figures(table: pd.DataFrame, directory: str | os.PathLike) -> list[Path]:
+    """curves.png always (a placeholder when empty); every other figure the table has data for."""
+    directory = Path(directory)
+    paths = [plot_curves(table, directory / "curves.png")]
+    for name, (data, plot) in FIGURES.items():
+        if not data(table).empty:
+            paths.append(plot(table, directory / name))
+    return paths
+
+
+def read_sweeps(results_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """The sweep trials' rows (`bench sweep` writes them under <results>/sweeps/), if any."""
+    root = Path(results_dir) / "sweeps"
+    return ResultStore(root).table() if (root / "rows").is_dir() else None
+
+
+def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = ()) -> list[Path]:
+    """Read the tables under `results_dir`; write the figures and leaderboard.{md,tex,html} there."""
+    results_dir = Path(results_dir)
+    table = ResultStore(results_dir).table()
+    sweeps = read_sweeps(results_dir)
+    figures = write_figures(table, results_dir)
+    names = [p.name for p in figures]
+    return [write_markdown(table, results_dir / "leaderboard.md", header_lines, sweeps, names),
+            _write_text(results_dir / "leaderboard.tex", latex(table, header_lines, sweeps)),
+            _write_text(results_dir / "leaderboard.html", html_page(table, header_lines, sweeps, names)),
+            *figures]
 
 
 def write_report(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = ()) -> tuple[Path, Path]:
-    """Read the store under `results_dir`; write `leaderboard.md` and `curves.png` there."""
-    results_dir = Path(results_dir)
-    table = ResultStore(results_dir).table()
-    md = write_markdown(table, results_dir / "leaderboard.md", header_lines)
-    png = plot_curves(table, results_dir / "curves.png")
-    return md, png
+    """`write_all`; returns (leaderboard.md, curves.png) (every file is listed by `write_all`)."""
+    paths = write_all(results_dir, header_lines)
+    return paths[0], paths[3]

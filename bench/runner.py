@@ -1,14 +1,22 @@
 """`bench run`: every (zoo, method, protocol, unit) of a benchmark, resumable, into the results table.
 
 Units whose key is already in the table are skipped, so a killed run resumes where it stopped.
-Rows are appended in small batches (one atomic Parquet part each); a unit whose method raises
-becomes an error row (retried by the next run) instead of ending the run.
+The units still to do are cut into `UnitBatch`es of a few units of one (zoo, method, protocol):
+plain data that any process can execute, given the zoo and the set-up method. Each batch becomes
+one atomically appended Parquet part; a batch whose method raises becomes error rows (retried by
+the next run) instead of ending the run.
+
+Batches run either here, one after the other (the default), or on a Dask cluster
+(`RunOptions.workers` / `.scheduler`, see `bench.distributed`). Both paths share the planning
+(`plan`), the one fit per (method, zoo) on this process (`setup_method`) and the execution of a
+batch (`execute`), so they produce the same rows.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -17,23 +25,57 @@ from tqdm.auto import tqdm
 from bench.presets import Benchmark
 from bench.protocols import Unit, make_protocol
 from bench.results import ResultStore, environment, unit_key, utc_now
-from bench.zoo_cache import get_zoo
+from bench.zoo_cache import get_zoo, recipe_id
 from methods import METHODS, make_method, parse_method
 from zoos.tasks import make_task
+from zoos.zoo import Zoo
 
-BATCH = 8  # units per appended part: bounds what a kill can lose
+BATCH = 8  # units per batch (one appended part, one Dask task): bounds what a kill can lose
 
 
 @dataclass
 class RunOptions:
     results: Path = Path("results")
     data: str = "auto"
-    workers: int = 2  # zoo-building processes
+    build_workers: int = 2  # zoo-building processes
     threads: int = 1  # torch threads while aligning and evaluating: timings stay comparable on a shared box
     build_threads: int = 2  # torch threads while fitting INR zoos
     progress: bool = True
     mirror: bool = True
     report: bool = True
+    workers: int = 0  # > 0: run the units on a local Dask cluster of this many worker processes
+    scheduler: str | None = None  # address of an existing Dask scheduler (tcp://host:port); wins over workers
+
+
+@dataclass(frozen=True)
+class UnitBatch:
+    """A few units of one (zoo, method, protocol), with everything needed to run them elsewhere."""
+
+    zoo_dir: str  # the stored zoo (absolute path): workers load it from there
+    zoo_name: str
+    zoo_hash: str
+    spec: str  # method spec, preset overrides applied
+    seed: int
+    protocol: str
+    protocol_options: dict = field(hash=False)
+    keys: tuple[str, ...] = ()
+    units: tuple[Unit, ...] = ()
+    run_id: str = ""
+    fit_s: float = 0.0  # the client's fit time of the method, filled in once it is set up
+
+
+@dataclass
+class Group:
+    """Every batch still to do for one (zoo, method); the method is set up once for all of them."""
+
+    zoo: Zoo
+    task: object
+    spec: str
+    batches: list[UnitBatch]
+
+    @property
+    def n_units(self) -> int:
+        return sum(len(b.units) for b in self.batches)
 
 
 def method_specs(bench: Benchmark, methods: list[str] | None) -> list[str]:
@@ -55,23 +97,28 @@ def _failed_rows(units: list[Unit], error: Exception) -> list[dict]:
     return [{"unit": u.name, "a": u.a, "b": u.b, "error": message} for u in units]
 
 
-def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunOptions = RunOptions(),
-                  run_id: str | None = None) -> dict:
-    """Run (or resume) `bench`; returns counts of units done, skipped and failed."""
-    specs = method_specs(bench, methods)
-    store = ResultStore(opts.results)
-    done = store.done_keys()
-    run_id = run_id or utc_now()
-    env = environment()
-    counts = {"done": 0, "skipped": 0, "failed": 0}
+def zoo_directory(recipe, opts: RunOptions) -> Path:
+    """Where `get_zoo` keeps (or finds) the recipe's zoo."""
+    if recipe.kind == "path":
+        return Path(recipe.options["path"]).resolve()
+    return (Path(opts.results) / "zoos" / recipe_id(recipe, opts.data)).resolve()
+
+
+def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], run_id: str,
+         counts: dict) -> Iterator[Group]:
+    """The work left, one (zoo, method) group at a time; zoos are built (and cached) on first use.
+
+    Counts skipped units into `counts["skipped"]`. Leaves torch at `opts.threads` threads.
+    """
     for recipe in bench.zoos:
         torch.set_num_threads(opts.build_threads)
-        zoo = get_zoo(recipe, opts.results / "zoos", opts.data, opts.workers, opts.progress)
+        zoo = get_zoo(recipe, opts.results / "zoos", opts.data, opts.build_workers, opts.progress)
         torch.set_num_threads(opts.threads)
         task = make_task(zoo)
         zoo_hash = zoo.content_hash()
+        zoo_dir = str(zoo_directory(recipe, opts))
         for spec in specs:
-            method, fit_s = None, 0.0
+            batches = []
             for proto_name, proto_options in bench.protocols.items():
                 protocol = make_protocol(proto_name, seed=bench.seed, **proto_options)
                 keyed = [(unit_key(variant=spec, zoo_hash=zoo_hash, protocol=proto_name,
@@ -79,29 +126,66 @@ def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunO
                          for u in protocol.units(zoo)]
                 todo = [(k, u) for k, u in keyed if k not in done]
                 counts["skipped"] += len(keyed) - len(todo)
-                if not todo:
-                    continue
-                if method is None:  # fit once per (method, zoo), only when there is work
-                    method = make_method(spec, seed=bench.seed)
-                    start = time.perf_counter()
-                    method.setup(zoo, task)
-                    fit_s = time.perf_counter() - start
-                bar = tqdm(total=len(todo), desc=f"{zoo.name} {_variant(spec)} {proto_name}", unit="unit",
-                           disable=not opts.progress, leave=False)
                 for start in range(0, len(todo), BATCH):
-                    batch = todo[start : start + BATCH]
-                    units = [u for _, u in batch]
-                    try:
-                        rows = protocol.run(method, zoo, task, units)
-                        counts["done"] += len(rows)
-                    except Exception as error:  # one failing method must not end the benchmark
-                        rows = _failed_rows(units, error)
-                        counts["failed"] += len(rows)
-                    common = {"run_id": run_id, "method": parse_method(spec)[0], "variant": _variant(spec),
-                              "zoo": zoo.name, "zoo_hash": zoo_hash, "protocol": proto_name, "seed": bench.seed,
-                              "fit_s": fit_s, "time": utc_now(), "error": None,
-                              **{f"p_{k}": v for k, v in method.hp.items()}, **env}
-                    store.append([{**common, **row, "key": key} for (key, _), row in zip(batch, rows, strict=True)])
-                    bar.update(len(batch))
-                bar.close()
+                    chunk = todo[start : start + BATCH]
+                    batches.append(UnitBatch(zoo_dir, zoo.name, zoo_hash, spec, bench.seed, proto_name,
+                                             dict(proto_options), tuple(k for k, _ in chunk),
+                                             tuple(u for _, u in chunk), run_id))
+            if batches:  # fit only when there is work
+                yield Group(zoo, task, spec, batches)
+
+
+def setup_method(spec: str, seed: int, zoo: Zoo, task):
+    """A method bound to the zoo (learned ones train here, once); returns (method, seconds)."""
+    method = make_method(spec, seed=seed)
+    start = time.perf_counter()
+    method.setup(zoo, task)
+    return method, time.perf_counter() - start
+
+
+def finish_rows(batch: UnitBatch, rows: list[dict], hp: dict, env: dict) -> list[dict]:
+    """Protocol rows (or error rows) with the columns every row carries, keyed."""
+    common = {"run_id": batch.run_id, "method": parse_method(batch.spec)[0], "variant": _variant(batch.spec),
+              "zoo": batch.zoo_name, "zoo_hash": batch.zoo_hash, "protocol": batch.protocol, "seed": batch.seed,
+              "fit_s": batch.fit_s, "time": utc_now(), "error": None, **{f"p_{k}": v for k, v in hp.items()}, **env}
+    return [{**common, **row, "key": key} for key, row in zip(batch.keys, rows, strict=True)]
+
+
+def execute(batch: UnitBatch, method, zoo: Zoo, task, env: dict) -> tuple[list[dict], int]:
+    """Run one batch; returns its finished rows and how many of them are error rows."""
+    protocol = make_protocol(batch.protocol, seed=batch.seed, **batch.protocol_options)
+    units = list(batch.units)
+    try:
+        rows, failed = protocol.run(method, zoo, task, units), 0
+    except Exception as error:  # one failing method must not end the benchmark
+        rows = _failed_rows(units, error)
+        failed = len(rows)
+    return finish_rows(batch, rows, method.hp, env), failed
+
+
+def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunOptions = RunOptions(),
+                  run_id: str | None = None) -> dict:
+    """Run (or resume) `bench`; returns counts of units done, skipped and failed."""
+    specs = method_specs(bench, methods)
+    if opts.workers or opts.scheduler:
+        from bench.distributed import run_distributed
+
+        return run_distributed(bench, specs, opts, run_id)
+    store = ResultStore(opts.results)
+    done = store.done_keys()
+    run_id = run_id or utc_now()
+    env = environment()
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    bar = tqdm(total=0, unit="unit", disable=not opts.progress, leave=False)
+    for group in plan(bench, specs, opts, done, run_id, counts):
+        method, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task)
+        bar.total += group.n_units
+        bar.set_description(f"{group.zoo.name} {_variant(group.spec)}")
+        for batch in group.batches:
+            rows, failed = execute(replace(batch, fit_s=fit_s), method, group.zoo, group.task, env)
+            counts["done"] += len(rows) - failed
+            counts["failed"] += failed
+            store.append(rows)
+            bar.update(len(rows))
+    bar.close()
     return counts

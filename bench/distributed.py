@@ -1,0 +1,192 @@
+"""`bench run --workers N | --scheduler tcp://host:port`: the units on a Dask distributed cluster.
+
+The client (this process) plans the work exactly as the serial run does (`bench.runner.plan`),
+and sends each `UnitBatch` (a few units of one zoo, method and protocol) as one Dask task; a
+worker returns finished rows. Choices:
+
+- Zoos travel by path, not by value: a batch names its stored zoo directory (the cache under
+  `results/zoos/` or a `--zoo` directory) and each worker process loads it once and keeps it
+  (with its task: the INR targets or the classifier evaluation set) in a per-process cache keyed
+  on path and content hash. That needs the zoo directory on a filesystem the workers share with
+  the client (always true for a local cluster). When some worker cannot see the directory, the
+  client scatters the loaded zoo to all workers instead (once per zoo, `broadcast=True`).
+- Learned methods are fitted once per (method, zoo), on the client, before any of their batches
+  is submitted. Workers then call `setup` themselves, once per process: a method that caches its
+  fit on disk (the ScaleGMN autoencoder's checkpoint under `results/cache/ae/`, or
+  `REBASIN_AE_CACHE`) loads what the client trained instead of training again. On a cluster
+  that cache must be on the shared filesystem too (set `REBASIN_AE_CACHE` to an absolute shared
+  path); otherwise each worker refits (same seed, same result, wasted time).
+- Only the client writes: it appends each finished batch as one Parquet part (as the serial run
+  does) and skips any key it already wrote in this run, so a batch Dask recomputed after losing
+  a worker cannot duplicate rows. MLflow mirroring stays on the client (`bench.cli`).
+- A worker lost mid-run: Dask reruns its unfinished (and its finished but not yet collected)
+  batches elsewhere. A batch that keeps killing workers (`KilledWorker`) or otherwise fails as a
+  task becomes error rows, which the next run retries like any other error row.
+- Rows equal the serial run's but for timings, `run_id`, `time` and `env_*`: batches are cut the
+  same way (evaluation is batched over a batch's units) and env describes the worker that ran it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections import OrderedDict
+from concurrent.futures import CancelledError
+from dataclasses import replace
+from pathlib import Path
+
+import dask
+import torch
+from tqdm.auto import tqdm
+
+from bench.presets import Benchmark
+from bench.results import ResultStore, environment, utc_now
+from bench.runner import RunOptions, UnitBatch, _failed_rows, _variant, execute, finish_rows, plan, setup_method
+from methods import make_method
+from zoos.tasks import make_task
+from zoos.zoo import Zoo, ZooError, load_zoo
+
+# ---- worker side: per-process caches ---------------------------------------------------------------
+MAX_ZOOS = 4  # zoos kept per worker process (a benchmark walks its zoos in order)
+_ZOOS: OrderedDict = OrderedDict()  # (source, zoo_hash) -> (zoo, task)
+_METHODS: dict = {}  # (thread, spec, seed, zoo_hash) -> set-up method
+_LOCK = threading.Lock()
+
+
+def _worker_zoo(source: str | Zoo, zoo_hash: str) -> tuple[Zoo, object]:
+    """The zoo (loaded from its directory, or the scattered object) and its task, once per process."""
+    cache_key = (source if isinstance(source, str) else "scattered", zoo_hash)
+    with _LOCK:
+        if cache_key not in _ZOOS:
+            zoo = load_zoo(source) if isinstance(source, str) else source
+            if zoo.content_hash() != zoo_hash:
+                raise ZooError(f"{source}: zoo content changed (hash {zoo.content_hash()}, expected {zoo_hash})")
+            _ZOOS[cache_key] = (zoo, make_task(zoo))
+            while len(_ZOOS) > MAX_ZOOS:
+                old, _ = _ZOOS.popitem(last=False)
+                for k in [k for k in _METHODS if k[3] == old[1]]:
+                    del _METHODS[k]
+        _ZOOS.move_to_end(cache_key)
+        return _ZOOS[cache_key]
+
+
+def _worker_method(spec: str, seed: int, zoo: Zoo, task, zoo_hash: str):
+    # one instance per thread: methods keep per-call state (`info`, last maps), so threads must not share
+    key = (threading.get_ident(), spec, seed, zoo_hash)
+    if key not in _METHODS:
+        _METHODS[key] = setup_method(spec, seed, zoo, task)[0]  # a learned method loads the client's checkpoint
+    return _METHODS[key]
+
+
+def run_batch(batch: UnitBatch, source: str | Zoo, threads: int = 1) -> tuple[list[dict], int]:
+    """The Dask task: one batch's finished rows (error rows if the method raises) and how many failed."""
+    torch.set_num_threads(threads)  # workers are pinned to one thread each, like the serial timings
+    try:
+        zoo, task = _worker_zoo(source, batch.zoo_hash)
+        method = _worker_method(batch.spec, batch.seed, zoo, task, batch.zoo_hash)
+    except Exception as error:  # a zoo or setup problem on this worker: error rows, retried by a rerun
+        rows = _failed_rows(list(batch.units), error)
+        return finish_rows(batch, rows, make_method(batch.spec, seed=batch.seed).hp, environment()), len(rows)
+    return execute(batch, method, zoo, task, environment())
+
+
+# ---- client side ------------------------------------------------------------------------------------
+TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+
+def connect(workers: int = 2, scheduler: str | None = None):
+    """(client, cluster): a client of the scheduler at `scheduler`, or of a new local cluster of
+    `workers` single-threaded worker processes under nannies (a killed worker is restarted)."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler), None
+        except OSError as error:  # one line from the CLI, not a traceback
+            raise ValueError(f"--scheduler {scheduler}: cannot connect ({error})") from None
+    # Nannies set OMP/MKL/OPENBLAS_NUM_THREADS=1 in the workers (distributed.nanny.pre-spawn-environ), and by
+    # default MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's adaptive mmap threshold: every large
+    # tensor is then mmapped and unmapped again, and a batch of merges ran 2x slower than in-process (3x
+    # for INR orbit batches). Left unset, workers allocate like the serial run, so timings stay comparable.
+    with dask.config.set({TRIM_KEY: None}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
+    return Client(cluster), cluster
+
+
+def _zoo_source(client, zoo: Zoo, zoo_dir: str):
+    """The zoo's path when every worker sees it, else the zoo scattered to all workers."""
+    spec = str(Path(zoo_dir) / "spec.json")
+    if all(client.run(os.path.isfile, spec).values()):
+        return zoo_dir
+    return client.scatter(zoo, broadcast=True, hash=False)
+
+
+def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id: str | None = None) -> dict:
+    """`run_benchmark` on a Dask cluster; returns counts of units done, skipped and failed."""
+    from distributed import as_completed
+
+    store = ResultStore(opts.results)
+    done = store.done_keys()
+    run_id = run_id or utc_now()
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    client = cluster = None  # started on the first group with work: a finished benchmark needs no cluster
+    pending: dict = {}  # future key -> batch
+    written: set[str] = set()  # keys appended by this run: a recomputed batch must not add them again
+    bar = tqdm(total=0, unit="unit", disable=not opts.progress, leave=False)
+    futures = None  # as_completed over the submitted batches, once there is a client
+
+    def collect(block: bool) -> None:
+        while futures is not None and not futures.is_empty() and (block or futures.has_ready()):
+            for future in futures.next_batch(block=True):
+                batch = pending.pop(future.key)
+                try:
+                    rows = future.result()[0]
+                except CancelledError:  # the client is shutting down: the rerun does these units
+                    continue
+                except Exception as error:  # e.g. KilledWorker: the batch keeps taking workers down
+                    hp = make_method(batch.spec, seed=batch.seed).hp
+                    rows = finish_rows(batch, _failed_rows(list(batch.units), error), hp, environment())
+                future.release()
+                rows = [r for r in rows if r["key"] not in written]
+                written.update(r["key"] for r in rows)
+                store.append(rows)
+                failed = sum(r["error"] is not None for r in rows)
+                counts["done"] += len(rows) - failed
+                counts["failed"] += failed
+                bar.update(len(batch.units))
+
+    try:
+        sources: dict[str, object] = {}
+        for group in plan(bench, specs, opts, done, run_id, counts):
+            if client is None:
+                client, cluster = connect(opts.workers or 1, opts.scheduler)
+                futures = as_completed()
+                if any(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()):
+                    print("bench: warning: Dask workers run with MALLOC_TRIM_THRESHOLD_ set, which slows tensor "
+                          f"code (up to 2-3x here); set {TRIM_KEY}: null in the workers' Dask config",
+                          file=sys.stderr)
+            # fit here first: the workers' own setup then finds the checkpoint instead of training
+            _, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task)
+            zoo_dir = group.batches[0].zoo_dir
+            if zoo_dir not in sources:
+                sources[zoo_dir] = _zoo_source(client, group.zoo, zoo_dir)
+            for batch in group.batches:
+                future = client.submit(run_batch, replace(batch, fit_s=fit_s), sources[zoo_dir], opts.threads,
+                                       pure=False)
+                pending[future.key] = batch
+                futures.add(future)
+            bar.total += group.n_units
+            bar.set_description(f"{group.zoo.name} {_variant(group.spec)}")
+            bar.refresh()
+            collect(block=False)  # append what is done while the next group's method is set up
+        collect(block=True)
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    return counts

@@ -1,0 +1,584 @@
+"""`bench sweep`: Optuna over a method's declared hyperparameters, minimising a protocol's metric.
+
+A trial builds the method with the trial's hyperparameters (`make_method("name[k=v,...]")`), fits
+it on the zoo, runs every unit of the protocol and returns the mean of the metric over the units
+(optionally also the method's seconds: multi-objective). Its rows go to a `ResultStore` under
+`<results>/sweeps/` (kept apart from `bench run`'s table, so sweep trials neither crowd the
+leaderboard nor get mirrored as benchmark runs) with `study`, `trial` and `p_*` columns.
+
+Storage: a journal file (`<results>/sweeps/optuna.journal` by default, or any path) or any RDB
+URL, so several processes and machines can work on one study. `--workers W` starts W local
+worker processes on the same study. Every worker asks for a trial only while fewer than N trials
+are complete or running, and gives a trial up (state FAIL, user attr `surplus`) when it finds N
+such trials ahead of it: the study ends with exactly N complete trials, none run twice.
+
+Resuming: a worker stamps its trials with host, pid and a heartbeat (a user attr renewed every
+HEARTBEAT_S). A RUNNING trial whose process is gone (same host) or whose heartbeat is older than
+GRACE_S is failed (user attr `stale`) by whichever worker sees it first and its parameters are
+queued again, so a killed sweep resumes by rerunning the same command.
+
+MLflow: one parent run per study, one nested run per finished trial, written by one process only
+(the single worker, or the parent of several workers while it waits for them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+SWEEPS_DIR = "sweeps"
+HEARTBEAT_S = 30.0
+GRACE_S = 300.0
+POLL_S = 1.0
+UNSWEPT = {"device"}  # declared hyperparameters that choose hardware, not a result
+BATCH = 8  # units per protocol.run call (the runner's batch)
+# trials holding one of the N slots; a queued (WAITING) trial takes one only once a worker pops it
+TAKEN = (TrialState.COMPLETE, TrialState.RUNNING)
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run as configured (the CLI prints it as one line)."""
+
+
+@dataclass
+class SweepConfig:
+    method: str  # spec; hyperparameters given in brackets are fixed, not searched
+    zoo: str  # a stored zoo directory, or PRESET:INDEX (a preset's zoo recipe, built and cached)
+    protocol: str = "pairs"  # name, optionally with options: "pairs[n_pairs=8,lambdas=11]"
+    trials: int = 20
+    workers: int = 1
+    storage: str | None = None  # RDB URL or journal file path; default <results>/sweeps/optuna.journal
+    metric: str = "loss_barrier"
+    multi_objective: bool = False  # also minimise the method's seconds (fit + align/merge)
+    study: str | None = None
+    results: Path = Path("results")
+    preset: str = "default"  # protocol options start from this preset's
+    params: tuple[str, ...] | None = None  # search only these hyperparameters (others at default)
+    seed: int = 0
+    data: str = "auto"
+    threads: int = 1
+    mlflow: bool = True
+    tracking_uri: str | None = None
+    max_failures: int | None = None  # stop after this many failed trials (default: trials)
+    progress: bool = True
+    zoo_path: str | None = field(default=None, repr=False)  # resolved by `prepare`
+
+
+# ---- configuration ------------------------------------------------------------------------------
+def direction(metric: str) -> str:
+    """maximize for scores (acc_*, psnr_*: merged accuracy, gaps) unless they measure a drop
+    (barriers, areas); minimize for everything else (losses, barriers, errors)."""
+    score = metric.startswith(("acc", "psnr"))
+    return "maximize" if score and not metric.endswith(("_barrier", "_area")) else "minimize"
+
+
+def _typed(default, text: str, name: str):
+    """A protocol option from its text, typed like the dataclass field's default."""
+    try:
+        if isinstance(default, bool):
+            return text.lower() in ("1", "true", "yes")
+        if isinstance(default, tuple):
+            kinds = {type(d) for d in default}
+            kind = kinds.pop() if len(kinds) == 1 else str
+            return tuple(kind(x) for x in text.split(";") if x)
+        return type(default)(text) if default is not None else text
+    except ValueError:
+        raise SweepError(f"protocol option {name}: cannot read {text!r} as {type(default).__name__}") from None
+
+
+def protocol_options(spec: str, preset: str = "default") -> tuple[str, dict]:
+    """'pairs[n_pairs=8]' -> ('pairs', preset options updated with n_pairs=8). Tuples: 'probes=line;minmax'."""
+    from bench.presets import PRESETS
+    from bench.protocols import PROTOCOLS
+    from methods import parse_method
+
+    name, given = parse_method(spec)
+    if name not in PROTOCOLS:
+        raise SweepError(f"unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})")
+    if preset not in PRESETS:
+        raise SweepError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    options = dict(PRESETS[preset].protocols.get(name, {}))
+    defaults = {f.name: f.default for f in dataclasses.fields(PROTOCOLS[name])}
+    for key, text in given.items():
+        if key not in defaults or key == "seed":
+            raise SweepError(f"protocol {name}: unknown option {key!r} (known: {', '.join(sorted(defaults))})")
+        options[key] = _typed(defaults[key], text, key)
+    return name, options
+
+
+def resolve_zoo(zoo: str, results: Path, data: str = "auto", progress: bool = True) -> Path:
+    """A stored zoo directory as given, or PRESET:INDEX built (once) into the zoo cache."""
+    path = Path(zoo)
+    if path.is_dir():
+        return path
+    match = re.fullmatch(r"(\w+):(\d+)", zoo)
+    if not match:
+        raise SweepError(f"{zoo}: no such zoo directory (or give PRESET:INDEX, e.g. default:1)")
+    from bench.presets import PRESETS
+    from bench.zoo_cache import get_zoo, recipe_id
+
+    preset, index = match.group(1), int(match.group(2))
+    if preset not in PRESETS or index >= len(PRESETS[preset].zoos):
+        raise SweepError(f"{zoo}: no zoo {index} in preset {preset!r}")
+    recipe = PRESETS[preset].zoos[index]
+    get_zoo(recipe, results / "zoos", data, progress=progress)
+    return results / "zoos" / recipe_id(recipe, data)
+
+
+def searched(method: str, only: tuple[str, ...] | None = None):
+    """(method name, fixed hyperparameters {name: text}, searched {name: Hyper})."""
+    from methods import METHODS, UnknownMethod, parse_method
+
+    name, fixed = parse_method(method)
+    if name not in METHODS:
+        raise UnknownMethod(f"unknown method {name!r} (known: {', '.join(METHODS)})")
+    space = METHODS[name].search_space
+    unknown = set(fixed) - set(space)
+    if unknown:
+        raise SweepError(f"method {name}: unknown hyperparameter(s) {', '.join(sorted(unknown))}")
+    if only:
+        bad = set(only) - set(space)
+        if bad:
+            raise SweepError(f"method {name}: --params {', '.join(sorted(bad))} not among its hyperparameters"
+                             f" ({', '.join(space) or 'none'})")
+    hypers = {k: h for k, h in space.items() if k not in fixed and k not in UNSWEPT and (not only or k in only)
+              and (h.kind in ("bool", "cat") or (h.low is not None and h.high is not None and h.low < h.high))}
+    if not hypers:
+        raise SweepError(f"method {name}: nothing to search (declared: {', '.join(space) or 'none'})")
+    return name, fixed, hypers
+
+
+def suggest(trial, name: str, hyper):
+    if hyper.kind == "int":
+        return trial.suggest_int(name, int(hyper.low), int(hyper.high), log=hyper.log and hyper.low > 0)
+    if hyper.kind == "float":
+        return trial.suggest_float(name, float(hyper.low), float(hyper.high), log=hyper.log and hyper.low > 0)
+    if hyper.kind == "bool":
+        return trial.suggest_categorical(name, [False, True])
+    return trial.suggest_categorical(name, list(hyper.choices))
+
+
+def _text(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def format_spec(name: str, params: dict) -> str:
+    """'git-rebasin', {'max_sweeps': 12, 'init': 'forward'} -> 'git-rebasin[init=forward,max_sweeps=12]'
+    (keys sorted; floats in shortest round-trip form, so `bench run --methods` rebuilds the same method)."""
+    return name + (f"[{','.join(f'{k}={_text(params[k])}' for k in sorted(params))}]" if params else "")
+
+
+def make_storage(storage: str | None, results: Path):
+    """An RDB URL as is; anything else is a journal file path (default under <results>/sweeps/)."""
+    if storage and "://" in storage:
+        return storage
+    path = Path(storage) if storage else results / SWEEPS_DIR / "optuna.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def default_study_name(cfg: SweepConfig, zoo) -> str:
+    from bench.results import normalise_spec
+
+    objective = cfg.metric + ("+seconds" if cfg.multi_objective else "")
+    return f"{normalise_spec(cfg.method)}@{zoo.name}-{zoo.content_hash()[:8]}@{cfg.protocol}@{objective}"
+
+
+def _directions(cfg: SweepConfig) -> list[str]:
+    return [direction(cfg.metric)] + (["minimize"] if cfg.multi_objective else [])
+
+
+def open_study(cfg: SweepConfig, name: str, worker: int = 0) -> optuna.Study:
+    n_startup = min(10, max(3, cfg.trials // 3))
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed * 1000 + worker, n_startup_trials=n_startup,
+                                         constant_liar=True)  # liar: parallel workers do not pile up
+    return optuna.create_study(storage=make_storage(cfg.storage, cfg.results), study_name=name,
+                               directions=_directions(cfg), sampler=sampler, load_if_exists=True)
+
+
+# ---- trial bookkeeping ----------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child its parent has not reaped yet is a zombie: dead for us
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_stale(trial, now: float, grace: float) -> bool:
+    attrs = trial.user_attrs
+    if attrs.get("host") == socket.gethostname() and "pid" in attrs and not _alive(int(attrs["pid"])):
+        return True
+    start = trial.datetime_start.timestamp() if trial.datetime_start else now
+    return now - float(attrs.get("heartbeat", start)) > grace
+
+
+def reclaim_stale(study: optuna.Study, grace: float = GRACE_S) -> list[int]:
+    """Fail RUNNING trials whose worker is gone and queue their parameters again; returns their numbers."""
+    reclaimed, now = [], time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _is_stale(trial, now, grace):
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "stale", True)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except Exception:  # another worker failed it first (or it just finished): it is theirs
+            continue
+        if trial.params:
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
+                                                          "default": trial.user_attrs.get("default", False)})
+        reclaimed.append(trial.number)
+    return reclaimed
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL and "error" in t.user_attrs]
+    return {"complete": sum(t.state == TrialState.COMPLETE for t in trials),
+            "taken": sum(t.state in TAKEN for t in trials),
+            "running": sum(t.state == TrialState.RUNNING for t in trials),
+            "failed": len(failed)}
+
+
+class _Heartbeat:
+    """Renews the trial's `heartbeat` user attr from a background thread while the trial runs."""
+
+    def __init__(self, study: optuna.Study, trial_id: int, interval: float = HEARTBEAT_S):
+        self.study, self.trial_id, self.interval = study, trial_id, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.wait(self.interval):
+            try:
+                self.study._storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+            except Exception:  # the trial finished (or was reclaimed) meanwhile
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+# ---- one trial ----------------------------------------------------------------------------------
+class Objective:
+    """Runs trials of one sweep in this process: zoo, task and units loaded once."""
+
+    def __init__(self, cfg: SweepConfig, study_name: str):
+        import torch
+
+        from bench.protocols import make_protocol
+        from bench.results import ResultStore, environment
+        from zoos.tasks import make_task
+        from zoos.zoo import load_zoo
+
+        torch.set_num_threads(cfg.threads)
+        self.cfg, self.study_name = cfg, study_name
+        self.zoo = load_zoo(cfg.zoo_path)
+        self.task = make_task(self.zoo)
+        self.zoo_hash = self.zoo.content_hash()
+        self.name, self.fixed, self.hypers = searched(cfg.method, cfg.params)
+        self.proto_name, self.proto_options = protocol_options(cfg.protocol, cfg.preset)
+        self.units = make_protocol(self.proto_name, seed=cfg.seed, **self.proto_options).units(self.zoo)
+        if not self.units:
+            raise SweepError(f"protocol {cfg.protocol} has no units on zoo {self.zoo.name}")
+        self.store = ResultStore(cfg.results / SWEEPS_DIR)
+        self.env = environment()
+
+    def defaults(self) -> dict:
+        return {k: h.default for k, h in self.hypers.items()}
+
+    def __call__(self, trial) -> tuple[list[float], str]:
+        """Run one trial: append its rows, return (objective values, spec)."""
+        from bench.protocols import make_protocol
+        from bench.results import utc_now
+        from methods import make_method
+
+        params = {**self.fixed, **{k: suggest(trial, k, h) for k, h in self.hypers.items()}}
+        spec = format_spec(self.name, params)
+        trial.set_user_attr("spec", spec)
+        method = make_method(spec, seed=self.cfg.seed)
+        protocol = make_protocol(self.proto_name, seed=self.cfg.seed, **self.proto_options)
+        start = time.perf_counter()
+        method.setup(self.zoo, self.task)
+        fit_s = time.perf_counter() - start
+        rows = []
+        for i in range(0, len(self.units), BATCH):
+            rows += protocol.run(method, self.zoo, self.task, self.units[i : i + BATCH])
+        if self.cfg.metric not in rows[0]:
+            raise SweepError(f"protocol {self.proto_name} has no metric {self.cfg.metric!r} (has: "
+                             f"{', '.join(k for k, v in rows[0].items() if isinstance(v, float))})")
+        values = [float(sum(r[self.cfg.metric] for r in rows) / len(rows))]
+        seconds = fit_s + sum(float(r.get("align_s", r.get("merge_s", 0.0)) or 0.0) for r in rows)
+        if self.cfg.multi_objective:
+            values.append(seconds)
+        common = {"run_id": self.study_name, "method": self.name, "variant": spec, "zoo": self.zoo.name,
+                  "zoo_hash": self.zoo_hash, "protocol": self.proto_name, "seed": self.cfg.seed, "fit_s": fit_s,
+                  "time": utc_now(), "error": None, "study": self.study_name, "trial": trial.number,
+                  "objective_metric": self.cfg.metric, "objective_direction": direction(self.cfg.metric),
+                  "objective": values[0], "method_s": seconds,
+                  "is_default": bool(trial.user_attrs.get("default", False)),
+                  **{f"p_{k}": v for k, v in method.hp.items()}, **self.env}
+        keyed = [{**common, **row, "key": self._key(trial.number, spec, row["unit"])} for row in rows]
+        self.store.append(keyed)  # rows first, then tell: a kill in between leaves rows of a failed trial
+        return values, spec
+
+    def _key(self, number: int, spec: str, unit: str) -> str:
+        from bench.results import unit_key
+
+        return unit_key(study=self.study_name, trial=number, variant=spec, zoo_hash=self.zoo_hash,
+                        protocol=self.proto_name, protocol_params=self.proto_options, unit=unit, seed=self.cfg.seed)
+
+    def error_row(self, number: int, error: BaseException) -> None:
+        from bench.results import utc_now
+
+        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        self.store.append([{"run_id": self.study_name, "method": self.name, "zoo": self.zoo.name,
+                            "zoo_hash": self.zoo_hash, "protocol": self.proto_name, "seed": self.cfg.seed,
+                            "study": self.study_name, "trial": number, "unit": "trial", "time": utc_now(),
+                            "error": message, "key": self._key(number, "", "trial"), **self.env}])
+
+
+def _log(cfg: SweepConfig, text: str) -> None:
+    if cfg.progress:
+        print(text, flush=True)
+
+
+def work(cfg: SweepConfig, study_name: str, worker: int = 0, callbacks=()) -> int:
+    """One worker's loop on the study; returns how many trials it completed."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(cfg, study_name, worker)
+    objective = Objective(cfg, study_name)
+    max_failures = cfg.max_failures if cfg.max_failures is not None else cfg.trials
+    done = 0
+    while True:
+        reclaim_stale(study)
+        c = counts(study)
+        if c["complete"] >= cfg.trials or c["failed"] >= max_failures:
+            return done
+        if c["taken"] >= cfg.trials:  # the rest is running elsewhere: wait in case some of it fails
+            time.sleep(POLL_S)
+            continue
+        trial = study.ask()  # pops a queued trial (defaults, retries) before sampling a new one
+        ahead = [t for t in study.get_trials(deepcopy=False, states=TAKEN) if t.number < trial.number]
+        if len(ahead) >= cfg.trials:  # another worker took the last slot at the same moment
+            study._storage.set_trial_user_attr(trial._trial_id, "surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        for key, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("heartbeat", time.time()),
+                           ("worker", worker)):
+            trial.set_user_attr(key, value)
+        start = time.perf_counter()
+        try:
+            with _Heartbeat(study, trial._trial_id):
+                values, spec = objective(trial)
+        except SweepError as error:  # a configuration error: every trial would fail the same way
+            trial.set_user_attr("error", str(error))
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception as error:
+            objective.error_row(trial.number, error)
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}".splitlines()[0])
+            frozen = study.tell(trial, state=TrialState.FAIL)
+            _log(cfg, f"trial {trial.number} failed: {frozen.user_attrs['error']}")
+        except BaseException:  # interrupted: give the trial back so that a rerun retries it
+            study._storage.set_trial_user_attr(trial._trial_id, "stale", True)
+            study.tell(trial, state=TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
+                                                          "default": trial.user_attrs.get("default", False)})
+            raise
+        else:
+            ok = all(math.isfinite(v) for v in values)
+            if not ok:
+                trial.set_user_attr("error", "non-finite objective")
+            frozen = study.tell(trial, values if ok else None, state=None if ok else TrialState.FAIL)
+            done += ok
+            shown = ", ".join(f"{v:.4g}" for v in values)
+            _log(cfg, f"trial {trial.number} (worker {worker}): {cfg.metric}{'/seconds' if cfg.multi_objective else ''}"
+                      f" = {shown} in {time.perf_counter() - start:.1f} s  {spec}")
+        for callback in callbacks:
+            callback(study, frozen)
+
+
+def _worker_main(cfg: SweepConfig, study_name: str, worker: int) -> None:
+    work(cfg, study_name, worker)
+
+
+# ---- MLflow ------------------------------------------------------------------------------------
+class MlflowSweepMirror:
+    """Optuna callback mirroring finished trials as nested MLflow runs under one parent run per study.
+
+    Idempotent (runs are tagged with the study key and trial number), so `sync` after workers, or
+    a resumed sweep, logs each trial once. Only one process should call it.
+    """
+
+    EXPERIMENT = "rebasin-bench-sweeps"
+
+    def __init__(self, study_name: str, results: Path, tracking_uri: str | None = None):
+        self.study_name, self.results, self.tracking_uri = study_name, results, tracking_uri
+        self.study_key = hashlib.sha256(study_name.encode()).hexdigest()[:16]
+        self.client = None
+
+    def _setup(self):
+        from bench.tracking import _experiment_id, _quiet, artifact_root, resolve_uri
+
+        with _quiet():
+            from mlflow import MlflowClient
+
+            uri = resolve_uri(self.tracking_uri, self.results)
+            self.client = MlflowClient(tracking_uri=uri)
+            self.exp_id = _experiment_id(self.client, self.EXPERIMENT, artifact_root(uri))
+            runs = self.client.search_runs([self.exp_id], f"tags.`bench.study_key` = '{self.study_key}'",
+                                           max_results=50000)
+        parents = [r for r in runs if r.data.tags.get("bench.role") == "study"]
+        self.mirrored = {int(r.data.tags["bench.trial"]) for r in runs if r.data.tags.get("bench.role") == "trial"}
+        if parents:
+            self.parent = parents[0].info.run_id
+        else:
+            with _quiet():
+                run = self.client.create_run(self.exp_id, run_name=self.study_name[:250],
+                                             tags={"bench.study_key": self.study_key, "bench.role": "study",
+                                                   "bench.study": self.study_name[:5000]})
+            self.parent = run.info.run_id
+
+    def __call__(self, study: optuna.Study, trial) -> None:
+        if trial.state not in (TrialState.COMPLETE, TrialState.FAIL) or {"surplus", "stale"} & set(trial.user_attrs):
+            return
+        from bench.tracking import _quiet
+
+        if self.client is None:
+            self._setup()
+        if trial.number in self.mirrored:
+            return
+        from mlflow.entities import Metric, Param
+
+        names = ["objective"] if len(study.directions) == 1 else ["objective", "seconds"]
+        with _quiet():
+            run = self.client.create_run(self.exp_id, run_name=f"trial {trial.number}", tags={
+                "mlflow.parentRunId": self.parent, "bench.study_key": self.study_key, "bench.role": "trial",
+                "bench.trial": str(trial.number), "bench.spec": str(trial.user_attrs.get("spec", ""))[:5000]})
+            now = int(time.time() * 1000)
+            params = [Param(k, str(v)[:6000]) for k, v in sorted(trial.params.items())]
+            metrics = [Metric(n, float(v), now, 0) for n, v in zip(names, trial.values or [], strict=False)]
+            self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
+            self.client.set_terminated(run.info.run_id, "FINISHED" if trial.state == TrialState.COMPLETE else "FAILED")
+        self.mirrored.add(trial.number)
+
+    def sync(self, study: optuna.Study) -> None:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            self(study, trial)
+
+    def close(self, study: optuna.Study) -> None:
+        from bench.tracking import _quiet
+
+        self.sync(study)
+        if self.client is None:
+            self._setup()
+        with _quiet():
+            c = counts(study)
+            self.client.log_metric(self.parent, "n_complete", c["complete"])
+            if len(study.directions) == 1 and c["complete"]:
+                self.client.log_metric(self.parent, "best_objective", study.best_value)
+                self.client.set_tag(self.parent, "bench.best_spec", study.best_trial.user_attrs.get("spec", ""))
+            self.client.set_terminated(self.parent, "FINISHED")
+
+
+# ---- the whole sweep -------------------------------------------------------------------------------
+def prepare(cfg: SweepConfig) -> tuple[SweepConfig, str]:
+    """Validate, resolve the zoo, create (or load) the study and queue the defaults first; returns
+    (the config with the zoo path, the study name)."""
+    from zoos.zoo import load_zoo
+
+    if cfg.trials < 1 or cfg.workers < 1:
+        raise SweepError("--trials and --workers must be at least 1")
+    _, _, hypers = searched(cfg.method, cfg.params)
+    protocol_options(cfg.protocol, cfg.preset)
+    cfg = dataclasses.replace(cfg, zoo_path=str(resolve_zoo(cfg.zoo, cfg.results, cfg.data, cfg.progress)))
+    name = cfg.study or default_study_name(cfg, load_zoo(cfg.zoo_path))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(cfg, name)
+    if not study.get_trials(deepcopy=False):  # a new study: the method's defaults are trial 0
+        study.enqueue_trial({k: h.default for k, h in hypers.items()}, user_attrs={"default": True})
+    return cfg, name
+
+
+def summary(study: optuna.Study) -> dict:
+    """Counts, the default trial's values and the best trial(s) with ready-to-use specs."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    out = {"study": study.study_name, **counts(study), "best": [], "default": None}
+    defaults = [t for t in trials if t.user_attrs.get("default")]
+    if defaults:
+        out["default"] = {"trial": defaults[0].number, "values": defaults[0].values,
+                          "spec": defaults[0].user_attrs.get("spec")}
+    if trials:
+        best = [study.best_trial] if len(study.directions) == 1 else study.best_trials
+        out["best"] = [{"trial": t.number, "values": t.values, "spec": t.user_attrs.get("spec")}
+                       for t in sorted(best, key=lambda t: t.number)]
+    return out
+
+
+def run_sweep(cfg: SweepConfig) -> dict:
+    """Run (or resume) a sweep to `cfg.trials` complete trials; returns `summary`."""
+    cfg, name = prepare(cfg)
+    mirror = MlflowSweepMirror(name, cfg.results, cfg.tracking_uri) if cfg.mlflow else None
+    _log(cfg, f"study {name!r}: {cfg.trials} trials, {cfg.workers} worker(s), storage "
+              f"{cfg.storage or cfg.results / SWEEPS_DIR / 'optuna.journal'}")
+    if counts(open_study(cfg, name))["complete"] >= cfg.trials:
+        _log(cfg, "already complete: nothing to run")
+    elif cfg.workers == 1:
+        work(cfg, name, 0, callbacks=[mirror] if mirror else [])
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # fresh interpreters: no torch thread pools inherited over fork
+        procs = [ctx.Process(target=_worker_main, args=(cfg, name, i), daemon=False) for i in range(cfg.workers)]
+        for p in procs:
+            p.start()
+        study = open_study(cfg, name)
+        try:
+            while any(p.is_alive() for p in procs):
+                time.sleep(2 * POLL_S)
+                if mirror:  # the parent is the only MLflow writer
+                    mirror.sync(study)
+        except BaseException:
+            for p in procs:
+                p.join(30)
+            raise
+        failed = [p.exitcode for p in procs if p.exitcode]
+        if failed:
+            raise SweepError(f"{len(failed)} worker(s) failed (exit codes {failed}); rerun to resume")
+    study = open_study(cfg, name)
+    if mirror:
+        try:
+            mirror.close(study)
+        except Exception as error:  # the journal/RDB study and the Parquet rows are the record
+            print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
+    return summary(study)
+
+
+__all__ = ["SweepConfig", "SweepError", "MlflowSweepMirror", "run_sweep", "work", "prepare", "summary",
+           "format_spec", "searched", "make_storage", "protocol_options", "resolve_zoo", "reclaim_stale", "direction"]

@@ -1,0 +1,142 @@
+"""`bench perf` and the fast paths it measures: smoke runs of every suite at tiny sizes, and checks that
+each fast path computes what the plain one does (no timing assertions: the box is shared)."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+import methods.sinkhorn as sinkhorn_module
+from bench import perf
+from bench.cli import main
+from methods.sinkhorn import _ScaledSinkhorn, log_sinkhorn, sinkhorn
+from tests.conftest import random_params
+from zoos import inr
+from zoos.data import load_images
+from zoos.inr import dwsnets_init, fit_inrs, fit_inrs_autograd
+from zoos.space import mlp_space, siren_space
+from zoos.tasks import InrTask, grid_forward, inr_grid
+
+
+# ---- fast paths compute the same thing ------------------------------------------------------------
+@pytest.mark.parametrize("chunk_floats", [1, 1 << 17], ids=["one-net-chunks", "default-chunks"])
+def test_hand_written_siren_fitting_equals_autograd_reference(monkeypatch, chunk_floats):
+    monkeypatch.setattr(inr._SirenKernel, "CACHE_FLOATS", chunk_floats)
+    space = siren_space(8, 3)
+    images = load_images("digits")[0][:3]
+    init = dwsnets_init(space, [1, 2, 3])
+    fast, mse = fit_inrs(space, init, images, steps=15)
+    ref, mse_ref = fit_inrs_autograd(space, init, images, steps=15)
+    for k in ref:
+        assert torch.allclose(fast[k], ref[k], atol=2e-5), k
+    assert torch.allclose(mse, mse_ref, rtol=1e-4)
+    assert (mse < ((images.flatten(1) - 0.5) ** 2).mean(1)).all()  # it did fit
+
+
+def test_fitting_other_spaces_falls_back_to_autograd():
+    space = mlp_space([2, 6, 1], "relu")
+    assert not inr._SirenKernel.supports(space)
+    params, mse = fit_inrs(space, random_params(space, 2, seed=1), load_images("digits")[0][:2], steps=5)
+    assert params["seq.0.weight"].shape == (2, 6, 2) and torch.isfinite(mse).all()
+
+
+def test_grid_forward_and_chunked_evaluation_match_the_plain_forward():
+    space = siren_space(8, 3)
+    params = dwsnets_init(space, list(range(6)))
+    assert torch.allclose(grid_forward(space, params, 28), space.forward(params, inr_grid(28)), atol=1e-5)
+    task = InrTask(space, load_images("digits")[0][:6])
+    target = torch.arange(6)
+    batched = task.evaluate(params, target)
+    for i in range(6):
+        one = task.evaluate({k: v[i : i + 1] for k, v in params.items()}, target[i : i + 1])
+        assert torch.allclose(batched["loss"][i], one["loss"][0], rtol=1e-4)
+
+
+def test_scaled_sinkhorn_is_the_log_domain_sinkhorn(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    xd = torch.randn(2, 6, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _ScaledSinkhorn.apply(t, 0.7, 10), (xd,))
+    monkeypatch.setattr(sinkhorn_module, "SCALED_FROM", 1)
+    x = (2 * torch.randn(3, 2, 9, 9, generator=g)).requires_grad_()
+    w = torch.randn(3, 2, 9, 9, generator=g)
+    p = sinkhorn(x, 0.5, 15)
+    (p * w).sum().backward()
+    grad, x.grad = x.grad.clone(), None
+    q = log_sinkhorn(x, 0.5, 15).exp()
+    (q * w).sum().backward()
+    assert torch.allclose(p, q, atol=1e-5) and torch.allclose(grad, x.grad, atol=1e-4)
+    # a column far below every row maximum underflows in the scaling form: the log domain takes over
+    far = torch.zeros(1, 5, 5)
+    far[..., 2] = -200.0
+    assert torch.allclose(sinkhorn(far, 0.5, 30), log_sinkhorn(far, 0.5, 30).exp(), atol=1e-6)
+    assert torch.allclose(sinkhorn(far, 0.5, 30).sum(-2), torch.ones(1, 5), atol=1e-5)
+
+
+# ---- the perf harness ---------------------------------------------------------------------------------
+def test_side_by_side_interleaves_and_reports_cpu_and_wall():
+    calls = []
+    times = perf.side_by_side({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2)
+    assert calls == ["a", "b", "a", "b", "a", "b"]  # warm-up, then interleaved repetitions
+    s = perf.stats(times["a"])
+    assert s["repeats"] == 2 and s["min_s"] <= s["median_s"] <= s["max_s"]
+
+
+def test_suites_at_tiny_sizes_and_report(tmp_path):
+    rows = perf.inr_fitting(n=4, steps=2, repeats=1, singles=2)
+    rows += perf.evaluation(pairs=3, points=3, repeats=1)
+    align = perf.alignment(specs=(("mlp", 2), ("cnn", 3)), widths=(4, 8), repeats=1,
+                           methods=("git-rebasin", "sign-rebasin", "sinkhorn-l2", "sinkhorn-mid"), fit_steps=5)
+    rows += align + perf.autoencoder(widths=(4,), networks=2, repeats=1)
+    cases = {(r["spec"], r["width"], r["case"]) for r in align}
+    assert ("mlp", 8, "sinkhorn-mid") in cases and ("cnn", 8, "git-rebasin") in cases
+    assert ("cnn", 8, "sinkhorn-mid") not in cases  # task objectives only where a task is cheap (INRs)
+    for r in align:  # exact methods: the aligned network computes the same function
+        assert r["deviation_after"] < 1e-4, r
+        assert (r["barrier_after"] is not None) == (r["spec"] == "mlp")
+    table = perf.pd.DataFrame(rows).assign(**perf.environment(), load_min=0.0, load_max=1.0)
+    text = perf.perf_markdown(table)
+    assert "## alignment per pair vs width" in text and "## targets" in text and "| batched |" in text
+    assert perf.perf_figure(table, tmp_path / "perf.png").stat().st_size > 0
+
+
+def test_peer_protocol_with_an_identity_peer(tmp_path):
+    """A stand-in peer (returns B unchanged) exercises job writing, the subprocess, the budget and reading back."""
+    script = tmp_path / "identity_peer.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(perf.PEERS_DIR)!r})\n"
+                      "from _common import load_pair, run\n"
+                      "run(lambda spec, settings, case, job_dir: (load_pair(job_dir, case)[1], {}))\n")
+    pairs = {f"w{w}": perf.make_pair("mlp", w, 2, fit_steps=2) for w in (4, 6)}
+    perf._write_job(tmp_path / "job", pairs, {"budget_s": -1.0})  # every case is over budget
+    got = perf.run_peer(sys.executable, str(script), tmp_path / "job", tmp_path / "out")
+    assert set(got) == {"w4", "w6"} and got["w6"] == {"skipped": True} and got["w4"]["cpu_seconds"] >= 0
+    from safetensors.torch import load_file
+
+    back = load_file(str(tmp_path / "out" / "w4.safetensors"))
+    assert all(torch.equal(back[k], pairs["w4"][2][k][0]) for k in back)
+    assert json.loads((tmp_path / "job" / "job.json").read_text())["cases"][0]["data"] == "w4.data.safetensors"
+    assert "_error" in perf.run_peer(sys.executable, str(tmp_path / "missing.py"), tmp_path / "job", tmp_path / "o2")
+
+
+def test_missing_peers_are_skipped_gracefully(tmp_path):
+    assert perf.peer_available(None) == "not given"
+    assert "does not exist" in perf.peer_available(str(tmp_path / "nowhere" / "python"))
+    assert perf.peer_available(sys.executable, "json") is None
+    assert perf.peer_available(sys.executable, "no_such_module_here") is not None
+
+
+def test_memory_case_reports_a_peak():
+    out = perf._memory_case("eval batched", n=4)
+    assert out["peak_mb"] >= 0 and out["rss_before_mb"] > 0
+    before, peak = perf._peak_rss_during(lambda: torch.ones(64 * 2**20 // 4).sum())  # a 64 MB tensor
+    assert peak - before > 32
+
+
+def test_cli_perf_writes_table_markdown_and_figure(tmp_path, capsys):
+    code = main(["perf", "--results", str(tmp_path), "--suites", "align", "--repeats", "1", "--widths", "4",
+                 "--peer-rebasin", str(tmp_path / "absent" / "python")])
+    assert code == 0
+    assert (tmp_path / "perf.parquet").is_file() and (tmp_path / "perf.png").is_file()
+    assert "alignment per pair" in (tmp_path / "perf.md").read_text()
+    assert "peer rebasin skipped" in capsys.readouterr().out
+    assert main(["perf", "--results", str(tmp_path), "--suites", "nonsense"]) == 2

@@ -1,0 +1,178 @@
+"""Reports from the Parquet table alone: Markdown, LaTeX and HTML leaderboards and the figures,
+byte-identical on rerun; width-ablation labels; merge ranks; combinability and sweep sections."""
+
+import html.parser
+import struct
+
+import numpy as np
+import pytest
+
+from bench import report
+from bench.results import ResultStore
+
+VARIANTS = ("naive", "git-rebasin[init=identity,max_sweeps=5]")
+
+
+def _rows():
+    """A table like `bench run` writes: pairs/orbit/merge on one zoo name at two widths, plus combine."""
+    rng = np.random.default_rng(0)
+    rows, k = [], 0
+
+    def add(**row):
+        nonlocal k
+        k += 1
+        base = {"key": f"k{k:04d}", "run_id": "r1", "seed": 0, "error": None, "method": row["variant"].split("[")[0]}
+        rows.append({**base, **row})
+
+    for zoo_hash, width in (("h8", 8), ("h16", 16)):
+        zoo = dict(zoo="cnn_relu", zoo_hash=zoo_hash)
+        for v, variant in enumerate(VARIANTS):
+            for u in range(3):
+                loss = float(0.5 - 0.3 * v + 0.1 * rng.random()) / width * 8
+                add(**zoo, variant=variant, protocol="pairs", unit=f"pair={u}", loss_barrier=loss,
+                    acc_barrier=loss / 10, align_s=1e-3 * width * (1 + v), lambdas=[0.0, 0.5, 1.0],
+                    curve_loss=[1.0, 1.0 + loss, 1.0], deviation=1e-7)
+                add(**zoo, variant=variant, protocol="combine", unit=f"pair={u} probe=line", probe="line",
+                    width=width, loss_barrier=loss, grid=[0.0, 0.5, 1.0], grid_loss=[1.0, 1.0 + loss, 1.0])
+                add(**zoo, variant=variant, protocol="combine", unit=f"pair={u} probe=bernoulli", probe="bernoulli",
+                    width=width, loss_barrier=2 * loss, grid=[0.0, 0.5, 1.0], grid_loss=[1.0, 1.0 + 2 * loss, 1.0])
+                for action in ("P", "PS"):
+                    for eps in (0.0, 0.01):
+                        add(**zoo, variant=variant, protocol="orbit", unit=f"net={u} action={action} eps={eps:g}",
+                            action=action, eps=eps, loss_barrier=loss * (1 + 10 * eps), align_s=1e-3)
+                for n in (2, 3):
+                    add(**zoo, variant=variant, protocol="merge", unit=f"n={n} nets={u}", n_models=n,
+                        loss_merged=1.0 + (0.2 if v == 0 else 0.1) * n, acc_merged=0.8 - 0.05 * n * (1 - v),
+                        acc_merged_repair=0.85 - 0.04 * n * (1 - v), cycle_error=0.1 * v, merge_s=0.01 * n)
+    add(zoo="cnn_relu", zoo_hash="h8", variant="naive", protocol="pairs", unit="pair=9", error="Boom: a & b_c")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    ResultStore(root).append(_rows())
+    sweeps = [{"key": f"s{t}-{u}", "run_id": "st", "study": "st", "trial": t, "unit": f"pair={u}", "error": None,
+               "variant": f"git-rebasin[max_sweeps={t + 1}]", "objective": 0.5 - 0.1 * (t % 3),
+               "objective_metric": "loss_barrier", "objective_direction": "minimize", "method_s": 0.1 * t,
+               "is_default": t == 0, "loss_barrier": 0.5 - 0.1 * (t % 3)} for t in range(5) for u in range(2)]
+    ResultStore(root / "sweeps").append(sweeps)
+    return root
+
+
+FILES = ("leaderboard.md", "leaderboard.tex", "leaderboard.html", "curves.png", "barrier_vs_eps.png",
+         "barrier_vs_width.png", "runtime_vs_width.png", "merged_vs_n.png", "combine.png")
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        chunks.append(data[pos + 4 : pos + 8])
+        pos += 12 + length
+    return chunks
+
+
+def test_report_files_are_byte_identical_on_rerun(results, tmp_path):
+    header = ["# Leaderboard", "Produced by `bench report` at commit `abc`."]
+    paths = report.write_all(results, header)
+    assert sorted(p.name for p in paths) == sorted(FILES)
+    first = {name: (results / name).read_bytes() for name in FILES}
+    report.write_all(results, header)
+    assert {name: (results / name).read_bytes() for name in FILES} == first
+    # a copy of the table elsewhere gives the same files: nothing depends on paths or time
+    copy = tmp_path / "copy"
+    ResultStore(copy).append(ResultStore(results).table())
+    ResultStore(copy / "sweeps").append(ResultStore(results / "sweeps").table())
+    report.write_all(copy, header)
+    assert {name: (copy / name).read_bytes() for name in FILES} == first
+    for name in FILES:
+        if name.endswith(".png"):
+            chunks = _png_chunks(first[name])
+            assert b"tIME" not in chunks and b"tEXt" not in chunks and len(first[name]) > 5000, name
+    md = first["leaderboard.md"].decode()
+    assert all(f"]({name})" in md for name in FILES if name.endswith(".png"))
+
+
+def test_tables_do_not_depend_on_row_order(results):
+    table = ResultStore(results).table()
+    shuffled = table.sample(frac=1.0, random_state=1)
+    for render in (report.markdown, report.latex, report.html_page):
+        assert render(table, ["# x"]) == render(shuffled, ["# x"])
+
+
+def test_width_ablation_is_told_apart_and_plotted(results):
+    table = ResultStore(results).table()
+    board = report.leaderboard(table)
+    zoos = set(board["zoo"])
+    assert zoos == {"cnn_relu (width 8)", "cnn_relu (width 16)"}
+    width = report.width_long(table)
+    assert set(width["width"]) == {8.0, 16.0}
+    assert set(width["panel"]) == {"cnn_relu · pairs", "cnn_relu · combine · line", "cnn_relu · combine · bernoulli"}
+    runtime = report.runtime_long(table)
+    assert len(runtime) == 2 * 2 * 3 and runtime.groupby("width").align_s.mean()[16.0] > runtime.groupby(
+        "width").align_s.mean()[8.0]
+    # without a recorded width the zoos stay apart by content hash
+    bare = report.leaderboard(table[table["protocol"] != "combine"].drop(columns=["width"]))
+    assert set(bare["zoo"]) == {"cnn_relu #h8", "cnn_relu #h16"}
+
+
+def test_leaderboard_sections_merge_ranks_and_errors(results):
+    table = ResultStore(results).table()
+    board = report.leaderboard(table)
+    merge = board[(board.protocol == "merge") & (board.n_models == 3) & (board.zoo == "cnn_relu (width 8)")]
+    ranks = dict(zip(merge.variant, merge["rank"], strict=True))
+    assert ranks == {VARIANTS[1]: 1, "naive": 2}  # merged loss 1.3 < 1.6
+    pairs = board[(board.protocol == "pairs") & (board.zoo == "cnn_relu (width 8)")].set_index("variant")
+    assert pairs.loc["naive", "n"] == 3 and pairs.loc["naive", "n_errors"] == 1
+    md = report.markdown(table)
+    assert "| rank | n_models | variant | n | merged loss | merged acc | merged acc (REPAIR) | cycle error |" in md
+    assert "merge s (median)" in md and "## cnn_relu (width 16) / mode combinability (loss barrier)" in md
+    combi = report.combine_sections(table)[0]
+    assert combi.header == ["probe", VARIANTS[1], "naive"] and [r[0] for r in combi.rows] == ["line", "bernoulli"]
+
+
+class _Checker(html.parser.HTMLParser):
+    VOID = {"meta", "img"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.tables, self.text = [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        self.tables += tag == "table"
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack.pop() == tag
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_latex_and_html_render_the_same_sections(results):
+    table = ResultStore(results).table()
+    sweeps = report.read_sweeps(results)
+    sections = report.board_sections(table) + report.combine_sections(table) + report.sweep_sections(sweeps)
+    tex = report.latex(table, ["# Title"], sweeps)
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == len(sections)
+    body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
+    assert "git-rebasin[init=identity,max\\_sweeps=5]" in body and "$\\pm$" in body and "±" not in body
+    assert tex.startswith("% # Title\n") and "\\toprule" in tex
+    page = report.html_page(table, ["# Title"], sweeps, ["curves.png"])
+    checker = _Checker()
+    checker.feed(page)
+    assert not checker.stack and checker.tables == len(sections)
+    text = "".join(checker.text)
+    assert "git-rebasin[init=identity,max_sweeps=5]" in text and '<img src="curves.png"' in page
+    sweep = report.sweep_sections(sweeps)[0]
+    assert [r[0] for r in sweep.rows] == ["2", "1", "4", "0", "3"]  # best (lowest) first, ties by trial
+    assert sweep.rows[0][1:4] == ["git-rebasin[max_sweeps=3]", "0.3", "2"] and sweep.rows[3][-1] == "yes"
+
+
+def test_probe_order_matches_the_protocol():
+    from bench.combine import PROBES
+
+    assert report.PROBE_ORDER == PROBES  # kept apart so that reports need no torch

@@ -1,0 +1,175 @@
+"""Optuna sweeps: search spaces from every method, parallel workers on one journal study, resume
+after a kill, Parquet rows per trial, nested MLflow runs, and best parameters fed back as a spec."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from bench.results import ResultStore
+from bench.sweep import (
+    SweepConfig,
+    SweepError,
+    format_spec,
+    make_storage,
+    protocol_options,
+    reclaim_stale,
+    run_sweep,
+    searched,
+)
+from methods import METHODS, make_method
+
+PAIRS = "pairs[n_pairs=2,lambdas=5]"
+
+
+def _study(results, name=None):
+    storage = make_storage(None, results)
+    name = name or optuna.get_all_study_names(storage)[0]
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _trial_rows(results):
+    rows = ResultStore(results / "sweeps").table()
+    return rows, rows.groupby("trial").size().to_dict()
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_gets_a_search_space_whose_specs_build(name):
+    if not [h for k, h in METHODS[name].search_space.items() if k != "device"]:
+        with pytest.raises(SweepError, match="nothing to search"):
+            searched(name)
+        return
+    method, fixed, hypers = searched(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    from bench.sweep import suggest
+
+    for _ in range(3):
+        trial = study.ask()
+        params = {k: suggest(trial, k, h) for k, h in hypers.items()}
+        built = make_method(format_spec(method, params))  # the spec `bench run --methods` would get
+        assert {k: built.hp[k] for k in params} == params
+        study.tell(trial, 0.0)
+
+
+def test_spec_round_trip_and_fixed_parameters():
+    spec = format_spec("sinkhorn-rebasin", {"tau": 0.1 + 0.2, "steps": 17, "objective": "l2"})
+    assert spec == "sinkhorn-rebasin[objective=l2,steps=17,tau=0.30000000000000004]"
+    assert make_method(spec).hp["tau"] == 0.1 + 0.2
+    name, fixed, hypers = searched("git-rebasin[init=identity]")
+    assert fixed == {"init": "identity"} and set(hypers) == {"max_sweeps"}
+    assert set(searched("sinkhorn-rebasin", ("tau", "lr"))[2]) == {"tau", "lr"}
+    with pytest.raises(SweepError, match="not among"):
+        searched("git-rebasin", ("nope",))
+    assert protocol_options("combine[probes=line;minmax,samples=3]", "smoke")[1] == {"probes": ("line", "minmax"),
+                                                                                      "samples": 3}
+    with pytest.raises(SweepError, match="unknown option"):
+        protocol_options("pairs[bogus=1]")
+
+
+def test_stale_running_trial_is_failed_and_retried(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study = optuna.create_study(storage=make_storage(None, tmp_path), study_name="s")
+    trial = study.ask()
+    x = trial.suggest_float("x", 0, 1)
+    trial.set_user_attr("host", __import__("socket").gethostname())
+    trial.set_user_attr("pid", dead.pid)
+    alive = study.ask()  # a RUNNING trial of a live worker (this process) stays
+    alive.set_user_attr("host", __import__("socket").gethostname())
+    alive.set_user_attr("pid", os.getpid())
+    assert reclaim_stale(study) == [trial.number]
+    assert reclaim_stale(study) == []  # reclaimed once only
+    trials = study.get_trials()
+    assert trials[trial.number].state == TrialState.FAIL and trials[trial.number].user_attrs["stale"]
+    assert trials[alive.number].state == TrialState.RUNNING
+    retry = study.ask()  # the queued retry carries the same parameters
+    assert retry.suggest_float("x", 0, 1) == x and retry.user_attrs["retry_of"] == trial.number
+
+
+def test_two_workers_finish_n_trials_none_lost_or_duplicated(tiny_inr_zoo, tmp_path):
+    cfg = SweepConfig("git-rebasin", str(tiny_inr_zoo), PAIRS, trials=6, workers=2, results=tmp_path, mlflow=False,
+                      progress=False)
+    out = run_sweep(cfg)
+    assert out["complete"] == 6 and out["failed"] == 0
+    trials = _study(tmp_path).get_trials()
+    complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
+    others = [t for t in trials if t.state != TrialState.COMPLETE]
+    assert len(complete) == 6 and all(t.user_attrs.get("surplus") for t in others)  # only surplus asks, never run
+    rows, per_trial = _trial_rows(tmp_path)
+    assert set(per_trial) == complete and set(per_trial.values()) == {2}  # every trial's 2 units, once
+    assert rows.key.is_unique and rows.error.isna().all()
+    assert rows.loss_barrier.notna().all() and {"p_max_sweeps", "p_init", "study"} <= set(rows.columns)
+    # each trial's rows carry its objective: the mean barrier over its units
+    means = rows.groupby("trial").loss_barrier.mean()
+    values = {t.number: t.values[0] for t in trials if t.state == TrialState.COMPLETE}
+    assert all(means[n] == pytest.approx(v) for n, v in values.items())
+    assert out["default"]["trial"] == 0 and out["default"]["spec"] == "git-rebasin[init=forward,max_sweeps=100]"
+    best = min(values, key=values.get)
+    assert out["best"][0]["values"][0] == values[best]
+    assert make_method(out["best"][0]["spec"]).hp == {k.removeprefix("p_"): rows[rows.trial == best][k].iloc[0]
+                                                      for k in ("p_max_sweeps", "p_init")}
+    again = run_sweep(cfg)  # resuming a finished sweep runs nothing
+    assert again["complete"] == 6 and len(ResultStore(tmp_path / "sweeps").table()) == len(rows)
+
+
+def test_killed_sweep_resumes_and_mirrors_nested_runs(tiny_inr_zoo, tmp_path):
+    args = [sys.executable, "-m", "bench.cli", "sweep", "sinkhorn-rebasin[steps=100,objective=l2]", "--params", "tau",
+            "--zoo", str(tiny_inr_zoo), "--protocol", PAIRS, "--trials", "3", "--results", str(tmp_path)]
+    proc = subprocess.Popen(args + ["--no-mlflow"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    journal, running, deadline = tmp_path / "sweeps" / "optuna.journal", [], time.time() + 120
+    while time.time() < deadline and not running:
+        time.sleep(0.2)
+        if journal.exists() and optuna.get_all_study_names(make_storage(None, tmp_path)):
+            running = [t for t in _study(tmp_path).get_trials(states=(TrialState.RUNNING,)) if "pid" in t.user_attrs]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert running, "the sweep never started a trial"
+    killed = running[0]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    trials = _study(tmp_path).get_trials()
+    complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
+    assert len(complete) == 3 and trials[killed.number].user_attrs.get("stale")
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == killed.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == killed.params
+    rows, per_trial = _trial_rows(tmp_path)
+    assert set(per_trial) - {killed.number} == complete and all(per_trial[n] == 2 for n in complete)
+    best = [line for line in done.stdout.splitlines() if line.startswith("best")]
+    assert len(best) == 1 and "sinkhorn-rebasin[objective=l2,steps=100,tau=" in best[0]
+    make_method(best[0].split()[2])  # the printed spec is ready for `bench run --methods`
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("rebasin-bench-sweeps").experiment_id])
+    parents = [r for r in runs if r.data.tags["bench.role"] == "study"]
+    children = [r for r in runs if r.data.tags["bench.role"] == "trial"]
+    assert len(parents) == 1 and {int(r.data.tags["bench.trial"]) for r in children} == complete
+    assert len(children) == 3 and all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    assert {r.data.params["tau"] for r in children} == {str(trials[n].params["tau"]) for n in complete}
+
+
+def test_queued_trials_fill_the_last_slots(tiny_inr_zoo, tmp_path):
+    """Queued trials (the defaults, retries of killed ones) do not hold a slot until popped: a study whose
+    queue alone reaches N must still run them (a waiting worker would otherwise wait forever)."""
+    import threading
+
+    from bench.sweep import prepare
+
+    cfg = SweepConfig("git-rebasin", str(tiny_inr_zoo), PAIRS, trials=2, results=tmp_path, mlflow=False,
+                      progress=False)
+    _, name = prepare(cfg)
+    _study(tmp_path, name).enqueue_trial({"max_sweeps": 7, "init": "identity"}, user_attrs={"retry_of": 99})
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(run_sweep(cfg)), daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the sweep waited on its own queue"
+    trials = _study(tmp_path, name).get_trials(states=(TrialState.COMPLETE,))
+    assert out["complete"] == 2 and sorted(t.params["max_sweeps"] for t in trials) == [7, 100]
