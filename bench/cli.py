@@ -18,6 +18,8 @@ EXAMPLES = """examples:
   bench zoo import dwsnets path/to/mnist-inrs --images path/to/mnist-idx --out zoos/mnist-inr
   bench zoo info zoos/inr64
   bench methods                              # registered methods and their hyperparameters
+  bench ae train --zoo results/zoos/<id>     # train the ScaleGMN autoencoder (cached, resumable)
+  bench ae eval --zoo results/zoos/<id> --method gnn-ae
   bench report                               # leaderboard.md and figures from results/
   bench perf --suites evaluation             # timings side by side into results/perf.*
   bench perf --peer-rebasin /tmp/peer-rebasin/bin/python --peer-sinkhorn /tmp/peer-sinkhorn/bin/python
@@ -87,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
     sweep.add_argument("--no-mlflow", action="store_true", help="do not mirror trials to MLflow")
     sweep.add_argument("--quiet", action="store_true")
+
+    ae = sub.add_parser("ae", help="train / evaluate the symmetry-aware autoencoders")
+    ae_sub = ae.add_subparsers(dest="ae_command", required=True)
+    for name, text in (("train", "train (or load the cached checkpoint)"),
+                       ("eval", "reconstruction quality and latent invariance on held-out networks")):
+        cmd = ae_sub.add_parser(name, help=text)
+        cmd.add_argument("--zoo", type=Path, required=True, help="stored zoo directory")
+        cmd.add_argument("--method", default="scalegmn-ae", help="scalegmn-ae | gnn-ae, optionally with [k=v,...]")
+        cmd.add_argument("--full", action="store_true", help="paper-sized hyperparameters (for bigger machines)")
+        cmd.add_argument("--split", default="test", help="eval: which split to score (default: test)")
 
     zoo = sub.add_parser("zoo", help="build, import or inspect zoos").add_subparsers(dest="zoo_command", required=True)
     build = zoo.add_parser("build", help="generate a zoo").add_subparsers(dest="kind", required=True)
@@ -259,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "methods":
             return _methods()
+        if args.command == "ae":
+            from bench.autoencoder import main as ae_main
+
+            return ae_main(args)
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "perf":

@@ -43,6 +43,8 @@ class CnnZooConfig:
     channels: int = 16
     source: str = "auto"
     seed: int = 0
+    n_eval: int = 2000  # test images the task scores networks on
+    splits: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train/val/test fractions of the networks
 
     def sample(self, i: int) -> dict:
         """Hyperparameters of network i (deterministic in seed and i)."""
@@ -162,7 +164,7 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     bar.close()
     params = {k: torch.stack([r[0][k] for r in results]) for k in space.shapes()}
     meta = pd.DataFrame([{"id": i, **hp, **r[1]} for i, (hp, r) in enumerate(zip(hps, results, strict=True))])
-    meta["split"] = assign_splits(len(meta), seed=config.seed)
+    meta["split"] = assign_splits(len(meta), config.splits, seed=config.seed)
     cfg = asdict(config) | {"source": source}
-    task = {"kind": "classifier", "dataset": source, "n_eval": 2000, "config": cfg}
+    task = {"kind": "classifier", "dataset": source, "n_eval": config.n_eval, "config": cfg}
     return Zoo(f"cnn-{config.activation}-{source}", space, params, meta, task)
