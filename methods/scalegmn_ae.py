@@ -44,6 +44,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -51,10 +52,12 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from methods.base import Aligner, Hyper
-from methods.scalegmn import GraphAutoencoder
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import random_action, select
 from zoos.tasks import inr_grid, make_task
+
+if TYPE_CHECKING:  # torch_geometric takes seconds to import: only methods that build a model pay for it
+    from methods.scalegmn import GraphAutoencoder
 
 VERSION = 1  # bump when a change to the model or training makes old checkpoints wrong
 DEFAULT_CACHE = os.environ.get("REBASIN_AE_CACHE", "results/cache/ae")
@@ -156,6 +159,8 @@ class ScaleGMNAutoencoder(Aligner):
         return torch.device(d)
 
     def build(self, space: WeightSpace) -> GraphAutoencoder:
+        from methods.scalegmn import GraphAutoencoder
+
         with torch.random.fork_rng(devices=[]):  # seeded init that leaves the global RNG alone
             torch.manual_seed(self.seed)
             hp = self.hp
