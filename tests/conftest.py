@@ -33,3 +33,16 @@ def tiny_inr_zoo(tmp_path_factory):
 
     zoo = build_inr_zoo("digits", n_images=10, fits_per_image=2, steps=200, progress=False)
     return save_zoo(zoo, tmp_path_factory.mktemp("zoo") / "inr")
+
+
+def run_protocol(spec, zoo, protocol):
+    """Rows of one method on every unit of a protocol, as a DataFrame."""
+    import pandas as pd
+
+    from methods import make_method
+    from zoos.tasks import make_task
+
+    task = make_task(zoo)
+    method = make_method(spec)
+    method.setup(zoo, task)
+    return pd.DataFrame(protocol.run(method, zoo, task, protocol.units(zoo)))

@@ -22,11 +22,9 @@ from bench.combine import (
     uniform_coeffs,
 )
 from bench.protocols import make_protocol
-from methods import make_method
-from tests.conftest import random_params
+from tests.conftest import random_params, run_protocol
 from zoos.space import cnn_zoo_space, mlp_space
 from zoos.symmetry import random_action, stack
-from zoos.tasks import make_task
 from zoos.zoo import Zoo
 
 
@@ -142,19 +140,14 @@ def copies_zoo():
     return Zoo("copies", space, nets, meta, {"kind": "classifier", "dataset": "digits", "n_eval": 100})
 
 
-def _rows(spec, zoo, protocol):
-    task = make_task(zoo)
-    method = make_method(spec)
-    method.setup(zoo, task)
-    return pd.DataFrame(protocol.run(method, zoo, task, protocol.units(zoo)))
 
 
 def test_combine_protocol_on_permuted_copies(copies_zoo):
     protocol = make_protocol("combine", n_pairs=1, n_triples=1, lambdas=5, samples=2)
     units = protocol.units(copies_zoo)
     assert len(units) == len(PROBES) and len({u.name for u in units}) == len(units)
-    aligned = _rows("git-rebasin", copies_zoo, protocol).set_index("probe")
-    naive = _rows("naive", copies_zoo, protocol).set_index("probe")
+    aligned = run_protocol("git-rebasin", copies_zoo, protocol).set_index("probe")
+    naive = run_protocol("naive", copies_zoo, protocol).set_index("probe")
     assert set(aligned.index) == set(PROBES) and (aligned.width == 8).all()
     assert aligned.loc["transitivity", "c"] is not None and not math.isnan(aligned.loc["transitivity", "c"])
     for probe, row in aligned.iterrows():
@@ -172,7 +165,7 @@ def test_combine_protocol_on_permuted_copies(copies_zoo):
 
 def test_combine_protocol_is_deterministic_and_validates(copies_zoo):
     protocol = make_protocol("combine", n_pairs=1, n_triples=0, lambdas=3, samples=1, probes=("uniform",))
-    first, again = _rows("naive", copies_zoo, protocol), _rows("naive", copies_zoo, protocol)
+    first, again = run_protocol("naive", copies_zoo, protocol), run_protocol("naive", copies_zoo, protocol)
     assert first.grid_loss.tolist() == again.grid_loss.tolist()
     with pytest.raises(ValueError, match="unknown probe"):
         make_protocol("combine", probes=("nope",))

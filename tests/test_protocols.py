@@ -5,10 +5,8 @@ import pytest
 import torch
 
 from bench.protocols import make_protocol
-from methods import make_method
-from tests.conftest import random_params
+from tests.conftest import random_params, run_protocol
 from zoos.space import cnn_zoo_space
-from zoos.tasks import make_task
 from zoos.zoo import Zoo, load_zoo
 
 
@@ -20,17 +18,12 @@ def cnn_zoo():
     return Zoo("random-tanh-cnn", space, params, meta, {"kind": "classifier", "dataset": "digits", "n_eval": 200})
 
 
-def _run(spec, zoo, protocol):
-    task = make_task(zoo)
-    method = make_method(spec)
-    method.setup(zoo, task)
-    return pd.DataFrame(protocol.run(method, zoo, task, protocol.units(zoo)))
 
 
 def test_orbit_recovery_separates_signed_from_plain_matching(cnn_zoo):
     orbit = make_protocol("orbit", n_nets=2, actions=("P", "PS"), eps=(0.0, 0.01), lambdas=5)
-    signed = _run("sign-rebasin", cnn_zoo, orbit)
-    plain = _run("git-rebasin", cnn_zoo, orbit)
+    signed = run_protocol("sign-rebasin", cnn_zoo, orbit)
+    plain = run_protocol("git-rebasin", cnn_zoo, orbit)
     assert (signed.recovered == 1).all()  # the planted signed permutation, noise or not
     assert (plain[plain.action == "P"].recovered == 1).all()
     assert (plain[plain.action == "PS"].recovered == 0).all()
@@ -47,8 +40,8 @@ def test_pairs_are_independent_fits_of_one_image(tiny_inr_zoo):
 
 def test_merge_rows_and_cycle_consistency(cnn_zoo):
     merge = make_protocol("merge", sizes=(3,), n_groups=1, max_triples=1)
-    c2m3 = _run("c2m3[max_iter=30]", cnn_zoo, merge)
-    pairwise = _run("git-rebasin", cnn_zoo, merge)
+    c2m3 = run_protocol("c2m3[max_iter=30]", cnn_zoo, merge)
+    pairwise = run_protocol("git-rebasin", cnn_zoo, merge)
     assert c2m3.cycle_error.iloc[0] == 0.0  # universe maps compose to the identity by construction
     assert pairwise.cycle_error.iloc[0] > 0.0  # pairwise matchings of unrelated nets do not
     for rows in (c2m3, pairwise):
@@ -63,5 +56,5 @@ def test_merge_of_permuted_copies_is_the_network(cnn_zoo):
     copies = stack([base] + [random_action(cnn_zoo.space, base, "P", torch.Generator().manual_seed(i))[0]
                              for i in range(3)])
     zoo = Zoo("copies", cnn_zoo.space, copies, pd.DataFrame({"id": range(4), "split": ["test"] * 4}), cnn_zoo.task)
-    rows = _run("git-rebasin", zoo, make_protocol("merge", sizes=(4,), n_groups=1))
+    rows = run_protocol("git-rebasin", zoo, make_protocol("merge", sizes=(4,), n_groups=1))
     assert rows.loss_gap.abs().iloc[0] < 1e-5 and rows.cycle_error.iloc[0] == 0.0

@@ -59,7 +59,7 @@ def fit_inrs(space: WeightSpace, init: Params, images: torch.Tensor, steps: int 
     # every network's parameters in one row of a flat [N, P] tensor: one Adam update for all per step
     flat = torch.cat([init[k].detach().reshape(n, -1).float() for k in names], 1)
     grad = torch.zeros_like(flat)
-    params, grads = _views(space, flat), _views(space, grad)
+    params, grads = space.unflatten(flat), space.unflatten(grad)  # views into the flat tensors
     adam = _Adam(flat, lr)
     chunks = [slice(s, min(s + kernel.chunk, n)) for s in range(0, n, kernel.chunk)]
     for _ in range(steps):
@@ -68,7 +68,7 @@ def fit_inrs(space: WeightSpace, init: Params, images: torch.Tensor, steps: int 
         adam.step(grad)
         if progress is not None:
             progress.update()
-    out = {k: v.clone() for k, v in _views(space, flat).items()}
+    out = {k: v.clone() for k, v in space.unflatten(flat).items()}
     with torch.no_grad():
         mse = ((space.forward(out, kernel.grid)[..., 0] - target) ** 2).mean(1)
     return out, mse
@@ -91,16 +91,6 @@ def fit_inrs_autograd(space: WeightSpace, init: Params, images: torch.Tensor, st
     with torch.no_grad():
         mse = ((space.forward(params, grid)[..., 0] - target) ** 2).mean(1)
     return {k: v.detach() for k, v in params.items()}, mse
-
-
-def _views(space: WeightSpace, flat: torch.Tensor) -> Params:
-    """Per-parameter views [N, *shape] into the columns of a flat [N, P] tensor (space order)."""
-    out, i = {}, 0
-    for k, s in space.shapes().items():
-        size = math.prod(s)
-        out[k] = flat[:, i : i + size].view(flat.shape[0], *s)
-        i += size
-    return out
 
 
 class _Adam:

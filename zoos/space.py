@@ -139,6 +139,7 @@ class WeightSpace:
         return torch.cat([params[k].reshape(n, -1) for k in self.shapes()], dim=1)
 
     def unflatten(self, flat: torch.Tensor) -> Params:
+        """Per-parameter tensors [N, *shape]; views into `flat` (no copy) whenever strides allow."""
         out, i = {}, 0
         for k, s in self.shapes().items():
             size = math.prod(s)
