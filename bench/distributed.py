@@ -76,7 +76,7 @@ def _worker_method(spec: str, seed: int, zoo: Zoo, task, zoo_hash: str):
     # one instance per thread: methods keep per-call state (`info`, last maps), so threads must not share
     key = (threading.get_ident(), spec, seed, zoo_hash)
     if key not in _METHODS:
-        _METHODS[key] = setup_method(spec, seed, zoo, task)[0]  # a learned method loads the client's checkpoint
+        _METHODS[key] = setup_method(spec, seed, zoo, task, False)[0]  # a learned method loads the client's checkpoint
     return _METHODS[key]
 
 
@@ -169,7 +169,7 @@ def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id
                           f"code (up to 2-3x here); set {TRIM_KEY}: null in the workers' Dask config",
                           file=sys.stderr)
             # fit here first: the workers' own setup then finds the checkpoint instead of training
-            _, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task)
+            _, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task, opts.progress)
             zoo_dir = group.batches[0].zoo_dir
             if zoo_dir not in sources:
                 sources[zoo_dir] = _zoo_source(client, group.zoo, zoo_dir)

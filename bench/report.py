@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.results import SORT_COLUMNS, ResultStore, is_missing
+from bench.results import SORT_COLUMNS, ResultStore, is_missing, write_bytes_atomic
 
 # score barriers: accuracy for classifiers, PSNR for INRs (whichever the table has)
 SCORE_BARRIERS = ("acc_barrier", "psnr_barrier")
@@ -348,8 +348,7 @@ def html_page(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.
 def _write_text(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8", newline="\n")
-    return path
+    return write_bytes_atomic(path, lambda fh: fh.write(text.encode("utf-8")))  # a kill leaves the old file
 
 
 def write_markdown(table: pd.DataFrame, path: str | os.PathLike, header_lines: Sequence[str] = (),
@@ -476,7 +475,8 @@ def _pyplot():
 def _save(fig, path: Path) -> Path:
     """PNG without the software/date metadata matplotlib would stamp: byte-identical reruns."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    write_bytes_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight",
+                                                    metadata={"Software": None}))
     _pyplot().close(fig)
     return path
 

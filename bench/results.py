@@ -11,6 +11,7 @@ is also what a resumed run uses to skip finished units (`done_keys`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -33,6 +34,7 @@ import pyarrow.parquet as pq
 PART_PREFIX = "part-"
 TMP_PREFIX = ".tmp-"  # readers glob `part-*.parquet`, so temp files are never seen
 STALE_TMP_S = 3600.0  # a temp file this old belongs to a dead writer (a live one renames within seconds)
+CLAIMS_DIR = ".claims"  # per-batch lock files of concurrent `bench run`s on one results directory
 
 # Leading columns of `table()`, in this order; the rest follow alphabetically.
 ID_COLUMNS = ("key", "run_id", "method", "variant", "zoo", "zoo_hash", "protocol", "unit", "action", "eps", "seed")
@@ -109,6 +111,11 @@ def unit_key(**parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def claim_name(keys: Iterable[str]) -> str:
+    """Name of the lock on a batch of units (`ResultStore.claim`): a hash of their keys."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:24]
+
+
 def is_missing(value) -> bool:
     if value is None:
         return True
@@ -141,19 +148,50 @@ def from_arrow(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def _write_atomic(table: pa.Table, final: Path) -> None:
-    """Write to a temp name in the target directory, fsync, rename: the part appears whole or not at all."""
-    tmp = final.with_name(f"{TMP_PREFIX}{final.name}.{os.getpid()}")
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine still runs (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child its parent has not reaped yet is a zombie: dead for us
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def tmp_owner_dead(path: Path) -> bool:
+    """A temp name `<...>.<host>.<pid>` written on this machine by a process that is gone."""
+    host, _, pid = path.name.rpartition(".")
+    return pid.isdigit() and host.endswith("." + socket.gethostname()) and not pid_alive(int(pid))
+
+
+def tmp_suffix() -> str:
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
+def write_bytes_atomic(path: str | os.PathLike, write) -> Path:
+    """Call `write(file)` on a temp sibling of `path`, fsync, rename: readers see the old or the new file."""
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{tmp_suffix()}")
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    try:  # make the rename itself durable; not every platform lets us open a directory
+    return path
+
+
+def _write_atomic(table: pa.Table, final: Path) -> None:
+    """A part appears whole or not at all; the rename itself is made durable too."""
+    write_bytes_atomic(final, lambda fh: pq.write_table(table, fh))
+    try:  # not every platform lets us open a directory
         fd = os.open(final.parent, os.O_RDONLY)
     except OSError:
         return
@@ -184,6 +222,7 @@ class ResultStore:
         self.root = Path(root)
         self.rows_dir = self.root / "rows"
         self.rows_dir.mkdir(parents=True, exist_ok=True)
+        self._keys_read: dict[Path, pd.DataFrame] = {}  # part -> its key/error columns (parts are immutable)
         self.clean_stale()
 
     def parts(self) -> list[Path]:
@@ -191,11 +230,11 @@ class ResultStore:
         return sorted(self.rows_dir.glob(f"{PART_PREFIX}*.parquet"))
 
     def clean_stale(self, max_age_s: float = STALE_TMP_S) -> int:
-        """Remove temp files left by killed writers; returns how many."""
+        """Remove temp files left by killed writers (dead on this machine, or old); returns how many."""
         removed, now = 0, time.time()
         for tmp in self.rows_dir.glob(f"{TMP_PREFIX}*"):
             try:
-                if now - tmp.stat().st_mtime > max_age_s:
+                if tmp_owner_dead(tmp) or now - tmp.stat().st_mtime > max_age_s:
                     tmp.unlink()
                     removed += 1
             except FileNotFoundError:  # another process cleaned or renamed it
@@ -247,13 +286,46 @@ class ResultStore:
         return frame[lead + rest]
 
     def done_keys(self) -> set[str]:
-        """Keys whose latest row recorded no error: a resumed run skips these units."""
-        frame = self._read(self.parts(), columns=["key", "error"])
+        """Keys whose latest row recorded no error: a resumed run skips these units.
+
+        Parts are immutable, so each is read once per store object: polling this between batches
+        (as concurrent runs do) costs only the parts written since the last call.
+        """
+        parts = self.parts()
+        for part in parts:
+            if part not in self._keys_read:
+                self._keys_read[part] = self._read([part], columns=["key", "error"])
+        self._keys_read = {p: self._keys_read[p] for p in parts}  # forget parts a compact() removed
+        frames = [f for f in self._keys_read.values() if not f.empty]
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         if "key" not in frame.columns:
             return set()
         frame = _dedupe_and_sort(frame[frame["key"].notna()])
         ok = frame["error"].map(is_missing) if "error" in frame.columns else pd.Series(True, index=frame.index)
         return set(frame.loc[ok, "key"].astype(str))
+
+    @contextlib.contextmanager
+    def claim(self, name: str, wait: bool = False):
+        """Lock a batch of units against other processes running on this results directory.
+
+        Yields True when this process holds the batch (it should run the units the table does not
+        have yet), False when another process holds it (`wait=False`). The lock is an OS file lock
+        (`filelock`), so it is released even when its holder is killed.
+        """
+        from filelock import FileLock, Timeout
+
+        lock_dir = self.root / CLAIMS_DIR
+        lock_dir.mkdir(exist_ok=True)
+        lock = FileLock(lock_dir / f"{name}.lock", timeout=-1 if wait else 0)
+        try:
+            lock.acquire()
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
 
     def compact(self) -> Path | None:
         """Merge the current parts into one (atomically), then delete them.

@@ -14,6 +14,8 @@ batch (`execute`), so they produce the same rows.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 
 from bench.presets import Benchmark
 from bench.protocols import Unit, make_protocol
-from bench.results import ResultStore, environment, unit_key, utc_now
+from bench.results import ResultStore, claim_name, environment, unit_key, utc_now
 from bench.zoo_cache import get_zoo, recipe_id
 from methods import METHODS, make_method, parse_method
 from zoos.tasks import make_task
@@ -62,6 +64,7 @@ class UnitBatch:
     units: tuple[Unit, ...] = ()
     run_id: str = ""
     fit_s: float = 0.0  # the client's fit time of the method, filled in once it is set up
+    claim: str = ""  # lock name shared by every process that plans this batch (see ResultStore.claim)
 
 
 @dataclass
@@ -124,20 +127,41 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
                 keyed = [(unit_key(variant=spec, zoo_hash=zoo_hash, protocol=proto_name,
                                    protocol_params=protocol.params(), unit=u.name, seed=bench.seed), u)
                          for u in protocol.units(zoo)]
-                todo = [(k, u) for k, u in keyed if k not in done]
-                counts["skipped"] += len(keyed) - len(todo)
-                for start in range(0, len(todo), BATCH):
-                    chunk = todo[start : start + BATCH]
-                    batches.append(UnitBatch(zoo_dir, zoo.name, zoo_hash, spec, bench.seed, proto_name,
-                                             dict(proto_options), tuple(k for k, _ in chunk),
-                                             tuple(u for _, u in chunk), run_id))
+                # batches are cut from all units, not from those left to do, so that concurrent runs
+                # started at different moments agree on them (a batch's claim is its full key list)
+                for start in range(0, len(keyed), BATCH):
+                    chunk = keyed[start : start + BATCH]
+                    todo = [(k, u) for k, u in chunk if k not in done]
+                    counts["skipped"] += len(chunk) - len(todo)
+                    if todo:
+                        batches.append(UnitBatch(zoo_dir, zoo.name, zoo_hash, spec, bench.seed, proto_name,
+                                                 dict(proto_options), tuple(k for k, _ in todo),
+                                                 tuple(u for _, u in todo), run_id,
+                                                 claim=claim_name(k for k, _ in chunk)))
             if batches:  # fit only when there is work
                 yield Group(zoo, task, spec, batches)
 
 
-def setup_method(spec: str, seed: int, zoo: Zoo, task):
+@contextlib.contextmanager
+def checkpoints_in(results: Path):
+    """Learned methods keep their checkpoints under `<results>/cache/` (workers started inside inherit it)."""
+    from methods.scalegmn_ae import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    if before is None:  # an explicit REBASIN_AE_CACHE (a shared cluster path) wins
+        os.environ[CACHE_ENV] = str((Path(results) / "cache" / "ae").resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CACHE_ENV, None)
+
+
+def setup_method(spec: str, seed: int, zoo: Zoo, task, progress: bool = True):
     """A method bound to the zoo (learned ones train here, once); returns (method, seconds)."""
     method = make_method(spec, seed=seed)
+    if hasattr(method, "progress"):
+        method.progress = progress
     start = time.perf_counter()
     method.setup(zoo, task)
     return method, time.perf_counter() - start
@@ -167,10 +191,15 @@ def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunO
                   run_id: str | None = None) -> dict:
     """Run (or resume) `bench`; returns counts of units done, skipped and failed."""
     specs = method_specs(bench, methods)
-    if opts.workers or opts.scheduler:
-        from bench.distributed import run_distributed
+    with checkpoints_in(opts.results):
+        if opts.workers or opts.scheduler:
+            from bench.distributed import run_distributed
 
-        return run_distributed(bench, specs, opts, run_id)
+            return run_distributed(bench, specs, opts, run_id)
+        return _run_serial(bench, specs, opts, run_id)
+
+
+def _run_serial(bench: Benchmark, specs: list[str], opts: RunOptions, run_id: str | None) -> dict:
     store = ResultStore(opts.results)
     done = store.done_keys()
     run_id = run_id or utc_now()
@@ -178,14 +207,33 @@ def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunO
     counts = {"done": 0, "skipped": 0, "failed": 0}
     bar = tqdm(total=0, unit="unit", disable=not opts.progress, leave=False)
     for group in plan(bench, specs, opts, done, run_id, counts):
-        method, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task)
+        method, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task, opts.progress)
         bar.total += group.n_units
         bar.set_description(f"{group.zoo.name} {_variant(group.spec)}")
-        for batch in group.batches:
-            rows, failed = execute(replace(batch, fit_s=fit_s), method, group.zoo, group.task, env)
-            counts["done"] += len(rows) - failed
-            counts["failed"] += failed
-            store.append(rows)
-            bar.update(len(rows))
+        # Another `bench run` on the same results directory may hold a batch: do the free ones first,
+        # then wait for each held one, which by then is usually done (or free again: its holder died).
+        held = [b for b in group.batches if not _run_claimed(b, False, store, method, group, fit_s, env, counts, bar)]
+        for batch in held:
+            _run_claimed(batch, True, store, method, group, fit_s, env, counts, bar)
     bar.close()
     return counts
+
+
+def _run_claimed(batch: UnitBatch, wait: bool, store: ResultStore, method, group: Group, fit_s: float, env: dict,
+                 counts: dict, bar) -> bool:
+    """Run the units of `batch` that are not in the table yet, under its claim; False if another process holds it."""
+    with store.claim(batch.claim, wait=wait) as mine:
+        if not mine:
+            return False
+        done = store.done_keys()  # fresh: the other process may have finished some of these units
+        todo = [i for i, key in enumerate(batch.keys) if key not in done]
+        counts["skipped"] += len(batch.keys) - len(todo)
+        bar.update(len(batch.keys))
+        if todo:
+            batch = replace(batch, keys=tuple(batch.keys[i] for i in todo), units=tuple(batch.units[i] for i in todo),
+                            fit_s=fit_s)
+            rows, failed = execute(batch, method, group.zoo, group.task, env)
+            store.append(rows)
+            counts["done"] += len(rows) - failed
+            counts["failed"] += failed
+    return True

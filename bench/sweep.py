@@ -38,6 +38,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from bench.results import pid_alive
+
 SWEEPS_DIR = "sweeps"
 HEARTBEAT_S = 30.0
 GRACE_S = 300.0
@@ -212,22 +214,9 @@ def open_study(cfg: SweepConfig, name: str, worker: int = 0) -> optuna.Study:
 
 
 # ---- trial bookkeeping ----------------------------------------------------------------------------
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child its parent has not reaped yet is a zombie: dead for us
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _is_stale(trial, now: float, grace: float) -> bool:
     attrs = trial.user_attrs
-    if attrs.get("host") == socket.gethostname() and "pid" in attrs and not _alive(int(attrs["pid"])):
+    if attrs.get("host") == socket.gethostname() and "pid" in attrs and not pid_alive(int(attrs["pid"])):
         return True
     start = trial.datetime_start.timestamp() if trial.datetime_start else now
     return now - float(attrs.get("heartbeat", start)) > grace
@@ -245,10 +234,20 @@ def reclaim_stale(study: optuna.Study, grace: float = GRACE_S) -> list[int]:
         except Exception:  # another worker failed it first (or it just finished): it is theirs
             continue
         if trial.params:
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
-                                                          "default": trial.user_attrs.get("default", False)})
+            retry(study, trial)
         reclaimed.append(trial.number)
     return reclaimed
+
+
+def first_attempt(trial) -> int:
+    """Number of the trial that a chain of retries started from (the trial itself if not a retry)."""
+    return int(trial.user_attrs.get("retry_of", trial.number))
+
+
+def retry(study: optuna.Study, trial) -> None:
+    """Queue the parameters of a trial that was killed or interrupted again, remembering its first attempt."""
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": first_attempt(trial),
+                                                  "default": trial.user_attrs.get("default", False)})
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -343,8 +342,10 @@ class Objective:
                   "objective": values[0], "method_s": seconds,
                   "is_default": bool(trial.user_attrs.get("default", False)),
                   **{f"p_{k}": v for k, v in method.hp.items()}, **self.env}
-        keyed = [{**common, **row, "key": self._key(trial.number, spec, row["unit"])} for row in rows]
-        self.store.append(keyed)  # rows first, then tell: a kill in between leaves rows of a failed trial
+        # keyed by the first attempt: a retry of a killed trial overwrites the rows the killed attempt
+        # may have appended before it could report, so the table holds each trial's units once
+        keyed = [{**common, **row, "key": self._key(first_attempt(trial), spec, row["unit"])} for row in rows]
+        self.store.append(keyed)
         return values, spec
 
     def _key(self, number: int, spec: str, unit: str) -> str:
@@ -408,8 +409,7 @@ def work(cfg: SweepConfig, study_name: str, worker: int = 0, callbacks=()) -> in
         except BaseException:  # interrupted: give the trial back so that a rerun retries it
             study._storage.set_trial_user_attr(trial._trial_id, "stale", True)
             study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
-                                                          "default": trial.user_attrs.get("default", False)})
+            retry(study, trial)
             raise
         else:
             ok = all(math.isfinite(v) for v in values)
@@ -455,7 +455,12 @@ class MlflowSweepMirror:
             runs = self.client.search_runs([self.exp_id], f"tags.`bench.study_key` = '{self.study_key}'",
                                            max_results=50000)
         parents = [r for r in runs if r.data.tags.get("bench.role") == "study"]
-        self.mirrored = {int(r.data.tags["bench.trial"]) for r in runs if r.data.tags.get("bench.role") == "trial"}
+        trial_runs = [r for r in runs if r.data.tags.get("bench.role") == "trial"]
+        self.mirrored = {int(r.data.tags["bench.trial"]) for r in trial_runs if r.info.status != "RUNNING"}
+        for r in trial_runs:  # a process killed while logging a trial left it half-written: log it again
+            if r.info.status == "RUNNING":
+                with _quiet():
+                    self.client.delete_run(r.info.run_id)
         if parents:
             self.parent = parents[0].info.run_id
         else:

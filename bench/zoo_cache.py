@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
+
+from filelock import FileLock
 
 from bench.presets import ZooRecipe
 from zoos.cnn import CnnZooConfig, build_cnn_zoo
@@ -36,6 +39,11 @@ def get_zoo(recipe: ZooRecipe, cache: Path, data: str = "auto", workers: int = 2
     directory = Path(cache) / recipe_id(recipe, data)
     if (directory / "spec.json").is_file():
         return load_zoo(directory)
-    zoo = build(recipe, data, workers, progress)
-    save_zoo(zoo, directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # one builder per recipe: a concurrent run waits here, then loads what the first one built
+    with FileLock(directory.parent / f"{directory.name}.lock"):
+        if not (directory / "spec.json").is_file():
+            for leftover in directory.parent.glob(f"{directory.name}.tmp-*"):  # a killed build's partial copy
+                shutil.rmtree(leftover, ignore_errors=True)
+            save_zoo(build(recipe, data, workers, progress), directory)
     return load_zoo(directory)  # carries the stored content hash

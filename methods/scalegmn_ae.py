@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # torch_geometric takes seconds to import: only methods that 
     from methods.scalegmn import GraphAutoencoder
 
 VERSION = 1  # bump when a change to the model or training makes old checkpoints wrong
-DEFAULT_CACHE = os.environ.get("REBASIN_AE_CACHE", "results/cache/ae")
+CACHE_ENV = "REBASIN_AE_CACHE"  # where checkpoints go; `bench run` points it into its --results
 
 
 # ---- reconstruction losses (per network, [B]) ----------------------------------------------------
@@ -103,8 +103,11 @@ def _chunked(fn, params: Params, size: int = 256) -> torch.Tensor:
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _to(params: Params, device, dtype=None) -> Params:
@@ -143,7 +146,7 @@ class ScaleGMNAutoencoder(Aligner):
 
     def __init__(self, seed: int = 0, **hyper):
         super().__init__(seed, **hyper)
-        self.cache_root: Path | None = Path(DEFAULT_CACHE)  # None: no checkpoints, always train
+        self.cache_root: Path | None = Path(os.environ.get(CACHE_ENV, "results/cache/ae"))  # None: always train
         self.log_fn: Callable[[dict, int], None] | None = None  # log_fn(metrics, epoch), e.g. MLflow
         self.progress = True
         self.model: GraphAutoencoder | None = None
@@ -185,11 +188,20 @@ class ScaleGMNAutoencoder(Aligner):
 
     # ---- training ----------------------------------------------------------------------------
     def fit(self, zoo) -> None:
+        ckpt = self.cache_root / f"{self.name}-{self.cache_key(zoo)}" if self.cache_root is not None else None
+        self.checkpoint_dir = ckpt
+        if ckpt is None:
+            return self._fit(zoo, None)
+        from filelock import FileLock
+
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(ckpt.parent / f"{ckpt.name}.lock"):  # a concurrent run training the same model: wait, then load
+            return self._fit(zoo, ckpt)
+
+    def _fit(self, zoo, ckpt: Path | None) -> None:
         space = zoo.space
         self.space = space
         model = self.build(space)
-        ckpt = self.cache_root / f"{self.name}-{self.cache_key(zoo)}" if self.cache_root is not None else None
-        self.checkpoint_dir = ckpt
         if ckpt is not None and (ckpt / "done.json").is_file():
             model.load_state_dict(load_file(ckpt / "best.safetensors"))
             self.model = model.to(self.device).eval()
