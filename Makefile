@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 FMNIST  = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data run smoke test lint report clean
+.PHONY: setup data run smoke test lint report reliability clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -39,5 +39,9 @@ test: setup data
 report: setup
 	$(BIN)/bench report
 
+# SIGKILLs, concurrent runs, repeat runs and hostile input against a reference: results/reliability.md
+reliability: setup data
+	$(BIN)/python -m bench.reliability
+
 clean:
-	rm -rf $(VENV) results/rows results/zoos results/mlflow.db results/mlruns results/cache
+	rm -rf $(VENV) results/rows results/zoos results/mlflow.db results/mlruns results/cache results/.claims results/sweeps

@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   bench ae train --zoo results/zoos/<id>     # train the ScaleGMN autoencoder (cached, resumable)
   bench ae eval --zoo results/zoos/<id> --method gnn-ae
   bench report                               # leaderboard.md and figures from results/
+  bench mirror --check                       # is the MLflow mirror the Parquet table? (--rebuild: make it so)
   bench perf --suites evaluation             # timings side by side into results/perf.*
   bench perf --peer-rebasin /tmp/peer-rebasin/bin/python --peer-sinkhorn /tmp/peer-sinkhorn/bin/python
   bench sweep git-rebasin --zoo default:1 --protocol pairs --trials 20 --workers 2   # Optuna
@@ -58,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", type=Path, default=Path("results"))
 
     sub.add_parser("methods", help="list registered methods and their hyperparameters")
+
+    mir = sub.add_parser("mirror", help="mirror the results table to MLflow (check it, or rebuild it from Parquet)")
+    mir.add_argument("--results", type=Path, default=Path("results"))
+    mode = mir.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="only report how the mirror differs from the table")
+    mode.add_argument("--rebuild", action="store_true", help="delete the mirror's runs and log the table afresh")
 
     perf = sub.add_parser("perf", help="speed side by side (batched vs looped, methods vs width)")
     perf.add_argument("--results", type=Path, default=Path("results"))
@@ -246,6 +253,25 @@ def _sweep(args) -> int:
     return 0 if out["complete"] >= args.trials else 1
 
 
+def _mirror(args) -> int:
+    from bench import tracking
+    from bench.results import ResultStore
+
+    if not (args.results / "rows").is_dir():
+        raise FileNotFoundError(f"{args.results}: no results table (rows/) to mirror")
+    table = ResultStore(args.results).table()
+    if args.check:
+        problems = tracking.check(table, results_dir=args.results)
+        for line in problems:
+            print(line)
+        print(f"mlflow mirror: {'consistent' if not problems else f'{len(problems)} problem(s)'} "
+              f"({len(table)} rows)")
+        return 1 if problems else 0
+    new = (tracking.rebuild if args.rebuild else tracking.mirror)(table, results_dir=args.results)
+    print(f"mlflow: {len(new)} run(s) {'rebuilt' if args.rebuild else 'mirrored'}")
+    return 0
+
+
 def _methods() -> int:
     from methods import METHODS
 
@@ -271,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "methods":
             return _methods()
+        if args.command == "mirror":
+            return _mirror(args)
         if args.command == "ae":
             from bench.autoencoder import main as ae_main
 
@@ -285,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             print((args.results / "perf.md").read_text())
             return 0
         return _zoo(args)
-    except (ZooError, DataError, SpecError, UnknownMethod, ValueError, FileNotFoundError) as error:
+    except (ZooError, DataError, SpecError, UnknownMethod, ValueError, OSError) as error:
         print(f"bench: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

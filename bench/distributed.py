@@ -12,8 +12,8 @@ worker returns finished rows. Choices:
   client scatters the loaded zoo to all workers instead (once per zoo, `broadcast=True`).
 - Learned methods are fitted once per (method, zoo), on the client, before any of their batches
   is submitted. Workers then call `setup` themselves, once per process: a method that caches its
-  fit on disk (the ScaleGMN autoencoder's checkpoint under `results/cache/ae/`, or
-  `REBASIN_AE_CACHE`) loads what the client trained instead of training again. On a cluster
+  fit on disk (the ScaleGMN autoencoder's checkpoint under `<results>/cache/ae/`, or
+  `REBASIN_AE_CACHE`; the batch carries the absolute path) loads what the client trained. On a cluster
   that cache must be on the shared filesystem too (set `REBASIN_AE_CACHE` to an absolute shared
   path); otherwise each worker refits (same seed, same result, wasted time).
 - Only the client writes: it appends each finished batch as one Parquet part (as the serial run
@@ -72,11 +72,11 @@ def _worker_zoo(source: str | Zoo, zoo_hash: str) -> tuple[Zoo, object]:
         return _ZOOS[cache_key]
 
 
-def _worker_method(spec: str, seed: int, zoo: Zoo, task, zoo_hash: str):
+def _worker_method(batch: UnitBatch, zoo: Zoo, task):
     # one instance per thread: methods keep per-call state (`info`, last maps), so threads must not share
-    key = (threading.get_ident(), spec, seed, zoo_hash)
-    if key not in _METHODS:
-        _METHODS[key] = setup_method(spec, seed, zoo, task, False)[0]  # a learned method loads the client's checkpoint
+    key = (threading.get_ident(), batch.spec, batch.seed, batch.zoo_hash)
+    if key not in _METHODS:  # a learned method loads the checkpoint the client trained
+        _METHODS[key] = setup_method(batch.spec, batch.seed, zoo, task, False, batch.checkpoints)[0]
     return _METHODS[key]
 
 
@@ -85,7 +85,7 @@ def run_batch(batch: UnitBatch, source: str | Zoo, threads: int = 1) -> tuple[li
     torch.set_num_threads(threads)  # workers are pinned to one thread each, like the serial timings
     try:
         zoo, task = _worker_zoo(source, batch.zoo_hash)
-        method = _worker_method(batch.spec, batch.seed, zoo, task, batch.zoo_hash)
+        method = _worker_method(batch, zoo, task)
     except Exception as error:  # a zoo or setup problem on this worker: error rows, retried by a rerun
         rows = _failed_rows(list(batch.units), error)
         return finish_rows(batch, rows, make_method(batch.spec, seed=batch.seed).hp, environment()), len(rows)
@@ -169,7 +169,8 @@ def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id
                           f"code (up to 2-3x here); set {TRIM_KEY}: null in the workers' Dask config",
                           file=sys.stderr)
             # fit here first: the workers' own setup then finds the checkpoint instead of training
-            _, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task, opts.progress)
+            _, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task, opts.progress,
+                                   group.batches[0].checkpoints)
             zoo_dir = group.batches[0].zoo_dir
             if zoo_dir not in sources:
                 sources[zoo_dir] = _zoo_source(client, group.zoo, zoo_dir)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.results import SORT_COLUMNS, ResultStore, is_missing, write_bytes_atomic
+from bench.results import SORT_COLUMNS, ResultStore, clean_temp_files, is_missing, write_bytes_atomic
 
 # score barriers: accuracy for classifiers, PSNR for INRs (whichever the table has)
 SCORE_BARRIERS = ("acc_barrier", "psnr_barrier")
@@ -597,6 +597,7 @@ def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence
     """Read the tables under `results_dir`; write the figures and leaderboard.{md,tex,html} there."""
     results_dir = Path(results_dir)
     table = ResultStore(results_dir).table()
+    clean_temp_files(results_dir)  # of a report killed mid-write
     sweeps = read_sweeps(results_dir)
     figures = write_figures(table, results_dir)
     names = [p.name for p in figures]

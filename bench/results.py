@@ -172,6 +172,16 @@ def tmp_suffix() -> str:
     return f"{socket.gethostname()}.{os.getpid()}"
 
 
+def clean_temp_files(directory: Path) -> int:
+    """Remove the temp files of writers on this machine that were killed before their rename."""
+    removed = 0
+    for tmp in Path(directory).glob(f"{TMP_PREFIX}*"):
+        if tmp_owner_dead(tmp):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def write_bytes_atomic(path: str | os.PathLike, write) -> Path:
     """Call `write(file)` on a temp sibling of `path`, fsync, rename: readers see the old or the new file."""
     path = Path(path)

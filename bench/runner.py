@@ -14,7 +14,6 @@ batch (`execute`), so they produce the same rows.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -65,6 +64,7 @@ class UnitBatch:
     run_id: str = ""
     fit_s: float = 0.0  # the client's fit time of the method, filled in once it is set up
     claim: str = ""  # lock name shared by every process that plans this batch (see ResultStore.claim)
+    checkpoints: str = ""  # where a learned method's checkpoint is (`checkpoint_dir`)
 
 
 @dataclass
@@ -137,31 +137,28 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
                         batches.append(UnitBatch(zoo_dir, zoo.name, zoo_hash, spec, bench.seed, proto_name,
                                                  dict(proto_options), tuple(k for k, _ in todo),
                                                  tuple(u for _, u in todo), run_id,
-                                                 claim=claim_name(k for k, _ in chunk)))
+                                                 claim=claim_name(k for k, _ in chunk),
+                                                 checkpoints=checkpoint_dir(opts.results)))
             if batches:  # fit only when there is work
                 yield Group(zoo, task, spec, batches)
 
 
-@contextlib.contextmanager
-def checkpoints_in(results: Path):
-    """Learned methods keep their checkpoints under `<results>/cache/` (workers started inside inherit it)."""
+def checkpoint_dir(results: Path) -> str:
+    """Where learned methods keep their checkpoints: `REBASIN_AE_CACHE` (e.g. a shared cluster path), else
+    `<results>/cache/ae`. Absolute, because batches carry it to workers that may run elsewhere."""
     from methods.scalegmn_ae import CACHE_ENV
 
-    before = os.environ.get(CACHE_ENV)
-    if before is None:  # an explicit REBASIN_AE_CACHE (a shared cluster path) wins
-        os.environ[CACHE_ENV] = str((Path(results) / "cache" / "ae").resolve())
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(CACHE_ENV, None)
+    return os.environ.get(CACHE_ENV) or str((Path(results) / "cache" / "ae").resolve())
 
 
-def setup_method(spec: str, seed: int, zoo: Zoo, task, progress: bool = True):
-    """A method bound to the zoo (learned ones train here, once); returns (method, seconds)."""
+def setup_method(spec: str, seed: int, zoo: Zoo, task, progress: bool = True, checkpoints: str = ""):
+    """A method bound to the zoo (learned ones train here, once, or load their checkpoint from
+    `checkpoints`); returns (method, seconds)."""
     method = make_method(spec, seed=seed)
     if hasattr(method, "progress"):
         method.progress = progress
+    if checkpoints and getattr(method, "cache_root", None) is not None:
+        method.cache_root = Path(checkpoints)
     start = time.perf_counter()
     method.setup(zoo, task)
     return method, time.perf_counter() - start
@@ -191,12 +188,11 @@ def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunO
                   run_id: str | None = None) -> dict:
     """Run (or resume) `bench`; returns counts of units done, skipped and failed."""
     specs = method_specs(bench, methods)
-    with checkpoints_in(opts.results):
-        if opts.workers or opts.scheduler:
-            from bench.distributed import run_distributed
+    if opts.workers or opts.scheduler:
+        from bench.distributed import run_distributed
 
-            return run_distributed(bench, specs, opts, run_id)
-        return _run_serial(bench, specs, opts, run_id)
+        return run_distributed(bench, specs, opts, run_id)
+    return _run_serial(bench, specs, opts, run_id)
 
 
 def _run_serial(bench: Benchmark, specs: list[str], opts: RunOptions, run_id: str | None) -> dict:
@@ -207,7 +203,8 @@ def _run_serial(bench: Benchmark, specs: list[str], opts: RunOptions, run_id: st
     counts = {"done": 0, "skipped": 0, "failed": 0}
     bar = tqdm(total=0, unit="unit", disable=not opts.progress, leave=False)
     for group in plan(bench, specs, opts, done, run_id, counts):
-        method, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task, opts.progress)
+        method, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task, opts.progress,
+                                     checkpoint_dir(opts.results))
         bar.total += group.n_units
         bar.set_description(f"{group.zoo.name} {_variant(group.spec)}")
         # Another `bench run` on the same results directory may hold a batch: do the free ones first,

@@ -28,12 +28,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from bench.results import is_missing, to_arrow
+from bench.results import TMP_PREFIX, is_missing, tmp_suffix, to_arrow
 
 GROUP_COLUMNS = ("run_id", "variant", "zoo", "protocol")
 # numeric columns that describe a unit rather than measure it
 NOT_METRICS = {"seed", "eps"}
 GROUP_TAG, CONTENT_TAG = "bench.group_key", "bench.content_key"
+EXPERIMENT = "rebasin-bench"
 
 
 @contextlib.contextmanager
@@ -62,7 +63,31 @@ def resolve_uri(tracking_uri: str | None = None, results_dir: str | os.PathLike 
         return os.environ["MLFLOW_TRACKING_URI"]
     root = Path(results_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{root / 'mlflow.db'}"
+    db = root / "mlflow.db"
+    if not db.exists():
+        _create_db(db)
+    return f"sqlite:///{db}"
+
+
+def _create_db(db: Path) -> None:
+    """Create MLflow's schema under a temp name, then rename: a process killed while MLflow creates its
+    dozens of tables would otherwise leave a database that every later run fails to open."""
+    from filelock import FileLock
+
+    with FileLock(db.parent / ".mlflow.lock"):
+        if db.exists():  # another process made it meanwhile
+            return
+        for leftover in db.parent.glob(f"{TMP_PREFIX}{db.name}.*"):  # of a killed creator (we hold the lock)
+            leftover.unlink(missing_ok=True)
+        tmp = db.with_name(f"{TMP_PREFIX}{db.name}.{tmp_suffix()}")
+        try:
+            with _quiet():
+                from mlflow import MlflowClient
+
+                MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()
+            os.replace(tmp, db)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def artifact_root(uri: str) -> str | None:
@@ -112,20 +137,26 @@ def group_metrics(rows: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _existing(client, experiment_id: str) -> tuple[set[str], dict[str, list[str]]]:
-    """Content keys of finished mirror runs, and run ids per group key."""
-    done, by_group, token = set(), {}, None
+def _all_runs(client, experiment_id: str):
+    token = None
     while True:
         page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        for run in page:
-            tags = run.data.tags
-            if GROUP_TAG in tags:
-                by_group.setdefault(tags[GROUP_TAG], []).append(run.info.run_id)
-                if run.info.status == "FINISHED":
-                    done.add(tags.get(CONTENT_TAG, ""))
+        yield from page
         token = page.token
         if not token:
-            return done, by_group
+            return
+
+
+def _existing(client, experiment_id: str) -> tuple[set[str], dict[str, list[str]]]:
+    """Content keys of finished mirror runs, and run ids per group key."""
+    done, by_group = set(), {}
+    for run in _all_runs(client, experiment_id):
+        tags = run.data.tags
+        if GROUP_TAG in tags:
+            by_group.setdefault(tags[GROUP_TAG], []).append(run.info.run_id)
+            if run.info.status == "FINISHED":
+                done.add(tags.get(CONTENT_TAG, ""))
+    return done, by_group
 
 
 def _experiment_id(client, name: str, artifact_location: str | None) -> str:
@@ -137,30 +168,46 @@ def _experiment_id(client, name: str, artifact_location: str | None) -> str:
     return exp.experiment_id
 
 
-def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = "rebasin-bench",
+def _groups(table: pd.DataFrame):
+    """(ident, group key, content key, rows) of each MLflow run the table should have."""
+    table = table.copy()
+    for c in GROUP_COLUMNS:
+        if c not in table.columns:
+            table[c] = None
+    for ident, rows in table.groupby(list(GROUP_COLUMNS), dropna=False, sort=True):
+        ident = dict(zip(GROUP_COLUMNS, map(_text, ident), strict=True))
+        group_key = _key(ident)
+        units = sorted(map(_text, rows["key"])) if "key" in rows.columns else [str(len(rows))]
+        yield ident, group_key, _key([group_key, units]), rows
+
+
+@contextlib.contextmanager
+def _client(tracking_uri: str | None, experiment: str, results_dir):
+    """An MLflow client on the experiment, holding the results directory's mirror lock: concurrent
+    `bench run`s finishing together would otherwise both log the same groups."""
+    from filelock import FileLock
+
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    uri = resolve_uri(tracking_uri, results_dir)
+    with FileLock(results_dir / ".mlflow.lock"), _quiet():
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        yield client, _experiment_id(client, experiment, artifact_root(uri))
+
+
+def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
            results_dir: str | os.PathLike = "results") -> list[str]:
     """Log each not-yet-mirrored group of `table` as one MLflow run; returns the new MLflow run ids."""
     if table.empty:
         return []
-    with _quiet():
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric, Param
 
-        uri = resolve_uri(tracking_uri, results_dir)
-        client = MlflowClient(tracking_uri=uri)
-        exp_id = _experiment_id(client, experiment, artifact_root(uri))
+    with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
         done, by_group = _existing(client, exp_id)
-
-        table = table.copy()
-        for c in GROUP_COLUMNS:
-            if c not in table.columns:
-                table[c] = None
         new_runs = []
-        for ident, rows in table.groupby(list(GROUP_COLUMNS), dropna=False, sort=True):
-            ident = dict(zip(GROUP_COLUMNS, map(_text, ident), strict=True))
-            group_key = _key(ident)
-            units = sorted(map(_text, rows["key"])) if "key" in rows.columns else [str(len(rows))]
-            content_key = _key([group_key, units])
+        for ident, group_key, content_key, rows in _groups(table):
             if content_key in done:
                 continue
             first = rows.iloc[0]
@@ -193,8 +240,49 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
                 client.set_terminated(rid, status="FAILED")
                 raise
             client.set_terminated(rid, status="FINISHED")
-            # the group grew since it was last mirrored: the older, smaller runs are superseded
+            # the group grew since it was last mirrored (or a killed mirror left a run unfinished):
+            # the older runs are superseded
             for old in by_group.get(group_key, []):
                 client.delete_run(old)
             new_runs.append(rid)
         return new_runs
+
+
+def check(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
+          results_dir: str | os.PathLike = "results") -> list[str]:
+    """How the MLflow mirror differs from the table (empty: consistent): groups missing or mirrored
+    with other units, runs with no group in the table, unfinished or duplicate runs, wrong unit counts."""
+    expected = {content_key: (ident, rows) for ident, _, content_key, rows in _groups(table)} if len(table) else {}
+    with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
+        runs = list(_all_runs(client, exp_id))
+    problems, seen = [], {}
+    for run in runs:
+        tags, rid = run.data.tags, run.info.run_id
+        if GROUP_TAG not in tags:
+            continue
+        content = tags.get(CONTENT_TAG, "")
+        if run.info.status != "FINISHED":
+            problems.append(f"run {rid}: left {run.info.status} (a mirror was interrupted)")
+        elif content not in expected:
+            problems.append(f"run {rid}: {run.info.run_name!r} mirrors units the table does not hold")
+        elif content in seen:
+            problems.append(f"run {rid}: duplicates run {seen[content]}")
+        else:
+            seen[content] = rid
+            n_units = run.data.metrics.get("n_units", 0) + run.data.metrics.get("n_errors", 0)
+            if n_units != len(expected[content][1]):
+                problems.append(f"run {rid}: {n_units:g} units logged, the table has {len(expected[content][1])}")
+    for content, (ident, _) in expected.items():
+        if content not in seen:
+            problems.append(f"group {ident['variant']} {ident['zoo']} {ident['protocol']} (run {ident['run_id']}):"
+                            " not mirrored")
+    return problems
+
+
+def rebuild(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
+            results_dir: str | os.PathLike = "results") -> list[str]:
+    """Delete every run of the mirror's experiment and mirror `table` afresh; returns the new run ids."""
+    with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
+        for run in list(_all_runs(client, exp_id)):
+            client.delete_run(run.info.run_id)
+    return mirror(table, tracking_uri, experiment, results_dir)

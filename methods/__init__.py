@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from methods.base import Aligner, Hyper
@@ -41,8 +42,13 @@ def parse_method(spec: str) -> tuple[str, dict[str, str]]:
         key, sep, value = item.partition("=")
         if not sep:
             raise UnknownMethod(f"method {spec!r}: expected key=value, got {item!r}")
+        if key.strip() in params:  # which one would win is not obvious from the text
+            raise UnknownMethod(f"method {spec!r}: {key.strip()!r} given twice")
         params[key.strip()] = value.strip()
     return m.group(1), params
+
+
+_BOOLS = ("1", "true", "yes", "0", "false", "no")  # what Hyper.parse reads as true, and their opposites
 
 
 def make_method(spec: str, seed: int = 0, **overrides) -> Aligner:
@@ -50,7 +56,20 @@ def make_method(spec: str, seed: int = 0, **overrides) -> Aligner:
     if name not in METHODS:
         raise UnknownMethod(f"unknown method {name!r} (known: {', '.join(METHODS)})")
     params.update(overrides)
+    for key, value in params.items():  # what Hyper.parse would let through unnoticed
+        h = METHODS[name].search_space.get(key)
+        if h is not None and h.kind == "bool" and str(value).strip().lower() not in _BOOLS:
+            raise ValueError(f"method {name}: {key}={value!r} is not a boolean ({'/'.join(_BOOLS)})")
+        if h is not None and h.kind == "float" and _number(value) is not None and not math.isfinite(_number(value)):
+            raise ValueError(f"method {name}: {key}={value!r} must be a finite number")
     return METHODS[name](seed=seed, **params)
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 __all__ = ["METHODS", "Aligner", "Hyper", "make_method", "parse_method", "UnknownMethod"]

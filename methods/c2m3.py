@@ -42,7 +42,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from methods.base import Aligner, Hyper
-from methods.weight_matching import apply_matching
+from methods.weight_matching import apply_matching, prefer_identity
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import select, stack
 
@@ -105,7 +105,9 @@ def _gradients(space: WeightSpace, W: Params, P: dict) -> dict[str, torch.Tensor
 
 def _lap(score: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     """Vertex maximising <score, Pi>: a (signed) permutation; returns column per row and sign per row."""
-    rows, cols = linear_sum_assignment(np.abs(score) if signed else score, maximize=True)
+    magnitude = np.abs(score) if signed else score
+    rows, cols = linear_sum_assignment(magnitude, maximize=True)
+    cols = prefer_identity(magnitude, cols)  # ties (duplicated units, flat objectives) -> identity
     signs = np.where(score[rows, cols] < 0, -1.0, 1.0) if signed else np.ones(len(rows))
     return cols, signs
 
@@ -125,7 +127,12 @@ def _best_step(f_at, degree: int, f0: float) -> float:
     values = np.array([f0] + [f_at(t) for t in nodes[1:]])
     poly = np.polynomial.Polynomial.fit(nodes, values, degree, domain=[0, 1])
     candidates = [0.0, 1.0] + [r.real for r in poly.deriv().roots() if abs(r.imag) < 1e-9 and 0 < r.real < 1]
-    return float(max(candidates, key=poly))
+    scores = [poly(t) for t in candidates]
+    top = max(scores)
+    # Ties (up to rounding): take the longest step. On a flat objective (all-zero networks) t = 0 kept the
+    # noisy barycentre start forever, which rounded to a random permutation instead of the vertex (identity).
+    return float(max(t for t, v in zip(candidates, scores, strict=True)
+                     if v >= top - 1e-12 * max(abs(top), abs(f0))))
 
 
 def _sinkhorn(m: torch.Tensor, iters: int = 100) -> torch.Tensor:
@@ -182,7 +189,9 @@ def c2m3(space: WeightSpace, models: Params, *, init: str = "barycentre", max_it
         t = _best_step(f_at, degree, f)
         P = {p: P[p] + t * direction[p] for p in P}
         f_new = _objective(space, W, P)
-        stalled = stalled + 1 if f_new - f < tol else 0
+        # relative: f scales with the weights squared, so an absolute tol stopped after `patience` steps
+        # for weights ~1e-6 (f ~1e-12) and never for weights ~1e6 (f ~1e12, rounding above tol)
+        stalled = stalled + 1 if f_new - f <= tol * abs(f) else 0
         f = f_new
         if stalled >= patience:
             break

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from methods.base import Aligner, Hyper
-from methods.weight_matching import weight_matching
+from methods.weight_matching import prefer_identity, weight_matching
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import apply_perms, select, sq_distance, stack
 
@@ -169,8 +168,9 @@ def soft_permute(space: WeightSpace, b: Params, mats: dict[str, torch.Tensor]) -
 
 def hard_perm(mat: torch.Tensor) -> torch.Tensor:
     """Nearest permutation to a soft matrix [n, n]: argmax_perm sum_i P[i, perm[i]] (linear assignment)."""
-    _, cols = linear_sum_assignment(mat.detach().double().numpy(), maximize=True)
-    return torch.from_numpy(np.asarray(cols)).long()
+    score = mat.detach().double().numpy()
+    _, cols = linear_sum_assignment(score, maximize=True)
+    return torch.from_numpy(prefer_identity(score, cols)).long()  # ties (e.g. duplicated units) -> identity
 
 
 class _AdamW:
@@ -285,13 +285,23 @@ class SinkhornRebasin(Aligner):
         best = score_hard(best_perms)
         opt = _AdamW(list(xs.values()), lr=hp["lr"])
         every = max(1, hp["steps"] // self.checkpoints)
+        # The l2 objective scales with the weights squared, and AdamW's eps (1e-8) swamps gradients ~1e-12:
+        # with weights ~1e-6 the X's did not move. Dividing each pair's loss by a constant of its own
+        # (||A||^2 + ||B||^2, permutation-invariant) makes the gradients scale-free; the minimiser, the
+        # hard scores and the reported history stay in the original units. Task losses are not homogeneous
+        # in the weights, so they are left alone.
+        if hp["objective"] == "l2":
+            norm = sum((v**2).flatten(1).sum(1) for v in (*a.values(), *b.values()))
+            norm = norm.clamp_min(torch.finfo(norm.dtype).tiny)  # all-zero networks: zero loss, zero gradient
+        else:
+            norm = torch.ones(m)
         history = []
         for step in range(1, hp["steps"] + 1):
             lam = torch.rand(m, generator=generator) if hp["objective"] == "rnd" else fixed_lam
-            loss = self._objective(a, soft_permute(space, b, soft_mats()), lam, target).sum()
-            loss.backward()
+            values = self._objective(a, soft_permute(space, b, soft_mats()), lam, target)
+            (values / norm).sum().backward()
             opt.step()
-            history.append(loss.item() / m)
+            history.append(values.sum().item() / m)
             if step % every == 0 or step == hp["steps"]:
                 with torch.no_grad():
                     mats = soft_mats()

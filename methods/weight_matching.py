@@ -8,6 +8,13 @@ Stops after the first sweep in which no permutation improves the objective.
 `signed=True` matches over signed permutations (odd activations): the assignment is solved on
 |C_p| and each matched unit takes the sign of C_p[i, j]; a flipped unit's whole contribution
 changes sign, so this stays exact.
+
+Numerics. Cost matrices are formed in float64 (float32 overflows for weights ~1e6 once the ReLU
+scale canonical form has pushed norms outwards), and an assignment only counts as an improvement
+when it beats the current one by more than rounding *relative to the costs* (an absolute threshold
+stopped the descent at once for weights ~1e-6, whose costs are ~1e-12). Ties are broken towards the
+identity (`prefer_identity`): a unit keeps its own index whenever another optimal choice exists, so
+duplicated units, all-zero costs and a network matched to itself give the identity, deterministically.
 """
 
 from __future__ import annotations
@@ -44,14 +51,56 @@ def cost_matrix(space: WeightSpace, a: Params, b: Params, p: str, perms, signs,
             continue
         wa = a[name].movedim(axis, 0).reshape(n, -1)
         wb = _transformed(space, name, b[name], perms, signs, axis).movedim(axis, 0).reshape(n, -1)
-        c += (wa @ wb.T).double()
+        # float64 before the product: float32 overflows for large (e.g. scale-canonicalised 1e6) weights
+        c += wa.double() @ wb.double().T
     return c
 
 
+def _no_worse(score: np.ndarray, rows, new, old) -> bool:
+    """sum score[rows, new] >= sum score[rows, old], up to rounding relative to the terms."""
+    a, b = score[rows, new], score[rows, old]
+    return a.sum() >= b.sum() - 1e-12 * (np.abs(a).sum() + np.abs(b).sum())
+
+
+def prefer_identity(score: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Among assignments as good as `cols` (maximising sum_i score[i, cols[i]]), move to the identity.
+
+    scipy's solver is deterministic but breaks ties arbitrarily: a self-match with duplicated units
+    can come back with those units swapped. Rule, repeated until nothing changes: (1) a cycle of
+    `cols` whose own diagonal scores at least as much becomes fixed points; (2) row i takes column i
+    by exchanging columns with the row j holding it, if that does not lower the total. Each move
+    adds fixed points and removes none (so at most n moves) and never lowers the total (up to
+    rounding). Whenever the identity is optimal, so is every cycle's diagonal (else the identity
+    could be improved on), so (1) alone returns the identity; (2) handles ties inside a genuine match.
+    """
+    cols = np.array(cols, copy=True)
+    n, changed = len(cols), True
+    while changed:
+        changed = False
+        seen = cols == np.arange(n)
+        for first in range(n):
+            cycle, i = [], first
+            while not seen[i]:
+                seen[i] = True
+                cycle.append(i)
+                i = cols[i]
+            if cycle and _no_worse(score, cycle, cycle, cols[cycle]):
+                cols[cycle], changed = cycle, True
+        holder = np.argsort(cols)  # holder[c] = row assigned column c
+        for i in range(n):
+            ci, j = cols[i], holder[i]
+            if ci != i and _no_worse(score, [i, j], [i, ci], [ci, i]):
+                cols[i], cols[j] = i, ci
+                holder[i], holder[ci] = i, j
+                changed = True
+    return cols
+
+
 def _solve(c: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Best (signed) assignment for cost c: columns per row, and signs when signed."""
-    _, cols = linear_sum_assignment((c.abs() if signed else c).numpy(), maximize=True)
-    cols = torch.from_numpy(np.asarray(cols)).long()
+    """Best (signed) assignment for cost c: columns per row, and signs when signed (ties: see prefer_identity)."""
+    score = (c.abs() if signed else c).numpy()
+    _, cols = linear_sum_assignment(score, maximize=True)
+    cols = torch.from_numpy(prefer_identity(score, cols)).long()
     if not signed:
         return cols, None
     s = torch.sign(c[torch.arange(len(c)), cols]).float()
@@ -110,7 +159,8 @@ def weight_matching(space: WeightSpace, a: Params, b: Params, *, signed: bool = 
             old = (c[rows, perms[p]] * current).sum().item()
             cols, s = _solve(c, p in signs)
             new = (c[rows, cols] * (s.double() if s is not None else 1.0)).sum().item()
-            if new > old + 1e-12:
+            # improvement beyond rounding, relative to the cost scale (weights ~1e-6 give costs ~1e-12)
+            if new > old + 1e-12 * c.abs().max().item() * len(c):
                 improved = True
                 version[p] += 1
                 perms[p] = cols

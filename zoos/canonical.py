@@ -1,9 +1,11 @@
 """Exact canonical forms for the rescaling symmetries (function-preserving, idempotent).
 
 - Positive scale (ReLU): every hidden unit's incoming weight row gets unit norm; the norm is
-  pushed into the unit's bias and outgoing weights (bias / n, outgoing * n). Units are processed
-  input to output, so each layer sees the norms its predecessors pushed forward. Two networks on
-  one scale orbit map to identical weights; permutations are left alone.
+  pushed into the unit's bias and outgoing weights (bias / n, outgoing * n). A dead unit (zero
+  incoming weights) gets |bias| = 1 instead; one with zero bias too is left alone. Units are
+  processed input to output, so each layer sees the norms its predecessors pushed forward. Two
+  networks on one scale orbit map to identical weights (unless a unit is all zero: then up to
+  that unit's outgoing weights, which do not affect the function); permutations are left alone.
 - Sign (odd activations): every hidden unit is flipped so that the first non-zero entry of
   (bias, incoming row) is positive.
 """
@@ -29,8 +31,15 @@ def scale_canonical(space: WeightSpace, params: Params) -> Params:
     for perm, group in space.groups.items():  # declaration order: input to output
         if group != "scale":
             continue
-        norm = _incoming(space, out, perm, with_bias=False).norm(dim=-1)
-        out = apply_scales(space, out, {perm: 1 / norm.clamp_min(1e-30)})
+        # float64: in float32 the squares overflow once earlier layers have pushed norms ~1e18 outwards
+        # (weights ~1e6), and a norm of inf zeroed the unit and made its outgoing weights inf
+        entries = _incoming(space, out, perm, with_bias=True).double()  # bias first
+        norm, bias = entries[..., 1:].norm(dim=-1), entries[..., 0].abs()
+        # A dead unit (all-zero incoming weights) computes relu(b): normalise |b| to 1 instead (still one
+        # point per orbit); the old clamp to 1e-30 multiplied its bias by 1e30. A unit with zero bias too
+        # computes 0 and is left alone (its outgoing weights, which do not matter, keep their scale).
+        norm = torch.where(norm > 0, norm, torch.where(bias > 0, bias, torch.ones_like(bias)))
+        out = apply_scales(space, out, {perm: 1 / norm})
     return out
 
 

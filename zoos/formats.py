@@ -64,11 +64,15 @@ def _take_weights(sd: dict, path: Path, names: dict[str, str], label: int | None
     """Check a state dict's keys, shapes and values against the SIREN space; rename to our names."""
     sd = dict(sd)
     if "label" in sd:  # the FMNIST variant stores its class label beside the weights
-        stored = sd.pop("label")
+        raw = sd.pop("label")
         try:
-            stored = int(stored)
-        except (TypeError, ValueError, RuntimeError):
-            raise _fail(path, f"key 'label' holds {type(stored).__name__}, expected an integer") from None
+            value = raw.item() if isinstance(raw, torch.Tensor) else raw
+            stored = int(value)
+            if isinstance(value, float) and value != stored:  # 3.5 is no class label
+                raise ValueError(value)
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            raise _fail(path, f"key 'label' holds {type(raw).__name__} {str(raw)[:40]!r}, "
+                              f"expected an integer") from None
         if label is not None and stored != label:
             raise _fail(path, f"stored label {stored} disagrees with label {label} from its directory name")
     missing = [k for k in names if k not in sd]
@@ -151,8 +155,10 @@ def _dws_entry(path: Path, root: Path) -> dict | None:
 
 def _resolve(listed: str, root: Path, splits_json: Path) -> Path:
     """A path from the splits JSON (absolute, or relative to some other checkout) found under root."""
-    parts = Path(listed).parts
+    parts = Path(listed).relative_to(Path(listed).anchor).parts if "\0" not in listed else ()
     for k in range(2, len(parts) + 1):  # shortest suffix first: ".../<image dir>/checkpoints/model_final.pth"
+        if ".." in parts[-k:]:  # never outside root
+            break
         candidate = root.joinpath(*parts[-k:])
         if candidate.is_file():
             return candidate
@@ -174,7 +180,8 @@ def _read_splits(splits_json: Path, root: Path) -> list[tuple[Path, str, int | N
         # DWSNets: {"path": [...], "label": [...]}; ScaleGMN's FMNIST file: a plain list of paths
         paths = part.get("path", []) if isinstance(part, dict) else part
         labels = part.get("label") if isinstance(part, dict) else None
-        if not isinstance(paths, list) or (labels is not None and len(labels) != len(paths)):
+        if not isinstance(paths, list) or (labels is not None and (not isinstance(labels, list)
+                                                                   or len(labels) != len(paths))):
             raise _fail(splits_json, f"split {split!r}: expected a list of paths (and as many labels)")
         for i, listed in enumerate(paths):
             try:
@@ -311,9 +318,9 @@ def _read_layout(path: Path, row_length: int) -> list[dict]:
         try:
             shape = tuple(int(s) for s in ast.literal_eval(str(r.shape)))  # literal_eval: data, never code
             start, end, size = int(r.start_idx), int(r.end_idx), int(r.size)
-        except (ValueError, SyntaxError, TypeError):
+        except (ValueError, SyntaxError, TypeError, OverflowError, MemoryError, RecursionError):
             raise _fail(path, f"{r.varname}: unreadable position or shape {r.shape!r}") from None
-        if not (0 <= start <= end and end - start == size == math.prod(shape)):
+        if not shape or min(shape) < 1 or not (0 <= start <= end and end - start == size == math.prod(shape)):
             raise _fail(path, f"{r.varname}: [{start}, {end}) size {size} shape {shape} do not agree")
         if end > row_length:
             raise _fail(path, f"{r.varname}: ends at {end}, beyond the weight rows' length {row_length}")
@@ -352,6 +359,22 @@ def _cnn_splits(meta: pd.DataFrame) -> pd.Series:
     split.update({runs[i]: "train" for i in first[:cut]})
     split.update({runs[i]: "val" for i in first[cut:]})
     return meta["modeldir"].map(split)
+
+
+def _check_metrics(meta: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Columns the loader computes with: a name per run, an integer step, an activation name."""
+    step = pd.to_numeric(meta["step"], errors="coerce")
+    bad = step.isna() | (step != step.round()) | step.abs().ge(2**53)
+    for col in ("modeldir", "config.activation"):
+        if col in meta:
+            bad |= meta[col].isna()
+    if bad.any():
+        raise _fail(path, f"row {int(bad.to_numpy().argmax())}: needs a 'modeldir', an integer 'step' and "
+                          f"(if present) a 'config.activation'")
+    meta = meta.assign(step=step.astype(np.int64), modeldir=meta["modeldir"].map(str))
+    if "config.activation" in meta:
+        meta["config.activation"] = meta["config.activation"].map(str)
+    return meta
 
 
 def load_cnn_zoo(directory, activation: str | None = None, step="final", order=None) -> Zoo:
@@ -399,6 +422,7 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
     for col in ("modeldir", "step"):
         if col not in meta:
             raise _fail(metrics_path, f"no column {col!r}")
+    meta = _check_metrics(meta, metrics_path)
     meta = meta.assign(row=np.arange(len(meta)))
     if order is not None:
         try:

@@ -111,26 +111,30 @@ class WeightSpace:
         return [(name, ax) for name, ps in self.axes.items() for ax, p in enumerate(ps) if p == perm]
 
     def check(self, params: Params, where: str = "parameters") -> int:
-        """Validate names, shapes, dtype and finiteness; return the batch size N."""
+        """Validate names, shapes, dtype and finiteness; return the batch size N.
+
+        Messages start with `where: ` (no prefix when `where` is empty)."""
+        at = f"{where}: " if where else ""
         shapes = self.shapes()
         missing = sorted(set(shapes) - set(params))
-        unknown = sorted(set(params) - set(shapes))
+        unknown = sorted(map(str, set(params) - set(shapes)))
         if missing:
-            raise SpecError(f"{where}: missing parameter(s) {', '.join(missing)} for weight space {self.name}")
+            raise SpecError(f"{at}missing parameter(s) {', '.join(missing)} for weight space {self.name}")
         if unknown:
-            raise SpecError(f"{where}: parameter(s) {', '.join(unknown)} not in weight space {self.name}")
+            raise SpecError(f"{at}parameter(s) {', '.join(unknown)} not in weight space {self.name}")
         n = None
         for name, shape in shapes.items():
             t = params[name]
-            if not torch.is_floating_point(t):
-                raise SpecError(f"{where}: {name} has dtype {t.dtype}, expected a floating point tensor")
-            if tuple(t.shape[1:]) != shape:
-                raise SpecError(f"{where}: {name} has shape {tuple(t.shape[1:])}, expected {shape}")
+            if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t):
+                raise SpecError(f"{at}{name} has dtype {getattr(t, 'dtype', type(t).__name__)}, "
+                                f"expected a floating point tensor")
+            if t.dim() == 0 or tuple(t.shape[1:]) != shape:
+                raise SpecError(f"{at}{name} has shape {tuple(t.shape[1:])}, expected {shape}")
             n = t.shape[0] if n is None else n
             if t.shape[0] != n:
-                raise SpecError(f"{where}: {name} holds {t.shape[0]} networks, others {n}")
+                raise SpecError(f"{at}{name} holds {t.shape[0]} networks, others {n}")
             if not torch.isfinite(t).all():
-                raise SpecError(f"{where}: {name} contains NaN or inf weights")
+                raise SpecError(f"{at}{name} contains NaN or inf weights")
         return n
 
     # ---- flat vectors ------------------------------------------------------------------------
@@ -199,10 +203,93 @@ class WeightSpace:
 
     @classmethod
     def from_json(cls, text: str) -> WeightSpace:
-        d = json.loads(text)
-        d["layers"] = tuple(Layer(**layer) for layer in d["layers"])
-        d["input_shape"] = tuple(d["input_shape"])
-        return cls(**d)
+        """The space `to_json` wrote. Any other text raises SpecError (it comes from files on disk)."""
+        try:
+            d = json.loads(text)
+        except (ValueError, TypeError, RecursionError) as e:
+            raise SpecError(f"weight space: not valid JSON ({e})") from None
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, d) -> WeightSpace:
+        """`from_json` on parsed JSON: checks every field's type and that shapes flow through the forward."""
+        _fields(d, "weight space", {"name", "layers", "input_shape"}, {"w0", "output_offset"})
+        if not isinstance(d["layers"], list) or not d["layers"]:
+            raise SpecError("weight space: 'layers' must be a non-empty list")
+        layers = tuple(_layer(x, i) for i, x in enumerate(d["layers"]))
+        names = [layer.name for layer in layers]
+        if len(set(names)) < len(names):
+            raise SpecError(f"weight space: layer names repeat ({', '.join(names)})")
+        shape = d["input_shape"]
+        if not isinstance(shape, list) or not shape or not all(_count(s) for s in shape):
+            raise SpecError(f"weight space: input_shape {shape!r} must be a list of positive integers")
+        numbers = {}
+        for key, default in (("w0", 1.0), ("output_offset", 0.0)):
+            v = d.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise SpecError(f"weight space: {key} {v!r} must be a finite number")
+            numbers[key] = float(v)
+        space = cls(_text(d["name"], "weight space: name"), layers, tuple(shape), **numbers)
+        _check_flow(space)
+        return space
+
+
+def _text(v, what: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise SpecError(f"{what} {v!r} must be a non-empty string")
+    return v
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _fields(d, what: str, required: set[str], optional: set[str]) -> None:
+    if not isinstance(d, dict):
+        raise SpecError(f"{what}: expected a JSON object, got {type(d).__name__}")
+    missing, unknown = required - set(d), set(d) - required - optional
+    if missing or unknown:
+        raise SpecError(f"{what}: missing key(s) {sorted(missing) or 'none'}, "
+                        f"unknown key(s) {sorted(unknown) or 'none'}")
+
+
+def _layer(d, i: int) -> Layer:
+    _fields(d, f"layer {i}", {"name", "kind", "n_in", "n_out"}, {"act", "kernel", "stride", "pool"})
+    d = {"act": "identity", "kernel": 1, "stride": 1, "pool": False, **d}
+    for key in ("name", "kind", "act"):
+        _text(d[key], f"layer {i}: {key}")
+    for key in ("n_in", "n_out", "kernel", "stride"):
+        if not _count(d[key]):
+            raise SpecError(f"layer {i}: {key} {d[key]!r} must be a positive integer")
+    if not isinstance(d["pool"], bool):
+        raise SpecError(f"layer {i}: pool {d['pool']!r} must be true or false")
+    return Layer(**d)
+
+
+def _check_flow(space: WeightSpace) -> None:
+    """What `forward` needs beyond layer-to-layer widths: the input fits the first layer, convs come
+    first with kernels that fit their input, and the last conv pools before any dense layer."""
+    first, shape = space.layers[0], space.input_shape
+    if first.kind == "linear" and shape != (first.n_in,):
+        raise SpecError(f"weight space: input_shape {list(shape)} does not fit layer {first.name} "
+                        f"({first.n_in} inputs)")
+    if first.kind == "conv" and (len(shape) != 3 or shape[0] != first.n_in):
+        raise SpecError(f"weight space: input_shape {list(shape)} is not [{first.n_in}, height, width] "
+                        f"for conv layer {first.name}")
+    size, spatial = list(shape[1:]), first.kind == "conv"
+    for layer in space.layers:
+        if layer.kind == "linear" and (spatial or layer.pool):
+            raise SpecError(f"layer {layer.name}: a dense layer needs a pooled input and cannot pool")
+        if layer.kind == "conv":
+            if not spatial:
+                raise SpecError(f"layer {layer.name}: a conv layer after a dense or pooled layer")
+            size = [(s - layer.kernel) // layer.stride + 1 for s in size]
+            if min(size) < 1:
+                raise SpecError(f"layer {layer.name}: its {layer.kernel}x{layer.kernel} kernel is larger "
+                                f"than its input")
+            spatial = not layer.pool
+    if spatial:
+        raise SpecError(f"layer {space.layers[-1].name}: the last conv layer must pool")
 
 
 class _Module(torch.nn.Module):

@@ -3,6 +3,13 @@
 Stored as a directory holding `weights.safetensors` (one stacked tensor per parameter, plus the
 INR target images under `__targets__`), `metadata.parquet` (one row per network) and
 `spec.json` (the weight space and the task). No pickle anywhere.
+
+`load_zoo` trusts nothing it reads: a file that is missing, unreadable or disagrees with the
+others raises `ZooError` with one line naming that file, before anything else runs. Weights are
+kept in float32, the dtype every method and task computes in: other floating point dtypes
+(float16, bfloat16, float64) are converted on load, integer or boolean ones refused, and NaN/inf
+refused by parameter name. A stored `content_hash` (written by `save_zoo`) must match the weights
+read, so a file edited after saving is not mistaken for the zoo its results were keyed under.
 """
 
 from __future__ import annotations
@@ -15,17 +22,26 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from zoos.space import Params, SpecError, WeightSpace
 
 TARGETS_KEY = "__targets__"
 SPLITS = ("train", "val", "test")
+TASK_KINDS = ("inr", "classifier")
+FILES = {"spec": "spec.json", "weights": "weights.safetensors", "metadata": "metadata.parquet"}
 
 
 class ZooError(ValueError):
-    """A zoo that cannot be read or does not hold together; the message names the file."""
+    """A zoo that cannot be read or does not hold together; the message names the file.
+
+    `part` ("spec", "weights", "metadata": a key of FILES) says which stored file holds the problem,
+    when a check knows it; `detail` is the message without its prefix.
+    """
+
+    def __init__(self, message: str, part: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.part, self.detail = part, detail or message
 
 
 @dataclass
@@ -38,19 +54,58 @@ class Zoo:
     targets: torch.Tensor | None = None  # INR ground-truth images [n_images, H, W]; meta.target indexes it
 
     def __post_init__(self):
-        n = self.space.check(self.params, where=f"zoo {self.name}")
+        def bad(part: str, detail: str) -> ZooError:
+            return ZooError(f"zoo {self.name}: {detail}", part, detail)
+
+        if not isinstance(self.name, str) or not self.name:
+            raise bad("spec", f"name {self.name!r} must be a non-empty string")
+        try:
+            n = self.space.check(self.params, where="")
+        except SpecError as e:
+            raise bad("weights", str(e)) from None
         if n == 0:
-            raise ZooError(f"zoo {self.name}: holds no networks")
+            raise bad("weights", "holds no networks")
         if len(self.meta) != n:
-            raise ZooError(f"zoo {self.name}: metadata has {len(self.meta)} rows but the weights hold {n} networks")
+            raise bad("metadata", f"metadata has {len(self.meta)} rows but the weights hold {n} networks")
+        if not self.meta.columns.is_unique:
+            raise bad("metadata", "repeats column names")
         if "split" not in self.meta:
             self.meta = self.meta.assign(split=assign_splits(n))
-        if self.task.get("kind") == "inr":
-            if self.targets is None or "target" not in self.meta:
-                raise ZooError(f"zoo {self.name}: an INR zoo needs target images and a metadata column 'target'")
-            bad = ~self.meta["target"].between(0, len(self.targets) - 1)
-            if bad.any():
-                raise ZooError(f"zoo {self.name}: metadata 'target' indices outside the {len(self.targets)} images")
+        elif not all(isinstance(s, str) and s in SPLITS for s in self.meta["split"]):
+            found = sorted({repr(s) for s in self.meta["split"]} - {repr(s) for s in SPLITS})
+            raise bad("metadata", f"column 'split' holds {', '.join(found)}; expected {', '.join(SPLITS)}")
+        self._check_task(bad)
+
+    def _check_task(self, bad) -> None:
+        """What `make_task` and the protocols need, so a zoo that loads also runs."""
+        kind = self.task.get("kind") if isinstance(self.task, dict) else None
+        if kind not in TASK_KINDS:
+            raise bad("spec", f"task {self.task!r}: expected an object with kind {' or '.join(TASK_KINDS)}")
+        shape = self.space.input_shape
+        if kind == "classifier":
+            if len(shape) != 3:
+                raise bad("spec", f"a classifier zoo takes images [channels, height, width], not input_shape {shape}")
+            n_eval, dataset = self.task.get("n_eval", 1), self.task.get("dataset", "auto")
+            if not isinstance(dataset, str) or isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 1:
+                raise bad("spec", f"task: dataset {dataset!r} must be a string and n_eval {n_eval!r} "
+                                  f"a positive integer")
+            return
+        if shape != (2,):
+            raise bad("spec", f"an INR zoo takes 2-D pixel coordinates, not input_shape {shape}")
+        t = self.targets
+        if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t) or t.dim() != 3 or not len(t) \
+                or t.shape[1] != t.shape[2] or not t.shape[1]:
+            got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else "none"
+            raise bad("weights", f"an INR zoo needs its target images as float {TARGETS_KEY} [images, size, size], "
+                                 f"found {got}")
+        if not torch.isfinite(t).all():
+            raise bad("weights", f"{TARGETS_KEY} contains NaN or inf pixels")
+        target = self.meta.get("target")
+        if target is None or not pd.api.types.is_integer_dtype(target) or target.isna().any():
+            raise bad("metadata", f"an INR zoo needs an integer column 'target' (found "
+                                  f"{'none' if target is None else target.dtype})")
+        if not target.between(0, len(t) - 1).all():
+            raise bad("metadata", f"'target' indices outside the {len(t)} images")
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -108,26 +163,52 @@ def load_zoo(directory: str | os.PathLike) -> Zoo:
     directory = Path(directory)
     if not directory.is_dir():
         raise ZooError(f"{directory}: no such zoo directory")
-    files = {f: directory / f for f in ("spec.json", "weights.safetensors", "metadata.parquet")}
-    for f, path in files.items():
+    files = {part: directory / name for part, name in FILES.items()}
+    for path in files.values():
         if not path.is_file():
-            raise ZooError(f"{path}: missing (a zoo directory holds spec.json, weights.safetensors, metadata.parquet)")
+            raise ZooError(f"{path}: missing (a zoo directory holds {', '.join(FILES.values())})")
+
+    def fail(part: str, detail) -> ZooError:
+        detail = " ".join(str(detail).split())  # one line, whatever a library's message spans
+        return ZooError(f"{files[part]}: {detail}", part, detail)
+
+    name, space, task, stored_hash = _read_spec(files["spec"], directory.name, fail)
     try:
-        spec = json.loads(files["spec.json"].read_text())
-        space = WeightSpace.from_json(json.dumps(spec["space"]))
-    except (ValueError, KeyError, TypeError) as e:
-        raise ZooError(f"{files['spec.json']}: not a valid zoo spec ({e})") from None
+        tensors = load_file(files["weights"])
+    except Exception as e:  # noqa: BLE001 - safetensors and torch raise several types for corrupt files
+        raise fail("weights", f"unreadable safetensors file ({type(e).__name__}: {e})") from None
     try:
-        tensors = load_file(files["weights.safetensors"])
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ZooError(f"{files['weights.safetensors']}: unreadable safetensors file ({e})") from None
-    try:
-        meta = pd.read_parquet(files["metadata.parquet"])
-    except Exception as e:  # pyarrow raises several types for corrupt files
-        raise ZooError(f"{files['metadata.parquet']}: unreadable parquet file ({e})") from None
+        meta = pd.read_parquet(files["metadata"]).reset_index(drop=True)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+        raise fail("metadata", f"unreadable parquet file ({type(e).__name__}: {e})") from None
+    for k, t in tensors.items():
+        if torch.is_floating_point(t) and t.dtype != torch.float32:
+            tensors[k] = t.float()  # the dtype every method computes in; integer dtypes are refused below
     targets = tensors.pop(TARGETS_KEY, None)
-    meta.attrs["content_hash"] = spec.get("content_hash")
+    meta.attrs["content_hash"] = stored_hash
     try:
-        return Zoo(spec.get("name", directory.name), space, tensors, meta, spec.get("task", {}), targets)
-    except (SpecError, ZooError) as e:
-        raise ZooError(f"{files['weights.safetensors']}: {e}") from None
+        zoo = Zoo(name, space, tensors, meta, task, targets)
+    except ZooError as e:
+        raise fail(e.part or "weights", e.detail) from None
+    if stored_hash is not None and stored_hash != _hash_params(zoo.params):
+        raise fail("weights", f"weights differ from those saved (content_hash {stored_hash} in {FILES['spec']}): "
+                              f"edited or corrupted after saving")
+    return zoo
+
+
+def _read_spec(path: Path, default_name: str, fail) -> tuple:
+    """(name, space, task, content_hash) from spec.json, every field checked."""
+    try:
+        spec = json.loads(path.read_text())
+    except (ValueError, OSError, RecursionError) as e:
+        raise fail("spec", f"not valid JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(spec, dict) or "space" not in spec:
+        raise fail("spec", "not a zoo spec: expected an object with 'space', 'task', 'name'")
+    try:
+        space = WeightSpace.from_dict(spec["space"])
+    except SpecError as e:
+        raise fail("spec", e) from None
+    stored_hash = spec.get("content_hash")
+    if stored_hash is not None and not isinstance(stored_hash, str):
+        raise fail("spec", f"content_hash {stored_hash!r} must be a string")
+    return spec.get("name", default_name), space, spec.get("task"), stored_hash

@@ -1,0 +1,337 @@
+"""Hostile inputs: broken zoo files, and the `bench` command that must refuse each one.
+
+Each `Case.make(good_zoo, work)` writes one hostile input under `work` (a damaged copy of the good
+stored INR zoo `good_zoo`, or published-format files written from scratch) and returns the argv of
+the `bench` command that reads it. The contract, checked by tests/test_hostile.py and `run_case`:
+exit code 2; exactly one stderr line, `bench: error: ...`, naming the offending file (`work /
+case.file`) and containing `case.expect`; no traceback; nothing left under the results or output
+directory; and no pickled payload run (the `MARKER` file never appears).
+
+Stored-zoo cases write the zoo to `work / ZOO` and return a `bench run` argv, the command that must
+refuse the zoo before it writes any result; `info_argv(work)` is the same zoo through `bench zoo info`.
+
+Dtypes: weights are float32 in every method, so a stored zoo in another floating point dtype
+(float16, bfloat16, float64) is converted on load (not a case here), while integer weights are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import pickle
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+ZOO, RESULTS, OUT, MARKER = "zoo", "results", "out", "payload-ran"
+PREFIX = "bench: error: "
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str  # one short phrase, for a report table
+    make: Callable[[Path, Path], list[str]]
+    expect: str  # a fragment the error line must contain
+    file: str  # the offending file, relative to the work directory
+    stored: bool = True  # a stored-zoo case (bench run / bench zoo info), else an import
+
+
+class _Payload:
+    """Unpickling this calls open(marker, "w"): a file that runs code when loaded unsafely."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def run_argv(work: Path) -> list[str]:
+    return ["run", "--preset", "smoke", "--zoo", str(work / ZOO), "--results", str(work / RESULTS),
+            "--methods", "naive", "--no-mlflow", "--no-report", "--quiet"]
+
+
+def info_argv(work: Path) -> list[str]:
+    return ["zoo", "info", str(work / ZOO)]
+
+
+def leftovers(work: Path) -> list[str]:
+    """Files a failed command left where it writes (results, import output and its temp siblings)."""
+    roots = [work / RESULTS, work / OUT, *work.glob(f"{OUT}.tmp-*")]
+    return sorted(str(p) for root in roots if root.exists() for p in [root, *root.rglob("*")] if p.is_file())
+
+
+# ---- stored zoo edits ----------------------------------------------------------------------------
+def _copy(good: Path, work: Path) -> Path:
+    shutil.copytree(good, work / ZOO)
+    return work / ZOO
+
+
+def _weights(edit: Callable[[dict], None]) -> Callable[[Path, Path], list[str]]:
+    def make(good, work):
+        path = _copy(good, work) / "weights.safetensors"
+        tensors = load_file(path)
+        edit(tensors)
+        save_file(tensors, path)
+        return run_argv(work)
+    return make
+
+
+def _meta(edit: Callable[[pd.DataFrame], pd.DataFrame]) -> Callable[[Path, Path], list[str]]:
+    def make(good, work):
+        path = _copy(good, work) / "metadata.parquet"
+        edit(pd.read_parquet(path)).to_parquet(path, index=False)
+        return run_argv(work)
+    return make
+
+
+def _spec(edit: Callable[[dict], None]) -> Callable[[Path, Path], list[str]]:
+    def make(good, work):
+        path = _copy(good, work) / "spec.json"
+        spec = json.loads(path.read_text())
+        edit(spec)
+        path.write_text(json.dumps(spec))
+        return run_argv(work)
+    return make
+
+
+def _bytes(name: str, edit: Callable[[bytes], bytes]) -> Callable[[Path, Path], list[str]]:
+    def make(good, work):
+        path = _copy(good, work) / name
+        path.write_bytes(edit(path.read_bytes()))
+        return run_argv(work)
+    return make
+
+
+def _delete(name: str) -> Callable[[Path, Path], list[str]]:
+    def make(good, work):
+        (_copy(good, work) / name).unlink()
+        return run_argv(work)
+    return make
+
+
+def _set(key: str, index: tuple, value: float) -> Callable[[dict], None]:
+    def edit(tensors):
+        tensors[key] = tensors[key].clone()
+        tensors[key][index] = value
+    return edit
+
+
+def _garbage(_: bytes) -> bytes:
+    return random.Random(0).randbytes(4096)
+
+
+def _empty(good: Path, work: Path) -> list[str]:
+    """Every parameter with 0 networks, and 0 metadata rows to match."""
+    def edit(tensors):
+        for k in tensors:
+            if k != "__targets__":
+                tensors[k] = tensors[k][:0].contiguous()
+    argv = _weights(edit)(good, work)
+    path = work / ZOO / "metadata.parquet"
+    pd.read_parquet(path).iloc[:0].to_parquet(path, index=False)
+    return argv
+
+
+def _layer(spec: dict, i: int, **change) -> None:
+    spec["space"]["layers"][i].update(change)
+
+
+# ---- published formats, written from scratch ------------------------------------------------------
+def _write_idx(directory: Path, stem: str, label: int) -> None:
+    """One black 28x28 image with `label`, as MNIST IDX files (the INR importers need source images)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{stem}-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + np.array([1, 28, 28], ">u4").tobytes()
+                                                          + bytes(28 * 28))
+    (directory / f"{stem}-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + np.array([1], ">u4").tobytes()
+                                                          + bytes([label]))
+
+
+def _inr_import(fmt: str, raw_pickle: bool = False) -> Callable[[Path, Path], list[str]]:
+    """A DWSNets / NFN checkpoint whose only 'tensor' unpickles into a call of open()."""
+    def make(good, work):
+        images = work / "images"
+        for stem in ("train", "t10k"):
+            _write_idx(images, stem, 3)
+        root = work / fmt
+        path = root / (_DWS_PTH if fmt == "dwsnets" else _NFN_PTH)
+        path.parent.mkdir(parents=True)
+        state = {"seq.0.weight": _Payload(work / MARKER)}
+        if raw_pickle:
+            path.write_bytes(pickle.dumps(state))
+        else:
+            torch.save(state, path)
+        return ["zoo", "import", fmt, str(root), "--images", str(images), "--out", str(work / OUT)]
+    return make
+
+
+_DWS_PTH = "mnist_png_training_3_0/checkpoints/model_final.pth"
+_NFN_PTH = "randinit_smaller_3s/net0.pth"
+_TF_NAMES = {"conv1": "sequential/conv2d", "conv2": "sequential/conv2d_1", "conv3": "sequential/conv2d_2",
+             "fc": "sequential/dense"}
+
+
+def write_cnn_format(directory: Path, runs: int = 2, channels: int = 4, seed: int = 0) -> None:
+    """A small, valid Small-CNN-Zoo directory: weights.npy (flat TF rows), layout.csv, metrics.csv."""
+    from zoos.space import cnn_zoo_space
+
+    space = cnn_zoo_space("relu", channels=channels)
+    g = torch.Generator().manual_seed(seed)
+    params = {k: torch.randn(runs, *s, generator=g) * 0.3 for k, s in space.shapes().items()}
+    rows, layout = [], []
+    for n in range(runs):
+        parts, layout, pos = [], [], 0
+        for ours, tf in _TF_NAMES.items():
+            w = params[f"{ours}.weight"][n]
+            kernel = w.permute(2, 3, 1, 0) if w.dim() == 4 else w.T  # OIHW -> TF HWIO; [out, in] -> [in, out]
+            for var, arr in ((f"{tf}/bias:0", params[f"{ours}.bias"][n]), (f"{tf}/kernel:0", kernel)):
+                arr = arr.contiguous().numpy()
+                layout.append({"varname": var, "start_idx": pos, "end_idx": pos + arr.size, "size": arr.size,
+                               "shape": str(tuple(arr.shape))})
+                parts.append(arr.ravel())
+                pos += arr.size
+        rows.append(np.concatenate(parts))
+    directory.mkdir(parents=True)
+    np.save(directory / "weights.npy", np.stack(rows).astype(np.float32))
+    pd.DataFrame(layout).to_csv(directory / "layout.csv", index=False)
+    pd.DataFrame({"config.activation": "relu", "modeldir": [f"run{i}" for i in range(runs)], "step": 86,
+                  "test_accuracy": 0.5}).to_csv(directory / "metrics.csv", index=False)
+
+
+def cnn_import_argv(work: Path) -> list[str]:
+    return ["zoo", "import", "cnnzoo", str(work / "cnn"), "--activation", "relu", "--out", str(work / OUT)]
+
+
+def _cnn(edit: Callable[[Path, Path], None]) -> Callable[[Path, Path], list[str]]:
+    def make(good, work):
+        write_cnn_format(work / "cnn")
+        edit(work / "cnn", work)
+        return cnn_import_argv(work)
+    return make
+
+
+def _layout(edit: Callable[[pd.DataFrame], pd.DataFrame]) -> Callable[[Path, Path], None]:
+    def change(directory, work):
+        path = directory / "layout.csv"
+        edit(pd.read_csv(path)).to_csv(path, index=False)
+    return change
+
+
+def _npy(edit: Callable[[np.ndarray, Path], np.ndarray]) -> Callable[[Path, Path], None]:
+    def change(directory, work):
+        path = directory / "weights.npy"
+        np.save(path, edit(np.load(path), work), allow_pickle=True)
+    return change
+
+
+def _nan_row(w, work):
+    w[0, -1] = np.nan
+    return w
+
+
+def _fewer_metric_rows(directory, work):
+    path = directory / "metrics.csv"
+    pd.read_csv(path).iloc[:-1].to_csv(path, index=False)
+
+
+# ---- the catalogue ----------------------------------------------------------------------------------
+_W, _M, _S = f"{ZOO}/weights.safetensors", f"{ZOO}/metadata.parquet", f"{ZOO}/spec.json"
+CASES: dict[str, Case] = {c.name: c for c in (
+    Case("safetensors-truncated", "weights.safetensors cut in half",
+         _bytes("weights.safetensors", lambda b: b[: len(b) // 2]), "unreadable safetensors file", _W),
+    Case("safetensors-garbage", "weights.safetensors replaced by random bytes",
+         _bytes("weights.safetensors", _garbage), "unreadable safetensors file", _W),
+    Case("weights-wrong-shape", "a weight with half its input columns",
+         _weights(lambda t: t.update({"seq.1.weight": t["seq.1.weight"][..., ::2].contiguous()})),
+         "seq.1.weight has shape", _W),
+    Case("weights-int64", "a bias stored as int64",
+         _weights(lambda t: t.update({"seq.0.bias": t["seq.0.bias"].round().long()})),
+         "seq.0.bias has dtype torch.int64", _W),
+    Case("weights-nan", "one NaN weight", _weights(_set("seq.1.weight", (-1, 0, 0), math.nan)),
+         "seq.1.weight contains NaN or inf", _W),
+    Case("weights-inf", "one inf bias", _weights(_set("seq.2.bias", (0, 0), math.inf)),
+         "seq.2.bias contains NaN or inf", _W),
+    Case("targets-nan", "a NaN pixel in the INR target images", _weights(_set("__targets__", (0, 0, 0), math.nan)),
+         "__targets__ contains NaN or inf", _W),
+    Case("weights-missing-param", "a parameter absent", _weights(lambda t: t.pop("seq.2.bias")),
+         "missing parameter(s) seq.2.bias", _W),
+    Case("weights-ragged", "one parameter holds fewer networks",
+         _weights(lambda t: t.update({"seq.0.bias": t["seq.0.bias"][1:].contiguous()})), "networks, others", _W),
+    Case("weights-edited", "weights changed after saving (stale content hash)",
+         _weights(lambda t: t.update({"seq.2.bias": t["seq.2.bias"] + 1})), "weights differ from those saved", _W),
+    Case("zoo-empty", "zero networks (and zero metadata rows)", _empty, "holds no networks", _W),
+    Case("weights-missing", "weights.safetensors absent", _delete("weights.safetensors"), "missing", _W),
+    Case("metadata-fewer-rows", "metadata one row short", _meta(lambda m: m.iloc[:-1]),
+         "rows but the weights hold", _M),
+    Case("metadata-more-rows", "metadata one row too many", _meta(lambda m: pd.concat([m, m.iloc[:1]])),
+         "rows but the weights hold", _M),
+    Case("metadata-bad-target", "INR target indices past the images",
+         _meta(lambda m: m.assign(target=m.target + 10**6)), "'target' indices outside", _M),
+    Case("metadata-bad-split", "an unknown split name", _meta(lambda m: m.assign(split="holdout")),
+         "column 'split' holds 'holdout'", _M),
+    Case("metadata-garbage", "metadata.parquet replaced by random bytes", _bytes("metadata.parquet", _garbage),
+         "unreadable parquet file", _M),
+    Case("spec-unknown-activation", "spec.json names activation 'gelu'",
+         _spec(lambda s: _layer(s, 0, act="gelu")), "unknown activation 'gelu'", _S),
+    Case("spec-not-json", "spec.json is not JSON", _bytes("spec.json", lambda b: b[: len(b) // 2]),
+         "not valid JSON", _S),
+    Case("spec-width-string", "a layer width given as a string", _spec(lambda s: _layer(s, 1, n_in="32")),
+         "n_in '32' must be a positive integer", _S),
+    Case("spec-unknown-task", "an unknown task kind", _spec(lambda s: s.update(task={"kind": "regression"})),
+         "expected an object with kind", _S),
+    Case("spec-missing", "spec.json absent", _delete("spec.json"), "missing", _S),
+    Case("dwsnets-pickle-code", "DWSNets .pth whose pickle calls open()", _inr_import("dwsnets"),
+         "refused: the file holds pickled Python objects", f"dwsnets/{_DWS_PTH}", stored=False),
+    Case("dwsnets-raw-pickle", "DWSNets .pth as a plain pickle calling open()", _inr_import("dwsnets", True),
+         "pickled Python objects", f"dwsnets/{_DWS_PTH}", stored=False),
+    Case("nfn-pickle-code", "NFN .pth whose pickle calls open()", _inr_import("nfn"),
+         "refused: the file holds pickled Python objects", f"nfn/{_NFN_PTH}", stored=False),
+    Case("cnnzoo-layout-shape", "layout.csv shape disagrees with its size",
+         _cnn(_layout(lambda t: t.assign(shape=t["shape"].where(t.index != 1, "(3, 3, 2, 4)")))),
+         "do not agree", "cnn/layout.csv", stored=False),
+    Case("cnnzoo-layout-gap", "layout.csv leaves weight values uncovered",
+         _cnn(_layout(lambda t: t.drop(index=0))), "do not tile", "cnn/layout.csv", stored=False),
+    Case("cnnzoo-layout-beyond", "weights.npy rows shorter than layout.csv",
+         _cnn(_npy(lambda w, work: w[:, :-5])), "beyond the weight rows", "cnn/layout.csv", stored=False),
+    Case("cnnzoo-npy-object", "weights.npy of pickled objects calling open()",
+         _cnn(_npy(lambda w, work: np.array([_Payload(work / MARKER)], dtype=object))),
+         "unreadable .npy without pickle", "cnn/weights.npy", stored=False),
+    Case("cnnzoo-npy-int", "weights.npy of integers", _cnn(_npy(lambda w, work: w.astype(np.int64))),
+         "expected a 2-D float array", "cnn/weights.npy", stored=False),
+    Case("cnnzoo-nan", "a NaN in weights.npy", _cnn(_npy(_nan_row)), "NaN or inf", "cnn/weights.npy",
+         stored=False),
+    Case("cnnzoo-metrics-rows", "metrics.csv one row short", _cnn(_fewer_metric_rows), "rows but weights.npy has",
+         "cnn/metrics.csv", stored=False),
+)}
+
+
+def run_case(case: Case, good_zoo: Path, work: Path, argv: list[str] | None = None) -> dict:
+    """Run one case in-process (or `argv` on its input, e.g. `info_argv(work)`); a report row."""
+    from bench.cli import main
+
+    argv = argv or case.make(Path(good_zoo), Path(work))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except BaseException as e:  # noqa: BLE001 - a crash is a result here, reported as such
+            code, err = None, io.StringIO(f"crashed: {type(e).__name__}: {e}")
+    lines = err.getvalue().splitlines()
+    line = lines[0] if lines else ""
+    row = {"case": case.name, "description": case.description, "command": " ".join(argv[:3]), "exit": code,
+           "message": line, "one_line": len(lines) == 1 and line.startswith(PREFIX),
+           "names_file": str(Path(work) / case.file) in line, "expected": case.expect in line,
+           "clean": not leftovers(Path(work)), "payload_ran": (Path(work) / MARKER).exists()}
+    row["passed"] = (code == 2 and row["one_line"] and row["names_file"] and row["expected"] and row["clean"]
+                     and not row["payload_ran"])
+    return row
