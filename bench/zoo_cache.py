@@ -22,11 +22,13 @@ def recipe_id(recipe: ZooRecipe, data: str) -> str:
     return f"{recipe.kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
-def build(recipe: ZooRecipe, data: str = "auto", workers: int = 2, progress: bool = True) -> Zoo:
+def build(recipe: ZooRecipe, data: str = "auto", workers: int = 2, progress: bool = True,
+          checkpoints: Path | None = None) -> Zoo:
     if recipe.kind == "inr":
         return build_inr_zoo(source=data, progress=progress, **recipe.options)
     if recipe.kind == "cnn":
-        return build_cnn_zoo(CnnZooConfig(source=data, **recipe.options), workers=workers, progress=progress)
+        return build_cnn_zoo(CnnZooConfig(source=data, **recipe.options), workers=workers, progress=progress,
+                             checkpoints=checkpoints)
     if recipe.kind == "path":
         return load_zoo(recipe.options["path"])
     raise ValueError(f"unknown zoo kind {recipe.kind!r} (known: inr, cnn, path)")
@@ -45,5 +47,8 @@ def get_zoo(recipe: ZooRecipe, cache: Path, data: str = "auto", workers: int = 2
         if not (directory / "spec.json").is_file():
             for leftover in directory.parent.glob(f"{directory.name}.tmp-*"):  # a killed build's partial copy
                 shutil.rmtree(leftover, ignore_errors=True)
-            save_zoo(build(recipe, data, workers, progress), directory)
+            # networks trained so far are kept here: a killed build resumes with the rest
+            partial = directory.parent / f"{directory.name}.partial"
+            save_zoo(build(recipe, data, workers, progress, partial), directory)
+            shutil.rmtree(partial, ignore_errors=True)
     return load_zoo(directory)  # carries the stored content hash

@@ -196,6 +196,8 @@ class ScaleGMNAutoencoder(Aligner):
 
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(ckpt.parent / f"{ckpt.name}.lock"):  # a concurrent run training the same model: wait, then load
+            for leftover in ckpt.glob(".*.tmp-*"):  # of a process killed mid-write (we hold the lock)
+                leftover.unlink(missing_ok=True)
             return self._fit(zoo, ckpt)
 
     def _fit(self, zoo, ckpt: Path | None) -> None:

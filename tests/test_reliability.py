@@ -110,8 +110,12 @@ def test_mirror_check_sees_missing_and_stale_runs_and_rebuild_fixes_them(referen
     problems = tracking.check(ResultStore(copy).table(), results_dir=copy)
     assert sum("not mirrored" in p for p in problems) == 2  # the deleted group and the grown one
     assert sum("does not hold" in p for p in problems) == 1  # the grown group's old run
-    tracking.rebuild(ResultStore(copy).table(), results_dir=copy)
+    from bench.cli import main
+
+    assert main(["mirror", "--results", str(copy), "--check"]) == 1
+    assert main(["mirror", "--results", str(copy), "--rebuild"]) == 0
     assert tracking.check(ResultStore(copy).table(), results_dir=copy) == []
+    assert main(["mirror", "--results", str(copy), "--check"]) == 0
 
 
 def _hold(root, name, ready):

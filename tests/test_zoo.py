@@ -3,6 +3,7 @@
 import gzip
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -62,6 +63,24 @@ def test_cnn_zoo_trains_and_module_matches_functional_forward():
     task = make_task(zoo)
     acc = task.evaluate(zoo.params)["acc"]
     assert (acc > 0.3).all()
+
+
+def test_killed_cnn_zoo_build_resumes_with_the_networks_left(tmp_path, monkeypatch):
+    from zoos import cnn
+
+    config = CnnZooConfig(activation="relu", n_nets=3, epochs=1, train_fraction=(0.2,), source="digits")
+    whole = build_cnn_zoo(config, workers=1, progress=False, checkpoints=tmp_path / "partial")
+    saved = sorted((tmp_path / "partial").glob("net-*.safetensors"))
+    assert len(saved) == 3
+    saved[1].unlink()  # the build was killed before the second network was saved
+    saved[2].write_bytes(saved[2].read_bytes()[:50])  # ... while the third was half-written (cannot happen
+    # with the atomic rename, but a damaged checkpoint must be retrained, not trusted)
+    trained = []
+    monkeypatch.setattr(cnn, "_job", lambda job, real=cnn._job: trained.append(job[1]["seed"]) or real(job))
+    resumed = build_cnn_zoo(config, workers=1, progress=False, checkpoints=tmp_path / "partial")
+    assert trained == [config.sample(1)["seed"], config.sample(2)["seed"]]
+    assert all(torch.equal(whole.params[k], resumed.params[k]) for k in whole.params)
+    pd.testing.assert_frame_equal(whole.meta, resumed.meta)
 
 
 def test_zoo_roundtrip_and_hostile_files(tmp_path, tiny_inr_zoo):

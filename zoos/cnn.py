@@ -7,15 +7,20 @@ pay on CPU (ZOOS.md), so networks train one after another in single-threaded wor
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from zoos.data import load_images, resolve_source
@@ -141,25 +146,58 @@ def _job(args):
     return train_one(space, hp, epochs, batch_size)
 
 
-def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progress: bool = True) -> Zoo:
+def _checkpoint(checkpoints: Path | None, i: int, hp: dict) -> Path | None:
+    # named by the network's hyperparameters too: a changed recipe never reuses another's network
+    key = hashlib.sha256(json.dumps(hp, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(checkpoints) / f"net-{i:05d}-{key}.safetensors" if checkpoints is not None else None
+
+
+def _load_trained(path: Path | None) -> tuple[dict, dict] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        with safe_open(path, "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["metrics"])
+    except Exception:  # noqa: BLE001 - a damaged checkpoint is trained again
+        return None
+
+
+def _save_trained(path: Path | None, result: tuple[dict, dict]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
+    save_file({k: v.contiguous() for k, v in result[0].items()}, tmp, metadata={"metrics": json.dumps(result[1])})
+    os.replace(tmp, path)
+
+
+def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progress: bool = True,
+                  checkpoints: Path | None = None) -> Zoo:
+    """Train the zoo's networks. With `checkpoints` (a directory) every trained network is kept there
+    as it finishes, so a build killed midway resumes with the networks still to train."""
     source = resolve_source(config.source)
     space = cnn_zoo_space(config.activation, config.channels)
     hps = [config.sample(i) for i in range(config.n_nets)]
     jobs = [(space, hp, config.epochs, config.batch_size) for hp in hps]
-    results: list = [None] * len(jobs)
-    bar = tqdm(total=len(jobs), desc=f"training {len(jobs)} {config.activation} CNNs", unit="net",
-               disable=not progress)
-    if workers <= 1:
+    paths = [_checkpoint(checkpoints, i, hp) for i, hp in enumerate(hps)]
+    results: list = [_load_trained(path) for path in paths]
+    todo = [i for i, r in enumerate(results) if r is None]
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"training {len(jobs)} {config.activation} CNNs",
+               unit="net", disable=not progress)
+    if todo and workers <= 1:
         _worker_init(source)
-        for i, job in enumerate(jobs):
-            results[i] = _job(job)
+        for i in todo:
+            results[i] = _job(jobs[i])
+            _save_trained(paths[i], results[i])
             bar.update()
-    else:
+    elif todo:
         ctx = torch.multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(source,)) as pool:
-            futures = {pool.submit(_job, job): i for i, job in enumerate(jobs)}
+            futures = {pool.submit(_job, jobs[i]): i for i in todo}
             for future in as_completed(futures):
-                results[futures[future]] = future.result()
+                i = futures[future]
+                results[i] = future.result()
+                _save_trained(paths[i], results[i])
                 bar.update()
     bar.close()
     params = {k: torch.stack([r[0][k] for r in results]) for k in space.shapes()}
