@@ -6,7 +6,8 @@ repeat runs and hostile input, each checked against an uninterrupted reference.
 A kill chain starts the command, kills its whole process group (SIGKILL: no handler runs) after a
 drawn time, starts it again on the same results directory, and so on; then lets it finish. The
 kill moments are stratified over the reference run's wall time, so they land in zoo building,
-method fitting, unit batches, the MLflow mirror and the report alike. The checks:
+method fitting, unit batches, the MLflow mirror and the report alike; an attempt that wrote nothing
+(killed inside a step longer than its life) gives the next one more time. The checks:
 
 - rows: the final table has every key of the reference table (lost = 0), no others, one row per key
   (duplicates = 0), and the same values apart from timings (`comparable`);
@@ -186,9 +187,11 @@ def kill_chain(args, results: Path, rows_root: Path, log: Path, total: float, ki
     """Kill `bench ARGS` `kills` times (more attempts if one finishes first), then let it finish.
     After each kill every file a reader would open must still be whole."""
     events, lives = [], _stratified(total, kills, rng, startup)
-    attempts = 0
+    attempts, extra = 0, 0.0
     while sum(e["killed"] for e in events) < kills and attempts < 3 * kills:
-        life = lives[min(sum(e["killed"] for e in events), kills - 1)]
+        # an attempt that wrote no part was killed inside one batch (or one zoo build, or one fit) that
+        # is longer than its life: give the next one more time, else the chain never gets past it
+        life = lives[min(sum(e["killed"] for e in events), kills - 1)] + extra
         before = _n_parts(rows_root)
         killed = kill_after(args, log, life)
         events.append({"after_s": round(life, 2), "killed": killed, "parts_before": before,
@@ -196,6 +199,7 @@ def kill_chain(args, results: Path, rows_root: Path, log: Path, total: float, ki
         attempts += 1
         if not killed:  # it finished first (it went faster than the reference): nothing left to kill
             break
+        extra = 0.0 if events[-1]["parts_after"] > before else max(2 * extra, startup)
     rc, wall = run(args, log)
     events.append({"final_rc": rc, "final_s": round(wall, 1)})
     return events
