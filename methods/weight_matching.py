@@ -74,22 +74,29 @@ def prefer_identity(score: np.ndarray, cols: np.ndarray) -> np.ndarray:
     could be improved on), so (1) alone returns the identity; (2) handles ties inside a genuine match.
     """
     cols = np.array(cols, copy=True)
-    n, changed = len(cols), True
+    n, changed, rows = len(cols), True, np.arange(len(cols))
     while changed:
         changed = False
-        seen = cols == np.arange(n)
-        for first in range(n):
-            cycle, i = [], first
-            while not seen[i]:
-                seen[i] = True
-                cycle.append(i)
-                i = cols[i]
-            if cycle and _no_worse(score, cycle, cycle, cols[cycle]):
-                cols[cycle], changed = cycle, True
+        # label each cycle of `cols` by its smallest row (pointer doubling: after k rounds a row has seen
+        # 2^k successors), then sum over cycles with bincount
+        cycle, step = rows.copy(), cols.copy()
+        for _ in range(max(1, n).bit_length()):
+            cycle, step = np.minimum(cycle, cycle[step]), step[step]
+        diag, held = score[rows, rows], score[rows, cols]
+        gain = np.bincount(cycle, weights=diag - held)
+        slack = 1e-12 * np.bincount(cycle, weights=np.abs(diag) + np.abs(held))
+        undo = (gain >= -slack)[cycle] & (cols != rows)
+        if undo.any():
+            cols[undo], changed = rows[undo], True
+        # swaps: screen every row at once (without ties almost none pass), then apply them one by one
         holder = np.argsort(cols)  # holder[c] = row assigned column c
-        for i in range(n):
+        new = score[rows, rows] + score[holder, cols]
+        old = score[rows, cols] + score[holder, rows]
+        slack = 1e-12 * (np.abs(score[rows, rows]) + np.abs(score[holder, cols]) + np.abs(score[rows, cols])
+                         + np.abs(score[holder, rows]))
+        for i in np.nonzero((cols != rows) & (new >= old - slack))[0]:
             ci, j = cols[i], holder[i]
-            if ci != i and _no_worse(score, [i, j], [i, ci], [ci, i]):
+            if ci != i and _no_worse(score, [i, j], [i, ci], [ci, i]):  # re-checked: earlier swaps moved things
                 cols[i], cols[j] = i, ci
                 holder[i], holder[ci] = i, j
                 changed = True
