@@ -38,7 +38,7 @@ def test_killed_run_resumes_to_the_reference_rows(reference, tiny_inr_zoo):
     assert outcome.times == KILLS, outcome.details  # every attempt but the last was really killed
     assert outcome.rows_expected > 0
     assert outcome.ok, outcome.details
-    assert outcome.message.startswith("units:")
+    assert "units:" in outcome.message  # the last attempt finished (after a possible "N chains; " prefix)
 
 
 def test_two_concurrent_runs_share_the_work(reference, tiny_inr_zoo):
