@@ -32,6 +32,8 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from zoos.formats import to_cnn_zoo_row
+
 ZOO, RESULTS, OUT, MARKER = "zoo", "results", "out", "payload-ran"
 PREFIX = "bench: error: "
 
@@ -177,8 +179,6 @@ def _inr_import(fmt: str, raw_pickle: bool = False) -> Callable[[Path, Path], li
 
 _DWS_PTH = "mnist_png_training_3_0/checkpoints/model_final.pth"
 _NFN_PTH = "randinit_smaller_3s/net0.pth"
-_TF_NAMES = {"conv1": "sequential/conv2d", "conv2": "sequential/conv2d_1", "conv3": "sequential/conv2d_2",
-             "fc": "sequential/dense"}
 
 
 def write_cnn_format(directory: Path, runs: int = 2, channels: int = 4, seed: int = 0) -> None:
@@ -190,17 +190,8 @@ def write_cnn_format(directory: Path, runs: int = 2, channels: int = 4, seed: in
     params = {k: torch.randn(runs, *s, generator=g) * 0.3 for k, s in space.shapes().items()}
     rows, layout = [], []
     for n in range(runs):
-        parts, layout, pos = [], [], 0
-        for ours, tf in _TF_NAMES.items():
-            w = params[f"{ours}.weight"][n]
-            kernel = w.permute(2, 3, 1, 0) if w.dim() == 4 else w.T  # OIHW -> TF HWIO; [out, in] -> [in, out]
-            for var, arr in ((f"{tf}/bias:0", params[f"{ours}.bias"][n]), (f"{tf}/kernel:0", kernel)):
-                arr = arr.contiguous().numpy()
-                layout.append({"varname": var, "start_idx": pos, "end_idx": pos + arr.size, "size": arr.size,
-                               "shape": str(tuple(arr.shape))})
-                parts.append(arr.ravel())
-                pos += arr.size
-        rows.append(np.concatenate(parts))
+        row, layout = to_cnn_zoo_row(params, n)
+        rows.append(row)
     directory.mkdir(parents=True)
     np.save(directory / "weights.npy", np.stack(rows).astype(np.float32))
     pd.DataFrame(layout).to_csv(directory / "layout.csv", index=False)

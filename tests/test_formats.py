@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from zoos.data import load_images
+from zoos.formats import CNN_ZOO_TF_NAMES as TF_NAMES
 from zoos.formats import load_cnn_zoo, load_dwsnets_inrs, load_nfn_sirens
+from zoos.formats import to_cnn_zoo_row as to_tf_row
 from zoos.space import cnn_zoo_space, siren_space
 from zoos.tasks import InrTask, inr_grid
 from zoos.zoo import ZooError, load_zoo, save_zoo
@@ -255,25 +257,6 @@ def test_nfn_sirens_convert_grid_and_output_range(dws, tmp_path):
 
 
 # ---- CNN zoo -----------------------------------------------------------------------------------
-TF_NAMES = {"conv1": "sequential/conv2d", "conv2": "sequential/conv2d_1", "conv3": "sequential/conv2d_2",
-            "fc": "sequential/dense"}
-
-
-def to_tf_row(params: dict[str, torch.Tensor], n: int) -> tuple[np.ndarray, list[dict]]:
-    """One flat TF-layout row (bias before kernel; HWIO, [in, out]) and its layout rows."""
-    parts, layout, pos = [], [], 0
-    for ours, tf in TF_NAMES.items():
-        w = params[f"{ours}.weight"][n]
-        kernel = w.permute(2, 3, 1, 0) if w.dim() == 4 else w.T  # OIHW -> HWIO; [out, in] -> [in, out]
-        for var, arr in ((f"{tf}/bias:0", params[f"{ours}.bias"][n]), (f"{tf}/kernel:0", kernel)):
-            arr = arr.contiguous().numpy()
-            layout.append({"varname": var, "start_idx": pos, "end_idx": pos + arr.size, "size": arr.size,
-                           "shape": str(tuple(arr.shape))})
-            parts.append(arr.ravel())
-            pos += arr.size
-    return np.concatenate(parts).astype(np.float32), layout
-
-
 def write_cnn_zoo(directory: Path, runs: int = 10, steps=(0, 86), in_channels: int = 1, seed: int = 0) -> dict:
     """runs x steps rows, run-major; even runs relu, odd runs tanh."""
     directory.mkdir(parents=True)

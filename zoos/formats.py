@@ -346,6 +346,27 @@ def _cnn_layers(layout: list[dict], path: Path) -> list[tuple[str, dict, dict]]:
     return [(ours, vs["bias"], vs["kernel"]) for ours, (_, vs) in zip(names, ordered, strict=True)]
 
 
+# TF variable scopes of the zoo CNN's layers, in row order
+CNN_ZOO_TF_NAMES = {"conv1": "sequential/conv2d", "conv2": "sequential/conv2d_1", "conv3": "sequential/conv2d_2",
+                    "fc": "sequential/dense"}
+
+
+def to_cnn_zoo_row(params: Params, n: int) -> tuple[np.ndarray, list[dict]]:
+    """Network `n` of `params` (our `cnn_zoo_space`) as one flat CNN Zoo weight row and its layout.csv
+    rows: the inverse of what `load_cnn_zoo` reads (bias before kernel; kernels HWIO and [in, out])."""
+    parts, layout, pos = [], [], 0
+    for ours, tf in CNN_ZOO_TF_NAMES.items():
+        w = params[f"{ours}.weight"][n]
+        kernel = w.permute(2, 3, 1, 0) if w.dim() == 4 else w.T  # OIHW -> HWIO; [out, in] -> [in, out]
+        for var, arr in ((f"{tf}/bias:0", params[f"{ours}.bias"][n]), (f"{tf}/kernel:0", kernel)):
+            arr = arr.detach().contiguous().numpy()
+            layout.append({"varname": var, "start_idx": pos, "end_idx": pos + arr.size, "size": arr.size,
+                           "shape": str(tuple(arr.shape))})
+            parts.append(arr.ravel())
+            pos += arr.size
+    return np.concatenate(parts).astype(np.float32), layout
+
+
 def _cnn_splits(meta: pd.DataFrame) -> pd.Series:
     """ScaleGMN's split, per run: final-step rows in file order, second half test, first half
     shuffled by random.Random(0) and cut 80/20 into train/val (before filtering by activation)."""
