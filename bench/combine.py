@@ -230,7 +230,10 @@ class Combine(Protocol):
 
     def _align(self, method, zoo: Zoo, nets: tuple[int, ...]):
         """(A', others' [len(nets) - 1], seconds, info), once per method and networks."""
-        key = (id(method), nets)
+        # keyed by the method object, not id(method): the key keeps it alive, so a method created after
+        # another was freed cannot reuse its id and be handed the other's alignment (seen: naive getting
+        # git-rebasin's aligned copies, a zero barrier, one run in four)
+        key = (method, nets)
         if key not in self._aligned:
             ref, others = select(zoo.params, nets[0]), select(zoo.params, list(nets[1:]))
             start = time.perf_counter()
