@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from bench.results import ResultStore, write_bytes_atomic
+from bench.results import PART_PREFIX, ResultStore, write_bytes_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 VOLATILE = ("run_id", "time")  # besides timings (*_s, *seconds) and the env_* columns
@@ -181,7 +181,7 @@ def _stratified(total: float, kills: int, rng: random.Random, startup: float) ->
 
 
 def _n_parts(rows_root: Path) -> int:
-    return len(list((rows_root / "rows").glob("part-*.parquet")))
+    return len(list((rows_root / "rows").glob(f"{PART_PREFIX}*.parquet")))
 
 
 def kill_chain(args, results: Path, rows_root: Path, log: Path, total: float, kills: int, rng: random.Random,
@@ -304,14 +304,14 @@ def sweep_mirror_problems(results: Path, study) -> list[str]:
     from optuna.trial import TrialState
 
     from bench.sweep import MlflowSweepMirror
-    from bench.tracking import _all_runs, _quiet, resolve_uri
+    from bench.tracking import _quiet, all_runs, resolve_uri
 
     with _quiet():
         from mlflow import MlflowClient
 
         client = MlflowClient(resolve_uri(None, results))
         exp = client.get_experiment_by_name(MlflowSweepMirror.EXPERIMENT)
-        runs = list(_all_runs(client, exp.experiment_id)) if exp else []
+        runs = list(all_runs(client, exp.experiment_id)) if exp else []
     trials = [r for r in runs if r.data.tags.get("bench.role") == "trial"]
     finished = [int(r.data.tags["bench.trial"]) for r in trials if r.info.status == "FINISHED"]
     complete = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}

@@ -172,13 +172,17 @@ def tmp_suffix() -> str:
     return f"{socket.gethostname()}.{os.getpid()}"
 
 
-def clean_temp_files(directory: Path) -> int:
-    """Remove the temp files of writers on this machine that were killed before their rename."""
-    removed = 0
+def clean_temp_files(directory: Path, max_age_s: float = math.inf) -> int:
+    """Remove the temp files of writers killed before their rename: dead on this machine, or older
+    than `max_age_s` (a writer elsewhere; a live one renames within seconds). Returns how many."""
+    removed, now = 0, time.time()
     for tmp in Path(directory).glob(f"{TMP_PREFIX}*"):
-        if tmp_owner_dead(tmp):
-            tmp.unlink(missing_ok=True)
-            removed += 1
+        try:
+            if tmp_owner_dead(tmp) or now - tmp.stat().st_mtime > max_age_s:
+                tmp.unlink()
+                removed += 1
+        except FileNotFoundError:  # another process cleaned or renamed it
+            pass
     return removed
 
 
@@ -240,16 +244,8 @@ class ResultStore:
         return sorted(self.rows_dir.glob(f"{PART_PREFIX}*.parquet"))
 
     def clean_stale(self, max_age_s: float = STALE_TMP_S) -> int:
-        """Remove temp files left by killed writers (dead on this machine, or old); returns how many."""
-        removed, now = 0, time.time()
-        for tmp in self.rows_dir.glob(f"{TMP_PREFIX}*"):
-            try:
-                if tmp_owner_dead(tmp) or now - tmp.stat().st_mtime > max_age_s:
-                    tmp.unlink()
-                    removed += 1
-            except FileNotFoundError:  # another process cleaned or renamed it
-                pass
-        return removed
+        """Remove temp parts left by killed writers (`clean_temp_files`); returns how many."""
+        return clean_temp_files(self.rows_dir, max_age_s)
 
     def _new_part_name(self) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")

@@ -113,6 +113,7 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
 
     Counts skipped units into `counts["skipped"]`. Leaves torch at `opts.threads` threads.
     """
+    checkpoints = checkpoint_dir(opts.results)
     for recipe in bench.zoos:
         torch.set_num_threads(opts.build_threads)
         zoo = get_zoo(recipe, opts.results / "zoos", opts.data, opts.build_workers, opts.progress)
@@ -137,8 +138,7 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
                         batches.append(UnitBatch(zoo_dir, zoo.name, zoo_hash, spec, bench.seed, proto_name,
                                                  dict(proto_options), tuple(k for k, _ in todo),
                                                  tuple(u for _, u in todo), run_id,
-                                                 claim=claim_name(k for k, _ in chunk),
-                                                 checkpoints=checkpoint_dir(opts.results)))
+                                                 claim=claim_name(k for k, _ in chunk), checkpoints=checkpoints))
             if batches:  # fit only when there is work
                 yield Group(zoo, task, spec, batches)
 

@@ -35,6 +35,7 @@ GROUP_COLUMNS = ("run_id", "variant", "zoo", "protocol")
 NOT_METRICS = {"seed", "eps"}
 GROUP_TAG, CONTENT_TAG = "bench.group_key", "bench.content_key"
 EXPERIMENT = "rebasin-bench"
+LOCK = ".mlflow.lock"  # in the results directory: one process creates or writes the mirror at a time
 
 
 @contextlib.contextmanager
@@ -74,7 +75,7 @@ def _create_db(db: Path) -> None:
     dozens of tables would otherwise leave a database that every later run fails to open."""
     from filelock import FileLock
 
-    with FileLock(db.parent / ".mlflow.lock"):
+    with FileLock(db.parent / LOCK):
         if db.exists():  # another process made it meanwhile
             return
         for leftover in db.parent.glob(f"{TMP_PREFIX}{db.name}.*"):  # of a killed creator (we hold the lock)
@@ -137,7 +138,8 @@ def group_metrics(rows: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _all_runs(client, experiment_id: str):
+def all_runs(client, experiment_id: str):
+    """Every (active) run of the experiment, page by page."""
     token = None
     while True:
         page = client.search_runs([experiment_id], max_results=1000, page_token=token)
@@ -150,7 +152,7 @@ def _all_runs(client, experiment_id: str):
 def _existing(client, experiment_id: str) -> tuple[set[str], dict[str, list[str]]]:
     """Content keys of finished mirror runs, and run ids per group key."""
     done, by_group = set(), {}
-    for run in _all_runs(client, experiment_id):
+    for run in all_runs(client, experiment_id):
         tags = run.data.tags
         if GROUP_TAG in tags:
             by_group.setdefault(tags[GROUP_TAG], []).append(run.info.run_id)
@@ -190,7 +192,7 @@ def _client(tracking_uri: str | None, experiment: str, results_dir):
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_uri(tracking_uri, results_dir)
-    with FileLock(results_dir / ".mlflow.lock"), _quiet():
+    with FileLock(results_dir / LOCK), _quiet():
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
@@ -254,7 +256,7 @@ def check(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str 
     with other units, runs with no group in the table, unfinished or duplicate runs, wrong unit counts."""
     expected = {content_key: (ident, rows) for ident, _, content_key, rows in _groups(table)} if len(table) else {}
     with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
-        runs = list(_all_runs(client, exp_id))
+        runs = list(all_runs(client, exp_id))
     problems, seen = [], {}
     for run in runs:
         tags, rid = run.data.tags, run.info.run_id
@@ -283,6 +285,6 @@ def rebuild(table: pd.DataFrame, tracking_uri: str | None = None, experiment: st
             results_dir: str | os.PathLike = "results") -> list[str]:
     """Delete every run of the mirror's experiment and mirror `table` afresh; returns the new run ids."""
     with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
-        for run in list(_all_runs(client, exp_id)):
+        for run in list(all_runs(client, exp_id)):
             client.delete_run(run.info.run_id)
     return mirror(table, tracking_uri, experiment, results_dir)
