@@ -41,7 +41,7 @@ report: setup
 
 # SIGKILLs, concurrent runs, repeat runs and hostile input against a reference: results/reliability.md
 reliability: setup data
-	$(BIN)/python -m bench.reliability
+	$(BIN)/python -m tests.harness.reliability
 
 clean:
 	rm -rf $(VENV) results/rows results/zoos results/mlflow.db results/mlruns results/cache results/.claims results/sweeps

@@ -1,7 +1,8 @@
 """`bench ae train|eval`: train the symmetry-aware autoencoders on a stored zoo and inspect them.
 
-Training is the method's own `fit` (cached checkpoint keyed on zoo + hyperparameters, resumable
-after a kill, progress bar); this module adds the command-line entry points and an evaluation
+Training is the method's own `fit`, set up as every run sets methods up (`prepare_method`, with the
+checkpoint store under `--results`: keyed on zoo + hyperparameters, resumable after a kill); this
+module adds the command-line entry points and an evaluation
 of what a researcher checks first: reconstruction quality on held-out networks and latent
 invariance under random group actions.
 """
@@ -9,27 +10,28 @@ invariance under random group actions.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 
-from methods import make_method, parse_method
+from bench.execution.batch import prepare_method
+from bench.execution.checkpoints import CheckpointStore
+from methods import METHODS, format_spec, parse_method
 from zoos.symmetry import ACTIONS, random_action, select
 from zoos.tasks import make_task
 from zoos.zoo import load_zoo
 
 
-def trained(zoo_dir, spec: str = "scalegmn-ae", full: bool = False):
-    """(zoo, task, method) with the method fitted (trained, or loaded from its checkpoint)."""
+def trained(zoo_dir, spec: str = "scalegmn-ae", full: bool = False, results: Path = Path("results")):
+    """(zoo, task, method) with the method fitted (trained, or loaded from the checkpoint store of `results`)."""
     zoo = load_zoo(zoo_dir)
     task = make_task(zoo)
     name, given = parse_method(spec)
-    method = make_method(name)
     if full:  # paper-sized preset for bigger machines; values given in the spec still win
-        preset = method.FULL_CNN if zoo.task.get("kind") == "classifier" else method.FULL
-        method = make_method(name, **{k: v for k, v in preset.items() if k in method.search_space}, **given)
-    else:
-        method = make_method(spec)
-    method.setup(zoo, task)
+        cls = METHODS[name]
+        preset = cls.FULL_CNN if zoo.task.get("kind") == "classifier" else cls.FULL
+        spec = format_spec(name, {**{k: v for k, v in preset.items() if k in cls.search_space}, **given})
+    method, _ = prepare_method(spec, 0, zoo, task, CheckpointStore.for_results(results), progress=True)
     return zoo, task, method
 
 
@@ -56,7 +58,7 @@ def evaluate(zoo, task, method, split: str = "test", n_actions: int = 4) -> dict
 
 
 def main(args) -> int:
-    zoo, task, method = trained(args.zoo, args.method, args.full)
+    zoo, task, method = trained(args.zoo, args.method, args.full, args.results)
     info = {k: v for k, v in method.fit_info.items() if not isinstance(v, list | dict)}
     print(json.dumps({"method": method.name, "checkpoint": str(getattr(method, "checkpoint_dir", "")), **info},
                      indent=2, default=str))

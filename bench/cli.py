@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--method", default="scalegmn-ae", help="scalegmn-ae | gnn-ae, optionally with [k=v,...]")
         cmd.add_argument("--full", action="store_true", help="paper-sized hyperparameters (for bigger machines)")
         cmd.add_argument("--split", default="test", help="eval: which split to score (default: test)")
+        cmd.add_argument("--results", type=Path, default=Path("results"),
+                         help="results directory whose checkpoint store holds the trained model (default: results)")
 
     zoo = sub.add_parser("zoo", help="build, import or inspect zoos").add_subparsers(dest="zoo_command", required=True)
     build = zoo.add_parser("build", help="generate a zoo").add_subparsers(dest="kind", required=True)
@@ -140,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _header(argv: list[str]) -> list[str]:
-    from bench.results import git_commit
+    from bench.store.provenance import git_commit
 
     return [f"Produced by `bench {' '.join(argv)}` at commit `{git_commit()[:12]}`."]
 
@@ -148,8 +150,8 @@ def _header(argv: list[str]) -> list[str]:
 def _run(args, argv) -> int:
     from dataclasses import replace
 
-    from bench.presets import PRESETS, ZooRecipe
-    from bench.runner import RunOptions, run_benchmark
+    from bench.execution.presets import PRESETS, ZooRecipe
+    from bench.execution.runner import RunOptions, run_benchmark
 
     if args.preset not in PRESETS:
         raise ValueError(f"unknown preset {args.preset!r} (known: {', '.join(PRESETS)})")
@@ -176,19 +178,23 @@ def _run(args, argv) -> int:
                       progress=not args.quiet, workers=args.workers, scheduler=args.scheduler)
     counts = run_benchmark(bench, args.methods, opts)
     print(f"units: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
+    for spec, zoo, reason in counts.get("skipped_pairs", []):
+        print(f"skipped: {spec} on {zoo}: {reason}")
     _finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report)
     return 1 if counts["failed"] else 0
 
 
 def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True) -> None:
-    from bench.report import write_report
-    from bench.results import ResultStore
+    from bench.report.tables import write_report
+    from bench.store.results import ResultStore
 
     if mirror:
-        from bench.tracking import mirror as mirror_to_mlflow
+        from bench.store.tracking import mirror as mirror_to_mlflow
 
         try:
-            new = mirror_to_mlflow(ResultStore(results).table(), results_dir=results)
+            from bench.protocols import PROTOCOLS
+
+            new = mirror_to_mlflow(ResultStore(results).table(), results_dir=results, protocols=PROTOCOLS)
             print(f"mlflow: {len(new)} new run(s) mirrored")
         except Exception as error:  # the Parquet table is the source of truth; MLflow is a mirror
             print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
@@ -234,7 +240,7 @@ def _zoo(args) -> int:
 
 
 def _sweep(args) -> int:
-    from bench.sweep import SweepConfig, run_sweep
+    from bench.execution.sweep import SweepConfig, run_sweep
 
     cfg = SweepConfig(method=args.method, zoo=args.zoo, protocol=args.protocol, trials=args.trials,
                       workers=args.workers, storage=args.storage, metric=args.metric,
@@ -254,8 +260,8 @@ def _sweep(args) -> int:
 
 
 def _mirror(args) -> int:
-    from bench import tracking
-    from bench.results import ResultStore
+    from bench.store import tracking
+    from bench.store.results import ResultStore
 
     if not (args.results / "rows").is_dir():
         raise FileNotFoundError(f"{args.results}: no results table (rows/) to mirror")
@@ -267,7 +273,9 @@ def _mirror(args) -> int:
         print(f"mlflow mirror: {'consistent' if not problems else f'{len(problems)} problem(s)'} "
               f"({len(table)} rows)")
         return 1 if problems else 0
-    new = (tracking.rebuild if args.rebuild else tracking.mirror)(table, results_dir=args.results)
+    from bench.protocols import PROTOCOLS
+
+    new = (tracking.rebuild if args.rebuild else tracking.mirror)(table, results_dir=args.results, protocols=PROTOCOLS)
     print(f"mlflow: {len(new)} run(s) {'rebuilt' if args.rebuild else 'mirrored'}")
     return 0
 
@@ -306,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "perf":
-            from bench.perf import run_perf
+            from bench.perf.suites import run_perf
 
             run_perf(args.results, args.suites, args.threads, args.repeats, tuple(args.widths or ()) or None,
                      args.peer_rebasin, args.peer_sinkhorn, args.budget)

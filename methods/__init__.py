@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from methods.base import Aligner, Hyper
+from methods.base import Aligner, Alignment, Hyper, Merged
 from methods.c2m3 import C2M3
 from methods.canonical import Canonical
 from methods.mergemany import MergeMany
@@ -48,6 +48,18 @@ def parse_method(spec: str) -> tuple[str, dict[str, str]]:
     return m.group(1), params
 
 
+def format_spec(name: str, params: dict) -> str:
+    """'git-rebasin', {'max_sweeps': 12, 'init': 'forward'} -> 'git-rebasin[init=forward,max_sweeps=12]'
+    (keys sorted; floats in shortest round-trip form, so `make_method` rebuilds the same method)."""
+    text = lambda v: repr(v) if isinstance(v, float) else str(v)  # noqa: E731
+    return name + (f"[{','.join(f'{k}={text(params[k])}' for k in sorted(params))}]" if params else "")
+
+
+def normalise_spec(spec: str) -> str:
+    """'git-rebasin[ seed=1,max_sweeps=10 ]' -> 'git-rebasin[max_sweeps=10,seed=1]' (keys sorted, no blanks)."""
+    return format_spec(*parse_method(spec))
+
+
 _BOOLS = ("1", "true", "yes", "0", "false", "no")  # what Hyper.parse reads as true, and their opposites
 
 
@@ -72,4 +84,5 @@ def _number(value) -> float | None:
         return None
 
 
-__all__ = ["METHODS", "Aligner", "Hyper", "make_method", "parse_method", "UnknownMethod"]
+__all__ = ["METHODS", "Aligner", "Alignment", "Merged", "Hyper", "make_method", "parse_method", "format_spec",
+           "normalise_spec", "UnknownMethod"]

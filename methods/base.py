@@ -1,20 +1,27 @@
-"""The one interface every alignment method implements, and its typed hyperparameters.
+"""The one interface every alignment method implements, what it returns, and its typed hyperparameters.
 
-A method brings networks into a reference network's basin (`align`) and merges several
-(`merge`). Exact methods move only along symmetry orbits (the harness checks that the aligned
-networks compute the same functions); learned ones may change them (the harness records the
-reconstruction loss instead). Hyperparameters are declared in `search_space`, which feeds the
-CLI (`git-rebasin[max_sweeps=10]`) and Optuna sweeps.
+A method brings networks into a reference network's basin (`align -> Alignment`) and merges several
+(`merge -> Merged`). Both return values: the aligned parameters, the group element applied when
+there is one (`zoos.symmetry.GroupElement`), and diagnostics (`info`); a method object keeps no
+state from one call to the next, so one instance serves any number of calls and threads.
+
+Exact methods move only along symmetry orbits (the harness checks that the aligned networks
+compute the same functions); learned ones may change them (the harness records the
+reconstruction cost instead). Hyperparameters are declared in `search_space`, which feeds the
+CLI (`git-rebasin[max_sweeps=10]`) and Optuna sweeps. What a method can handle is declared too
+(`tasks`, `needs`, `skip`), so the harness skips an unsupported (method, zoo) with its reason.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 import torch
 
 from zoos.space import Params, WeightSpace
+from zoos.symmetry import GroupElement, stack
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,56 @@ class Hyper:
         return v
 
 
+DATA_NEEDS = ("data-free", "activations", "labels", "trained-model")  # what a method reads besides weights
+
+
+@dataclass
+class Alignment:
+    """What `align` returns: both endpoints to interpolate between, and how they were obtained.
+
+    `transform[m]` takes `others[m]` as given to the aligned copy, `ref_transform` the reference
+    (None: the reference is returned unchanged). Both are None for learned methods, whose output
+    is not a group element of the input.
+    """
+
+    ref: Params  # [1]
+    others: Params  # [M]
+    transform: GroupElement | None = None
+    ref_transform: GroupElement | None = None
+    info: dict[str, float] = field(default_factory=dict)
+
+    def maps(self) -> GroupElement | None:
+        """Each of `others` (as given) into the frame of the given reference: ref_transform^-1 . transform."""
+        if self.transform is None or self.ref_transform is None:
+            return self.transform
+        return self.ref_transform.inverse().compose(self.transform)
+
+
+@dataclass
+class Merged:
+    """What `merge` returns: one network, the N inputs in its frame, and each input's map into it."""
+
+    merged: Params  # [1]
+    frame: Params  # [N]
+    transform: GroupElement | None = None  # model m -> frame[m]; None for learned methods
+    info: dict[str, float] = field(default_factory=dict)
+
+
+class CheckpointStore(Protocol):
+    """Where a learned method keeps what `fit` produced (the harness owns the location)."""
+
+    def directory(self, name: str) -> Path: ...
+
+    def lock(self, name: str): ...
+
+
 class Aligner:
     name: ClassVar[str]
     exact: ClassVar[bool] = True  # True: moves only along symmetry orbits (function-preserving)
-    canonicalizes_ref: ClassVar[bool] = False  # True: the reference is transformed too (canonical forms)
+    multi_model: ClassVar[bool] = False  # merge solves all models jointly: its maps compose through one frame
+    learned: ClassVar[bool] = False  # fit trains a model (on the zoo's training split)
+    tasks: ClassVar[tuple[str, ...]] = ("inr", "classifier")  # task kinds it can align
+    needs: ClassVar[str] = "data-free"  # one of DATA_NEEDS
     search_space: ClassVar[dict[str, Hyper]] = {}
 
     def __init__(self, seed: int = 0, **hyper):
@@ -63,39 +116,50 @@ class Aligner:
         self.seed = seed
         self.space: WeightSpace | None = None
         self.task = None
-        self.info: dict[str, float] = {}  # statistics of the last align/merge call (sweeps, objective...)
 
-    def setup(self, zoo, task) -> None:
-        """Bind to a zoo and its task, then `fit` (learned methods train there)."""
+    def skip(self, zoo) -> str | None:
+        """Why this method cannot run on `zoo` (benchopt's skip), or None when it can."""
+        kind = zoo.task.get("kind")
+        if kind not in self.tasks:
+            return f"{self.name} aligns {', '.join(self.tasks)} zoos, not {kind}"
+        return None
+
+    def setup(self, zoo, task, store: CheckpointStore | None = None, progress: bool = False) -> None:
+        """Bind to a zoo and its task, then `fit` (learned methods train there, or load from `store`)."""
         self.space, self.task = zoo.space, task
-        self.fit(zoo)
+        self.fit(zoo, store, progress)
 
-    def fit(self, zoo) -> None:
+    def fit(self, zoo, store: CheckpointStore | None = None, progress: bool = False) -> None:
         """Learned methods train here; the others need nothing."""
 
-    def align(self, ref: Params, others: Params, target: int | None = None) -> Params:
-        """Bring each of `others` (N=M) into the basin of `ref` (N=1); returns M networks."""
+    def align(self, ref: Params, others: Params, target: int | None = None) -> Alignment:
+        """Bring each of `others` (N=M) into the basin of `ref` (N=1)."""
         raise NotImplementedError
 
-    def align_pair(self, ref: Params, others: Params, target: int | None = None) -> tuple[Params, Params]:
-        """The two endpoints a protocol interpolates between: (ref', others').
-
-        Methods that map every network to a canonical representative transform the reference too
-        (set `canonicalizes_ref`); the others leave it alone.
-        """
-        return ref, self.align(ref, others, target)
-
-    def merge(self, models: Params, target: int | None = None) -> Params:
-        """One network from N."""
-        return self.merge_aligned(models, target)[0]
-
-    def merge_aligned(self, models: Params, target: int | None = None) -> tuple[Params, Params]:
-        """(merged [1], the N models in the merged network's frame [N]).
-
-        Default: align all to the first, then average. Multi-model methods override this.
-        """
+    def merge(self, models: Params, target: int | None = None) -> Merged:
+        """One network from N. Default: align all to the first, then average."""
         ref = {k: v[:1] for k, v in models.items()}
         rest = {k: v[1:] for k, v in models.items()}
-        ref, aligned = self.align_pair(ref, rest, target)
-        frame = {k: torch.cat([ref[k], aligned[k]]) for k in models}
-        return {k: v.mean(0, keepdim=True) for k, v in frame.items()}, frame
+        out = self.align(ref, rest, target)
+        frame = {k: torch.cat([out.ref[k], out.others[k]]) for k in models}
+        transform = None
+        if out.transform is not None:
+            first = out.ref_transform or GroupElement.identity(self.space)
+            transform = GroupElement({p: torch.cat([first.perms[p], out.transform.perms[p]]) for p in first.perms},
+                                     _cat_scales(first, out.transform))
+        return Merged({k: v.mean(0, keepdim=True) for k, v in frame.items()}, frame, transform, out.info)
+
+
+def _cat_scales(first: GroupElement, rest: GroupElement) -> dict[str, torch.Tensor]:
+    names = set(first.scales) | set(rest.scales)
+    ones = lambda e, p: e.scales.get(p, torch.ones_like(e.perms[p], dtype=torch.float32))  # noqa: E731
+    return {p: torch.cat([ones(first, p), ones(rest, p)]) for p in names}
+
+
+def unchanged(space: WeightSpace, ref: Params, others: Params, info: dict | None = None) -> Alignment:
+    """The alignment of a method that moves nothing (naive averaging)."""
+    n = next(iter(others.values())).shape[0]
+    return Alignment(ref, dict(others), GroupElement.identity(space, n), None, info or {})
+
+
+__all__ = ["Aligner", "Alignment", "Merged", "Hyper", "CheckpointStore", "DATA_NEEDS", "unchanged", "stack"]

@@ -39,12 +39,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
-from methods.base import Aligner, Hyper
-from methods.weight_matching import apply_matching, prefer_identity
+from methods.assignment import assignment
+from methods.base import Aligner, Alignment, Hyper, Merged
+from methods.weight_matching import apply_matching, as_element
 from zoos.space import Params, WeightSpace
-from zoos.symmetry import select, stack
+from zoos.symmetry import select, stack, stack_elements
 
 Perms = dict[str, torch.Tensor]
 
@@ -106,8 +106,8 @@ def _gradients(space: WeightSpace, W: Params, P: dict) -> dict[str, torch.Tensor
 def _lap(score: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     """Vertex maximising <score, Pi>: a (signed) permutation; returns column per row and sign per row."""
     magnitude = np.abs(score) if signed else score
-    rows, cols = linear_sum_assignment(magnitude, maximize=True)
-    cols = prefer_identity(magnitude, cols)  # ties (duplicated units, flat objectives) -> identity
+    cols = assignment(magnitude)  # ties (duplicated units, flat objectives) -> identity
+    rows = np.arange(len(cols))
     signs = np.where(score[rows, cols] < 0, -1.0, 1.0) if signed else np.ones(len(rows))
     return cols, signs
 
@@ -269,11 +269,11 @@ def to_universe(space: WeightSpace, models: Params, perms: list[Perms], signs: l
 class C2M3(Aligner):
     """`merge` averages in the universe; `align` maps each other model into ref's frame via P_ref P_m^T.
 
-    After either call `last_perms` / `last_signs` hold every model's map into the universe (model 0 =
-    ref for `align`), so a protocol can form pairwise maps with `pairwise` and check cycles.
+    Both return every model's map (into the universe for `merge`, into ref's frame for `align`).
     """
 
     name = "c2m3"
+    multi_model = True
     search_space = {
         "max_iter": Hyper("int", 200, 1, 10000),
         "init": Hyper("cat", "barycentre", choices=("barycentre", "identity")),
@@ -281,28 +281,37 @@ class C2M3(Aligner):
         "signed": Hyper("bool", False),
     }
 
-    def _run(self, models: Params) -> C2M3Result:
+    def _run(self, models: Params) -> tuple[C2M3Result, dict]:
         res = c2m3(self.space, models, init=self.hp["init"], max_iter=self.hp["max_iter"], anchor=self.hp["anchor"],
                    signed=self.hp["signed"], seed=self.seed)
-        self.last_perms, self.last_signs = res.perms, res.signs
-        self.info = {"iterations": float(res.iterations), "objective": res.objective,
-                     "objective_hard": res.objective_hard, "fw_seconds": res.seconds}
-        return res
+        info = {"iterations": float(res.iterations), "objective": res.objective,
+                "objective_hard": res.objective_hard, "fw_seconds": res.seconds}
+        return res, info
 
-    def merge_aligned(self, models, target=None):
-        """(merged [1], all N models in the universe [N]): the average is taken in the universe."""
-        res = self._run(models)
-        frame = to_universe(self.space, models, res.perms, res.signs)
-        return {k: v.mean(0, keepdim=True) for k, v in frame.items()}, frame
+    def merge(self, models, target=None) -> Merged:
+        """The average taken in the universe; `frame` holds all N models there."""
+        res, info = self._run(models)
+        return universe_merge(self.space, models, res.perms, res.signs, info)
 
-    def merge(self, models, target=None):
-        return self.merge_aligned(models, target)[0]
-
-    def align(self, ref, others, target=None):
+    def align(self, ref, others, target=None) -> Alignment:
         models = stack([ref, others])
-        res = self._run(models)
-        out = []
-        for m in range(1, len(res.perms)):
-            perms, signs = pairwise(res.perms, res.signs, 0, m)
-            out.append(apply_matching(self.space, select(models, m), perms, signs))
-        return stack(out)
+        res, info = self._run(models)
+        return pairwise_alignment(self.space, models, res.perms, res.signs, info)
+
+
+def universe_merge(space: WeightSpace, models: Params, perms: list[Perms], signs: list[Perms], info: dict) -> Merged:
+    """Every model moved into the universe by its own map, and their average."""
+    frame = to_universe(space, models, perms, signs)
+    transform = stack_elements([as_element(perms[m], signs[m]) for m in range(len(perms))])
+    return Merged({k: v.mean(0, keepdim=True) for k, v in frame.items()}, frame, transform, info)
+
+
+def pairwise_alignment(space: WeightSpace, models: Params, perms: list[Perms], signs: list[Perms],
+                       info: dict) -> Alignment:
+    """Models 1.. mapped into model 0's frame through the universe (model 0 is the reference)."""
+    out, elements = [], []
+    for m in range(1, len(perms)):
+        p, s = pairwise(perms, signs, 0, m)
+        out.append(apply_matching(space, select(models, m), p, s))
+        elements.append(as_element(p, s))
+    return Alignment(select(models, 0), stack(out), stack_elements(elements), None, info)

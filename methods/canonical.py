@@ -9,33 +9,33 @@ reference manages, while the rescaling symmetries are broken exactly.
 
 import torch
 
-from methods.base import Aligner
-from methods.weight_matching import apply_matching, weight_matching
+from methods.base import Aligner, Alignment
+from methods.weight_matching import apply_matching, as_element, weight_matching
 from zoos.canonical import canonical_form
-from zoos.symmetry import select, stack
+from zoos.symmetry import GroupElement, select, stack, stack_elements
 
 
 class Canonical(Aligner):
     name = "canonical"
-    canonicalizes_ref = True
+    multi_model = True  # every network goes to one zoo-wide frame: its maps compose through it
 
-    def fit(self, zoo):
+    def fit(self, zoo, store=None, progress=False):
         first = (zoo.indices("train") or zoo.indices())[0]
         self.reference = canonical_form(zoo.space, select(zoo.params, first))
 
-    def canonicalize(self, params):
-        """Each of the N networks matched to the zoo reference, then in canonical form."""
+    def canonicalize(self, params) -> tuple[dict, GroupElement]:
+        """Each of the N networks matched to the zoo reference, then in canonical form; and the map applied."""
         space, ref = self.space, {k: v[0] for k, v in self.reference.items()}
-        out = []
+        out, elements = [], []
         for i in range(next(iter(params.values())).shape[0]):
-            net = canonical_form(space, select(params, i))
+            net, first = canonical_form(space, select(params, i), element=True)
             perms, signs, _ = weight_matching(space, ref, {k: v[0] for k, v in net.items()}, signed=True,
                                               generator=torch.Generator().manual_seed(self.seed))
-            out.append(canonical_form(space, apply_matching(space, net, perms, signs)))
-        return stack(out)
+            done, last = canonical_form(space, apply_matching(space, net, perms, signs), element=True)
+            out.append(done)
+            elements.append(last.compose(as_element(perms, signs)).compose(first))
+        return stack(out), stack_elements(elements)
 
-    def align(self, ref, others, target=None):
-        return self.canonicalize(others)
-
-    def align_pair(self, ref, others, target=None):
-        return self.canonicalize(ref), self.canonicalize(others)
+    def align(self, ref, others, target=None) -> Alignment:
+        (ref_out, ref_map), (out, maps) = self.canonicalize(ref), self.canonicalize(others)
+        return Alignment(ref_out, out, maps, ref_map)

@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from methods.base import Aligner, Hyper
-from methods.c2m3 import Perms, pairwise, to_universe
+from methods.base import Aligner, Alignment, Hyper, Merged
+from methods.c2m3 import Perms, pairwise_alignment, universe_merge
 from methods.weight_matching import apply_matching, weight_matching
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import select, stack
@@ -77,6 +77,7 @@ def merge_many(space: WeightSpace, models: Params, *, max_iter: int = 100, max_s
 
 class MergeMany(Aligner):
     name = "mergemany"
+    multi_model = True
     search_space = {
         "max_iter": Hyper("int", 100, 1, 10000),
         "max_sweeps": Hyper("int", 100, 1, 1000),
@@ -87,24 +88,12 @@ class MergeMany(Aligner):
         start = time.perf_counter()
         perms, signs, rounds = merge_many(self.space, models, max_iter=self.hp["max_iter"],
                                           max_sweeps=self.hp["max_sweeps"], signed=self.hp["signed"], seed=self.seed)
-        self.last_perms, self.last_signs = perms, signs
-        self.info = {"rounds": float(rounds), "seconds": time.perf_counter() - start}
-        return perms, signs
+        return perms, signs, {"rounds": float(rounds), "seconds": time.perf_counter() - start}
 
-    def merge_aligned(self, models, target=None):
-        """(merged [1], all N models in the common frame [N])."""
-        perms, signs = self._run(models)
-        frame = to_universe(self.space, models, perms, signs)
-        return {k: v.mean(0, keepdim=True) for k, v in frame.items()}, frame
+    def merge(self, models, target=None) -> Merged:
+        """The average in the common frame; `frame` holds all N models there."""
+        return universe_merge(self.space, models, *self._run(models))
 
-    def merge(self, models, target=None):
-        return self.merge_aligned(models, target)[0]
-
-    def align(self, ref, others, target=None):
+    def align(self, ref, others, target=None) -> Alignment:
         models = stack([ref, others])
-        perms, signs = self._run(models)
-        out = []
-        for m in range(1, len(perms)):
-            p, s = pairwise(perms, signs, 0, m)
-            out.append(apply_matching(self.space, select(models, m), p, s))
-        return stack(out)
+        return pairwise_alignment(self.space, models, *self._run(models))

@@ -3,18 +3,17 @@ Autoencoders: Model Merging through Parameter Canonicalization").
 
 An encoder invariant to the network's symmetry group maps every member of an orbit to one latent;
 the decoder turns the latent into one parameter vector, a learned canonical representative.
-Alignment is therefore encode-then-decode, applied to *both* ends of a pair: `align_pair` returns
-(decoded ref, decoded others) and `canonicalizes_ref = True` tells the protocols to interpolate
-between the two decoded networks. `align` alone returns the decoded others (the reference's own
-decoding is what they must be compared with). Not exact: decoding changes the function, and
-the harness records the reconstruction loss.
+Alignment is therefore encode-then-decode, applied to *both* ends of a pair: `align` returns the
+decoded reference and the decoded others, and the protocols interpolate between them. Not exact:
+decoding changes the function, and the harness records the reconstruction cost.
 
 Training (`fit`): the reconstruction is judged by function, not by weights - INRs by the MSE between
 the images rendered by the original and the decoded network, classifiers by
 T^2 KL(softmax(z_orig / T) || softmax(z_rec / T)) on a fixed set of training images. AdamW, linear
 warmup, gradient clipping, early stopping on the zoo's 'val' split, best checkpoint kept.
 
-Checkpoints live under `cache_root / <name>-<key>/`, the key hashing the zoo's content and split,
+Checkpoints live in the harness's checkpoint store (`fit(zoo, store)`), under `<name>-<key>/`, the
+key hashing the zoo's content and split,
 the space, the task, the hyperparameters, the seed and a code version:
 - `last.pt`: everything needed to resume (model, best model, optimizer, scheduler, generator
   state, epoch, history), written after every epoch; only tensors and plain containers, read back
@@ -43,6 +42,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from methods.base import Aligner, Hyper
+from methods.base import Aligner, Alignment, CheckpointStore, Hyper, Merged
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import random_action, select
 from zoos.tasks import inr_grid, make_task
@@ -60,7 +60,6 @@ if TYPE_CHECKING:  # torch_geometric takes seconds to import: only methods that 
     from methods.scalegmn import GraphAutoencoder
 
 VERSION = 1  # bump when a change to the model or training makes old checkpoints wrong
-CACHE_ENV = "REBASIN_AE_CACHE"  # where checkpoints go; `bench run` points it into its --results
 
 
 # ---- reconstruction losses (per network, [B]) ----------------------------------------------------
@@ -118,7 +117,8 @@ def _to(params: Params, device, dtype=None) -> Params:
 class ScaleGMNAutoencoder(Aligner):
     name = "scalegmn-ae"
     exact = False
-    canonicalizes_ref = True
+    learned = True
+    needs = "trained-model"
     equivariant = True  # False: the permutation-only GNN ablation
     # SMALL defaults: a few hundred INRs train in ~2-3 minutes on 2 CPU cores. FULL: paper-sized.
     search_space = {
@@ -146,9 +146,7 @@ class ScaleGMNAutoencoder(Aligner):
 
     def __init__(self, seed: int = 0, **hyper):
         super().__init__(seed, **hyper)
-        self.cache_root: Path | None = Path(os.environ.get(CACHE_ENV, "results/cache/ae"))  # None: always train
         self.log_fn: Callable[[dict, int], None] | None = None  # log_fn(metrics, epoch), e.g. MLflow
-        self.progress = True
         self.model: GraphAutoencoder | None = None
         self.fit_info: dict = {}
         self.checkpoint_dir: Path | None = None
@@ -187,20 +185,18 @@ class ScaleGMNAutoencoder(Aligner):
         return LogitKLLoss(zoo.space, images, self.hp["temperature"])
 
     # ---- training ----------------------------------------------------------------------------
-    def fit(self, zoo) -> None:
-        ckpt = self.cache_root / f"{self.name}-{self.cache_key(zoo)}" if self.cache_root is not None else None
-        self.checkpoint_dir = ckpt
-        if ckpt is None:
-            return self._fit(zoo, None)
-        from filelock import FileLock
+    def fit(self, zoo, store: CheckpointStore | None = None, progress: bool = False) -> None:
+        """Train on the zoo's training split, or load the checkpoint `store` holds (None: train, keep nothing)."""
+        name = f"{self.name}-{self.cache_key(zoo)}"
+        ckpt = self.checkpoint_dir = store.directory(name) if store is not None else None
+        # a concurrent run training the same model waits here, then loads it
+        with store.lock(name) if store is not None else nullcontext():
+            if ckpt is not None:
+                for leftover in ckpt.glob(".*.tmp-*"):  # of a process killed mid-write (we hold the lock)
+                    leftover.unlink(missing_ok=True)
+            return self._fit(zoo, ckpt, progress)
 
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(ckpt.parent / f"{ckpt.name}.lock"):  # a concurrent run training the same model: wait, then load
-            for leftover in ckpt.glob(".*.tmp-*"):  # of a process killed mid-write (we hold the lock)
-                leftover.unlink(missing_ok=True)
-            return self._fit(zoo, ckpt)
-
-    def _fit(self, zoo, ckpt: Path | None) -> None:
+    def _fit(self, zoo, ckpt: Path | None, progress: bool) -> None:
         space = zoo.space
         self.space = space
         model = self.build(space)
@@ -228,10 +224,10 @@ class ScaleGMNAutoencoder(Aligner):
         model.to(device)
         self.model = model
         self.fit_info = self._train(model, space, loss_fn, (train_p, train_ref), (val_p, val_ref), ckpt,
-                                    "inr" if isinstance(loss_fn, RenderLoss) else "classifier")
+                                    "inr" if isinstance(loss_fn, RenderLoss) else "classifier", progress)
         self.model = model.eval()
 
-    def _train(self, model, space, loss_fn, train, val, ckpt: Path | None, kind: str) -> dict:
+    def _train(self, model, space, loss_fn, train, val, ckpt: Path | None, kind: str, progress: bool) -> dict:
         hp = self.hp
         clip = hp["clip"] or (10.0 if kind == "inr" else 5.0)
         gen = torch.Generator().manual_seed(self.seed)
@@ -260,7 +256,7 @@ class ScaleGMNAutoencoder(Aligner):
                 _atomic(ckpt / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
 
         bar = tqdm(total=hp["epochs"], initial=st["epoch"], desc=self.name, unit="epoch", leave=False,
-                   disable=not self.progress)
+                   disable=not progress)
         while st["epoch"] < hp["epochs"] and st["bad_epochs"] < hp["patience"]:
             start, cpu_start = time.perf_counter(), time.process_time()
             model.train()
@@ -354,17 +350,12 @@ class ScaleGMNAutoencoder(Aligner):
         dtype = next(iter(params.values())).dtype
         return _to(self.decode(self.encode(params)), "cpu", dtype)
 
-    def align(self, ref: Params, others: Params, target: int | None = None) -> Params:
-        """The decoded others. Compare them with the decoded ref (`align_pair`), not the original."""
-        return self.canonicalize(others)
-
-    def align_pair(self, ref: Params, others: Params, target: int | None = None) -> tuple[Params, Params]:
-        """(decoded ref, decoded others): the two ends to interpolate between."""
+    def align(self, ref: Params, others: Params, target: int | None = None) -> Alignment:
+        """The decoded ref and the decoded others: the two ends to interpolate between."""
         z_ref, z_others = self.encode(ref), self.encode(others)
-        self.info = {"latent_distance": float((z_others - z_ref).norm(dim=1).mean()),
-                     "latent_norm": float(z_ref.norm())}
+        info = {"latent_distance": float((z_others - z_ref).norm(dim=1).mean()), "latent_norm": float(z_ref.norm())}
         dtype = next(iter(ref.values())).dtype
-        return _to(self.decode(z_ref), "cpu", dtype), _to(self.decode(z_others), "cpu", dtype)
+        return Alignment(_to(self.decode(z_ref), "cpu", dtype), _to(self.decode(z_others), "cpu", dtype), info=info)
 
     def interpolate_latent(self, a: Params, b: Params, lambdas) -> Params:
         """Decodings of (1 - l) z_a + l z_b for each l (a and b single networks): len(lambdas) networks."""
@@ -373,12 +364,14 @@ class ScaleGMNAutoencoder(Aligner):
         dtype = next(iter(a.values())).dtype
         return _to(self.decode((1 - lam) * za + lam * zb), "cpu", dtype)
 
-    def merge(self, models: Params, target: int | None = None) -> Params:
+    def merge(self, models: Params, target: int | None = None) -> Merged:
         """Average of the decoded models (or, with merge_latent, the decoding of the mean latent)."""
+        if not self.hp["merge_latent"]:
+            return super().merge(models, target)
         dtype = next(iter(models.values())).dtype
-        if self.hp["merge_latent"]:
-            return _to(self.decode(self.encode(models).mean(0, keepdim=True)), "cpu", dtype)
-        return {k: v.mean(0, keepdim=True) for k, v in self.canonicalize(models).items()}
+        z = self.encode(models)
+        merged = _to(self.decode(z.mean(0, keepdim=True)), "cpu", dtype)
+        return Merged(merged, _to(self.decode(z), "cpu", dtype))
 
 
 class GNNAutoencoder(ScaleGMNAutoencoder):

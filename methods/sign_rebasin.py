@@ -4,10 +4,10 @@
   C; see `weight_matching(signed=True)`).
 - ReLU: both networks are first brought to the exact positive-scale canonical form (unit-norm
   incoming rows), which removes the scale symmetry; then they are permutation-matched. The
-  reference is transformed too (function-preserving), hence `canonicalizes_ref`.
+  reference is transformed too (function-preserving): the alignment's `ref_transform`.
 """
 
-from methods.base import Hyper
+from methods.base import Alignment, Hyper
 from methods.weight_matching import WeightMatching
 from zoos.canonical import scale_canonical
 
@@ -15,10 +15,12 @@ from zoos.canonical import scale_canonical
 class SignRebasin(WeightMatching):
     name = "sign-rebasin"
     signed = True
-    canonicalizes_ref = True
     search_space = {**WeightMatching.search_space, "scale_canonical": Hyper("bool", True)}
 
-    def align_pair(self, ref, others, target=None):
-        if self.hp["scale_canonical"] and "scale" in self.space.groups.values():
-            ref, others = scale_canonical(self.space, ref), scale_canonical(self.space, others)
-        return ref, self.align(ref, others, target)
+    def align(self, ref, others, target=None) -> Alignment:
+        if not (self.hp["scale_canonical"] and "scale" in self.space.groups.values()):
+            return self.match(ref, others)
+        ref, ref_scaled = scale_canonical(self.space, ref, element=True)
+        others, scaled = scale_canonical(self.space, others, element=True)
+        out = self.match(ref, others)
+        return Alignment(out.ref, out.others, out.transform.compose(scaled), ref_scaled, out.info)

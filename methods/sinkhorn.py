@@ -25,12 +25,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 
-from methods.base import Aligner, Hyper
-from methods.weight_matching import prefer_identity, weight_matching
+from methods.assignment import assignment
+from methods.base import Aligner, Alignment, Hyper
+from methods.weight_matching import weight_matching
 from zoos.space import Params, WeightSpace
-from zoos.symmetry import apply_perms, select, sq_distance, stack
+from zoos.symmetry import GroupElement, apply_perms, select, sq_distance, stack
 
 
 def log_sinkhorn(x: torch.Tensor, tau: float = 1.0, n_iter: int = 20) -> torch.Tensor:
@@ -169,8 +169,7 @@ def soft_permute(space: WeightSpace, b: Params, mats: dict[str, torch.Tensor]) -
 def hard_perm(mat: torch.Tensor) -> torch.Tensor:
     """Nearest permutation to a soft matrix [n, n]: argmax_perm sum_i P[i, perm[i]] (linear assignment)."""
     score = mat.detach().double().numpy()
-    _, cols = linear_sum_assignment(score, maximize=True)
-    return torch.from_numpy(prefer_identity(score, cols)).long()  # ties (e.g. duplicated units) -> identity
+    return torch.from_numpy(assignment(score)).long()  # ties (e.g. duplicated units) -> identity
 
 
 class _AdamW:
@@ -212,10 +211,6 @@ class SinkhornRebasin(Aligner):
     noise = 0.1  # reference init: I + 0.1 N(0, 1)
     checkpoints = 10  # hard solutions scored this many times along the run (plus the start)
     max_pairs = 64  # pairs optimised together in one batch (task objectives: also bounded by task.chunk())
-
-    def __init__(self, seed: int = 0, **hyper):
-        super().__init__(seed, **hyper)
-        self.history: list[float] = []  # mean soft objective per step of the last align call
 
     def _objective(self, a: Params, b_perm: Params, lam: torch.Tensor, target) -> torch.Tensor:
         """Per-pair objective [M]: a is [1, ...], b_perm [M, ...], lam [M] interpolation weights."""
@@ -326,15 +321,16 @@ class SinkhornRebasin(Aligner):
         else:
             size = max(1, min(self.max_pairs, self.task.chunk()))
         generator = torch.Generator().manual_seed(self.seed)
-        out, objective, history = [], [], torch.zeros(self.hp["steps"])
+        out, objective, history, perms_all = [], [], torch.zeros(self.hp["steps"]), []
         for start in range(0, m, size):
             b = select(others, slice(start, min(m, start + size)))
             perms, s = self.match(ref, b, t, generator)
             out.append(apply_perms(self.space, b, perms))
+            perms_all.append(perms)
             objective.append(s["objective"])
             history += torch.tensor(s["history"]) * len(s["objective"]) / m
         # history: mean soft objective per step (the relaxed problem's trace; tests and diagnostics)
-        self.history = history.tolist()
-        self.info = {"objective": float(torch.cat(objective).mean()), "soft_objective": self.history[-1],
-                     "steps": float(self.hp["steps"])}
-        return stack(out)
+        info = {"objective": float(torch.cat(objective).mean()), "soft_objective": float(history[-1]),
+                "steps": float(self.hp["steps"]), "history": history.tolist()}
+        perms = {p: torch.cat([q[p] for q in perms_all]) for p in perms_all[0]}
+        return Alignment(ref, stack(out), GroupElement(perms, {}), None, info)

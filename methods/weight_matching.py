@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
-from methods.base import Aligner, Hyper
+from methods.assignment import assignment
+from methods.base import Aligner, Alignment, Hyper
 from zoos.space import Params, WeightSpace
-from zoos.symmetry import apply_perms, apply_scales, select, stack
+from zoos.symmetry import GroupElement, apply_perms, apply_scales, select, stack, stack_elements
 
 
 def _transformed(space: WeightSpace, name: str, w: torch.Tensor, perms, signs, skip_axis: int) -> torch.Tensor:
@@ -56,58 +56,10 @@ def cost_matrix(space: WeightSpace, a: Params, b: Params, p: str, perms, signs,
     return c
 
 
-def _no_worse(score: np.ndarray, rows, new, old) -> bool:
-    """sum score[rows, new] >= sum score[rows, old], up to rounding relative to the terms."""
-    a, b = score[rows, new], score[rows, old]
-    return a.sum() >= b.sum() - 1e-12 * (np.abs(a).sum() + np.abs(b).sum())
-
-
-def prefer_identity(score: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Among assignments as good as `cols` (maximising sum_i score[i, cols[i]]), move to the identity.
-
-    scipy's solver is deterministic but breaks ties arbitrarily: a self-match with duplicated units
-    can come back with those units swapped. Rule, repeated until nothing changes: (1) a cycle of
-    `cols` whose own diagonal scores at least as much becomes fixed points; (2) row i takes column i
-    by exchanging columns with the row j holding it, if that does not lower the total. Each move
-    adds fixed points and removes none (so at most n moves) and never lowers the total (up to
-    rounding). Whenever the identity is optimal, so is every cycle's diagonal (else the identity
-    could be improved on), so (1) alone returns the identity; (2) handles ties inside a genuine match.
-    """
-    cols = np.array(cols, copy=True)
-    n, changed, rows = len(cols), True, np.arange(len(cols))
-    while changed:
-        changed = False
-        # label each cycle of `cols` by its smallest row (pointer doubling: after k rounds a row has seen
-        # 2^k successors), then sum over cycles with bincount
-        cycle, step = rows.copy(), cols.copy()
-        for _ in range(max(1, n).bit_length()):
-            cycle, step = np.minimum(cycle, cycle[step]), step[step]
-        diag, held = score[rows, rows], score[rows, cols]
-        gain = np.bincount(cycle, weights=diag - held)
-        slack = 1e-12 * np.bincount(cycle, weights=np.abs(diag) + np.abs(held))
-        undo = (gain >= -slack)[cycle] & (cols != rows)
-        if undo.any():
-            cols[undo], changed = rows[undo], True
-        # swaps: screen every row at once (without ties almost none pass), then apply them one by one
-        holder = np.argsort(cols)  # holder[c] = row assigned column c
-        new = score[rows, rows] + score[holder, cols]
-        old = score[rows, cols] + score[holder, rows]
-        slack = 1e-12 * (np.abs(score[rows, rows]) + np.abs(score[holder, cols]) + np.abs(score[rows, cols])
-                         + np.abs(score[holder, rows]))
-        for i in np.nonzero((cols != rows) & (new >= old - slack))[0]:
-            ci, j = cols[i], holder[i]
-            if ci != i and _no_worse(score, [i, j], [i, ci], [ci, i]):  # re-checked: earlier swaps moved things
-                cols[i], cols[j] = i, ci
-                holder[i], holder[ci] = i, j
-                changed = True
-    return cols
-
-
 def _solve(c: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Best (signed) assignment for cost c: columns per row, and signs when signed (ties: see prefer_identity)."""
     score = (c.abs() if signed else c).numpy()
-    _, cols = linear_sum_assignment(score, maximize=True)
-    cols = torch.from_numpy(prefer_identity(score, cols)).long()
+    cols = torch.from_numpy(assignment(score)).long()
     if not signed:
         return cols, None
     s = torch.sign(c[torch.arange(len(c)), cols]).float()
@@ -184,22 +136,31 @@ def apply_matching(space: WeightSpace, params: Params, perms, signs) -> Params:
     return apply_scales(space, out, {p: v[None] for p, v in signs.items()})
 
 
+def as_element(perms, signs) -> GroupElement:
+    """A matching result (single-network perms and signs) as a group element with N = 1."""
+    return GroupElement({p: v[None] for p, v in perms.items()}, {p: v[None] for p, v in signs.items()})
+
+
 class WeightMatching(Aligner):
     name = "git-rebasin"
     search_space = {"max_sweeps": Hyper("int", 100, 1, 1000),
                     "init": Hyper("cat", "forward", choices=("forward", "identity"))}
     signed = False
 
-    def align(self, ref, others, target=None):
+    def align(self, ref, others, target=None) -> Alignment:
+        return self.match(ref, others)
+
+    def match(self, ref, others) -> Alignment:
+        """Each of `others` matched to `ref` (the reference is left as it is)."""
         a = {k: v[0] for k, v in ref.items()}
         generator = torch.Generator().manual_seed(self.seed)
-        out, sweeps = [], []
+        out, elements, sweeps = [], [], []
         for i in range(next(iter(others.values())).shape[0]):
             b = select(others, i)
             perms, signs, n = weight_matching(self.space, a, {k: v[0] for k, v in b.items()}, signed=self.signed,
                                               max_sweeps=self.hp["max_sweeps"], generator=generator,
                                               init=self.hp["init"])
             out.append(apply_matching(self.space, b, perms, signs))
+            elements.append(as_element(perms, signs))
             sweeps.append(n)
-        self.info = {"sweeps": float(np.mean(sweeps))}
-        return stack(out)
+        return Alignment(ref, stack(out), stack_elements(elements), None, {"sweeps": float(np.mean(sweeps))})

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.results import ResultStore
+from bench.store.results import ResultStore
 
 VOLATILE = ["run_id", "time"]  # plus timings (*_s, *seconds) and env_* columns
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.combine import (
+from bench.protocols import make_protocol
+from bench.protocols.combine import (
     PROBES,
     bernoulli_coeffs,
     combine,
@@ -21,7 +22,6 @@ from bench.combine import (
     trunc_exp_rate,
     uniform_coeffs,
 )
-from bench.protocols import make_protocol
 from tests.conftest import random_params, run_protocol
 from zoos.space import cnn_zoo_space, mlp_space
 from zoos.symmetry import random_action, stack

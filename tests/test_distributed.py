@@ -9,9 +9,9 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from bench.presets import PRESETS, ZooRecipe
-from bench.results import ResultStore
-from bench.runner import RunOptions, run_benchmark
+from bench.execution.presets import PRESETS, ZooRecipe
+from bench.execution.runner import RunOptions, run_benchmark
+from bench.store.results import ResultStore
 
 distributed = pytest.importorskip("distributed")
 
@@ -49,7 +49,7 @@ def cluster(tmp_path_factory):
     """
     import dask
 
-    from bench.distributed import TRIM_KEY
+    from bench.execution.distributed import TRIM_KEY
 
     home = os.getcwd()
     os.chdir(tmp_path_factory.mktemp("cwd"))
@@ -72,7 +72,7 @@ def test_local_cluster_gives_the_serial_rows(tiny_inr_zoo, tmp_path, monkeypatch
     assert table.error.isna().all() and (table.env_threads == 1).all()
     assert _raw_keys(tmp_path / "dask").is_unique
     # resuming through the cluster path skips everything, and starts no cluster for it
-    import bench.distributed as dist
+    import bench.execution.distributed as dist
 
     monkeypatch.setattr(dist, "connect", lambda *a: pytest.fail("started a cluster with nothing to do"))
     again = run_benchmark(bench, METHODS, _opts(tmp_path / "dask", workers=2))
@@ -123,7 +123,7 @@ def test_learned_method_trains_on_the_client_and_workers_load(tiny_inr_zoo, tmp_
     assert counts == {"done": 2, "skipped": 0, "failed": 0}
 
     def worker_fits():
-        from bench.distributed import _METHODS
+        from bench.execution.distributed import _METHODS
 
         return [m.fit_info.get("cached") for (_, s, _, _), m in _METHODS.items() if s == spec]
 
@@ -133,8 +133,8 @@ def test_learned_method_trains_on_the_client_and_workers_load(tiny_inr_zoo, tmp_
 
 
 def test_zoo_is_scattered_when_workers_cannot_see_its_directory(tiny_inr_zoo, tmp_path, cluster):
-    from bench.distributed import _zoo_source, run_batch
-    from bench.runner import plan
+    from bench.execution.distributed import _zoo_source, run_batch
+    from bench.execution.runner import plan
     from zoos.zoo import load_zoo
 
     lc, client = cluster

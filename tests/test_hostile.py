@@ -1,4 +1,4 @@
-"""Every hostile input of `bench.hostile`, through the real command line, in-process.
+"""Every hostile input of `tests.harness.hostile`, through the real command line, in-process.
 
 Each must end with exit code 2 and exactly one stderr line `bench: error: ...` that names the
 offending file and says what is wrong, with no traceback, nothing written under the results or
@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench import hostile
 from bench.cli import main
+from tests.harness import hostile
 from zoos.zoo import load_zoo
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.evaluation.repair import goal_stats, postactivation, preactivation, repair, unit_stats
 from methods import make_method
 from methods.c2m3 import _gradients, _objective, _sinkhorn, _to_universe, c2m3, cycle_error, pairwise, to_universe
-from methods.repair import goal_stats, postactivation, preactivation, repair, unit_stats
 from methods.weight_matching import apply_matching, weight_matching
 from tests.conftest import random_params
 from zoos.data import load_images

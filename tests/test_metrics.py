@@ -2,8 +2,9 @@
 
 import torch
 
-from bench import metrics
-from bench.evaluate import interpolate
+from bench.evaluation import metrics
+from bench.evaluation.curves import interpolate
+from zoos.tasks import psnr
 
 
 def test_barrier_of_hand_computed_loss_curve():
@@ -29,7 +30,7 @@ def test_convex_curve_has_zero_barrier():
 
 
 def test_psnr_and_deviation():
-    assert torch.allclose(metrics.psnr(torch.tensor([0.01])), torch.tensor([20.0]))
+    assert torch.allclose(psnr(torch.tensor([0.01])), torch.tensor([20.0]))
     dev = metrics.functional_deviation(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 4.0]]))
     assert torch.allclose(dev, torch.tensor([0.5]))
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import methods.sinkhorn as sinkhorn_module
-from bench import perf
 from bench.cli import main
+from bench.perf import suites as perf
 from methods.sinkhorn import _ScaledSinkhorn, log_sinkhorn, sinkhorn
 from tests.conftest import random_params
 from zoos import inr

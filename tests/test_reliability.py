@@ -1,7 +1,7 @@
 """Failure injection (small): kill chains of `bench run` / `bench sweep`, concurrent runs, and the
 checks themselves (they must see lost, duplicated, differing and half-written rows when there are).
 
-`python -m bench.reliability` runs the full version (10 kills each, the smoke benchmark, every method).
+`python -m tests.harness.reliability` runs the full version (10 kills each, the smoke benchmark, every method).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from bench import reliability, tracking
-from bench.results import ResultStore, claim_name
+from bench.store import tracking
+from bench.store.results import ResultStore, claim_name
+from tests.harness import reliability
 
 KILLS = int(os.environ.get("REBASIN_TEST_KILLS", "3"))
 METHODS = ("naive", "git-rebasin", "sign-rebasin", "canonical")

@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from bench import report
-from bench.results import ResultStore
+from bench.report import tables as report
+from bench.store.results import ResultStore
 
 VARIANTS = ("naive", "git-rebasin[init=identity,max_sweeps=5]")
 
@@ -173,6 +173,6 @@ def test_latex_and_html_render_the_same_sections(results):
 
 
 def test_probe_order_matches_the_protocol():
-    from bench.combine import PROBES
+    from bench.protocols.combine import PROBES
 
     assert report.PROBE_ORDER == PROBES  # kept apart so that reports need no torch

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import report
-from bench.results import ResultStore, environment, unit_key
+from bench.report import tables as report
+from bench.store.results import ResultStore, environment, unit_key
 
 
 def _row(key, variant="naive", zoo="z", protocol="pairs", unit="pair=0-1", loss=0.1, acc=0.01, error=None, **extra):
@@ -161,7 +161,7 @@ def test_plot_and_write_report(tmp_path):
 
 
 def test_mirror_is_idempotent(tmp_path):
-    from bench.tracking import mirror
+    from bench.store.tracking import mirror
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     table = _tiny_table()

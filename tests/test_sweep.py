@@ -11,8 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from bench.results import ResultStore
-from bench.sweep import (
+from bench.execution.sweep import (
     SweepConfig,
     SweepError,
     format_spec,
@@ -22,6 +21,7 @@ from bench.sweep import (
     run_sweep,
     searched,
 )
+from bench.store.results import ResultStore
 from methods import METHODS, make_method
 
 PAIRS = "pairs[n_pairs=2,lambdas=5]"
@@ -46,7 +46,7 @@ def test_every_method_gets_a_search_space_whose_specs_build(name):
         return
     method, fixed, hypers = searched(name)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    from bench.sweep import suggest
+    from bench.execution.sweep import suggest
 
     for _ in range(3):
         trial = study.ask()
@@ -160,7 +160,7 @@ def test_queued_trials_fill_the_last_slots(tiny_inr_zoo, tmp_path):
     queue alone reaches N must still run them (a waiting worker would otherwise wait forever)."""
     import threading
 
-    from bench.sweep import prepare
+    from bench.execution.sweep import prepare
 
     cfg = SweepConfig("git-rebasin", str(tiny_inr_zoo), PAIRS, trials=2, results=tmp_path, mlflow=False,
                       progress=False)

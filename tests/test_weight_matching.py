@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.evaluate import curve_summary, curves
+from bench.evaluation.curves import curve_summary, curves
 from methods import make_method
 from tests.conftest import random_params
 from zoos.space import cnn_zoo_space, mlp_space, siren_space

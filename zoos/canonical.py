@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from zoos.space import Params, WeightSpace
-from zoos.symmetry import apply_scales
+from zoos.symmetry import GroupElement, apply_scales
 
 
 def _incoming(space: WeightSpace, params: Params, perm: str, with_bias: bool) -> torch.Tensor:
@@ -26,8 +26,9 @@ def _incoming(space: WeightSpace, params: Params, perm: str, with_bias: bool) ->
     return torch.cat(biases + weights, dim=-1)
 
 
-def scale_canonical(space: WeightSpace, params: Params) -> Params:
-    out = dict(params)
+def scale_canonical(space: WeightSpace, params: Params, element: bool = False):
+    """The positive-scale canonical form; with `element=True` also the rescaling applied (a GroupElement)."""
+    out, scales = dict(params), {}
     for perm, group in space.groups.items():  # declaration order: input to output
         if group != "scale":
             continue
@@ -39,22 +40,33 @@ def scale_canonical(space: WeightSpace, params: Params) -> Params:
         # point per orbit); the old clamp to 1e-30 multiplied its bias by 1e30. A unit with zero bias too
         # computes 0 and is left alone (its outgoing weights, which do not matter, keep their scale).
         norm = torch.where(norm > 0, norm, torch.where(bias > 0, bias, torch.ones_like(bias)))
-        out = apply_scales(space, out, {perm: 1 / norm})
-    return out
+        scales[perm] = 1 / norm
+        out = apply_scales(space, out, {perm: scales[perm]})
+    return (out, _element(params, scales)) if element else out
 
 
-def sign_canonical(space: WeightSpace, params: Params) -> Params:
-    out = dict(params)
+def _element(params: Params, scales: dict) -> GroupElement:
+    """The rescalings applied, as a group element (in the parameters' dtype, as `apply_scales` used them)."""
+    dtype = next(iter(params.values())).dtype
+    return GroupElement({}, {p: s.to(dtype) for p, s in scales.items()})
+
+
+def sign_canonical(space: WeightSpace, params: Params, element: bool = False):
+    """The sign canonical form; with `element=True` also the sign flips applied (a GroupElement)."""
+    out, scales = dict(params), {}
     for perm, group in space.groups.items():
         if group != "sign":
             continue
         entries = _incoming(space, out, perm, with_bias=True)
         first = torch.argmax((entries != 0).int(), dim=-1, keepdim=True)  # first non-zero entry
         sign = torch.sign(entries.gather(-1, first)).squeeze(-1)
-        out = apply_scales(space, out, {perm: torch.where(sign == 0, torch.ones_like(sign), sign)})
-    return out
+        scales[perm] = torch.where(sign == 0, torch.ones_like(sign), sign)
+        out = apply_scales(space, out, {perm: scales[perm]})
+    return (out, _element(params, scales)) if element else out
 
 
-def canonical_form(space: WeightSpace, params: Params) -> Params:
+def canonical_form(space: WeightSpace, params: Params, element: bool = False):
     """Both canonical forms: removes every rescaling symmetry exactly (permutations remain)."""
-    return sign_canonical(space, scale_canonical(space, params))
+    out, scaled = scale_canonical(space, params, element=True)
+    out, signed = sign_canonical(space, out, element=True)
+    return (out, signed.compose(scaled)) if element else out

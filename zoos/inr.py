@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from zoos.data import load_images, resolve_source
 from zoos.space import Params, WeightSpace, siren_space
-from zoos.tasks import inr_grid
+from zoos.tasks import inr_grid, psnr
 from zoos.zoo import Zoo, assign_splits
 
 
@@ -235,7 +235,7 @@ def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int
         "fit": torch.arange(n).remainder(fits_per_image).numpy(),
         "fit_seed": fit_seeds,
         "mse": mse.numpy(),
-        "psnr": (-10 * torch.log10(mse)).numpy(),
+        "psnr": psnr(mse).numpy(),
         "split": [image_split[t] for t in target_of.tolist()],
     })
     config = dict(source=source, n_images=n_images, fits_per_image=fits_per_image, steps=steps, lr=lr,

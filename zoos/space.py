@@ -175,22 +175,26 @@ class WeightSpace:
                               for i in range(n)])
         shared = x.dim() == len(self.input_shape) + 1
         h = x.unsqueeze(0).expand(n, *x.shape) if shared else x
-        batch = h.shape[1]
         for layer in self.layers:
-            w, b = params[layer.weight], params[layer.bias]
-            if layer.kind == "linear":
-                h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-            else:
-                size = h.shape[-2:]
-                # [N, B, C, H, W] -> [B, N*C, H, W]; networks become conv groups
-                g = h.transpose(0, 1).reshape(batch, n * layer.n_in, *size)
-                g = F.conv2d(g, w.reshape(n * layer.n_out, layer.n_in, layer.kernel, layer.kernel),
-                             b.reshape(-1), stride=layer.stride, groups=n)
-                h = g.reshape(batch, n, layer.n_out, *g.shape[-2:]).transpose(0, 1)
-            h = self.activate(h, layer.act)
-            if layer.pool:
-                h = h.mean(dim=(-2, -1))
+            h = self.postactivation(layer, self.preactivation(layer, params[layer.weight], params[layer.bias], h))
         return h + self.output_offset if self.output_offset else h
+
+    @staticmethod
+    def preactivation(layer: Layer, w: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One layer of N networks: h [N, B, ...] -> pre-activation [N, B, n_out(, H, W)]."""
+        if layer.kind == "linear":
+            return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        n, batch = h.shape[:2]
+        # [N, B, C, H, W] -> [B, N*C, H, W]; networks become conv groups
+        g = h.transpose(0, 1).reshape(batch, n * layer.n_in, *h.shape[-2:])
+        g = F.conv2d(g, w.reshape(n * layer.n_out, layer.n_in, layer.kernel, layer.kernel), b.reshape(-1),
+                     stride=layer.stride, groups=n)
+        return g.reshape(batch, n, layer.n_out, *g.shape[-2:]).transpose(0, 1)
+
+    def postactivation(self, layer: Layer, z: torch.Tensor) -> torch.Tensor:
+        """The layer's activation, then its pooling."""
+        h = self.activate(z, layer.act)
+        return h.mean(dim=(-2, -1)) if layer.pool else h
 
     def to_module(self, params: Params, index: int = 0) -> torch.nn.Module:
         """An ordinary nn.Module computing network `index` (for users and as a cross-check)."""

@@ -7,6 +7,8 @@ elements (`perms[p]` is `[N, n]` indices, `scales[p]` is `[N, n]` factors).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from zoos.space import Params, WeightSpace
@@ -112,3 +114,61 @@ def stack(batches: list[Params]) -> Params:
 def sq_distance(a: Params, b: Params) -> torch.Tensor:
     """Squared L2 distance per network pair, [N]."""
     return sum(((a[k] - b[k]) ** 2).flatten(1).sum(1) for k in a)
+
+
+@dataclass(frozen=True)
+class GroupElement:
+    """A batch of group elements g = S . P: permute hidden units, then rescale them.
+
+    `perms[p]` is [N, n] (new unit i is old unit perms[p][:, i]); `scales[p]` is [N, n] factors on
+    the new units (signs for odd activations, positive scales for ReLU). A permutation missing from
+    `perms` is the identity, one missing from `scales` is unscaled.
+    """
+
+    perms: Perms
+    scales: Scales
+
+    @staticmethod
+    def identity(space: WeightSpace, n: int = 1) -> GroupElement:
+        return GroupElement(identity_perms(space, n), {})
+
+    def __len__(self) -> int:
+        return next(iter(self.perms.values())).shape[0] if self.perms else 0
+
+    def apply(self, space: WeightSpace, params: Params) -> Params:
+        return apply_scales(space, apply_perms(space, params, self.perms), self.scales)
+
+    def select(self, index) -> GroupElement:
+        index = slice(index, index + 1) if isinstance(index, int) else index
+        return GroupElement({p: v[index] for p, v in self.perms.items()}, {p: v[index] for p, v in self.scales.items()})
+
+    def inverse(self) -> GroupElement:
+        """g^-1: unit j of the original is unit i = inv[j] of the result, divided by its scale."""
+        inv = {p: torch.argsort(v, dim=-1) for p, v in self.perms.items()}
+        scales = {}
+        for p, s in self.scales.items():
+            scales[p] = 1 / (torch.take_along_dim(s, inv[p], dim=-1) if p in inv else s)
+        return GroupElement(inv, scales)
+
+    def compose(self, inner: GroupElement) -> GroupElement:
+        """self . inner (inner acts first): unit i is s[i] s_in[P[i]] x[P_in[P[i]]]."""
+        names = set(self.perms) | set(inner.perms)
+        perms = {}
+        for p in names:
+            outer_p, inner_p = self.perms.get(p), inner.perms.get(p)
+            perms[p] = inner_p if outer_p is None else outer_p if inner_p is None else \
+                torch.take_along_dim(inner_p, outer_p, dim=-1)
+        scales = {}
+        for p in set(self.scales) | set(inner.scales):
+            s_in = inner.scales.get(p)
+            if s_in is not None and p in self.perms:
+                s_in = torch.take_along_dim(s_in, self.perms[p], dim=-1)
+            s_out = self.scales.get(p)
+            scales[p] = s_in if s_out is None else s_out if s_in is None else s_out * s_in
+        return GroupElement(perms, scales)
+
+
+def stack_elements(elements: list[GroupElement]) -> GroupElement:
+    """Concatenate batches of group elements (every batch over the same permutations)."""
+    return GroupElement({p: torch.cat([e.perms[p] for e in elements]) for p in elements[0].perms},
+                        {p: torch.cat([e.scales[p] for e in elements]) for p in elements[0].scales})

@@ -19,6 +19,11 @@ from zoos.data import load_images
 from zoos.space import Params, WeightSpace
 
 
+def psnr(mse: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of images in [0, 1] from their mean squared error."""
+    return -10 * torch.log10(mse.clamp_min(1e-12))
+
+
 def inr_grid(size: int = 28) -> torch.Tensor:
     """DWSNets grid: meshgrid 'xy' of linspace(-1, 1), row-major; pixel (i, j) -> (x=col_j, y=row_i)."""
     lin = torch.linspace(-1, 1, size)
@@ -166,7 +171,7 @@ class InrTask(Task):
 
     def score(self, outputs, target):
         mse = ((outputs[..., 0] - self.targets[target].flatten(1)) ** 2).mean(dim=1)
-        return {"loss": mse, "psnr": -10 * torch.log10(mse.clamp_min(1e-12))}
+        return {"loss": mse, "psnr": psnr(mse)}
 
     def task_loss(self, params, target=None):
         return self.score(self.space.forward(params, self.grid), target)["loss"]

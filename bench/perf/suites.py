@@ -39,7 +39,7 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 
-from bench.results import environment
+from bench.store.provenance import environment
 
 PEERS_DIR = Path(__file__).parent / "peers"
 LAMBDAS = 25  # interpolation points of a barrier
@@ -147,7 +147,7 @@ def _eval_loop(task, a, b, lambdas, target) -> None:
 
 def evaluation(pairs: int = 64, points: int = 25, repeats: int = 3) -> list[dict]:
     """Interpolation curves of `pairs` INR pairs x `points` lambdas: batched vs a per-network loop."""
-    from bench.evaluate import curves
+    from bench.evaluation.curves import curves
 
     task, a, b, lambdas, target = _eval_setup(pairs, points)
     cases = {"batched": lambda: curves(task, a, b, lambdas, target),
@@ -190,7 +190,7 @@ def _peak_rss_during(fn: Callable[[], object], every_s: float = 2e-4) -> tuple[f
 def _memory_case(name: str, n: int = 64, steps: int = 20) -> dict:
     """Run one case in this (fresh) process; the peak of its resident memory above what was resident before."""
     torch.set_num_threads(1)
-    from bench.evaluate import curves
+    from bench.evaluation.curves import curves
     from zoos.data import load_images
     from zoos.inr import dwsnets_init, fit_inrs
     from zoos.space import siren_space
@@ -289,16 +289,14 @@ def make_pair(kind: str, width: int, depth: int = 2, seed: int = 0, fit_steps: i
 
 
 def _method(label: str, space, task):
-    from methods import make_method
+    from bench.execution.batch import prepare_method
 
-    m = make_method(METHODS[label])
-    m.setup(SimpleNamespace(space=space), task)
-    return m
+    return prepare_method(METHODS[label], 0, SimpleNamespace(space=space), task)[0]
 
 
 def score(space, ref, aligned, task, target, x: torch.Tensor, original) -> dict:
     """Objectives reached: squared L2 distance, loss barrier (tasks only), functional deviation."""
-    from bench.evaluate import curve_summary, curves
+    from bench.evaluation.curves import curve_summary, curves
     from zoos.symmetry import sq_distance
 
     out = {"l2": float(sq_distance(ref, aligned))}
@@ -386,7 +384,7 @@ def alignment(specs=(("mlp", 2), ("mlp", 4), ("cnn", 3)), widths=(32, 64, 128, 2
                 _write_job(tmp / label.replace(" ", "_"), case_pairs, {**settings, "budget_s": budget_s})
             for lab in labels:  # one untimed call each (first-call costs), at the smallest width
                 sp, a, b, task, target = pairs[widths[0]]
-                _method(lab, sp, task).align_pair(a, b, target)
+                _method(lab, sp, task).align(a, b, target)
             for rep in range(repeats):
                 for w in widths:
                     sp, a, b, task, target = pairs[w]
@@ -395,7 +393,8 @@ def alignment(specs=(("mlp", 2), ("mlp", 4), ("cnn", 3)), widths=(32, 64, 128, 2
                                                             and times[(lab, w)]["cpu"][0] > budget_s):
                             continue
                         m = _method(lab, sp, task)
-                        cpu, wall, (ref, out) = measure(lambda m=m, a=a, b=b, t=target: m.align_pair(a, b, t))
+                        cpu, wall, res = measure(lambda m=m, a=a, b=b, t=target: m.align(a, b, t))
+                        ref, out = res.ref, res.others
                         times[(lab, w)]["cpu"].append(cpu)
                         times[(lab, w)]["wall"].append(wall)
                         if rep == 0:

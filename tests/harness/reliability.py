@@ -1,7 +1,7 @@
 """Failure injection: `bench run` and `bench sweep` SIGKILLed at random moments, concurrent runs,
 repeat runs and hostile input, each checked against an uninterrupted reference.
 
-    python -m bench.reliability [--kills 10] [--out results]     # writes <out>/reliability.md
+    python -m tests.harness.reliability [--kills 10] [--out results]     # writes <out>/reliability.md
 
 A kill chain starts the command, kills its whole process group (SIGKILL: no handler runs) after a
 drawn time, starts it again on the same results directory, and so on; then lets it finish. The
@@ -13,7 +13,7 @@ method fitting, unit batches, the MLflow mirror and the report alike; an attempt
   (duplicates = 0), and the same values apart from timings (`comparable`);
 - half-written files: every Parquet part reads, no temp file or partial zoo is left behind, the
   report files are whole;
-- the MLflow mirror is consistent with the table (`bench.tracking.check`; for sweeps: one finished
+- the MLflow mirror is consistent with the table (`bench.store.tracking.check`; for sweeps: one finished
   nested run per complete trial).
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from bench.results import PART_PREFIX, ResultStore, write_bytes_atomic
+from bench.store.results import PART_PREFIX, ResultStore, write_bytes_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 VOLATILE = ("run_id", "time")  # besides timings (*_s, *seconds) and the env_* columns
@@ -222,7 +222,7 @@ def reference_run(work: Path, args=RUN_ARGS) -> tuple[Path, float]:
 
 
 def check_run(name: str, times: int, reference: Path, results: Path, message: str, details=()) -> Outcome:
-    from bench import tracking
+    from bench.store import tracking
 
     ref = comparable(ResultStore(reference).table())
     store = ResultStore(results)
@@ -292,7 +292,7 @@ def _sweep_rows(results: Path) -> pd.DataFrame:
 def _study(results: Path):
     import optuna
 
-    from bench.sweep import make_storage
+    from bench.execution.sweep import make_storage
 
     storage = make_storage(None, results)
     (name,) = optuna.get_all_study_names(storage)
@@ -303,8 +303,8 @@ def sweep_mirror_problems(results: Path, study) -> list[str]:
     """One finished nested MLflow run per complete trial, nothing else left running."""
     from optuna.trial import TrialState
 
-    from bench.sweep import MlflowSweepMirror
-    from bench.tracking import _quiet, all_runs, resolve_uri
+    from bench.execution.sweep import MlflowSweepMirror
+    from bench.store.tracking import _quiet, all_runs, resolve_uri
 
     with _quiet():
         from mlflow import MlflowClient
@@ -327,7 +327,7 @@ def check_sweep(name: str, times: int, results: Path, reference: Path, zoo: Path
     its spec; the default trial's rows equal the uninterrupted sweep's."""
     from optuna.trial import FixedTrial, TrialState
 
-    from bench.sweep import Objective, SweepConfig
+    from bench.execution.sweep import Objective, SweepConfig
 
     study = _study(results)
     complete = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
@@ -387,9 +387,9 @@ def kill_sweep(work: Path, zoo: Path, kills: int, rng: random.Random, startup: f
 
 
 def hostile_inputs(work: Path, good_zoo: Path) -> list[Outcome]:
-    """Every case of `bench.hostile` (exit code 2, one line naming the file, nothing left in the results,
+    """Every case of `tests.harness.hostile` (exit code 2, one line naming the file, nothing left in the results,
     no pickled payload run); stored-zoo cases also through `bench zoo info`."""
-    from bench.hostile import CASES, info_argv, run_case
+    from tests.harness.hostile import CASES, info_argv, run_case
 
     outcomes = []
     for name, case in CASES.items():
@@ -426,7 +426,7 @@ def markdown(outcomes: list[Outcome], header: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.reliability", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tests.harness.reliability", description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=10, help="SIGKILLs per kill chain (default: 10)")
     p.add_argument("--work", type=Path, default=Path("results/cache/reliability"), help="scratch directory")
     p.add_argument("--out", type=Path, default=Path("results"), help="where reliability.{md,json} go")
@@ -461,9 +461,9 @@ def main(argv: list[str] | None = None) -> int:
                   f" differing {o.rows_differing}, half-written {o.half_written}, mirror {o.mirror_problems}"
                   f"  [{o.message}]", flush=True)
         print(f"  ({name}: {time.perf_counter() - t0:.0f} s)", flush=True)
-    from bench.results import git_commit
+    from bench.store.provenance import git_commit
 
-    header = [f"Produced by `python -m bench.reliability --kills {args.kills} --seed {args.seed}` at commit "
+    header = [f"Produced by `python -m tests.harness.reliability --kills {args.kills} --seed {args.seed}` at commit "
               f"`{git_commit()[:12]}`; reference: `bench {' '.join(RUN_ARGS)}` ({ref_wall:.0f} s uninterrupted) "
               f"and `bench {' '.join(SWEEP_ARGS)}` on its INR zoo."]
     args.out.mkdir(parents=True, exist_ok=True)

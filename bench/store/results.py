@@ -12,27 +12,23 @@ is also what a resumed run uses to skip finished units (`done_keys`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import itertools
 import json
 import math
 import os
-import platform
-import socket
-import subprocess
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.store.provenance import utc_now
+from zoos.files import clean_temp_files, write_bytes_atomic
+
 PART_PREFIX = "part-"
-TMP_PREFIX = ".tmp-"  # readers glob `part-*.parquet`, so temp files are never seen
 STALE_TMP_S = 3600.0  # a temp file this old belongs to a dead writer (a live one renames within seconds)
 CLAIMS_DIR = ".claims"  # per-batch lock files of concurrent `bench run`s on one results directory
 
@@ -41,44 +37,6 @@ ID_COLUMNS = ("key", "run_id", "method", "variant", "zoo", "zoo_hash", "protocol
 SORT_COLUMNS = ("zoo", "protocol", "action", "eps", "variant", "unit", "seed", "run_id", "key")
 
 _counter = itertools.count()
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@functools.cache
-def git_commit() -> str:
-    """HEAD of the repository this file lives in, or 'unknown' (no git, not a checkout)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
-
-
-def environment() -> dict:
-    """The env_* columns every row carries: versions, threads, commit, machine."""
-    import torch  # lazy: readers of the table need no torch
-
-    return {
-        "env_python": platform.python_version(),
-        "env_torch": torch.__version__,
-        "env_numpy": np.__version__,
-        "env_threads": torch.get_num_threads(),
-        "env_git": git_commit(),
-        "env_hostname": socket.gethostname(),
-        "env_platform": platform.platform(),
-    }
-
-
-def normalise_spec(spec: str) -> str:
-    """'git-rebasin[ seed=1,max_sweeps=10 ]' -> 'git-rebasin[max_sweeps=10,seed=1]' (keys sorted, no blanks)."""
-    from methods import parse_method  # lazy: the registry imports torch and every method
-
-    name, params = parse_method(spec)
-    return name + (f"[{','.join(f'{k}={params[k]}' for k in sorted(params))}]" if params else "")
 
 
 def _jsonable(value):
@@ -103,6 +61,8 @@ def unit_key(**parts) -> str:
     argument order, dict order or the spelling of the method spec (`method` and `variant` parts
     are normalised).
     """
+    from methods import normalise_spec  # lazy: the registry imports torch and every method
+
     canon = _jsonable(parts)
     for name in ("method", "variant"):
         if isinstance(canon.get(name), str):
@@ -148,73 +108,9 @@ def from_arrow(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` of this machine still runs (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child its parent has not reaped yet is a zombie: dead for us
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def tmp_owner_dead(path: Path) -> bool:
-    """A temp name `<...>.<host>.<pid>` written on this machine by a process that is gone."""
-    host, _, pid = path.name.rpartition(".")
-    return pid.isdigit() and host.endswith("." + socket.gethostname()) and not pid_alive(int(pid))
-
-
-def tmp_suffix() -> str:
-    return f"{socket.gethostname()}.{os.getpid()}"
-
-
-def clean_temp_files(directory: Path, max_age_s: float = math.inf) -> int:
-    """Remove the temp files of writers killed before their rename: dead on this machine, or older
-    than `max_age_s` (a writer elsewhere; a live one renames within seconds). Returns how many."""
-    removed, now = 0, time.time()
-    for tmp in Path(directory).glob(f"{TMP_PREFIX}*"):
-        try:
-            if tmp_owner_dead(tmp) or now - tmp.stat().st_mtime > max_age_s:
-                tmp.unlink()
-                removed += 1
-        except FileNotFoundError:  # another process cleaned or renamed it
-            pass
-    return removed
-
-
-def write_bytes_atomic(path: str | os.PathLike, write) -> Path:
-    """Call `write(file)` on a temp sibling of `path`, fsync, rename: readers see the old or the new file."""
-    path = Path(path)
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{tmp_suffix()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _write_atomic(table: pa.Table, final: Path) -> None:
     """A part appears whole or not at all; the rename itself is made durable too."""
-    write_bytes_atomic(final, lambda fh: pq.write_table(table, fh))
-    try:  # not every platform lets us open a directory
-        fd = os.open(final.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_bytes_atomic(final, lambda fh: pq.write_table(table, fh), durable=True)
 
 
 def _dedupe_and_sort(frame: pd.DataFrame) -> pd.DataFrame:

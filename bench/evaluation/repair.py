@@ -11,34 +11,17 @@ earlier layers) and folds an affine correction into the layer:
 so the corrected pre-activations have exactly the goal mean and std per unit. For convolutions a
 unit is a channel and the statistics run over batch and spatial positions.
 
-The forward pass here walks `space.layers` exactly like `WeightSpace.forward`, but exposes the
-pre-activations one layer at a time.
+The forward pass here walks `space.layers` with `WeightSpace.forward`'s own layer steps
+(`preactivation`, `postactivation`), stopping at each pre-activation.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from zoos.space import Layer, Params, WeightSpace
+from zoos.space import Params, WeightSpace
 
 EPS = 1e-8  # floor on a unit's std: a dead unit is left at its scale instead of blowing up
-
-
-def preactivation(layer: Layer, w: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """One layer of N networks: h [N, B, ...] -> pre-activation [N, B, n_out(, H, W)]."""
-    if layer.kind == "linear":
-        return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-    n, batch = h.shape[:2]
-    g = h.transpose(0, 1).reshape(batch, n * layer.n_in, *h.shape[-2:])  # networks become conv groups
-    g = F.conv2d(g, w.reshape(n * layer.n_out, layer.n_in, layer.kernel, layer.kernel), b.reshape(-1),
-                 stride=layer.stride, groups=n)
-    return g.reshape(batch, n, layer.n_out, *g.shape[-2:]).transpose(0, 1)
-
-
-def postactivation(space: WeightSpace, layer: Layer, z: torch.Tensor) -> torch.Tensor:
-    h = space.activate(z, layer.act)
-    return h.mean(dim=(-2, -1)) if layer.pool else h
 
 
 def unit_stats(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,11 +46,11 @@ def goal_stats(space: WeightSpace, endpoints: Params, x: torch.Tensor) -> dict[i
     h = _inputs(x, next(iter(endpoints.values())).shape[0])
     goals = {}
     for i, layer in enumerate(space.layers[: max(hidden) + 1] if hidden else ()):
-        z = preactivation(layer, endpoints[layer.weight], endpoints[layer.bias], h)
+        z = space.preactivation(layer, endpoints[layer.weight], endpoints[layer.bias], h)
         if i in hidden:
             mean, std = unit_stats(z)
             goals[i] = (mean.mean(0), std.mean(0))
-        h = postactivation(space, layer, z)
+        h = space.postactivation(layer, z)
     return goals
 
 
@@ -88,7 +71,7 @@ def repair(space: WeightSpace, merged: Params, endpoints: Params, x: torch.Tenso
     for i, layer in enumerate(space.layers):
         if i > max(goals, default=-1):
             break
-        z = preactivation(layer, out[layer.weight], out[layer.bias], h)
+        z = space.preactivation(layer, out[layer.weight], out[layer.bias], h)
         if i in goals:
             goal_mean, goal_std = goals[i]
             mean, std = unit_stats(z)  # measured after the corrections of the earlier layers
@@ -96,6 +79,6 @@ def repair(space: WeightSpace, merged: Params, endpoints: Params, x: torch.Tenso
             w = out[layer.weight]
             out[layer.weight] = w * scale.reshape(*scale.shape, *([1] * (w.dim() - 2)))
             out[layer.bias] = (out[layer.bias] - mean) * scale + goal_mean
-            z = preactivation(layer, out[layer.weight], out[layer.bias], h)
-        h = postactivation(space, layer, z)
+            z = space.preactivation(layer, out[layer.weight], out[layer.bias], h)
+        h = space.postactivation(layer, z)
     return {k: v.to(dtypes[k]) for k, v in out.items()}

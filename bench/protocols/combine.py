@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.protocols import PROTOCOLS, Protocol, Unit, _info, _pick, _target
+from bench.protocols.base import Metric, Protocol, Unit, info_columns, pick, register, target
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import apply_perms, select, stack
 from zoos.zoo import Zoo
@@ -189,9 +189,17 @@ def _width(space: WeightSpace) -> int:
     return max(space.perm_sizes.values()) if space.perm_sizes else 0
 
 
+@register
 @dataclass
 class Combine(Protocol):
     name = "combine"
+    metrics = (Metric("loss_barrier", "empirical loss barrier", role="rank"),
+               Metric("acc_barrier", "empirical acc barrier"), Metric("psnr_barrier", "empirical PSNR barrier"),
+               Metric("loss_endpoints", "loss of the endpoints", role="diagnostic"),
+               Metric("acc_endpoints", "acc of the endpoints", True, role="diagnostic"),
+               Metric("psnr_endpoints", "PSNR of the endpoints", True, role="diagnostic"),
+               Metric("align_s", "align s", role="runtime"))
+    sections = ("probe",)
     lambdas: int = 11  # values of each probe's parameter
     n_pairs: int = 4
     n_triples: int = 2
@@ -206,26 +214,23 @@ class Combine(Protocol):
             raise ValueError(f"combine: unknown probe(s) {', '.join(sorted(unknown))} (known: {', '.join(PROBES)})")
         self._aligned: dict = {}  # (method, nets) -> (aligned networks, align seconds, method info)
 
-    def params(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-
     def _groups(self, zoo: Zoo, size: int, count: int, seed: int) -> list[tuple[int, ...]]:
         pool = zoo.indices(self.split) or zoo.indices()
         if zoo.task.get("kind") == "inr" and "fit" in zoo.meta:  # fits of one image
             by_image = zoo.meta.loc[pool].groupby("target").groups
             groups = [tuple(int(i) for i in ix[:size]) for _, ix in sorted(by_image.items()) if len(ix) >= size]
-            return [groups[i] for i in _pick(list(range(len(groups))), count, seed)]
-        shuffled = _pick(pool, len(pool), seed)
+            return [groups[i] for i in pick(list(range(len(groups))), count, seed)]
+        shuffled = pick(pool, len(pool), seed)
         return [tuple(shuffled[i : i + size]) for i in range(0, len(shuffled) - size + 1, size)][:count]
 
     def units(self, zoo: Zoo) -> list[Unit]:
         units = []
         pair_probes = [p for p in self.probes if p in PAIR_PROBES]
         for a, b in self._groups(zoo, 2, self.n_pairs, self.seed) if pair_probes else []:
-            units += [Unit(f"pair={a}-{b} probe={p}", a, b) for p in pair_probes]
+            units += [Unit(f"pair={a}-{b} probe={p}", (a, b), probe=p) for p in pair_probes]
         if "transitivity" in self.probes:
             for a, b, c in self._groups(zoo, 3, self.n_triples, self.seed + 1):
-                units.append(Unit(f"triple={a}-{b}-{c} probe=transitivity", a, b))
+                units.append(Unit(f"triple={a}-{b}-{c} probe=transitivity", (a, b, c), probe="transitivity"))
         return units
 
     def _align(self, method, zoo: Zoo, nets: tuple[int, ...]):
@@ -237,8 +242,8 @@ class Combine(Protocol):
         if key not in self._aligned:
             ref, others = select(zoo.params, nets[0]), select(zoo.params, list(nets[1:]))
             start = time.perf_counter()
-            ref_out, others_out = method.align_pair(ref, others, _target(zoo, nets[0]))
-            self._aligned[key] = (ref_out, others_out, time.perf_counter() - start, _info(method))
+            out = method.align(ref, others, target(zoo, nets[0]))
+            self._aligned[key] = (out.ref, out.others, time.perf_counter() - start, info_columns(out.info))
         return self._aligned[key]
 
     def _probe(self, probe: str, space: WeightSpace, a: Params, b: Params, gen: torch.Generator, task
@@ -277,8 +282,7 @@ class Combine(Protocol):
         space, width = zoo.space, _width(zoo.space)
         plans = []
         for unit in units:
-            nets = tuple(int(i) for i in unit.name.split(" ")[0].split("=")[1].split("-"))
-            probe = unit.name.split("probe=")[1]
+            nets, probe = unit.nets, unit.probe
             ref, others, seconds, info = self._align(method, zoo, nets)
             a, b = (select(others, 0), select(others, 1)) if probe == "transitivity" else (ref, select(others, 0))
             grid, batches = self._probe(probe, space, a, b, torch.Generator().manual_seed(unit.seed), task)
@@ -288,7 +292,7 @@ class Combine(Protocol):
         targets = None
         if zoo.task.get("kind") == "inr":
             sizes = [sum(next(iter(x.values())).shape[0] for x in plan[6]) for plan in plans]
-            targets = torch.cat([torch.full((s,), _target(zoo, plan[1][0]), dtype=torch.long)
+            targets = torch.cat([torch.full((s,), target(zoo, plan[1][0]), dtype=torch.long)
                                  for s, plan in zip(sizes, plans, strict=True)])
         scores = task.evaluate(nets_all, targets)
         rows, offset = [], 0
@@ -319,5 +323,3 @@ class Combine(Protocol):
 __all__ = ["Combine", "PROBES", "combine", "uniform_coeffs", "subcube_coeffs", "trunc_exp_coeffs", "trunc_exp_mean",
            "trunc_exp_rate", "bernoulli_coeffs", "derangement", "stitch_coeffs", "min_max", "rematch",
            "matched_correlations"]
-
-PROTOCOLS[Combine.name] = Combine  # the registry line of bench/protocols.py imports this module

@@ -27,23 +27,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.results import SORT_COLUMNS, ResultStore, clean_temp_files, is_missing, write_bytes_atomic
+from bench.protocols import PROTOCOLS
+from bench.protocols.combine import PROBES
+from bench.store.results import SORT_COLUMNS, ResultStore, is_missing
+from zoos.files import clean_temp_files, write_bytes_atomic
 
-# score barriers: accuracy for classifiers, PSNR for INRs (whichever the table has)
-SCORE_BARRIERS = ("acc_barrier", "psnr_barrier")
-MERGE_METRICS = ("loss_merged", "acc_merged", "psnr_merged", "acc_merged_repair", "psnr_merged_repair",
-                 "cycle_error")
-METRICS = ("loss_barrier",) + SCORE_BARRIERS + MERGE_METRICS
-RANK_METRICS = ("loss_barrier", "loss_merged")  # lower is better; the first a comparison has ranks it
-SCORE_LABELS = {"loss_barrier": "loss barrier", "acc_barrier": "acc barrier", "psnr_barrier": "PSNR barrier",
-                "loss_merged": "merged loss", "acc_merged": "merged acc", "psnr_merged": "merged PSNR",
-                "acc_merged_repair": "merged acc (REPAIR)", "psnr_merged_repair": "merged PSNR (REPAIR)",
-                "cycle_error": "cycle error"}
-EXTRA_SECTION = ("action", "eps", "n_models", "probe")  # split a protocol's comparison further
-RUNTIMES = ("align_s", "merge_s")
-# bench.combine.PROBES, in its order (not imported from there: that would pull torch into every report)
-PROBE_ORDER = ("line", "uniform", "subcube", "hyperplane", "bernoulli", "stitch", "minmax", "extrapolate", "robustness",
-               "transitivity")
+
+# Everything below about metrics comes from the protocols' declarations (`Protocol.metrics`, `.sections`).
+def _declared(roles: tuple[str, ...]) -> tuple[str, ...]:
+    """Metric names of the given roles over every protocol, in declaration order."""
+    return tuple(dict.fromkeys(m.name for p in PROTOCOLS.values() for m in p.metrics if m.role in roles))
+
+
+METRICS = _declared(("rank", "shown"))  # table columns (a section shows those of its protocol)
+RUNTIMES = _declared(("runtime",))
+SCORE_LABELS = {m.name: m.label for p in PROTOCOLS.values() for m in p.metrics}
+EXTRA_SECTION = tuple(dict.fromkeys(c for p in PROTOCOLS.values() for c in p.sections))  # split a comparison further
+PROBE_ORDER = PROBES
+
+
+def _protocol_metrics(protocol, roles: tuple[str, ...]) -> list:
+    cls = PROTOCOLS.get(str(protocol))
+    return [m for m in cls.metrics if m.role in roles] if cls is not None else []
 INTRO = ("Mean ± std (sample) over units of work; barriers are the largest excess of the interpolation "
          "path over the straight line between its endpoints (loss up, accuracy/PSNR down; lower is better); "
          "combine probes use the empirical barrier (worst sample minus the endpoints' mean). "
@@ -132,10 +137,11 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
         return board
     board["rank"] = pd.array([pd.NA] * len(board), dtype="Int64")
     for _, part in board.groupby(section, dropna=False, sort=False):
-        for metric in RANK_METRICS:
-            col = f"{metric}_mean"
+        for metric in _protocol_metrics(part["protocol"].iloc[0], ("rank",)):
+            col = f"{metric.name}_mean"
             if col in part.columns and part[col].notna().any():
-                board.loc[part.index, "rank"] = part[col].rank(method="min", na_option="bottom").astype("Int64")
+                ranks = part[col].rank(method="min", ascending=not metric.higher_is_better, na_option="bottom")
+                board.loc[part.index, "rank"] = ranks.astype("Int64")
                 break
     return board.sort_values(section + ["rank", "variant"], kind="mergesort", na_position="last").reset_index(drop=True)
 
@@ -178,10 +184,12 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
     sections = []
     for (zoo, protocol), part in board.groupby(["zoo", "protocol"], dropna=False, sort=True):
         sub_extra = [c for c in extra if part[c].notna().any()]
-        scores = [c for c in METRICS if f"{c}_mean" in part.columns and part[f"{c}_mean"].notna().any()]
+        declared = [m.name for m in _protocol_metrics(protocol, ("rank", "shown"))]
+        scores = [c for c in declared if f"{c}_mean" in part.columns and part[f"{c}_mean"].notna().any()]
         header = ["rank"] + sub_extra + ["variant", "n"] + [SCORE_LABELS[c] for c in scores]
         has_dev = "deviation_max" in part.columns and part["deviation_max"].notna().any()
-        times = [c for c in RUNTIMES if f"{c}_median" in part.columns and part[f"{c}_median"].notna().any()][:1]
+        runtimes = [m.name for m in _protocol_metrics(protocol, ("runtime",))]
+        times = [c for c in runtimes if f"{c}_median" in part.columns and part[f"{c}_median"].notna().any()][:1]
         has_err = int(part["n_errors"].sum()) > 0
         header += (["max deviation"] if has_dev else []) + [f"{c[:-2]} s (median)" for c in times]
         header += ["errors"] if has_err else []

@@ -23,12 +23,14 @@ import re
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from bench.results import TMP_PREFIX, is_missing, tmp_suffix, to_arrow
+from bench.store.results import is_missing, to_arrow
+from zoos.files import TMP_PREFIX, tmp_suffix
 
 GROUP_COLUMNS = ("run_id", "variant", "zoo", "protocol")
 # numeric columns that describe a unit rather than measure it
@@ -113,22 +115,31 @@ def _metric_name(name: str) -> str:
     return re.sub(r"[^\w.\- /]", "_", name)
 
 
-def metric_columns(table: pd.DataFrame) -> list[str]:
-    """Numeric columns that measure something (not seed/eps, hyperparameters or environment)."""
+def metric_columns(table: pd.DataFrame, declared: Sequence[str] | None = None) -> list[str]:
+    """The protocol's declared metrics present in `table` and the method's `i_*` diagnostics; without
+    declarations, every numeric column that measures something (not seed/eps, hyperparameters, environment)."""
+    if declared is not None:
+        return [c for c in declared if c in table.columns] + sorted(c for c in table.columns if c.startswith("i_"))
     return [c for c in table.columns
             if c not in NOT_METRICS and not c.startswith(("p_", "env_"))
             and pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
 
 
-def group_metrics(rows: pd.DataFrame) -> dict[str, float]:
-    """mean/std of every metric over the units; for the orbit protocol also per (action, eps)."""
-    cols = metric_columns(rows)
+def group_metrics(rows: pd.DataFrame, declared: Sequence[str] | None = None,
+                  sections: Sequence[str] = ()) -> dict[str, float]:
+    """mean/std of every metric over the units, and per value of the protocol's section columns
+    (orbit: per action and eps), so that different comparisons are never averaged together."""
+    cols = metric_columns(rows, declared)
     ok = rows[rows["error"].map(is_missing)] if "error" in rows.columns else rows
     out = {"n_units": float(len(ok)), "n_errors": float(len(rows) - len(ok))}
     subsets = [("", ok)]
-    if "action" in ok.columns and "eps" in ok.columns:
-        for (action, eps), sub in ok.groupby(["action", "eps"], dropna=True, sort=True):
-            subsets.append((f"{action}/eps_{eps:g}/", sub))
+    sections = [c for c in sections if c in ok.columns and ok[c].notna().any()]
+    if sections:
+        for values, sub in ok.groupby(sections, dropna=True, sort=True):
+            values = values if isinstance(values, tuple) else (values,)
+            label = "/".join(f"{c}_{v:g}" if isinstance(v, float) else f"{c}_{v}" for c, v in zip(sections, values,
+                                                                                                  strict=True))
+            subsets.append((f"{label}/", sub))
     for prefix, sub in subsets:
         for c in cols:
             values = pd.to_numeric(sub[c], errors="coerce")
@@ -200,8 +211,11 @@ def _client(tracking_uri: str | None, experiment: str, results_dir):
 
 
 def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
-           results_dir: str | os.PathLike = "results") -> list[str]:
-    """Log each not-yet-mirrored group of `table` as one MLflow run; returns the new MLflow run ids."""
+           results_dir: str | os.PathLike = "results", protocols: Mapping | None = None) -> list[str]:
+    """Log each not-yet-mirrored group of `table` as one MLflow run; returns the new MLflow run ids.
+
+    `protocols` (name -> Protocol class, e.g. `bench.protocols.PROTOCOLS`) says which metrics each
+    protocol declares and how its comparisons split; without it every numeric column is logged."""
     if table.empty:
         return []
     from mlflow.entities import Metric, Param
@@ -231,7 +245,10 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
                 for i in range(0, len(plist), 100):
                     client.log_batch(rid, params=plist[i:i + 100])
                 now = int(time.time() * 1000)
-                mlist = [Metric(k, v, now, 0) for k, v in group_metrics(rows).items()]
+                proto = (protocols or {}).get(ident["protocol"])
+                declared = [m.name for m in proto.metrics] if proto is not None else None
+                sections = proto.sections if proto is not None else ("action", "eps")
+                mlist = [Metric(k, v, now, 0) for k, v in group_metrics(rows, declared, sections).items()]
                 for i in range(0, len(mlist), 1000):
                     client.log_batch(rid, metrics=mlist[i:i + 1000])
                 with tempfile.TemporaryDirectory() as tmp:
@@ -282,9 +299,9 @@ def check(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str 
 
 
 def rebuild(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
-            results_dir: str | os.PathLike = "results") -> list[str]:
+            results_dir: str | os.PathLike = "results", protocols: Mapping | None = None) -> list[str]:
     """Delete every run of the mirror's experiment and mirror `table` afresh; returns the new run ids."""
     with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
         for run in list(all_runs(client, exp_id)):
             client.delete_run(run.info.run_id)
-    return mirror(table, tracking_uri, experiment, results_dir)
+    return mirror(table, tracking_uri, experiment, results_dir, protocols)

@@ -1,6 +1,6 @@
 """`bench run --workers N | --scheduler tcp://host:port`: the units on a Dask distributed cluster.
 
-The client (this process) plans the work exactly as the serial run does (`bench.runner.plan`),
+The client (this process) plans the work exactly as the serial run does (`runner.plan`),
 and sends each `UnitBatch` (a few units of one zoo, method and protocol) as one Dask task; a
 worker returns finished rows. Choices:
 
@@ -11,11 +11,11 @@ worker returns finished rows. Choices:
   the client (always true for a local cluster). When some worker cannot see the directory, the
   client scatters the loaded zoo to all workers instead (once per zoo, `broadcast=True`).
 - Learned methods are fitted once per (method, zoo), on the client, before any of their batches
-  is submitted. Workers then call `setup` themselves, once per process: a method that caches its
-  fit on disk (the ScaleGMN autoencoder's checkpoint under `<results>/cache/ae/`, or
-  `REBASIN_AE_CACHE`; the batch carries the absolute path) loads what the client trained. On a cluster
-  that cache must be on the shared filesystem too (set `REBASIN_AE_CACHE` to an absolute shared
-  path); otherwise each worker refits (same seed, same result, wasted time).
+  is submitted. Workers then set the method up themselves, once per process, from the checkpoint
+  store the batch names (`<results>/cache/checkpoints/`, or `REBASIN_CHECKPOINTS`; an absolute
+  path): they load what the client trained. On a cluster that store must be on the shared
+  filesystem too (set `REBASIN_CHECKPOINTS` to an absolute shared path); otherwise each worker
+  refits (same seed, same result, wasted time).
 - Only the client writes: it appends each finished batch as one Parquet part (as the serial run
   does) and skips any key it already wrote in this run, so a batch Dask recomputed after losing
   a worker cannot duplicate rows. MLflow mirroring stays on the client (`bench.cli`).
@@ -41,10 +41,13 @@ import dask
 import torch
 from tqdm.auto import tqdm
 
-from bench.presets import Benchmark
-from bench.results import ResultStore, environment, utc_now
-from bench.runner import RunOptions, UnitBatch, _failed_rows, _variant, execute, finish_rows, plan, setup_method
-from methods import make_method
+from bench.execution.batch import UnitBatch, execute, failed_rows, finish_rows, prepare_method
+from bench.execution.checkpoints import CheckpointStore
+from bench.execution.plan import RunOptions, plan
+from bench.execution.presets import Benchmark
+from bench.store.provenance import environment, utc_now
+from bench.store.results import ResultStore
+from methods import make_method, normalise_spec
 from zoos.tasks import make_task
 from zoos.zoo import Zoo, ZooError, load_zoo
 
@@ -73,10 +76,10 @@ def _worker_zoo(source: str | Zoo, zoo_hash: str) -> tuple[Zoo, object]:
 
 
 def _worker_method(batch: UnitBatch, zoo: Zoo, task):
-    # one instance per thread: methods keep per-call state (`info`, last maps), so threads must not share
+    # one instance per thread: a learned method's model is not safe to share across threads
     key = (threading.get_ident(), batch.spec, batch.seed, batch.zoo_hash)
     if key not in _METHODS:  # a learned method loads the checkpoint the client trained
-        _METHODS[key] = setup_method(batch.spec, batch.seed, zoo, task, False, batch.checkpoints)[0]
+        _METHODS[key] = prepare_method(batch.spec, batch.seed, zoo, task, CheckpointStore(batch.checkpoints))[0]
     return _METHODS[key]
 
 
@@ -87,7 +90,7 @@ def run_batch(batch: UnitBatch, source: str | Zoo, threads: int = 1) -> tuple[li
         zoo, task = _worker_zoo(source, batch.zoo_hash)
         method = _worker_method(batch, zoo, task)
     except Exception as error:  # a zoo or setup problem on this worker: error rows, retried by a rerun
-        rows = _failed_rows(list(batch.units), error)
+        rows = failed_rows(list(batch.units), error)
         return finish_rows(batch, rows, make_method(batch.spec, seed=batch.seed).hp, environment()), len(rows)
     return execute(batch, method, zoo, task, environment())
 
@@ -148,7 +151,7 @@ def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id
                     continue
                 except Exception as error:  # e.g. KilledWorker: the batch keeps taking workers down
                     hp = make_method(batch.spec, seed=batch.seed).hp
-                    rows = finish_rows(batch, _failed_rows(list(batch.units), error), hp, environment())
+                    rows = finish_rows(batch, failed_rows(list(batch.units), error), hp, environment())
                 future.release()
                 rows = [r for r in rows if r["key"] not in written]
                 written.update(r["key"] for r in rows)
@@ -169,8 +172,8 @@ def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id
                           f"code (up to 2-3x here); set {TRIM_KEY}: null in the workers' Dask config",
                           file=sys.stderr)
             # fit here first: the workers' own setup then finds the checkpoint instead of training
-            _, fit_s = setup_method(group.spec, bench.seed, group.zoo, group.task, opts.progress,
-                                   group.batches[0].checkpoints)
+            _, fit_s = prepare_method(group.spec, bench.seed, group.zoo, group.task,
+                                      CheckpointStore(group.batches[0].checkpoints), opts.progress)
             zoo_dir = group.batches[0].zoo_dir
             if zoo_dir not in sources:
                 sources[zoo_dir] = _zoo_source(client, group.zoo, zoo_dir)
@@ -180,7 +183,7 @@ def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id
                 pending[future.key] = batch
                 futures.add(future)
             bar.total += group.n_units
-            bar.set_description(f"{group.zoo.name} {_variant(group.spec)}")
+            bar.set_description(f"{group.zoo.name} {normalise_spec(group.spec)}")
             bar.refresh()
             collect(block=False)  # append what is done while the next group's method is set up
         collect(block=True)

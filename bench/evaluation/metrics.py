@@ -26,10 +26,6 @@ def barrier_area(curve: torch.Tensor, lambdas: torch.Tensor, higher_is_better: b
     return torch.trapezoid(excess_over_line(curve, lambdas, higher_is_better), lambdas, dim=-1)
 
 
-def psnr(mse: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
-    return 10 * torch.log10(peak**2 / mse.clamp_min(1e-12))
-
-
 def functional_deviation(out_aligned: torch.Tensor, out_original: torch.Tensor) -> torch.Tensor:
     """Max |f(aligned) - f(original)| per network, relative to the original's largest output. [M]."""
     diff = (out_aligned - out_original).abs().flatten(1).amax(1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from bench.presets import ZooRecipe
+from bench.execution.presets import ZooRecipe
 from zoos.cnn import CnnZooConfig, build_cnn_zoo
 from zoos.data import resolve_source
 from zoos.inr import build_inr_zoo

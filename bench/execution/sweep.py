@@ -38,7 +38,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from bench.results import pid_alive
+from methods import format_spec
+from zoos.files import pid_alive
 
 SWEEPS_DIR = "sweeps"
 HEARTBEAT_S = 30.0
@@ -79,11 +80,21 @@ class SweepConfig:
 
 
 # ---- configuration ------------------------------------------------------------------------------
-def direction(metric: str) -> str:
-    """maximize for scores (acc_*, psnr_*: merged accuracy, gaps) unless they measure a drop
-    (barriers, areas); minimize for everything else (losses, barriers, errors)."""
-    score = metric.startswith(("acc", "psnr"))
-    return "maximize" if score and not metric.endswith(("_barrier", "_area")) else "minimize"
+def direction(metric: str, protocol: str = "pairs") -> str:
+    """The optimisation direction of a protocol's metric, from the protocol's own declaration."""
+    from bench.protocols import PROTOCOLS
+
+    proto = protocol_name(protocol)
+    declared = {m.name: m for m in PROTOCOLS[proto].metrics} if proto in PROTOCOLS else {}
+    if metric not in declared:
+        raise SweepError(f"protocol {proto} has no metric {metric!r} (declared: {', '.join(declared) or 'none'})")
+    return declared[metric].direction
+
+
+def protocol_name(spec: str) -> str:
+    from methods import parse_method
+
+    return parse_method(spec)[0]
 
 
 def _typed(default, text: str, name: str):
@@ -102,7 +113,7 @@ def _typed(default, text: str, name: str):
 
 def protocol_options(spec: str, preset: str = "default") -> tuple[str, dict]:
     """'pairs[n_pairs=8]' -> ('pairs', preset options updated with n_pairs=8). Tuples: 'probes=line;minmax'."""
-    from bench.presets import PRESETS
+    from bench.execution.presets import PRESETS
     from bench.protocols import PROTOCOLS
     from methods import parse_method
 
@@ -128,8 +139,8 @@ def resolve_zoo(zoo: str, results: Path, data: str = "auto", progress: bool = Tr
     match = re.fullmatch(r"(\w+):(\d+)", zoo)
     if not match:
         raise SweepError(f"{zoo}: no such zoo directory (or give PRESET:INDEX, e.g. default:1)")
-    from bench.presets import PRESETS
-    from bench.zoo_cache import get_zoo, recipe_id
+    from bench.execution.presets import PRESETS
+    from bench.execution.zoo_cache import get_zoo, recipe_id
 
     preset, index = match.group(1), int(match.group(2))
     if preset not in PRESETS or index >= len(PRESETS[preset].zoos):
@@ -172,16 +183,6 @@ def suggest(trial, name: str, hyper):
     return trial.suggest_categorical(name, list(hyper.choices))
 
 
-def _text(value) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def format_spec(name: str, params: dict) -> str:
-    """'git-rebasin', {'max_sweeps': 12, 'init': 'forward'} -> 'git-rebasin[init=forward,max_sweeps=12]'
-    (keys sorted; floats in shortest round-trip form, so `bench run --methods` rebuilds the same method)."""
-    return name + (f"[{','.join(f'{k}={_text(params[k])}' for k in sorted(params))}]" if params else "")
-
-
 def make_storage(storage: str | None, results: Path):
     """An RDB URL as is; anything else is a journal file path (default under <results>/sweeps/)."""
     if storage and "://" in storage:
@@ -195,14 +196,14 @@ def make_storage(storage: str | None, results: Path):
 
 
 def default_study_name(cfg: SweepConfig, zoo) -> str:
-    from bench.results import normalise_spec
+    from methods import normalise_spec
 
     objective = cfg.metric + ("+seconds" if cfg.multi_objective else "")
     return f"{normalise_spec(cfg.method)}@{zoo.name}-{zoo.content_hash()[:8]}@{cfg.protocol}@{objective}"
 
 
 def _directions(cfg: SweepConfig) -> list[str]:
-    return [direction(cfg.metric)] + (["minimize"] if cfg.multi_objective else [])
+    return [direction(cfg.metric, cfg.protocol)] + (["minimize"] if cfg.multi_objective else [])
 
 
 def open_study(cfg: SweepConfig, name: str, worker: int = 0) -> optuna.Study:
@@ -291,7 +292,8 @@ class Objective:
         import torch
 
         from bench.protocols import make_protocol
-        from bench.results import ResultStore, environment
+        from bench.store.provenance import environment
+        from bench.store.results import ResultStore
         from zoos.tasks import make_task
         from zoos.zoo import load_zoo
 
@@ -313,49 +315,49 @@ class Objective:
 
     def __call__(self, trial) -> tuple[list[float], str]:
         """Run one trial: append its rows, return (objective values, spec)."""
-        from bench.protocols import make_protocol
-        from bench.results import utc_now
-        from methods import make_method
+        from bench.execution.batch import UnitBatch, execute, prepare_method
+        from bench.execution.checkpoints import CheckpointStore
+        from bench.protocols import PROTOCOLS
 
         params = {**self.fixed, **{k: suggest(trial, k, h) for k, h in self.hypers.items()}}
         spec = format_spec(self.name, params)
         trial.set_user_attr("spec", spec)
-        method = make_method(spec, seed=self.cfg.seed)
-        protocol = make_protocol(self.proto_name, seed=self.cfg.seed, **self.proto_options)
-        start = time.perf_counter()
-        method.setup(self.zoo, self.task)
-        fit_s = time.perf_counter() - start
-        rows = []
-        for i in range(0, len(self.units), BATCH):
-            rows += protocol.run(method, self.zoo, self.task, self.units[i : i + BATCH])
-        if self.cfg.metric not in rows[0]:
-            raise SweepError(f"protocol {self.proto_name} has no metric {self.cfg.metric!r} (has: "
-                             f"{', '.join(k for k, v in rows[0].items() if isinstance(v, float))})")
-        values = [float(sum(r[self.cfg.metric] for r in rows) / len(rows))]
-        seconds = fit_s + sum(float(r.get("align_s", r.get("merge_s", 0.0)) or 0.0) for r in rows)
-        if self.cfg.multi_objective:
-            values.append(seconds)
-        common = {"run_id": self.study_name, "method": self.name, "variant": spec, "zoo": self.zoo.name,
-                  "zoo_hash": self.zoo_hash, "protocol": self.proto_name, "seed": self.cfg.seed, "fit_s": fit_s,
-                  "time": utc_now(), "error": None, "study": self.study_name, "trial": trial.number,
-                  "objective_metric": self.cfg.metric, "objective_direction": direction(self.cfg.metric),
-                  "objective": values[0], "method_s": seconds,
-                  "is_default": bool(trial.user_attrs.get("default", False)),
-                  **{f"p_{k}": v for k, v in method.hp.items()}, **self.env}
+        store = CheckpointStore.for_results(self.cfg.results)
+        method, fit_s = prepare_method(spec, self.cfg.seed, self.zoo, self.task, store)
+        runtimes = [m.name for m in PROTOCOLS[self.proto_name].metrics if m.role == "runtime"]
         # keyed by the first attempt: a retry of a killed trial overwrites the rows the killed attempt
         # may have appended before it could report, so the table holds each trial's units once
-        keyed = [{**common, **row, "key": self._key(first_attempt(trial), spec, row["unit"])} for row in rows]
-        self.store.append(keyed)
+        attempt = first_attempt(trial)
+        columns = {"study": self.study_name, "trial": trial.number, "objective_metric": self.cfg.metric,
+                   "objective_direction": direction(self.cfg.metric, self.cfg.protocol),
+                   "is_default": bool(trial.user_attrs.get("default", False))}
+        rows, failed = [], 0
+        for i in range(0, len(self.units), BATCH):
+            units = tuple(self.units[i : i + BATCH])
+            batch = UnitBatch("", self.zoo.name, self.zoo_hash, spec, self.cfg.seed, self.proto_name,
+                              self.proto_options, tuple(self._key(attempt, spec, u.name) for u in units), units,
+                              self.study_name, fit_s, columns=columns)
+            done, n_failed = execute(batch, method, self.zoo, self.task, self.env)
+            rows += done
+            failed += n_failed
+        ok = [r for r in rows if r["error"] is None]
+        values = [float(sum(r[self.cfg.metric] for r in ok) / len(ok))] if ok else [math.nan]
+        seconds = fit_s + sum(float(r.get(runtimes[0], 0.0) or 0.0) for r in ok) if runtimes else fit_s
+        if self.cfg.multi_objective:
+            values.append(seconds)
+        self.store.append([{**r, "objective": values[0], "method_s": seconds} for r in rows])
+        if failed:
+            raise RuntimeError(f"{failed} of {len(rows)} units failed: {next(r['error'] for r in rows if r['error'])}")
         return values, spec
 
     def _key(self, number: int, spec: str, unit: str) -> str:
-        from bench.results import unit_key
+        from bench.store.results import unit_key
 
         return unit_key(study=self.study_name, trial=number, variant=spec, zoo_hash=self.zoo_hash,
                         protocol=self.proto_name, protocol_params=self.proto_options, unit=unit, seed=self.cfg.seed)
 
     def error_row(self, number: int, error: BaseException) -> None:
-        from bench.results import utc_now
+        from bench.store.provenance import utc_now
 
         message = f"{type(error).__name__}: {error}".splitlines()[0]
         self.store.append([{"run_id": self.study_name, "method": self.name, "zoo": self.zoo.name,
@@ -444,7 +446,7 @@ class MlflowSweepMirror:
         self.client = None
 
     def _setup(self):
-        from bench.tracking import _experiment_id, _quiet, artifact_root, resolve_uri
+        from bench.store.tracking import _experiment_id, _quiet, artifact_root, resolve_uri
 
         with _quiet():
             from mlflow import MlflowClient
@@ -473,7 +475,7 @@ class MlflowSweepMirror:
     def __call__(self, study: optuna.Study, trial) -> None:
         if trial.state not in (TrialState.COMPLETE, TrialState.FAIL) or {"surplus", "stale"} & set(trial.user_attrs):
             return
-        from bench.tracking import _quiet
+        from bench.store.tracking import _quiet
 
         if self.client is None:
             self._setup()
@@ -498,7 +500,7 @@ class MlflowSweepMirror:
             self(study, trial)
 
     def close(self, study: optuna.Study) -> None:
-        from bench.tracking import _quiet
+        from bench.store.tracking import _quiet
 
         self.sync(study)
         if self.client is None:
@@ -586,4 +588,4 @@ def run_sweep(cfg: SweepConfig) -> dict:
 
 
 __all__ = ["SweepConfig", "SweepError", "MlflowSweepMirror", "run_sweep", "work", "prepare", "summary",
-           "format_spec", "searched", "make_storage", "protocol_options", "resolve_zoo", "reclaim_stale", "direction"]
+           "searched", "make_storage", "protocol_options", "resolve_zoo", "reclaim_stale", "direction"]

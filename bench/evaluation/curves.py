@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench import metrics
+from bench.evaluation import metrics
 from zoos.space import Params
 from zoos.tasks import Task
 

@@ -1,0 +1,1 @@
+"""Evaluation: curves along interpolation paths, metric definitions, cycle consistency, REPAIR."""

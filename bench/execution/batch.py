@@ -1,0 +1,73 @@
+"""Units -> rows: the one place result rows are made.
+
+`bench run` (serially or on Dask workers), sweep trials and `bench perf` all set a method up with
+`prepare_method` and run units with `execute`, so every row has the same columns whatever ran it:
+the protocol's measurements, the method and zoo identity, hyperparameters (`p_*`), provenance
+(`env_*`), and `error` (None, or why the unit failed: the next run retries it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from bench.protocols import Unit, make_protocol
+from bench.store.provenance import utc_now
+from methods import Aligner, make_method, normalise_spec, parse_method
+from zoos.zoo import Zoo
+
+
+@dataclass(frozen=True)
+class UnitBatch:
+    """A few units of one (zoo, method, protocol), with everything needed to run them elsewhere."""
+
+    zoo_dir: str  # the stored zoo (absolute path): workers load it from there
+    zoo_name: str
+    zoo_hash: str
+    spec: str  # method spec, preset overrides applied
+    seed: int
+    protocol: str
+    protocol_options: dict = field(hash=False)
+    keys: tuple[str, ...] = ()
+    units: tuple[Unit, ...] = ()
+    run_id: str = ""
+    fit_s: float = 0.0  # the client's fit time of the method, filled in once it is set up
+    claim: str = ""  # lock name shared by every process that plans this batch (see ResultStore.claim)
+    checkpoints: str = ""  # root of the checkpoint store learned methods fit into (absolute path)
+    columns: dict = field(default_factory=dict, hash=False)  # extra columns of every row (sweeps: study, trial)
+
+
+def prepare_method(spec: str, seed: int, zoo: Zoo, task, checkpoints=None, progress: bool = False
+                   ) -> tuple[Aligner, float]:
+    """The method of `spec` bound to the zoo; learned ones train here once, or load their checkpoint
+    from `checkpoints` (a `CheckpointStore`, or None: train and keep nothing). Returns (method, fit seconds)."""
+    method = make_method(spec, seed=seed)
+    start = time.perf_counter()
+    method.setup(zoo, task, checkpoints, progress)
+    return method, time.perf_counter() - start
+
+
+def failed_rows(units: list[Unit] | tuple[Unit, ...], error: BaseException) -> list[dict]:
+    message = f"{type(error).__name__}: {error}".splitlines()[0]
+    return [{"unit": u.name, "a": u.a, "b": u.b, "error": message} for u in units]
+
+
+def finish_rows(batch: UnitBatch, rows: list[dict], hp: dict, env: dict) -> list[dict]:
+    """Protocol rows (or error rows) with the columns every row carries, keyed."""
+    common = {"run_id": batch.run_id, "method": parse_method(batch.spec)[0], "variant": normalise_spec(batch.spec),
+              "zoo": batch.zoo_name, "zoo_hash": batch.zoo_hash, "protocol": batch.protocol, "seed": batch.seed,
+              "fit_s": batch.fit_s, "time": utc_now(), "error": None, **{f"p_{k}": v for k, v in hp.items()},
+              **env, **batch.columns}
+    return [{**common, **row, "key": key} for key, row in zip(batch.keys, rows, strict=True)]
+
+
+def execute(batch: UnitBatch, method: Aligner, zoo: Zoo, task, env: dict) -> tuple[list[dict], int]:
+    """Run one batch; returns its finished rows and how many of them are error rows."""
+    protocol = make_protocol(batch.protocol, seed=batch.seed, **batch.protocol_options)
+    units = list(batch.units)
+    try:
+        rows, failed = protocol.run(method, zoo, task, units), 0
+    except Exception as error:  # one failing method must not end the benchmark
+        rows = failed_rows(units, error)
+        failed = len(rows)
+    return finish_rows(batch, rows, method.hp, env), failed

@@ -1,0 +1,112 @@
+"""The plan of a benchmark: which (zoo, method, protocol, unit) are still to do, cut into batches.
+
+Units whose key is already in the table are skipped, so a killed run resumes where it stopped.
+The units still to do are cut into `UnitBatch`es of a few units of one (zoo, method, protocol):
+plain data that any process can execute, given the zoo and the set-up method. A (method, zoo)
+the method cannot handle (`Aligner.skip`) is not planned: it is recorded with its reason in
+`counts["skipped_pairs"]`, which the run's summary prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.execution.batch import UnitBatch
+from bench.execution.checkpoints import CheckpointStore
+from bench.execution.presets import Benchmark
+from bench.execution.zoo_cache import get_zoo, recipe_id
+from bench.protocols import make_protocol
+from bench.store.results import claim_name, unit_key
+from methods import METHODS, format_spec, make_method, normalise_spec
+from zoos.tasks import make_task
+from zoos.zoo import Zoo
+
+BATCH = 8  # units per batch (one appended part, one Dask task): bounds what a kill can lose
+
+
+@dataclass
+class RunOptions:
+    results: Path = Path("results")
+    data: str = "auto"
+    build_workers: int = 2  # zoo-building processes
+    threads: int = 1  # torch threads while aligning and evaluating: timings stay comparable on a shared box
+    build_threads: int = 2  # torch threads while fitting INR zoos
+    progress: bool = True
+    mirror: bool = True
+    report: bool = True
+    workers: int = 0  # > 0: run the units on a local Dask cluster of this many worker processes
+    scheduler: str | None = None  # address of an existing Dask scheduler (tcp://host:port); wins over workers
+
+
+@dataclass
+class Group:
+    """Every batch still to do for one (zoo, method); the method is set up once for all of them."""
+
+    zoo: Zoo
+    task: object
+    spec: str
+    batches: list[UnitBatch]
+
+    @property
+    def n_units(self) -> int:
+        return sum(len(b.units) for b in self.batches)
+
+
+def method_specs(bench: Benchmark, methods: list[str] | None) -> list[str]:
+    specs = methods or list(bench.methods or METHODS)
+    specs = [format_spec(s, bench.overrides[s]) if s in bench.overrides else s for s in specs]
+    for spec in specs:  # fail fast, before any zoo is built
+        make_method(spec)
+    return specs
+
+
+def zoo_directory(recipe, opts: RunOptions) -> Path:
+    """Where `get_zoo` keeps (or finds) the recipe's zoo."""
+    if recipe.kind == "path":
+        return Path(recipe.options["path"]).resolve()
+    return (Path(opts.results) / "zoos" / recipe_id(recipe, opts.data)).resolve()
+
+
+def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], run_id: str,
+         counts: dict) -> Iterator[Group]:
+    """The work left, one (zoo, method) group at a time; zoos are built (and cached) on first use.
+
+    Counts skipped units into `counts["skipped"]` and (method, zoo) pairs the method cannot handle into
+    `counts["skipped_pairs"]` (with the reason). Leaves torch at `opts.threads` threads.
+    """
+    checkpoints = str(CheckpointStore.for_results(opts.results).root)
+    for recipe in bench.zoos:
+        torch.set_num_threads(opts.build_threads)
+        zoo = get_zoo(recipe, opts.results / "zoos", opts.data, opts.build_workers, opts.progress)
+        torch.set_num_threads(opts.threads)
+        task = make_task(zoo)
+        zoo_hash = zoo.content_hash()
+        zoo_dir = str(zoo_directory(recipe, opts))
+        for spec in specs:
+            reason = make_method(spec).skip(zoo)
+            if reason:
+                counts.setdefault("skipped_pairs", []).append((normalise_spec(spec), zoo.name, reason))
+                continue
+            batches = []
+            for proto_name, proto_options in bench.protocols.items():
+                protocol = make_protocol(proto_name, seed=bench.seed, **proto_options)
+                keyed = [(unit_key(variant=spec, zoo_hash=zoo_hash, protocol=proto_name,
+                                   protocol_params=protocol.params(), unit=u.name, seed=bench.seed), u)
+                         for u in protocol.units(zoo)]
+                # batches are cut from all units, not from those left to do, so that concurrent runs
+                # started at different moments agree on them (a batch's claim is its full key list)
+                for start in range(0, len(keyed), BATCH):
+                    chunk = keyed[start : start + BATCH]
+                    todo = [(k, u) for k, u in chunk if k not in done]
+                    counts["skipped"] += len(chunk) - len(todo)
+                    if todo:
+                        batches.append(UnitBatch(zoo_dir, zoo.name, zoo_hash, spec, bench.seed, proto_name,
+                                                 dict(proto_options), tuple(k for k, _ in todo),
+                                                 tuple(u for _, u in todo), run_id,
+                                                 claim=claim_name(k for k, _ in chunk), checkpoints=checkpoints))
+            if batches:  # fit only when there is work
+                yield Group(zoo, task, spec, batches)

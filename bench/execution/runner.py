@@ -1,0 +1,76 @@
+"""`bench run`: every (zoo, method, protocol, unit) of a benchmark, resumable, into the results table.
+
+The work left (`plan`) is cut into batches of a few units; each batch becomes
+one atomically appended Parquet part; a batch whose method raises becomes error rows (retried by
+the next run) instead of ending the run.
+
+Batches run either here, one after the other (the default), or on a Dask cluster
+(`RunOptions.workers` / `.scheduler`, see `bench.execution.distributed`). Both paths share the
+planning (`plan`), the one fit per (method, zoo) on this process (`prepare_method`) and the
+execution of a batch (`execute`, `bench.execution.batch`), so they produce the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tqdm.auto import tqdm
+
+from bench.execution.batch import UnitBatch, execute, prepare_method
+from bench.execution.checkpoints import CheckpointStore
+from bench.execution.distributed import run_distributed
+from bench.execution.plan import Group, RunOptions, method_specs, plan
+from bench.execution.presets import Benchmark
+from bench.store.provenance import environment, utc_now
+from bench.store.results import ResultStore
+from methods import normalise_spec
+
+
+def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunOptions = RunOptions(),
+                  run_id: str | None = None) -> dict:
+    """Run (or resume) `bench`; returns counts of units done, skipped and failed."""
+    specs = method_specs(bench, methods)
+    if opts.workers or opts.scheduler:
+        return run_distributed(bench, specs, opts, run_id)
+    return _run_serial(bench, specs, opts, run_id)
+
+
+def _run_serial(bench: Benchmark, specs: list[str], opts: RunOptions, run_id: str | None) -> dict:
+    store = ResultStore(opts.results)
+    done = store.done_keys()
+    run_id = run_id or utc_now()
+    env = environment()
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    bar = tqdm(total=0, unit="unit", disable=not opts.progress, leave=False)
+    for group in plan(bench, specs, opts, done, run_id, counts):
+        method, fit_s = prepare_method(group.spec, bench.seed, group.zoo, group.task,
+                                       CheckpointStore(group.batches[0].checkpoints), opts.progress)
+        bar.total += group.n_units
+        bar.set_description(f"{group.zoo.name} {normalise_spec(group.spec)}")
+        # Another `bench run` on the same results directory may hold a batch: do the free ones first,
+        # then wait for each held one, which by then is usually done (or free again: its holder died).
+        held = [b for b in group.batches if not _run_claimed(b, False, store, method, group, fit_s, env, counts, bar)]
+        for batch in held:
+            _run_claimed(batch, True, store, method, group, fit_s, env, counts, bar)
+    bar.close()
+    return counts
+
+
+def _run_claimed(batch: UnitBatch, wait: bool, store: ResultStore, method, group: Group, fit_s: float, env: dict,
+                 counts: dict, bar) -> bool:
+    """Run the units of `batch` that are not in the table yet, under its claim; False if another process holds it."""
+    with store.claim(batch.claim, wait=wait) as mine:
+        if not mine:
+            return False
+        done = store.done_keys()  # fresh: the other process may have finished some of these units
+        todo = [i for i, key in enumerate(batch.keys) if key not in done]
+        counts["skipped"] += len(batch.keys) - len(todo)
+        bar.update(len(batch.keys))
+        if todo:
+            batch = replace(batch, keys=tuple(batch.keys[i] for i in todo), units=tuple(batch.units[i] for i in todo),
+                            fit_s=fit_s)
+            rows, failed = execute(batch, method, group.zoo, group.task, env)
+            store.append(rows)
+            counts["done"] += len(rows) - failed
+            counts["failed"] += failed
+    return True

@@ -1,0 +1,25 @@
+"""Protocols: what is measured, independent of method and zoo (one file each in this package).
+
+Every module here is imported, so a protocol registers itself (`@register` in its own file) and
+needs no edit anywhere else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from bench.protocols.base import PROTOCOLS, Metric, Protocol, Unit, metric, register
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def make_protocol(name: str, **options) -> Protocol:
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})")
+    return PROTOCOLS[name](**options)
+
+
+__all__ = ["PROTOCOLS", "Metric", "Protocol", "Unit", "make_protocol", "metric", "register"]

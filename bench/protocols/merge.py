@@ -1,0 +1,92 @@
+"""`merge`: N networks merged into one.
+
+Records the merged network's loss/accuracy (PSNR for INRs) against the endpoints' mean, the same
+after REPAIR, and the cycle-consistency error of the method's pairwise maps over triples.
+
+INR groups are fits of one image (so N is at most the zoo's fits per image); classifier groups
+are drawn from the evaluation split, or from the whole zoo when that is too small.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from bench.evaluation.cycles import all_triples, mean_cycle_error, pairwise_maps
+from bench.evaluation.repair import repair
+from bench.protocols.base import Metric, Protocol, Unit, info_columns, pick, register, target
+from zoos.symmetry import select
+from zoos.zoo import Zoo
+
+
+def _merge_metrics() -> tuple[Metric, ...]:
+    out = [Metric("loss_merged", "merged loss", role="rank"), Metric("acc_merged", "merged acc", True),
+           Metric("psnr_merged", "merged PSNR", True), Metric("acc_merged_repair", "merged acc (REPAIR)", True),
+           Metric("psnr_merged_repair", "merged PSNR (REPAIR)", True), Metric("cycle_error", "cycle error")]
+    for score, hib in (("loss", False), ("acc", True), ("psnr", True)):
+        out += [Metric(f"{score}_endpoints", f"{score} of the endpoints", hib, role="diagnostic"),
+                Metric(f"{score}_gap", f"merged {score} minus the endpoints'", hib, role="diagnostic")]
+    out += [Metric("loss_merged_repair", "merged loss (REPAIR)", role="diagnostic"),
+            Metric("merge_s", "merge s", role="runtime")]
+    return tuple(out)
+
+
+@register
+@dataclass
+class Merge(Protocol):
+    name = "merge"
+    metrics = _merge_metrics()
+    sections = ("n_models",)
+    sizes: tuple[int, ...] = (2, 3, 5, 8)
+    n_groups: int = 2
+    repair: bool = True
+    max_triples: int = 6
+
+    def units(self, zoo: Zoo) -> list[Unit]:
+        units = []
+        if zoo.task.get("kind") == "inr":
+            by_image = zoo.meta.loc[zoo.indices(self.split)].groupby("target").groups
+            groups = [list(ix) for _, ix in sorted(by_image.items())]
+            for n in self.sizes:
+                fit = [g[:n] for g in groups if len(g) >= n]
+                for g in [fit[i] for i in pick(list(range(len(fit))), self.n_groups, self.seed + n)]:
+                    units.append(Unit(f"n={n} nets={'-'.join(map(str, g))}", tuple(int(i) for i in g)))
+            return units
+        pool = zoo.indices(self.split)
+        for n in self.sizes:
+            source = pool if len(pool) >= n else zoo.indices()
+            for g in range(self.n_groups):
+                members = sorted(pick(source, n, self.seed * 7919 + n * 101 + g))
+                if len(members) == n:
+                    units.append(Unit(f"n={n} nets={'-'.join(map(str, members))}", tuple(members)))
+        return units
+
+    def run(self, method, zoo, task, units):
+        return [self._one(method, zoo, task, unit) for unit in units]
+
+    def _one(self, method, zoo, task, unit: Unit) -> dict:
+        members = list(unit.nets)
+        models = select(zoo.params, members)
+        tgt_index = target(zoo, members[0])
+        start = time.perf_counter()
+        out = method.merge(models, tgt_index)
+        seconds = time.perf_counter() - start
+        tgt = None if tgt_index is None else torch.tensor([tgt_index])
+        ends = task.evaluate(models, None if tgt is None else tgt.repeat(len(members)))
+        row = {"unit": unit.name, "a": members[0], "n_models": len(members), "merge_s": seconds,
+               **info_columns(out.info)}
+        for k, v in task.evaluate(out.merged, tgt).items():
+            row[f"{k}_merged"], row[f"{k}_endpoints"] = float(v[0]), float(ends[k].mean())
+            row[f"{k}_gap"] = row[f"{k}_merged"] - row[f"{k}_endpoints"]
+        if self.repair:
+            x = task.inputs() if task.kind == "inr" else task.train_batch(512)[0]
+            for k, v in task.evaluate(repair(zoo.space, out.merged, out.frame, x), tgt).items():
+                row[f"{k}_merged_repair"] = float(v[0])
+        row["cycle_error"] = float("nan")
+        if method.exact and len(members) >= 3:
+            triples = all_triples(len(members))
+            triples = [triples[i] for i in pick(list(range(len(triples))), self.max_triples, self.seed)]
+            row["cycle_error"] = mean_cycle_error(pairwise_maps(method, models, out), triples)
+        return row

@@ -1,0 +1,65 @@
+"""`orbit`: a network, a random group element (P, S or PS) and weight noise N(0, eps^2).
+
+The transformed copy is aligned back to the network and interpolated. `recovered` says whether
+the method undid the planted element exactly: its output on the noisy copy equals its output on
+the noisy copy with the planted element undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.protocols.base import (
+    Metric,
+    Protocol,
+    Unit,
+    curve_metrics,
+    info_columns,
+    interpolation_rows,
+    pick,
+    register,
+    target,
+    timed_align,
+)
+from zoos.symmetry import ACTIONS, add_noise, apply_perms, apply_scales, invert, random_action, select
+from zoos.zoo import Zoo
+
+
+@register
+@dataclass
+class Orbit(Protocol):
+    name = "orbit"
+    metrics = curve_metrics() + (Metric("recovered", "recovered", True),
+                                 Metric("recovery_error", "recovery error", role="diagnostic"))
+    sections = ("action", "eps")
+    n_nets: int = 8
+    actions: tuple[str, ...] = ACTIONS
+    eps: tuple[float, ...] = (0.0, 1e-3, 1e-2, 5e-2)
+
+    def units(self, zoo: Zoo) -> list[Unit]:
+        nets = pick(zoo.indices(self.split) or zoo.indices(), self.n_nets, self.seed)
+        return [Unit(f"net={n} action={act} eps={eps:g}", (n,), act, float(eps))
+                for n in nets for act in self.actions for eps in self.eps]
+
+    def run(self, method, zoo, task, units):
+        return interpolation_rows(self, method, zoo, task, units, [self._one(method, zoo, u) for u in units])
+
+    def _one(self, method, zoo, unit):
+        space = zoo.space
+        gen = torch.Generator().manual_seed(unit.seed)
+        ref = select(zoo.params, unit.a)
+        moved, perms, scales = random_action(space, ref, unit.action, gen)
+        moved = add_noise(moved, unit.eps, gen)
+        tgt = target(zoo, unit.a)
+        out, seconds = timed_align(method, ref, moved, tgt)
+        # the noisy copy with the planted element undone: g^-1 = S^-1 P^-1
+        truth = apply_scales(space, apply_perms(space, moved, invert(perms)), {p: 1 / s for p, s in scales.items()})
+        again = out if unit.eps == 0 else method.align(truth, moved, tgt)
+        num = sum(((again.others[k] - again.ref[k]) ** 2).sum() for k in again.ref)
+        den = sum((again.ref[k] ** 2).sum() for k in again.ref)
+        extra = {"action": unit.action, "eps": unit.eps, "align_s": seconds,
+                 "recovery_error": float((num / den).sqrt()), "recovered": float((num / den).sqrt() < 1e-4),
+                 **info_columns(out.info)}
+        return out, moved, extra

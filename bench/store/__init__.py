@@ -1,0 +1,1 @@
+"""Storage: the Parquet results table, its MLflow mirror, and the provenance every row carries."""
