@@ -180,11 +180,12 @@ def _run(args, argv) -> int:
     print(f"units: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
     for spec, zoo, reason in counts.get("skipped_pairs", []):
         print(f"skipped: {spec} on {zoo}: {reason}")
-    _finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report)
+    skipped = [f"Skipped `{spec}` on {zoo}: {reason}." for spec, zoo, reason in counts.get("skipped_pairs", [])]
+    _finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report, notes=skipped)
     return 1 if counts["failed"] else 0
 
 
-def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True) -> None:
+def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True, notes: list[str] = ()) -> None:
     from bench.report.tables import write_report
     from bench.store.results import ResultStore
 
@@ -199,7 +200,7 @@ def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = 
         except Exception as error:  # the Parquet table is the source of truth; MLflow is a mirror
             print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
     if report:
-        for path in write_report(results, _header(argv)):
+        for path in write_report(results, _header(argv) + list(notes)):
             print(f"wrote {path}")
 
 
@@ -285,7 +286,8 @@ def _methods() -> int:
 
     for name, cls in METHODS.items():
         hp = ", ".join(f"{k}={h.default!r} ({h.kind})" for k, h in cls.search_space.items()) or "no hyperparameters"
-        print(f"{name:20s} {'exact' if cls.exact else 'learned'}  {hp}")
+        kind = "learned" if cls.learned else "exact" if cls.exact else "inexact"
+        print(f"{name:18s} {kind:8s} {cls.needs:14s} tasks: {','.join(cls.tasks):15s} {hp}")
     return 0
 
 

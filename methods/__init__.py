@@ -1,31 +1,37 @@
-"""Method registry: a new method is one file plus one line here."""
+"""Method registry: every module of this package that defines an `Aligner` with a `name` is a method.
+
+A new method is one file here; it is found, listed by `bench methods` and run by `bench run` with
+no other edit. Building blocks that are not methods are listed in `BUILDING_BLOCKS` (the graph
+metanetwork modules import torch_geometric, which only the autoencoders should pay for).
+"""
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 import re
 
 from methods.base import Aligner, Alignment, Hyper, Merged
-from methods.c2m3 import C2M3
-from methods.canonical import Canonical
-from methods.mergemany import MergeMany
-from methods.naive import Naive
-from methods.scalegmn_ae import GNNAutoencoder, ScaleGMNAutoencoder
-from methods.sign_rebasin import SignRebasin
-from methods.sinkhorn import SinkhornRebasin
-from methods.weight_matching import WeightMatching
 
-METHODS: dict[str, type[Aligner]] = {cls.name: cls for cls in (
-    Naive,
-    WeightMatching,
-    SinkhornRebasin,
-    SignRebasin,
-    Canonical,
-    C2M3,
-    MergeMany,
-    ScaleGMNAutoencoder,
-    GNNAutoencoder,
-)}
+BUILDING_BLOCKS = {"base", "assignment", "graph", "scalegmn"}
+
+
+def _discover() -> dict[str, type[Aligner]]:
+    found = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name in BUILDING_BLOCKS:
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Aligner) and obj.__module__ == module.__name__ \
+                    and "name" in vars(obj):
+                found[obj.name] = obj
+    # the baseline first, learned methods last, else by name: a stable order for listings and runs
+    return dict(sorted(found.items(), key=lambda kv: (kv[0] != "naive", kv[1].learned, kv[0])))
+
+
+METHODS: dict[str, type[Aligner]] = _discover()
 
 
 class UnknownMethod(ValueError):

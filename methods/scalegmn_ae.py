@@ -37,9 +37,9 @@ ablation `augment=S` is a different method (learned, approximate scale invarianc
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -48,10 +48,11 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from methods.base import Aligner, Alignment, CheckpointStore, Hyper, Merged
+from zoos.files import clean_temp_files, write_bytes_atomic
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import random_action, select
 from zoos.tasks import inr_grid, make_task
@@ -100,13 +101,8 @@ def _chunked(fn, params: Params, size: int = 256) -> torch.Tensor:
     return torch.cat([fn(select(params, slice(s, min(s + size, n)))) for s in range(0, n, size)])
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _atomic(path: Path, data: bytes) -> None:
+    write_bytes_atomic(path, lambda fh: fh.write(data))
 
 
 def _to(params: Params, device, dtype=None) -> Params:
@@ -191,9 +187,8 @@ class ScaleGMNAutoencoder(Aligner):
         ckpt = self.checkpoint_dir = store.directory(name) if store is not None else None
         # a concurrent run training the same model waits here, then loads it
         with store.lock(name) if store is not None else nullcontext():
-            if ckpt is not None:
-                for leftover in ckpt.glob(".*.tmp-*"):  # of a process killed mid-write (we hold the lock)
-                    leftover.unlink(missing_ok=True)
+            if ckpt is not None and ckpt.is_dir():
+                clean_temp_files(ckpt, max_age_s=0)  # of a process killed mid-write (we hold the lock)
             return self._fit(zoo, ckpt, progress)
 
     def _fit(self, zoo, ckpt: Path | None, progress: bool) -> None:
@@ -253,7 +248,7 @@ class ScaleGMNAutoencoder(Aligner):
                 ckpt.mkdir(parents=True, exist_ok=True)
                 config = {"method": self.name, "hp": self.hp, "seed": self.seed, "space": space.name,
                           "version": VERSION}
-                _atomic(ckpt / "config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
+                _atomic(ckpt / "config.json", json.dumps(config, indent=2).encode())
 
         bar = tqdm(total=hp["epochs"], initial=st["epoch"], desc=self.name, unit="epoch", leave=False,
                    disable=not progress)
@@ -293,7 +288,9 @@ class ScaleGMNAutoencoder(Aligner):
             if ckpt is not None:
                 saved = {"model": model.state_dict(), "best_model": best_state, "opt": opt.state_dict(),
                          "sched": sched.state_dict(), "gen": gen.get_state(), "state": st}
-                _atomic(ckpt / "last.pt", lambda p, saved=saved: torch.save(saved, p))
+                buffer = io.BytesIO()
+                torch.save(saved, buffer)
+                _atomic(ckpt / "last.pt", buffer.getvalue())
             bar.update(1)
             bar.set_postfix(train=f"{metrics['train_loss']:.4g}", val=f"{val_loss:.4g}")
             if self.log_fn is not None:
@@ -310,8 +307,8 @@ class ScaleGMNAutoencoder(Aligner):
                 "history": st["history"], "cached": False}
         if ckpt is not None:
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            _atomic(ckpt / "best.safetensors", lambda p: save_file(state, p))
-            _atomic(ckpt / "done.json", lambda p: p.write_text(json.dumps(info, indent=1)))
+            _atomic(ckpt / "best.safetensors", save(state))
+            _atomic(ckpt / "done.json", json.dumps(info, indent=1).encode())
         return info
 
     @torch.no_grad()

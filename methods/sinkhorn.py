@@ -198,6 +198,7 @@ class _AdamW:
 
 class SinkhornRebasin(Aligner):
     name = "sinkhorn-rebasin"
+    needs = "labels"  # the mid/rnd objectives score training data (INRs: the target image); l2 reads none
     search_space = {
         "tau": Hyper("float", 1.0, 0.05, 10.0, log=True),
         "n_iter": Hyper("int", 20, 5, 100),

@@ -106,11 +106,13 @@ def test_nan_and_wrong_shape_zoos_are_refused(tiny_inr_zoo, tmp_path):
 def test_ae_eval_reports_reconstruction_and_invariance(tiny_inr_zoo, tmp_path):
     import json
 
+    env = {k: v for k, v in os.environ.items() if k != "REBASIN_CHECKPOINTS"}  # the default store, under results/
     out = bench("ae", "eval", "--zoo", str(tiny_inr_zoo), "--method", "scalegmn-ae[epochs=2,hidden=8,latent=16]",
-                cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                cwd=tmp_path, env={**env, "PYTHONPATH": os.getcwd()})
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout[out.stdout.rindex("{\n  \"networks\""):])
     assert report["psnr_original"] > report["psnr_reconstructed"]  # the decoder is lossy after 2 epochs
     for kind in ("P", "S", "PS"):
         assert report[f"latent_change_{kind}"] < 1e-4  # the encoder is invariant to the whole group
-    assert any((tmp_path / "results" / "cache" / "ae").iterdir())  # checkpoint cached for the next call
+    # checkpoint kept in the harness's store for the next call (a finished one, not just its lock file)
+    assert list((tmp_path / "results" / "cache" / "checkpoints").glob("scalegmn-ae-*/done.json"))

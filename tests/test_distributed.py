@@ -44,8 +44,8 @@ def _opts(results, **kw):
 def cluster(tmp_path_factory):
     """An external 2-worker cluster (as `--scheduler` would use) and a client to watch it.
 
-    Client and workers run in a temporary directory, so that method caches relative to the working
-    directory (the autoencoder's `results/cache/ae`) stay out of the repository.
+    Client and workers run in a temporary directory, so that anything written relative to the working
+    directory (e.g. a default `results/`) stays out of the repository.
     """
     import dask
 
@@ -111,12 +111,13 @@ def test_killed_worker_loses_no_units_and_duplicates_none(tiny_inr_zoo, tmp_path
     pd.testing.assert_frame_equal(_rows(tmp_path / "dask"), _rows(tmp_path / "serial"))
 
 
-def test_learned_method_trains_on_the_client_and_workers_load(tiny_inr_zoo, tmp_path, cluster):
+def test_learned_method_trains_on_the_client_and_workers_load(tiny_inr_zoo, tmp_path, cluster, monkeypatch):
     from methods import METHODS as REGISTRY
 
     if "scalegmn-ae" not in REGISTRY:
         pytest.skip("scalegmn-ae not registered")
     lc, client = cluster
+    monkeypatch.delenv("REBASIN_CHECKPOINTS", raising=False)  # the default store, under --results
     spec = "scalegmn-ae[hidden=4,n_layers=1,latent=8,epochs=1,batch_size=8,warmup=1,patience=1]"
     bench = _bench(tiny_inr_zoo, pairs=dict(n_pairs=2, lambdas=5))
     counts = run_benchmark(bench, [spec], _opts(tmp_path, scheduler=lc.scheduler_address))
@@ -129,12 +130,12 @@ def test_learned_method_trains_on_the_client_and_workers_load(tiny_inr_zoo, tmp_
 
     fits = [f for per_worker in client.run(worker_fits).values() for f in per_worker]
     assert fits and all(fits)  # every worker that ran a batch loaded the client's checkpoint, none trained
-    assert list((tmp_path / "cache" / "ae").glob("scalegmn-ae-*/done.json"))  # kept under --results
+    assert list((tmp_path / "cache" / "checkpoints").glob("scalegmn-ae-*/done.json"))  # kept under --results
 
 
 def test_zoo_is_scattered_when_workers_cannot_see_its_directory(tiny_inr_zoo, tmp_path, cluster):
     from bench.execution.distributed import _zoo_source, run_batch
-    from bench.execution.runner import plan
+    from bench.execution.plan import plan
     from zoos.zoo import load_zoo
 
     lc, client = cluster

@@ -4,13 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.evaluation.repair import goal_stats, postactivation, preactivation, repair, unit_stats
+from bench.evaluation.cycles import cycle_error as group_cycle_error
+from bench.evaluation.repair import goal_stats, repair, unit_stats
 from methods import make_method
 from methods.c2m3 import _gradients, _objective, _sinkhorn, _to_universe, c2m3, cycle_error, pairwise, to_universe
 from methods.weight_matching import apply_matching, weight_matching
 from tests.conftest import random_params
 from zoos.data import load_images
-from zoos.space import cnn_zoo_space, mlp_space
+from zoos.space import WeightSpace, cnn_zoo_space, mlp_space
 from zoos.symmetry import random_action, select, sq_distance, stack
 from zoos.tasks import classifier_inputs
 
@@ -28,6 +29,13 @@ def _method(space, spec):
 
 def _single(params):
     return {k: v[0] for k, v in params.items()}
+
+
+def _per_model(transform, n):
+    """A batched GroupElement as per-model (perms, signs) lists, as `apply_matching` and `pairwise` take them."""
+    perms = [{p: v[0] for p, v in transform.select(m).perms.items()} for m in range(n)]
+    signs = [{p: v[0] for p, v in transform.select(m).scales.items()} for m in range(n)]
+    return perms, signs
 
 
 def _inputs(space, n=64, seed=0):
@@ -64,10 +72,14 @@ def test_c2m3_cycles_compose_to_identity_while_pairwise_rebasin_cycles_do_not(sp
 
     for spec in ("c2m3", "mergemany"):
         method = _method(space, spec)
-        method.merge(models)
-        perms, signs = method.last_perms, method.last_signs
+        to_frame = method.merge(models).transform
+        perms, signs = _per_model(to_frame, 3)
         maps = [pairwise(perms, signs, 0, 1), pairwise(perms, signs, 1, 2), pairwise(perms, signs, 2, 0)]
         assert cycle_error(maps) == 0.0
+        # the same through group elements (what the merge protocol measures): a <- b = to_frame[a]^-1 . to_frame[b]
+        elements = [to_frame.select(i).inverse().compose(to_frame.select(j)) for i, j in ((0, 1), (1, 2), (2, 0))]
+        assert group_cycle_error(elements) == 0.0
+        assert all(torch.equal(e.perms[p][0], m[0][p]) for e, m in zip(elements, maps, strict=True) for p in m[0])
         cycled = a
         for m in reversed(maps):  # a -> c's frame -> b's frame -> a's frame
             cycled = apply_matching(space, cycled, *m)
@@ -79,6 +91,9 @@ def test_c2m3_cycles_compose_to_identity_while_pairwise_rebasin_cycles_do_not(sp
     # pairwise git re-basin on the same nets: a <- b, b <- c, c <- a chosen independently
     ab, bc, ca = [weight_matching(space, _single(p), _single(q))[:2] for p, q in ((a, b), (b, c), (c, a))]
     assert cycle_error([ab, bc, ca]) > 0.1
+    rebasin = _method(space, "git-rebasin")
+    elements = [rebasin.align(p, q).maps() for p, q in ((a, b), (b, c), (c, a))]
+    assert group_cycle_error(elements) == cycle_error([ab, bc, ca])
     cycled = apply_matching(space, apply_matching(space, apply_matching(space, a, *ca), *bc), *ab)
     assert sq_distance(cycled, a).item() > 1.0
 
@@ -96,16 +111,20 @@ def test_merging_permuted_copies_gives_back_the_original(spec, action, space, n)
     base = random_params(space, seed=3)
     models, _, _ = random_action(space, stack([base] * n), action, torch.Generator().manual_seed(n))
     method = _method(space, spec)
-    merged = method.merge(models)
+    res = method.merge(models)
+    merged = res.merged
     x = _inputs(space)
     assert (space.forward(merged, x) - space.forward(base, x)).abs().max() < 1e-4
     # the merged weights are the original up to one global permutation (and signs)
     perms, signs, _ = weight_matching(space, _single(base), _single(merged), signed=action == "PS")
     assert sq_distance(base, apply_matching(space, merged, perms, signs)).item() < 1e-10
     # and every model sits on the same point of the orbit
-    aligned = stack([apply_matching(space, select(models, m), method.last_perms[m], method.last_signs[m])
-                     for m in range(n)])
+    perms, signs = _per_model(res.transform, n)
+    aligned = stack([apply_matching(space, select(models, m), perms[m], signs[m]) for m in range(n)])
     assert max((aligned[k] - aligned[k][:1]).abs().max().item() for k in aligned) == 0.0
+    # `frame` holds exactly those models, and the batched element applies as the per-model maps do
+    assert all(torch.equal(res.frame[k], aligned[k]) for k in aligned)
+    assert all(torch.equal(res.transform.apply(space, models)[k], aligned[k]) for k in aligned)
 
 
 @pytest.mark.parametrize("spec", ["c2m3", "mergemany"])
@@ -114,7 +133,7 @@ def test_align_brings_copies_onto_the_reference_and_preserves_functions(spec):
     ref = random_params(space, seed=1)
     copies, _, _ = random_action(space, stack([ref] * 2), "P", torch.Generator().manual_seed(0))
     others = stack([copies, random_params(space, n=2, seed=5)])
-    aligned = _method(space, spec).align(ref, others)
+    aligned = _method(space, spec).align(ref, others).others
     assert sq_distance(stack([ref, ref]), select(aligned, slice(0, 2))).max().item() < 1e-10
     x = _inputs(space)
     assert (space.forward(aligned, x) - space.forward(others, x)).abs().max() < 1e-4
@@ -153,14 +172,16 @@ def test_repaired_merge_has_the_goal_statistics(space):
     repaired = repair(space, merged, endpoints, x)
     h = x.unsqueeze(0)
     for i, layer in enumerate(space.layers[:-1]):
-        z = preactivation(layer, repaired[layer.weight], repaired[layer.bias], h)
+        z = WeightSpace.preactivation(layer, repaired[layer.weight], repaired[layer.bias], h)
         mean, std = unit_stats(z)
-        before = unit_stats(preactivation(layer, merged[layer.weight], merged[layer.bias], h))[1] if i == 0 else None
+        before = None
+        if i == 0:
+            before = unit_stats(WeightSpace.preactivation(layer, merged[layer.weight], merged[layer.bias], h))[1]
         torch.testing.assert_close(mean[0], goals[i][0].float(), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(std[0], goals[i][1].float(), rtol=1e-4, atol=1e-4)
         if before is not None:  # averaging shrank the first layer's spread (variance collapse); REPAIR undid it
             assert (before[0] < goals[i][1].float()).float().mean() > 0.5
-        h = postactivation(space, layer, z)
+        h = space.postactivation(layer, z)
 
 
 def _train_mlps(space, x, y, n, steps, seed):

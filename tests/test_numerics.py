@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
 from methods import make_method
+from methods.assignment import prefer_identity
 from methods.c2m3 import c2m3
 from methods.mergemany import merge_many
-from methods.weight_matching import prefer_identity, weight_matching
+from methods.weight_matching import weight_matching
 from tests.conftest import SPACES, random_params
 from zoos.canonical import scale_canonical
 from zoos.symmetry import random_action, select, sq_distance
@@ -108,7 +109,7 @@ def _norm2(params):
 @pytest.mark.parametrize("name", list(SPACES))
 def test_exact_aligners_preserve_functions_at_extreme_scales(name, spec):
     """All weights x 1e-6, x 1e6, and layer 0 x 1e6 with layer 1 x 1e-6, networks with a dead and an all-zero
-    unit: both endpoints of align_pair are finite and compute the functions of the inputs. (Before the
+    unit: both endpoints of align are finite and compute the functions of the inputs. (Before the
     fixes: the dead unit's bias became ~1e29 and the CNN's costs overflowed, 'invalid numeric entries'.)"""
     space = SPACES[name]
     base_ref = _with_dead_units(space, random_params(space, 1, seed=0))
@@ -117,7 +118,8 @@ def test_exact_aligners_preserve_functions_at_extreme_scales(name, spec):
         ref, others = _scaled(space, base_ref, scale), _scaled(space, base_others, scale)
         if scale == "mixed" and space.layers[0].act == "relu":  # the test's own premise: a pure symmetry
             _assert_same_function(space, base_others, others)
-        ref_aligned, aligned = _method(spec, space, ref).align_pair(ref, others)
+        res = _method(spec, space, ref).align(ref, others)
+        ref_aligned, aligned = res.ref, res.others
         assert _finite(ref_aligned) and _finite(aligned), scale
         _assert_same_function(space, ref, ref_aligned)
         _assert_same_function(space, others, aligned)
@@ -142,10 +144,10 @@ def test_alignment_commutes_with_global_scaling(spec, name):
     """
     space = SPACES[name]
     ref, others = random_params(space, 1, seed=2), random_params(space, 2, seed=3)
-    _, expected = _method(spec, space, ref).align_pair(ref, others)
+    expected = _method(spec, space, ref).align(ref, others).others
     for scale in (2.0**-20, 2.0**20):
-        _, got = _method(spec, space, _scaled(space, ref, scale)).align_pair(_scaled(space, ref, scale),
-                                                                           _scaled(space, others, scale))
+        got = _method(spec, space, _scaled(space, ref, scale)).align(_scaled(space, ref, scale),
+                                                                     _scaled(space, others, scale)).others
         for k in expected:
             assert torch.equal(got[k], expected[k] * scale), (scale, k)
 
@@ -163,7 +165,8 @@ def test_planted_symmetry_recovered_at_extreme_scales(spec, name, kind):
     for scale in (1e-6, 1e6):
         ref = _scaled(space, random_params(space, 1, seed=4), scale)
         moved, _, _ = random_action(space, ref, kind, torch.Generator().manual_seed(5))
-        ref_aligned, aligned = _method(spec, space, ref).align_pair(ref, moved)
+        res = _method(spec, space, ref).align(ref, moved)
+        ref_aligned, aligned = res.ref, res.others
         assert sq_distance(ref_aligned, aligned).item() <= 1e-10 * _norm2(ref_aligned), scale
         _assert_same_function(space, moved, aligned)
 
@@ -174,7 +177,7 @@ def test_costs_beyond_float32_range():
     space = SPACES["cnn-relu"]
     ref = _scaled(space, random_params(space, 1, seed=6), 1e20)
     moved, _, _ = random_action(space, ref, "P", torch.Generator().manual_seed(7))
-    aligned = _method("git-rebasin", space, ref).align(ref, moved)
+    aligned = _method("git-rebasin", space, ref).align(ref, moved).others
     assert sq_distance(ref, aligned).item() <= 1e-10 * _norm2(ref)
 
 
@@ -274,7 +277,8 @@ def tied_runs() -> dict:
         zero = {k: torch.zeros_like(v) for k, v in ref.items()}
         for spec in TIED_SPECS:
             for case, (a, b) in (("duplicated", (ref, moved)), ("zero", (zero, zero))):
-                out[name, spec, case] = (b, *_method(spec, space, a).align_pair(a, b))
+                res = _method(spec, space, a).align(a, b)
+                out[name, spec, case] = (b, res.ref, res.others)
     return out
 
 

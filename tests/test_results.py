@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from bench.report import tables as report
-from bench.store.results import ResultStore, environment, unit_key
+from bench.store.provenance import environment
+from bench.store.results import ResultStore, unit_key
+from methods import normalise_spec
 
 
 def _row(key, variant="naive", zoo="z", protocol="pairs", unit="pair=0-1", loss=0.1, acc=0.01, error=None, **extra):
@@ -31,8 +33,11 @@ def _writer(root, tag, n_parts, rows_per_part):
 
 
 def test_unit_key_is_canonical():
+    """Independent of argument and dict order; callers pass method specs in normal form (`normalise_spec`),
+    so two spellings of one spec give one key."""
     a = unit_key(method="git-rebasin[max_sweeps=10,seed=1]", hyper={"a": 1, "b": 2.5}, zoo_hash="h", seed=3)
-    b = unit_key(seed=3, zoo_hash="h", hyper={"b": 2.5, "a": 1}, method="git-rebasin[ seed=1, max_sweeps=10 ]")
+    b = unit_key(seed=3, zoo_hash="h", hyper={"b": 2.5, "a": 1},
+                 method=normalise_spec("git-rebasin[ seed=1, max_sweeps=10 ]"))
     assert a == b and len(a) == 16 and int(a, 16) >= 0
     assert a != unit_key(method="git-rebasin[max_sweeps=10,seed=1]", hyper={"a": 1, "b": 2.5}, zoo_hash="h", seed=4)
     assert unit_key(x=np.int64(3), y=(1, 2)) == unit_key(x=3, y=[1, 2])
@@ -187,3 +192,20 @@ def test_mirror_is_idempotent(tmp_path):
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 2
     assert next(r for r in runs if r.data.params["variant"] == "naive").data.metrics["n_units"] == 3
+
+
+def test_group_metrics_log_declared_metrics_per_section():
+    """With the protocols' declarations: only declared metrics (and `i_*` diagnostics) are logged, and orbit
+    rows are also summarised per (action, eps), never averaged across them."""
+    from bench.protocols import PROTOCOLS
+    from bench.store.tracking import group_metrics
+
+    rows = pd.DataFrame([_row(f"o{i}", protocol="orbit", action=act, eps=eps, loss=loss, stray=1.0, i_sweeps=2.0)
+                         for i, (act, eps, loss) in enumerate([("P", 1e-3, 0.1), ("P", 1e-3, 0.3),
+                                                               ("PS", 0.0, 0.5)])])
+    orbit = PROTOCOLS["orbit"]
+    out = group_metrics(rows, [m.name for m in orbit.metrics], orbit.sections)
+    assert out["loss_barrier_mean"] == pytest.approx(0.3) and out["n_units"] == 3
+    assert out["action_P/eps_0.001/loss_barrier_mean"] == pytest.approx(0.2)
+    assert out["action_PS/eps_0/loss_barrier_mean"] == pytest.approx(0.5)
+    assert "i_sweeps_mean" in out and not any("stray" in k for k in out)

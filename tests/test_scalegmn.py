@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.execution.checkpoints import CheckpointStore
 from methods import make_method
 from methods.graph import SCALE, SIGN, from_graph, graph_template, to_graph
 from methods.scalegmn import GraphAutoencoder
@@ -125,8 +126,9 @@ def test_orbit_decodes_to_one_network():
     for k in p:
         spread = (dec[k] - dec[k][:1]).abs().max()
         assert spread <= 1e-4 * dec[k].abs().max(), (k, spread)
-    ref_dec, others_dec = method.align_pair(p, select(orbit, slice(1, 4)))
-    assert method.info["latent_distance"] < 1e-5 * method.info["latent_norm"]
+    res = method.align(p, select(orbit, slice(1, 4)))
+    ref_dec, others_dec = res.ref, res.others
+    assert res.info["latent_distance"] < 1e-5 * res.info["latent_norm"]
     assert all(torch.allclose(others_dec[k], ref_dec[k].expand_as(others_dec[k]), atol=1e-5) for k in p)
     # latent interpolation: the endpoints are the two decodings
     path = method.interpolate_latent(p, select(orbit, 1), [0.0, 0.5, 1.0])
@@ -168,23 +170,24 @@ def tiny_zoo():
 HP = dict(hidden=8, n_layers=1, latent=16, epochs=6, batch_size=8, warmup=4, lr=3e-3)
 
 
-def trained(tmp, log_fn=None, **hp):
+def trained(log_fn=None, **hp):
     m = ScaleGMNAutoencoder(seed=0, **{**HP, **hp})
-    m.cache_root, m.progress, m.log_fn = tmp, False, log_fn
+    m.log_fn = log_fn
     return m
 
 
 def test_training_decreases_validation_loss_and_resumes(tiny_zoo, tmp_path):
     torch.set_num_threads(1)
     logged = []
-    full = trained(tmp_path / "a", lambda metrics, epoch: logged.append((epoch, metrics["val_loss"])))
-    full.fit(tiny_zoo)
+    full = trained(lambda metrics, epoch: logged.append((epoch, metrics["val_loss"])))
+    full.fit(tiny_zoo, CheckpointStore(tmp_path / "a"))
     info = full.fit_info
     assert info["best_val_loss"] < 0.9 * info["initial_val_loss"], info
     assert [e for e, _ in logged] == list(range(1, HP["epochs"] + 1))
     assert info["best_val_loss"] == min(v for _, v in logged)
     files = {p.name for p in full.checkpoint_dir.iterdir()}
     assert {"best.safetensors", "done.json", "last.pt", "config.json"} <= files
+    assert full.checkpoint_dir.parent == (tmp_path / "a").resolve()  # in the store it was given
 
     # a run killed after epoch 3 resumes from its checkpoint and ends where the uninterrupted one did
     def kill(metrics, epoch):
@@ -192,9 +195,9 @@ def test_training_decreases_validation_loss_and_resumes(tiny_zoo, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        trained(tmp_path / "b", kill).fit(tiny_zoo)
-    resumed = trained(tmp_path / "b")
-    resumed.fit(tiny_zoo)
+        trained(kill).fit(tiny_zoo, CheckpointStore(tmp_path / "b"))
+    resumed = trained()
+    resumed.fit(tiny_zoo, CheckpointStore(tmp_path / "b"))
     assert resumed.fit_info["resumed_from"] == 3
     assert resumed.fit_info["best_val_loss"] == pytest.approx(info["best_val_loss"], rel=1e-5)
     test = select(tiny_zoo.params, tiny_zoo.indices("test"))
@@ -202,22 +205,26 @@ def test_training_decreases_validation_loss_and_resumes(tiny_zoo, tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
     # the finished checkpoint is loaded, not retrained
-    cached = trained(tmp_path / "a")
-    cached.fit(tiny_zoo)
+    cached = trained()
+    cached.fit(tiny_zoo, CheckpointStore(tmp_path / "a"))
     assert cached.fit_info["cached"] is True
     c = cached.canonicalize(test)
     assert all(torch.equal(a[k], c[k]) for k in a)
     # a different hyperparameter is a different cache entry
-    assert trained(tmp_path / "a", epochs=5).cache_key(tiny_zoo) != full.cache_key(tiny_zoo)
+    assert trained(epochs=5).cache_key(tiny_zoo) != full.cache_key(tiny_zoo)
 
 
 def test_gnn_ablation_trains_and_registry(tiny_zoo):
     m = make_method("gnn-ae[hidden=8,n_layers=1,latent=16,epochs=2,batch_size=8,augment=S]")
-    assert isinstance(m, GNNAutoencoder) and not m.exact and m.canonicalizes_ref
-    m.cache_root, m.progress = None, False
-    m.fit(tiny_zoo)
-    assert m.fit_info["epochs"] == 2 and m.fit_info["skipped_steps"] == 0
-    merged = m.merge(select(tiny_zoo.params, [0, 1, 2]))
+    assert isinstance(m, GNNAutoencoder) and not m.exact and m.learned
+    m.fit(tiny_zoo)  # no store: trains and keeps nothing
+    assert m.fit_info["epochs"] == 2 and m.fit_info["skipped_steps"] == 0 and m.checkpoint_dir is None
+    # both endpoints are decodings (the reference too), and no group element maps the inputs to them
+    res = m.align(select(tiny_zoo.params, 0), select(tiny_zoo.params, [1, 2]))
+    assert res.transform is None and res.ref_transform is None
+    assert all(torch.allclose(res.ref[k], m.canonicalize(select(tiny_zoo.params, 0))[k]) for k in res.ref)
+    assert any(not torch.allclose(res.ref[k], tiny_zoo.params[k][:1]) for k in res.ref)
+    merged = m.merge(select(tiny_zoo.params, [0, 1, 2])).merged
     assert all(v.shape[0] == 1 and torch.isfinite(v).all() for v in merged.values())
     s = make_method("scalegmn-ae[hidden=8]")
     assert isinstance(s, ScaleGMNAutoencoder) and s.equivariant and s.hp["hidden"] == 8
@@ -230,10 +237,9 @@ def test_classifier_zoo_trains_with_the_logit_kl():
     meta = pd.DataFrame({"id": range(n), "split": ["train"] * 7 + ["val"] * 3})
     zoo = Zoo("tiny-cnn", space, params, meta, {"kind": "classifier", "dataset": "auto"})
     m = ScaleGMNAutoencoder(hidden=4, latent=8, epochs=2, batch_size=4, n_images=16)
-    m.cache_root, m.progress = None, False
     m.fit(zoo)
     info = m.fit_info
     assert info["n_train"] == 7 and info["epochs"] == 2 and info["initial_val_loss"] > 0
     assert all(torch.isfinite(torch.tensor(h["val_loss"])) for h in info["history"])
-    out = m.align(select(params, 0), select(params, [1, 2]))
+    out = m.align(select(params, 0), select(params, [1, 2])).others
     assert {k: v.shape for k, v in out.items()} == {k: (2, *s) for k, s in space.shapes().items()}

@@ -39,11 +39,11 @@ def test_signed_matching_recovers_planted_signed_permutation(space, kind):
     params = random_params(space, seed=1)
     for seed in range(3):
         moved, _, _ = random_action(space, params, kind, torch.Generator().manual_seed(seed))
-        ref, aligned = _method("sign-rebasin", space).align_pair(params, moved)
+        aligned = _method("sign-rebasin", space).align(params, moved).others
         assert sq_distance(params, aligned).item() < 1e-10  # distance 0: the planted element undone
         assert _deviation(space, moved, aligned) < 1e-4
         # permutation-only matching cannot: the gap the sign group makes
-        plain = _method("git-rebasin", space).align(params, moved)
+        plain = _method("git-rebasin", space).align(params, moved).others
         assert sq_distance(params, plain).item() > 1e-2
 
 
@@ -51,10 +51,11 @@ def test_signed_matching_recovers_planted_signed_permutation(space, kind):
 def test_scale_rebasin_recovers_planted_scaled_permutation(space):
     params = random_params(space, seed=2)
     moved, _, _ = random_action(space, params, "PS", torch.Generator().manual_seed(0))
-    ref, aligned = _method("sign-rebasin", space).align_pair(params, moved)
+    res = _method("sign-rebasin", space).align(params, moved)
+    ref, aligned = res.ref, res.others
     assert sq_distance(ref, aligned).item() < 1e-8
     assert _deviation(space, params, ref) < 1e-4 and _deviation(space, moved, aligned) < 1e-4
-    plain = _method("git-rebasin", space).align(params, moved)
+    plain = _method("git-rebasin", space).align(params, moved).others
     assert sq_distance(params, plain).item() > 1e-2
 
 
@@ -86,7 +87,8 @@ def test_canonical_baseline_maps_an_orbit_to_one_point():
         method = _method("canonical", space, zoo_params)
         a = random_params(space, seed=6)
         moved, _, _ = random_action(space, a, "PS", torch.Generator().manual_seed(3))
-        ca, cb = method.align_pair(a, moved)
+        res = method.align(a, moved)
+        ca, cb = res.ref, res.others
         assert sq_distance(ca, cb).item() < 1e-8
         assert _deviation(space, a, ca) < 1e-4 and _deviation(space, moved, cb) < 1e-4
         assert sq_distance(ca, canonical_form(space, ca)).item() < 1e-10

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from bench.execution.sweep import (
     SweepConfig,
     SweepError,
-    format_spec,
+    direction,
     make_storage,
     protocol_options,
     reclaim_stale,
@@ -22,7 +22,7 @@ from bench.execution.sweep import (
     searched,
 )
 from bench.store.results import ResultStore
-from methods import METHODS, make_method
+from methods import METHODS, format_spec, make_method
 
 PAIRS = "pairs[n_pairs=2,lambdas=5]"
 
@@ -69,6 +69,13 @@ def test_spec_round_trip_and_fixed_parameters():
                                                                                       "samples": 3}
     with pytest.raises(SweepError, match="unknown option"):
         protocol_options("pairs[bogus=1]")
+
+
+def test_direction_comes_from_the_protocols_declarations():
+    assert direction("loss_barrier") == "minimize" and direction("acc_barrier", "pairs") == "minimize"
+    assert direction("acc_merged", "merge[sizes=3]") == "maximize" and direction("recovered", "orbit") == "maximize"
+    with pytest.raises(SweepError, match="no metric"):
+        direction("acc_merged", "pairs")  # declared by merge, not by pairs
 
 
 def test_stale_running_trial_is_failed_and_retried(tmp_path):

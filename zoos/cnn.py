@@ -20,10 +20,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from zoos.data import load_images, resolve_source
+from zoos.files import write_bytes_atomic
 from zoos.space import WeightSpace, cnn_zoo_space
 from zoos.tasks import classifier_inputs
 from zoos.zoo import Zoo, assign_splits
@@ -166,9 +167,8 @@ def _save_trained(path: Path | None, result: tuple[dict, dict]) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in result[0].items()}, tmp, metadata={"metrics": json.dumps(result[1])})
-    os.replace(tmp, path)
+    data = save({k: v.contiguous() for k, v in result[0].items()}, metadata={"metrics": json.dumps(result[1])})
+    write_bytes_atomic(path, lambda fh: fh.write(data))
 
 
 def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progress: bool = True,

@@ -7,9 +7,7 @@ from itertools import combinations
 
 import torch
 
-from methods.base import Aligner, Merged
-from zoos.space import Params
-from zoos.symmetry import GroupElement, select
+from zoos.symmetry import GroupElement
 
 
 def cycle_error(maps: list[GroupElement]) -> float:
@@ -25,15 +23,6 @@ def cycle_error(maps: list[GroupElement]) -> float:
     wrong = sum(int((~f).sum()) for f in fixed.values())
     wrong += sum(int(((s[0] < 0) & fixed[p]).sum()) for p, s in total.scales.items() if p in fixed)
     return wrong / sum(len(v) for v in perms.values())
-
-
-def pairwise_maps(method: Aligner, models: Params, merged: Merged) -> Callable[[int, int], GroupElement]:
-    """The map a <- b for any two of `models`: through the merge's common frame for multi-model methods
-    (whose maps are meant to compose), else from aligning b to a with the method itself."""
-    if method.multi_model and merged.transform is not None:
-        to_frame = merged.transform
-        return lambda a, b: to_frame.select(a).inverse().compose(to_frame.select(b))
-    return lambda a, b: method.align(select(models, a), select(models, b)).maps()
 
 
 def mean_cycle_error(pair: Callable[[int, int], GroupElement], triples: list[tuple[int, int, int]]) -> float:

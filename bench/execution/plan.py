@@ -94,7 +94,7 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
             batches = []
             for proto_name, proto_options in bench.protocols.items():
                 protocol = make_protocol(proto_name, seed=bench.seed, **proto_options)
-                keyed = [(unit_key(variant=spec, zoo_hash=zoo_hash, protocol=proto_name,
+                keyed = [(unit_key(variant=normalise_spec(spec), zoo_hash=zoo_hash, protocol=proto_name,
                                    protocol_params=protocol.params(), unit=u.name, seed=bench.seed), u)
                          for u in protocol.units(zoo)]
                 # batches are cut from all units, not from those left to do, so that concurrent runs

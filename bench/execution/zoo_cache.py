@@ -22,16 +22,27 @@ def recipe_id(recipe: ZooRecipe, data: str) -> str:
     return f"{recipe.kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
+def _inr(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None) -> Zoo:
+    return build_inr_zoo(source=data, progress=progress, **options)
+
+
+def _cnn(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None) -> Zoo:
+    return build_cnn_zoo(CnnZooConfig(source=data, **options), workers=workers, progress=progress,
+                         checkpoints=checkpoints)
+
+
+# zoo kind -> builder(options, data, workers, progress, checkpoints); a new kind is its generator
+# module in zoos/ plus one line here
+BUILDERS = {"inr": _inr, "cnn": _cnn}
+
+
 def build(recipe: ZooRecipe, data: str = "auto", workers: int = 2, progress: bool = True,
           checkpoints: Path | None = None) -> Zoo:
-    if recipe.kind == "inr":
-        return build_inr_zoo(source=data, progress=progress, **recipe.options)
-    if recipe.kind == "cnn":
-        return build_cnn_zoo(CnnZooConfig(source=data, **recipe.options), workers=workers, progress=progress,
-                             checkpoints=checkpoints)
     if recipe.kind == "path":
         return load_zoo(recipe.options["path"])
-    raise ValueError(f"unknown zoo kind {recipe.kind!r} (known: inr, cnn, path)")
+    if recipe.kind not in BUILDERS:
+        raise ValueError(f"unknown zoo kind {recipe.kind!r} (known: {', '.join(BUILDERS)}, path)")
+    return BUILDERS[recipe.kind](recipe.options, data, workers, progress, checkpoints)
 
 
 def get_zoo(recipe: ZooRecipe, cache: Path, data: str = "auto", workers: int = 2, progress: bool = True) -> Zoo:

@@ -142,17 +142,14 @@ def min_max(a: Params, b: Params) -> tuple[Params, Params]:
 
 def hidden_activations(space: WeightSpace, params: Params, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """perm -> activations of the hidden layer it permutes, [N, samples, units] (conv positions count
-    as samples), computed by running the network truncated after that layer."""
+    as samples), from one forward pass through the space's own layer steps."""
     out = {}
-    for i, layer in enumerate(space.layers):
+    h = x.unsqueeze(0).expand(next(iter(params.values())).shape[0], *x.shape)
+    for layer in space.layers:
+        h = space.postactivation(layer, space.preactivation(layer, params[layer.weight], params[layer.bias], h))
         perm = space.axes[layer.weight][0]
-        if perm is None:
-            continue
-        head = WeightSpace(space.name, space.layers[: i + 1], space.input_shape, space.w0)
-        h = head.forward({k: v for k, v in params.items() if _layer_index(space, k) <= i}, x)
-        if h.dim() == 5:  # [N, B, C, H, W] -> [N, B*H*W, C]
-            h = h.movedim(2, -1).flatten(1, 3)
-        out[perm] = h
+        if perm is not None:
+            out[perm] = h.movedim(2, -1).flatten(1, 3) if h.dim() == 5 else h  # [N, B, C, H, W] -> [N, B*H*W, C]
     return out
 
 

@@ -10,14 +10,17 @@ are drawn from the evaluation split, or from the whole zoo when that is too smal
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from bench.evaluation.cycles import all_triples, mean_cycle_error, pairwise_maps
+from bench.evaluation.cycles import all_triples, mean_cycle_error
 from bench.evaluation.repair import repair
 from bench.protocols.base import Metric, Protocol, Unit, info_columns, pick, register, target
-from zoos.symmetry import select
+from methods.base import Aligner, Merged
+from zoos.space import Params
+from zoos.symmetry import GroupElement, select
 from zoos.zoo import Zoo
 
 
@@ -31,6 +34,15 @@ def _merge_metrics() -> tuple[Metric, ...]:
     out += [Metric("loss_merged_repair", "merged loss (REPAIR)", role="diagnostic"),
             Metric("merge_s", "merge s", role="runtime")]
     return tuple(out)
+
+
+def pairwise_maps(method: Aligner, models: Params, merged: Merged) -> Callable[[int, int], GroupElement]:
+    """The map a <- b for any two of `models`: through the merge's common frame for multi-model methods
+    (whose maps are meant to compose), else from aligning b to a with the method itself."""
+    if method.multi_model and merged.transform is not None:
+        to_frame = merged.transform
+        return lambda a, b: to_frame.select(a).inverse().compose(to_frame.select(b))
+    return lambda a, b: method.align(select(models, a), select(models, b)).maps()
 
 
 @register

@@ -58,15 +58,9 @@ def unit_key(**parts) -> str:
     """Stable 16-hex key of a unit of work (method spec, hyperparameters, zoo hash, protocol, unit, seed...).
 
     The hash is over canonical JSON (sorted keys, fixed separators), so it does not depend on
-    argument order, dict order or the spelling of the method spec (`method` and `variant` parts
-    are normalised).
+    argument order or dict order. Pass method specs in normal form (`methods.normalise_spec`).
     """
-    from methods import normalise_spec  # lazy: the registry imports torch and every method
-
     canon = _jsonable(parts)
-    for name in ("method", "variant"):
-        if isinstance(canon.get(name), str):
-            canon[name] = normalise_spec(canon[name])
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -34,9 +34,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from bench.store.results import PART_PREFIX, ResultStore, write_bytes_atomic
+from bench.store.results import PART_PREFIX, ResultStore
+from zoos.files import write_bytes_atomic
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # tests/harness/ -> the repository
 VOLATILE = ("run_id", "time")  # besides timings (*_s, *seconds) and the env_* columns
 SWEEP_VOLATILE = VOLATILE + ("key", "study", "trial", "is_default")  # what names a trial rather than measures it
 # the default smoke benchmark, every method: about 1.5 minutes uninterrupted on 2 cores
@@ -70,7 +71,7 @@ class Outcome:
 
 # ---- processes ------------------------------------------------------------------------------------
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("REBASIN_AE_CACHE", "MLFLOW_TRACKING_URI")}
+    env = {k: v for k, v in os.environ.items() if k not in ("REBASIN_CHECKPOINTS", "MLFLOW_TRACKING_URI")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
