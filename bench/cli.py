@@ -178,10 +178,11 @@ def _run(args, argv) -> int:
                       progress=not args.quiet, workers=args.workers, scheduler=args.scheduler)
     counts = run_benchmark(bench, args.methods, opts)
     print(f"units: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
-    for spec, zoo, reason in counts.get("skipped_pairs", []):
-        print(f"skipped: {spec} on {zoo}: {reason}")
-    skipped = [f"Skipped `{spec}` on {zoo}: {reason}." for spec, zoo, reason in counts.get("skipped_pairs", [])]
-    _finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report, notes=skipped)
+    notes = [f"Skipped `{spec}` on {zoo}: {reason}." for spec, zoo, reason in counts.get("skipped_pairs", [])]
+    notes += [f"Not measured: {zoo} / {protocol}: {why}." for zoo, protocol, why in counts.get("gaps", [])]
+    for line in notes:
+        print(line)
+    _finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report, notes=notes)
     return 1 if counts["failed"] else 0
 
 

@@ -102,6 +102,7 @@ class Aligner:
     name: ClassVar[str]
     exact: ClassVar[bool] = True  # True: moves only along symmetry orbits (function-preserving)
     multi_model: ClassVar[bool] = False  # merge solves all models jointly: its maps compose through one frame
+    reference: ClassVar[bool] = False  # a reference baseline (e.g. `constant`): shown in tables, never ranked
     learned: ClassVar[bool] = False  # fit trains a model (on the zoo's training split)
     tasks: ClassVar[tuple[str, ...]] = ("inr", "classifier")  # task kinds it can align
     needs: ClassVar[str] = "data-free"  # one of DATA_NEEDS

@@ -21,11 +21,11 @@ class Canonical(Aligner):
 
     def fit(self, zoo, store=None, progress=False):
         first = (zoo.indices("train") or zoo.indices())[0]
-        self.reference = canonical_form(zoo.space, select(zoo.params, first))
+        self.zoo_reference = canonical_form(zoo.space, select(zoo.params, first))
 
     def canonicalize(self, params) -> tuple[dict, GroupElement]:
         """Each of the N networks matched to the zoo reference, then in canonical form; and the map applied."""
-        space, ref = self.space, {k: v[0] for k, v in self.reference.items()}
+        space, ref = self.space, {k: v[0] for k, v in self.zoo_reference.items()}
         out, elements = [], []
         for i in range(next(iter(params.values())).shape[0]):
             net, first = canonical_form(space, select(params, i), element=True)

@@ -155,7 +155,8 @@ class _Checker(html.parser.HTMLParser):
 def test_latex_and_html_render_the_same_sections(results):
     table = ResultStore(results).table()
     sweeps = report.read_sweeps(results)
-    sections = report.board_sections(table) + report.combine_sections(table) + report.sweep_sections(sweeps)
+    sections = (report.attention_section(table) + report.board_sections(table) + report.combine_sections(table)
+                + report.sweep_sections(sweeps))
     tex = report.latex(table, ["# Title"], sweeps)
     assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == len(sections)
     body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))

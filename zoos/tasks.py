@@ -135,6 +135,10 @@ class Task:
     def score(self, outputs: torch.Tensor, target) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def ensemble(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The output ensemble of N networks' outputs [N, B, out] -> [1, B, out] (mean output)."""
+        return outputs.mean(0, keepdim=True)
+
     def task_loss(self, params: Params, target: torch.Tensor | None = None) -> torch.Tensor:
         """Differentiable training loss per network [M] (task-loss objectives, e.g. Sinkhorn Mid)."""
         raise NotImplementedError
@@ -213,6 +217,10 @@ class ClassifierTask(Task):
         m = logits.shape[0]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(m), reduction="none")
         return loss.reshape(m, -1).mean(1)
+
+    def ensemble(self, outputs):
+        """Mean predicted probabilities, as log-probabilities (scored like logits)."""
+        return torch.log_softmax(outputs, -1).exp().mean(0, keepdim=True).clamp_min(1e-30).log()
 
     def score(self, outputs, target):
         labels = self._eval[1]

@@ -30,3 +30,13 @@ def functional_deviation(out_aligned: torch.Tensor, out_original: torch.Tensor) 
     """Max |f(aligned) - f(original)| per network, relative to the original's largest output. [M]."""
     diff = (out_aligned - out_original).abs().flatten(1).amax(1)
     return diff / out_original.abs().flatten(1).amax(1).clamp_min(1e-12)
+
+
+def path_excess(curve: torch.Tensor, originals_mean: torch.Tensor, higher_is_better: bool = False) -> torch.Tensor:
+    """Worst point of the path against the ORIGINAL endpoints' mean: max_l L(l) - (L(A) + L(B)) / 2
+    (scores: the mean minus the lowest score). [P].
+
+    Unlike the barrier, which is measured against the path's own endpoints, this charges a method
+    for whatever it did to the endpoints: for an exact method (and endpoints of equal loss) it is
+    the barrier; for a method that returns one fixed network it is that network's excess loss."""
+    return originals_mean - curve.amin(dim=-1) if higher_is_better else curve.amax(dim=-1) - originals_mean

@@ -52,9 +52,18 @@ def failed_rows(units: list[Unit] | tuple[Unit, ...], error: BaseException) -> l
     return [{"unit": u.name, "a": u.a, "b": u.b, "error": message} for u in units]
 
 
-def finish_rows(batch: UnitBatch, rows: list[dict], hp: dict, env: dict) -> list[dict]:
+def method_kind(method: Aligner) -> str:
+    """reference (a baseline shown but never ranked), learned, exact (function-preserving) or inexact."""
+    if method.reference is True:
+        return "reference"
+    return "learned" if method.learned else "exact" if method.exact else "inexact"
+
+
+def finish_rows(batch: UnitBatch, rows: list[dict], method: Aligner, env: dict) -> list[dict]:
     """Protocol rows (or error rows) with the columns every row carries, keyed."""
+    hp = method.hp
     common = {"run_id": batch.run_id, "method": parse_method(batch.spec)[0], "variant": normalise_spec(batch.spec),
+              "method_kind": method_kind(method),
               "zoo": batch.zoo_name, "zoo_hash": batch.zoo_hash, "protocol": batch.protocol, "seed": batch.seed,
               "fit_s": batch.fit_s, "time": utc_now(), "error": None, **{f"p_{k}": v for k, v in hp.items()},
               **env, **batch.columns}
@@ -70,4 +79,4 @@ def execute(batch: UnitBatch, method: Aligner, zoo: Zoo, task, env: dict) -> tup
     except Exception as error:  # one failing method must not end the benchmark
         rows = failed_rows(units, error)
         failed = len(rows)
-    return finish_rows(batch, rows, method.hp, env), failed
+    return finish_rows(batch, rows, method, env), failed

@@ -91,7 +91,7 @@ def run_batch(batch: UnitBatch, source: str | Zoo, threads: int = 1) -> tuple[li
         method = _worker_method(batch, zoo, task)
     except Exception as error:  # a zoo or setup problem on this worker: error rows, retried by a rerun
         rows = failed_rows(list(batch.units), error)
-        return finish_rows(batch, rows, make_method(batch.spec, seed=batch.seed).hp, environment()), len(rows)
+        return finish_rows(batch, rows, make_method(batch.spec, seed=batch.seed), environment()), len(rows)
     return execute(batch, method, zoo, task, environment())
 
 
@@ -150,8 +150,8 @@ def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id
                 except CancelledError:  # the client is shutting down: the rerun does these units
                     continue
                 except Exception as error:  # e.g. KilledWorker: the batch keeps taking workers down
-                    hp = make_method(batch.spec, seed=batch.seed).hp
-                    rows = finish_rows(batch, failed_rows(list(batch.units), error), hp, environment())
+                                        rows = finish_rows(batch, failed_rows(list(batch.units), error),
+                                       make_method(batch.spec, seed=batch.seed), environment())
                 future.release()
                 rows = [r for r in rows if r["key"] not in written]
                 written.update(r["key"] for r in rows)

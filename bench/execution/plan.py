@@ -75,10 +75,12 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
          counts: dict) -> Iterator[Group]:
     """The work left, one (zoo, method) group at a time; zoos are built (and cached) on first use.
 
-    Counts skipped units into `counts["skipped"]` and (method, zoo) pairs the method cannot handle into
-    `counts["skipped_pairs"]` (with the reason). Leaves torch at `opts.threads` threads.
+    Counts skipped units into `counts["skipped"]`, (method, zoo) pairs the method cannot handle into
+    `counts["skipped_pairs"]` (with the reason) and what a protocol cannot measure on a zoo into
+    `counts["gaps"]`. Leaves torch at `opts.threads` threads.
     """
     checkpoints = str(CheckpointStore.for_results(opts.results).root)
+    gaps = counts.setdefault("gaps", [])
     for recipe in bench.zoos:
         torch.set_num_threads(opts.build_threads)
         zoo = get_zoo(recipe, opts.results / "zoos", opts.data, opts.build_workers, opts.progress)
@@ -86,6 +88,9 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
         task = make_task(zoo)
         zoo_hash = zoo.content_hash()
         zoo_dir = str(zoo_directory(recipe, opts))
+        for proto_name, proto_options in bench.protocols.items():
+            gaps += [(zoo.name, proto_name, why) for why in
+                     make_protocol(proto_name, seed=bench.seed, **proto_options).gaps(zoo)]
         for spec in specs:
             reason = make_method(spec).skip(zoo)
             if reason:

@@ -42,12 +42,14 @@ PRESETS = {
         "default",
         zoos=(
             ZooRecipe("inr", dict(n_images=160, fits_per_image=2, steps=1000)),
-            ZooRecipe("cnn", dict(activation="relu", n_nets=40, epochs=3, n_eval=1000, splits=(0.5, 0.1, 0.4))),
-            ZooRecipe("cnn", dict(activation="tanh", n_nets=40, epochs=3, n_eval=1000, splits=(0.5, 0.1, 0.4))),
+            # 32 test networks: 16 disjoint pairs; 26 train the autoencoders
+            ZooRecipe("cnn", dict(activation="relu", n_nets=64, epochs=3, n_eval=500, splits=(0.4, 0.1, 0.5))),
+            ZooRecipe("cnn", dict(activation="tanh", n_nets=64, epochs=3, n_eval=500, splits=(0.4, 0.1, 0.5))),
         ),
-        protocols={"pairs": dict(n_pairs=16, lambdas=25),
-                   "orbit": dict(n_nets=3, eps=(0.0, 1e-3, 1e-2, 5e-2), lambdas=25),
-                   "merge": dict(sizes=(2, 3, 5, 8), n_groups=2)},
+        # 16 units in every reported cell (pairs; orbit per action and eps; merge per N)
+        protocols={"pairs": dict(n_pairs=16, lambdas=11),
+                   "orbit": dict(n_nets=16, eps=(0.0, 1e-2), lambdas=11),
+                   "merge": dict(sizes=(2, 3, 5), n_groups=16, max_triples=2)},
         overrides={"sinkhorn-rebasin": {"batch": 128}},
     ),
     "full": Benchmark(

@@ -19,9 +19,12 @@ from typing import ClassVar
 
 import torch
 
+from bench.evaluation.collapse import identified, pair_spread, signatures
 from bench.evaluation.curves import curve_summary, curves, deviation
+from bench.evaluation.metrics import path_excess
 from methods.base import Aligner, Alignment
-from zoos.symmetry import stack
+from zoos.space import Params
+from zoos.symmetry import select, stack
 from zoos.zoo import Zoo
 
 ROLES = ("rank", "shown", "diagnostic", "runtime")
@@ -29,7 +32,7 @@ ROLES = ("rank", "shown", "diagnostic", "runtime")
 
 @dataclass(frozen=True)
 class Metric:
-    """A column a protocol writes. `role`: rank (orders a table; the first present one ranks), shown
+    """A column a protocol writes. `role`: rank (orders a table; the first declared one present ranks), shown
     (a table column), diagnostic (kept in the table, not shown), runtime (seconds; median shown)."""
 
     name: str
@@ -65,16 +68,23 @@ class Unit:
         return int(hashlib.sha256(self.name.encode()).hexdigest()[:8], 16)
 
 
-def curve_metrics(rank: str = "loss_barrier") -> tuple[Metric, ...]:
-    """The metrics of a protocol that interpolates between two endpoints."""
-    out = [Metric("loss_barrier", "loss barrier", role="rank" if rank == "loss_barrier" else "shown"),
-           Metric("acc_barrier", "acc barrier"), Metric("psnr_barrier", "PSNR barrier")]
+def curve_metrics() -> tuple[Metric, ...]:
+    """The metrics of a protocol that interpolates between two endpoints (see `interpolation_rows`)."""
+    # rank metrics in priority order: the first one a table has ranks it (tables of older runs lack the excess)
+    out = [Metric("loss_excess", "loss path excess", role="rank"), Metric("loss_barrier", "loss barrier", role="rank"),
+           Metric("acc_excess", "acc path excess"), Metric("acc_barrier", "acc barrier"),
+           Metric("psnr_excess", "PSNR path excess"), Metric("psnr_barrier", "PSNR barrier"),
+           Metric("recon_loss", "recon loss cost"), Metric("recon_acc", "recon acc cost"),
+           Metric("recon_psnr", "recon PSNR cost"), Metric("ident", "identifies source", True),
+           Metric("spread_ratio", "spread ratio", True)]
     for score, hib in (("loss", False), ("acc", True), ("psnr", True)):
         out += [Metric(f"{score}_area", f"{score} area", role="diagnostic"),
                 Metric(f"{score}_mid", f"{score} at the midpoint", hib, role="diagnostic"),
-                Metric(f"{score}_endpoints", f"{score} of the endpoints", hib, role="diagnostic"),
-                Metric(f"recon_{score}", f"{score} change by reconstruction", hib, role="diagnostic")]
-    out += [Metric("deviation", "max deviation", role="diagnostic"), Metric("align_s", "align s", role="runtime")]
+                Metric(f"{score}_endpoints", f"{score} of the aligned endpoints", hib, role="diagnostic")]
+        out += [Metric(f"{score}_{end}", f"{score} of {end.replace('_', ' ')}", hib, role="diagnostic")
+                for end in ("a", "b", "a_aligned", "b_aligned")]
+    out += [Metric("ident_chance", "identification by chance", True, role="diagnostic"),
+            Metric("deviation", "max deviation", role="diagnostic"), Metric("align_s", "align s", role="runtime")]
     return tuple(out)
 
 
@@ -102,6 +112,13 @@ class Protocol:
     def run(self, method: Aligner, zoo: Zoo, task, units: list[Unit]) -> list[dict]:
         """Rows for a batch of units (evaluation batched over all of them)."""
         raise NotImplementedError
+
+    def gaps(self, zoo: Zoo) -> list[str]:
+        """What this protocol cannot measure on `zoo`, and why (an empty protocol, a size with no groups)."""
+        if self.units(zoo):
+            return []
+        pool = zoo.indices(self.split)
+        return [f"no units (split {self.split!r} holds {len(pool)} of the zoo's {len(zoo)} networks)"]
 
 
 PROTOCOLS: dict[str, type[Protocol]] = {}
@@ -146,32 +163,71 @@ def timed_align(method: Aligner, ref, others, target_index) -> tuple[Alignment, 
     return out, time.perf_counter() - start
 
 
+@dataclass
+class Endpoints:
+    """What one interpolation unit measures: a method's alignment of `other` to `ref`, and the originals."""
+
+    alignment: Alignment
+    ref: Params  # the reference as given (N=1)
+    other: Params  # the other network as given (N=1)
+    sources: tuple[int, int]  # zoo networks whose function ref and other carry (identification)
+    extra: dict
+
+
 def interpolation_rows(protocol: Protocol, method: Aligner, zoo: Zoo, task, units: list[Unit],
-                       ends: list[tuple[Alignment, dict, dict]]) -> list[dict]:
+                       ends: list[Endpoints]) -> list[dict]:
     """Rows of units whose measurement is the straight path between an alignment's two endpoints.
 
-    `ends[i]` is unit i's (alignment of one network to the reference, the original of that network,
-    extra columns). Every path of the batch is evaluated in one batched pass.
+    Per metric k: the curve along the path, its barrier (against the path's own endpoints), the
+    path excess against the ORIGINAL endpoints (`k_excess`, the honest rank key), both endpoints
+    before (`k_a`, `k_b`) and after alignment (`k_a_aligned`, `k_b_aligned`), and the reconstruction
+    cost (`recon_k`: the mean over both endpoints of how much worse alignment made them; 0 for exact
+    methods). Exact methods also record the functional deviation; methods that change the function
+    record whether each decoded endpoint still identifies its source among the originals (`ident`,
+    against `ident_chance`) and, for pairs of different networks, how far apart the decoded
+    endpoints are relative to the originals (`spread_ratio`). Every path is evaluated in one pass.
     """
-    refs = stack([e[0].ref for e in ends])
-    others = stack([e[0].others for e in ends])
-    originals = stack([e[1] for e in ends])
+    refs = stack([e.alignment.ref for e in ends])
+    others = stack([e.alignment.others for e in ends])
+    orig_a, orig_b = stack([e.ref for e in ends]), stack([e.other for e in ends])
     tgt = targets(zoo, [u.a for u in units])
     lambdas = protocol.grid()
     curve = curves(task, refs, others, lambdas, tgt)
     summary = curve_summary(task, curve, lambdas)
+    n = len(units)
+    before = task.evaluate(stack([orig_a, orig_b]), None if tgt is None else tgt.repeat(2))
+    columns = {}
+    for k, hib in task.higher_is_better.items():
+        a, b = before[k][:n], before[k][n:]
+        columns.update({f"{k}_a": a, f"{k}_b": b, f"{k}_a_aligned": curve[k][:, 0], f"{k}_b_aligned": curve[k][:, -1]})
+        worse = (lambda new, old: old - new) if hib else (lambda new, old: new - old)  # noqa: E731
+        columns[f"recon_{k}"] = (worse(curve[k][:, 0], a) + worse(curve[k][:, -1], b)) / 2
+        columns[f"{k}_excess"] = path_excess(curve[k], (a + b) / 2, hib)
     if method.exact:
-        columns = {"deviation": deviation(task, others, originals)}
-    else:  # learned methods change the function: record what reconstruction cost
-        before = task.evaluate(originals, tgt)
-        columns = {f"recon_{k}": curve[k][:, -1] - before[k] for k in before}
+        columns["deviation"] = deviation(task, others, orig_b)
+    else:
+        columns.update(_collapse(protocol, zoo, task, ends, refs, others, orig_a, orig_b))
     rows = []
     for i, unit in enumerate(units):
-        row = {"unit": unit.name, "a": unit.a, "b": unit.b, "lambdas": lambdas.tolist(), **ends[i][2]}
+        row = {"unit": unit.name, "a": unit.a, "b": unit.b, "lambdas": lambdas.tolist(), **ends[i].extra}
         row.update({f"curve_{k}": v[i].tolist() for k, v in curve.items()})
         row.update({k: float(v[i]) for k, v in {**summary, **columns}.items()})
         rows.append(row)
     return rows
+
+
+def _collapse(protocol, zoo, task, ends, refs, others, orig_a, orig_b) -> dict[str, torch.Tensor]:
+    pool_index = zoo.indices(protocol.split) or zoo.indices()
+    pool = signatures(task, select(zoo.params, pool_index))
+    decoded_a, decoded_b = signatures(task, refs), signatures(task, others)
+    source_a, source_b = [e.sources[0] for e in ends], [e.sources[1] for e in ends]
+    ident = (identified(task, decoded_a, source_a, pool, pool_index)
+             + identified(task, decoded_b, source_b, pool, pool_index)) / 2
+    spread = pair_spread(task, decoded_a, decoded_b) / pair_spread(task, signatures(task, orig_a),
+                                                                   signatures(task, orig_b))
+    distinct = torch.tensor([e.sources[0] != e.sources[1] for e in ends])
+    return {"ident": ident, "ident_chance": torch.full((len(ends),), 1 / len(pool_index), dtype=torch.float64),
+            "spread_ratio": torch.where(distinct, spread, torch.full_like(spread, float("nan")))}
 
 
 def info_columns(info: dict) -> dict:

@@ -25,13 +25,18 @@ from zoos.zoo import Zoo
 
 
 def _merge_metrics() -> tuple[Metric, ...]:
-    out = [Metric("loss_merged", "merged loss", role="rank"), Metric("acc_merged", "merged acc", True),
-           Metric("psnr_merged", "merged PSNR", True), Metric("acc_merged_repair", "merged acc (REPAIR)", True),
-           Metric("psnr_merged_repair", "merged PSNR (REPAIR)", True), Metric("cycle_error", "cycle error")]
-    for score, hib in (("loss", False), ("acc", True), ("psnr", True)):
-        out += [Metric(f"{score}_endpoints", f"{score} of the endpoints", hib, role="diagnostic"),
-                Metric(f"{score}_gap", f"merged {score} minus the endpoints'", hib, role="diagnostic")]
-    out += [Metric("loss_merged_repair", "merged loss (REPAIR)", role="diagnostic"),
+    out = [Metric("loss_merged", "merged loss", role="rank")]
+    for score, hib in (("acc", True), ("psnr", True)):
+        out += [Metric(f"{score}_merged", f"merged {score}", hib),
+                Metric(f"{score}_merged_repair", f"merged {score} (REPAIR)", hib),
+                Metric(f"{score}_endpoints", f"{score} of the inputs (mean)", hib),
+                Metric(f"{score}_gap", f"merged {score} minus the inputs'", hib),
+                Metric(f"{score}_ensemble", f"{score} of the output ensemble", hib)]
+    out += [Metric("cycle_error", "cycle error"),
+            Metric("loss_endpoints", "loss of the inputs (mean)", role="diagnostic"),
+            Metric("loss_gap", "merged loss minus the inputs'", role="diagnostic"),
+            Metric("loss_ensemble", "loss of the output ensemble", role="diagnostic"),
+            Metric("loss_merged_repair", "merged loss (REPAIR)", role="diagnostic"),
             Metric("merge_s", "merge s", role="runtime")]
     return tuple(out)
 
@@ -78,6 +83,11 @@ class Merge(Protocol):
     def run(self, method, zoo, task, units):
         return [self._one(method, zoo, task, unit) for unit in units]
 
+    def gaps(self, zoo: Zoo) -> list[str]:
+        have = {u.name.split(" ")[0] for u in self.units(zoo)}
+        per_image = " (INR zoos merge fits of one image)" if zoo.task.get("kind") == "inr" else ""
+        return [f"n={n}: no group of {n} networks{per_image}" for n in self.sizes if f"n={n}" not in have]
+
     def _one(self, method, zoo, task, unit: Unit) -> dict:
         members = list(unit.nets)
         models = select(zoo.params, members)
@@ -89,9 +99,11 @@ class Merge(Protocol):
         ends = task.evaluate(models, None if tgt is None else tgt.repeat(len(members)))
         row = {"unit": unit.name, "a": members[0], "n_models": len(members), "merge_s": seconds,
                **info_columns(out.info)}
+        ensemble = task.score(task.ensemble(task.outputs(models)), tgt)
         for k, v in task.evaluate(out.merged, tgt).items():
             row[f"{k}_merged"], row[f"{k}_endpoints"] = float(v[0]), float(ends[k].mean())
             row[f"{k}_gap"] = row[f"{k}_merged"] - row[f"{k}_endpoints"]
+            row[f"{k}_ensemble"] = float(ensemble[k][0])
         if self.repair:
             x = task.inputs() if task.kind == "inr" else task.train_batch(512)[0]
             for k, v in task.evaluate(repair(zoo.space, out.merged, out.frame, x), tgt).items():

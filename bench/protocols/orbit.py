@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.protocols.base import (
+    Endpoints,
     Metric,
     Protocol,
     Unit,
@@ -62,4 +63,4 @@ class Orbit(Protocol):
         extra = {"action": unit.action, "eps": unit.eps, "align_s": seconds,
                  "recovery_error": float((num / den).sqrt()), "recovered": float((num / den).sqrt() < 1e-4),
                  **info_columns(out.info)}
-        return out, moved, extra
+        return Endpoints(out, ref, moved, (unit.a, unit.a), extra)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.protocols.base import (
+    Endpoints,
     Protocol,
     Unit,
     curve_metrics,
@@ -48,5 +49,5 @@ class Pairs(Protocol):
         for unit in units:
             ref, other = select(zoo.params, unit.a), select(zoo.params, unit.b)
             out, seconds = timed_align(method, ref, other, target(zoo, unit.a))
-            ends.append((out, other, {"align_s": seconds, **info_columns(out.info)}))
+            ends.append(Endpoints(out, ref, other, (unit.a, unit.b), {"align_s": seconds, **info_columns(out.info)}))
         return interpolation_rows(self, method, zoo, task, units, ends)

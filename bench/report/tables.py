@@ -29,6 +29,7 @@ import pandas as pd
 
 from bench.protocols import PROTOCOLS
 from bench.protocols.combine import PROBES
+from bench.report.stats import ALPHA, mean_ci, paired_p
 from bench.store.results import SORT_COLUMNS, ResultStore, is_missing
 from zoos.files import clean_temp_files, write_bytes_atomic
 
@@ -49,10 +50,12 @@ PROBE_ORDER = PROBES
 def _protocol_metrics(protocol, roles: tuple[str, ...]) -> list:
     cls = PROTOCOLS.get(str(protocol))
     return [m for m in cls.metrics if m.role in roles] if cls is not None else []
-INTRO = ("Mean ± std (sample) over units of work; barriers are the largest excess of the interpolation "
-         "path over the straight line between its endpoints (loss up, accuracy/PSNR down; lower is better); "
-         "combine probes use the empirical barrier (worst sample minus the endpoints' mean). "
-         "Rank by mean loss barrier (merge: merged loss) within each comparison.")
+INTRO = ("Each cell: mean [95% bootstrap CI] over n units of work. Interpolation protocols rank by the path "
+         "excess: the worst loss along the path between the aligned endpoints minus the mean loss of the ORIGINAL "
+         "networks (accuracy/PSNR: the largest drop below them), so a method is charged for whatever it does to "
+         "the endpoints; the barrier (measured against the path's own endpoints) and the reconstruction cost are "
+         "shown beside it. Merges rank by the merged network's loss; combine probes show the empirical barrier "
+         "(worst sample minus the endpoints' mean). Reference baselines (constant) are shown, never ranked.")
 
 
 def _section_columns(table: pd.DataFrame) -> list[str]:
@@ -102,9 +105,22 @@ def with_zoo_labels(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+_LAST_BOARD: list = []  # (table, board) of the last call: one report renders the same table several times
+
+
 def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per comparison and variant: n units, n errors, mean/std of every metric present, max
-    functional deviation, median runtimes and the rank within its comparison (1 = best).
+    if _LAST_BOARD and _LAST_BOARD[0][0] is table:
+        return _LAST_BOARD[0][1].copy()
+    board = _leaderboard(table)
+    _LAST_BOARD[:] = [(table, board)]
+    return board.copy()
+
+
+def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per comparison and variant: n units, n errors, mean, std and 95% CI (`_lo`, `_hi`) of every
+    declared metric present, max functional deviation, median runtimes, the rank within its comparison
+    (1 = best by the protocol's rank metric; reference baselines are shown but not ranked) and the
+    Wilcoxon p-value against the best on the units both ran (`p_vs_best`, `n_shared`).
     Units that errored are counted, not averaged."""
     table = with_zoo_labels(table)
     for c in ("zoo", "protocol", "variant"):
@@ -115,34 +131,49 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     table = _sorted(table)
     table["_ok"] = _ok_rows(table)
     metrics = [c for c in METRICS if c in table.columns]
-    out = []
+    out, per_unit = [], {}
     for ident, rows in table.groupby(keys, dropna=False, sort=True):
         good = rows[rows["_ok"]]
         rec = dict(zip(keys, ident, strict=True))
         if "method" in rows.columns:
             rec["method"] = rows["method"].dropna().iloc[0] if rows["method"].notna().any() else None
+        kinds = rows["method_kind"].dropna() if "method_kind" in rows.columns else pd.Series(dtype=object)
+        rec["kind"] = kinds.iloc[0] if len(kinds) else None
         rec["n"] = len(good)
         rec["n_errors"] = len(rows) - len(good)
         for c in metrics:
             values = pd.to_numeric(good[c], errors="coerce")
-            rec[f"{c}_mean"], rec[f"{c}_std"] = values.mean(), values.std()
+            rec[f"{c}_mean"], rec[f"{c}_lo"], rec[f"{c}_hi"], rec[f"{c}_n"] = mean_ci(values.tolist())
+            rec[f"{c}_std"] = values.std()
         if "deviation" in rows.columns:
             rec["deviation_max"] = pd.to_numeric(good["deviation"], errors="coerce").max()
         for c in RUNTIMES:
             if c in rows.columns:
                 rec[f"{c}_median"] = pd.to_numeric(good[c], errors="coerce").median()
         out.append(rec)
+        per_unit[len(out) - 1] = good
     board = pd.DataFrame(out)
     if board.empty:
         return board
     board["rank"] = pd.array([pd.NA] * len(board), dtype="Int64")
+    board["rank_metric"], board["p_vs_best"], board["n_shared"] = None, math.nan, 0
     for _, part in board.groupby(section, dropna=False, sort=False):
         for metric in _protocol_metrics(part["protocol"].iloc[0], ("rank",)):
             col = f"{metric.name}_mean"
-            if col in part.columns and part[col].notna().any():
-                ranks = part[col].rank(method="min", ascending=not metric.higher_is_better, na_option="bottom")
-                board.loc[part.index, "rank"] = ranks.astype("Int64")
-                break
+            if col not in part.columns or part[col].isna().all():
+                continue
+            ranked = part[part["kind"] != "reference"]
+            ranks = ranked[col].rank(method="min", ascending=not metric.higher_is_better, na_option="bottom")
+            board.loc[ranked.index, "rank"] = ranks.astype("Int64")
+            board.loc[part.index, "rank_metric"] = metric.name
+            if len(ranks) and ranked[col].notna().any():
+                best = ranks.idxmin()
+                units = {i: dict(zip(per_unit[i]["unit"], pd.to_numeric(per_unit[i][metric.name], errors="coerce"),
+                                     strict=True)) for i in part.index}
+                for i in part.index:
+                    if i != best:
+                        board.loc[i, "p_vs_best"], board.loc[i, "n_shared"] = paired_p(units[i], units[best])
+            break
     return board.sort_values(section + ["rank", "variant"], kind="mergesort", na_position="last").reset_index(drop=True)
 
 
@@ -151,6 +182,15 @@ def fmt(x) -> str:
     if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:.3g}"
+
+
+def fmt_ci(mean, low, high) -> str:
+    """'0.123 [0.100, 0.150]' (mean and 95% CI); the mean alone when the interval is a point."""
+    if fmt(mean) == "–":
+        return "–"
+    if fmt(low) == "–" or fmt(high) == "–" or (fmt(low) == fmt(mean) == fmt(high)):
+        return fmt(mean)
+    return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
 
 def fmt_pm(mean, std) -> str:
@@ -184,9 +224,9 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
     sections = []
     for (zoo, protocol), part in board.groupby(["zoo", "protocol"], dropna=False, sort=True):
         sub_extra = [c for c in extra if part[c].notna().any()]
-        declared = [m.name for m in _protocol_metrics(protocol, ("rank", "shown"))]
-        scores = [c for c in declared if f"{c}_mean" in part.columns and part[f"{c}_mean"].notna().any()]
-        header = ["rank"] + sub_extra + ["variant", "n"] + [SCORE_LABELS[c] for c in scores]
+        labels = {m.name: m.label for m in _protocol_metrics(protocol, ("rank", "shown"))}
+        scores = [c for c in labels if f"{c}_mean" in part.columns and part[f"{c}_mean"].notna().any()]
+        header = ["rank"] + sub_extra + ["variant", "n"] + [labels[c] for c in scores] + ["p vs best"]
         has_dev = "deviation_max" in part.columns and part["deviation_max"].notna().any()
         runtimes = [m.name for m in _protocol_metrics(protocol, ("runtime",))]
         times = [c for c in runtimes if f"{c}_median" in part.columns and part[f"{c}_median"].notna().any()][:1]
@@ -197,13 +237,31 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
         for _, r in part.iterrows():
             row = [fmt(r["rank"]) if pd.notna(r["rank"]) else "–"]
             row += [_label(r[c]) for c in sub_extra]
-            row += [str(r["variant"]), str(int(r["n"]))]
-            row += [fmt_pm(r[f"{c}_mean"], r[f"{c}_std"]) for c in scores]
+            row += [str(r["variant"]) + (" (reference)" if r.get("kind") == "reference" else ""), str(int(r["n"]))]
+            row += [fmt_ci(r[f"{c}_mean"], r[f"{c}_lo"], r[f"{c}_hi"]) for c in scores]
+            row += [_p_cell(r)]
             row += ([fmt(r["deviation_max"])] if has_dev else []) + [fmt(r[f"{c}_median"]) for c in times]
             row += [str(int(r["n_errors"]))] if has_err else []
             rows.append(row)
-        sections.append(Section(f"{_label(zoo)} / {_label(protocol)}", header, rows))
+        metric = part["rank_metric"].dropna()
+        note = ""
+        if len(metric):
+            m = next(x for x in _protocol_metrics(protocol, ("rank",)) if x.name == metric.iloc[0])
+            note = (f"Ranked by mean {m.label} ({'higher' if m.higher_is_better else 'lower'} is better). "
+                    "Cells: mean [95% BCa bootstrap CI] over n units. p vs best: Wilcoxon signed-rank test against "
+                    f"the rank-1 method on the units both ran (* = significantly different at {ALPHA}).")
+        sections.append(Section(f"{_label(zoo)} / {_label(protocol)}", header, rows, note))
     return sections
+
+
+def _p_cell(r) -> str:
+    if r.get("kind") == "reference" or pd.isna(r["rank"]):
+        return "–"
+    if r["rank"] == 1 and pd.isna(r["p_vs_best"]):
+        return "best"
+    if pd.isna(r["p_vs_best"]):
+        return f"n/a ({int(r['n_shared'])} shared)"
+    return f"{r['p_vs_best']:.2g}" + ("*" if r["p_vs_best"] < ALPHA else "")
 
 
 def combine_sections(table: pd.DataFrame, metric: str = "loss_barrier") -> list[Section]:
@@ -259,8 +317,46 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+MIN_UNITS = 8  # a comparison cell resting on fewer units is listed under "Read first"
+
+
+def attention_section(table: pd.DataFrame) -> list[Section]:
+    """What a reader must know before trusting the tables: cells with fewer than MIN_UNITS units and
+    units that failed (with the first error). Empty protocols and skipped methods are not in the table;
+    `bench run` lists them in the report's header."""
+    board = leaderboard(table)
+    if board.empty:
+        return []
+    section = [c for c in ["zoo", "protocol", *EXTRA_SECTION] if c in board.columns]
+    rows = []
+    errors = table[~_ok_rows(table)] if "error" in table.columns else table.iloc[0:0]
+    for _, part in board.groupby(section, dropna=False, sort=False):
+        few = part[part["n"] < MIN_UNITS]
+        where = " / ".join(_label(part[c].iloc[0]) for c in section if pd.notna(part[c].iloc[0]))
+        if len(few) == len(part) and len(part) > 1:
+            low, high = int(few["n"].min()), int(few["n"].max())
+            rows.append([where, "every method", f"only {low if low == high else f'{low}-{high}'} unit(s) "
+                                                f"(fewer than {MIN_UNITS})"])
+        else:
+            rows += [[where, str(r["variant"]), f"only {int(r['n'])} unit(s) (fewer than {MIN_UNITS})"]
+                     for _, r in few.iterrows()]
+    for _, r in board.iterrows():
+        where = " / ".join(_label(r[c]) for c in section if pd.notna(r[c]))
+        if r["n_errors"]:
+            sel = errors
+            for c in ["variant", *section]:
+                if c in errors.columns and pd.notna(r[c]):
+                    sel = sel[sel[c].astype(str) == str(r[c])]
+            first = str(sel["error"].iloc[0]) if len(sel) else ""
+            rows.append([where, str(r["variant"]), f"{int(r['n_errors'])} unit(s) failed: {first[:120]}"])
+    if not rows:
+        return []
+    return [Section("Read first", ["comparison", "variant", "what"], rows,
+                    "Cells resting on few units, and failed units (rerun the command to retry them).")]
+
+
 def _all_sections(table: pd.DataFrame, sweeps: pd.DataFrame | None) -> list[Section]:
-    return board_sections(table) + combine_sections(table) + sweep_sections(sweeps)
+    return attention_section(table) + board_sections(table) + combine_sections(table) + sweep_sections(sweeps)
 
 
 def markdown(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
@@ -366,13 +462,16 @@ def write_markdown(table: pd.DataFrame, path: str | os.PathLike, header_lines: S
 
 # ---- figures: long frames (pure) and their plots ---------------------------------------------------
 def curves_long(table: pd.DataFrame, metric: str = "loss") -> pd.DataFrame:
-    """Explode `lambdas` and `curve_<metric>` into one row per (unit, lambda)."""
+    """Explode `lambdas` and `curve_<metric>` into one row per (unit, lambda), for protocols whose units
+    form one comparison per zoo (pairs); orbit curves would mix actions and noise levels (its barriers
+    are drawn per action against eps instead)."""
     col = f"curve_{metric}"
     cols = ["zoo", "protocol", "variant", "key", "lambdas", col]
     if any(c not in table.columns for c in ("lambdas", col)):
         return pd.DataFrame(columns=["panel", "variant", "lambda", metric])
     table = with_zoo_labels(table)
-    rows = table[_ok_rows(table)].reindex(columns=cols)
+    whole = [name for name, cls in PROTOCOLS.items() if not cls.sections]
+    rows = table[_ok_rows(table) & table["protocol"].isin(whole)].reindex(columns=cols)
     same = [isinstance(a, list | tuple) and isinstance(b, list | tuple) and len(a) == len(b) > 0
             for a, b in zip(rows["lambdas"], rows[col], strict=True)]
     rows = rows[same]

@@ -127,14 +127,15 @@ def metric_columns(table: pd.DataFrame, declared: Sequence[str] | None = None) -
 
 def group_metrics(rows: pd.DataFrame, declared: Sequence[str] | None = None,
                   sections: Sequence[str] = ()) -> dict[str, float]:
-    """mean/std of every metric over the units, and per value of the protocol's section columns
-    (orbit: per action and eps), so that different comparisons are never averaged together."""
+    """mean/std of every metric over the units; for protocols with section columns (orbit: action and
+    eps; merge: number of models) per section only, so that different comparisons are never averaged."""
     cols = metric_columns(rows, declared)
     ok = rows[rows["error"].map(is_missing)] if "error" in rows.columns else rows
     out = {"n_units": float(len(ok)), "n_errors": float(len(rows) - len(ok))}
     subsets = [("", ok)]
     sections = [c for c in sections if c in ok.columns and ok[c].notna().any()]
-    if sections:
+    if sections:  # only per comparison: a mean over orbit actions and noise levels means nothing
+        subsets = []
         for values, sub in ok.groupby(sections, dropna=True, sort=True):
             values = values if isinstance(values, tuple) else (values,)
             label = "/".join(f"{c}_{v:g}" if isinstance(v, float) else f"{c}_{v}" for c, v in zip(sections, values,

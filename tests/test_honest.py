@@ -1,0 +1,127 @@
+"""Honest numbers: the path excess charges methods for what they do to the endpoints, a constant
+baseline cannot win, every cell carries a CI that covers at its nominal rate, gaps are reported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.protocols import make_protocol
+from bench.report import tables as report
+from bench.report.stats import mean_ci, paired_p
+from tests.conftest import random_params, run_protocol
+from zoos.space import cnn_zoo_space
+from zoos.zoo import Zoo, load_zoo
+
+
+@pytest.fixture(scope="module")
+def inr_zoo(tiny_inr_zoo):
+    return load_zoo(tiny_inr_zoo)
+
+
+def test_constant_baseline_is_charged_its_reconstruction_cost(inr_zoo):
+    for proto in (make_protocol("pairs", n_pairs=3, lambdas=5),
+                  make_protocol("orbit", n_nets=2, actions=("P",), eps=(0.0,), lambdas=5)):
+        rows = run_protocol("constant", inr_zoo, proto)
+        assert (rows["loss_barrier"].abs() < 1e-6).all()  # a flat path: the barrier alone would call it perfect
+        assert (rows["recon_loss"] > 0).all()
+        np.testing.assert_allclose(rows["loss_excess"], rows["recon_loss"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(rows["psnr_excess"], rows["recon_psnr"], rtol=1e-5, atol=1e-5)
+        assert (rows["ident"] <= 0.5).all() and (rows["ident_chance"] > 0).all()
+
+
+def test_exact_methods_honest_metric_is_their_barrier(inr_zoo):
+    """Planted copies have equal endpoint losses: there the path excess is exactly the barrier."""
+    proto = make_protocol("orbit", n_nets=3, actions=("P", "PS"), eps=(0.0,), lambdas=9)
+    for spec in ("naive", "sign-rebasin"):
+        rows = run_protocol(spec, inr_zoo, proto)
+        np.testing.assert_allclose(rows["loss_excess"], rows["loss_barrier"], rtol=1e-5, atol=1e-7)
+        assert (rows["recon_loss"].abs() < 1e-6).all()
+    rows = run_protocol("naive", inr_zoo, proto)
+    assert (rows["loss_excess"] > 1e-3).all()  # naive really crosses a barrier between permuted copies
+
+
+def test_learned_methods_report_collapse_diagnostics(inr_zoo):
+    rows = run_protocol("scalegmn-ae[epochs=2,batch_size=8]", inr_zoo, make_protocol("pairs", n_pairs=3, lambdas=5))
+    for col in ("ident", "ident_chance", "spread_ratio", "recon_loss", "loss_excess"):
+        assert rows[col].notna().all(), col
+    assert ((rows["loss_excess"] - rows["loss_barrier"]) > 0).all()  # two epochs decode blobs: charged for it
+
+
+def test_bootstrap_ci_covers_the_mean_at_its_nominal_rate():
+    rng = np.random.default_rng(1)
+    hits, trials, n = 0, 300, 16
+    for _ in range(trials):
+        x = rng.exponential(1.0, n)  # skewed, like barriers
+        _, low, high, count = mean_ci(x.tolist(), seed=int(rng.integers(1 << 30)))
+        assert count == n and low <= x.mean() <= high
+        hits += low <= 1.0 <= high
+    assert 0.88 <= hits / trials <= 0.99, hits / trials
+
+
+def test_ci_of_constant_values_and_of_nothing():
+    assert mean_ci([0.5] * 10) == (0.5, 0.5, 0.5, 10)
+    mean, low, high, n = mean_ci([])
+    assert n == 0 and np.isnan(mean)
+
+
+def test_paired_test_separates_a_worse_method_and_needs_enough_units():
+    rng = np.random.default_rng(0)
+    best = {f"u{i}": float(v) for i, v in enumerate(rng.normal(0, 1, 16))}
+    worse = {k: v + 0.5 + 0.1 * rng.normal() for k, v in best.items()}
+    p, shared = paired_p(worse, best)
+    assert shared == 16 and p < 0.01
+    assert paired_p(dict(best), best)[0] == 1.0
+    p, shared = paired_p({k: worse[k] for k in list(worse)[:5]}, best)
+    assert shared == 5 and np.isnan(p)
+
+
+def _rows(variant, kind, values, protocol="pairs"):
+    return [{"key": f"{variant}-{i}", "zoo": "z", "zoo_hash": "h", "protocol": protocol, "variant": variant,
+             "method": variant, "method_kind": kind, "unit": f"pair={i}", "loss_excess": v, "loss_barrier": v,
+             "error": None} for i, v in enumerate(values)]
+
+
+def test_a_reference_baseline_is_shown_but_never_ranked():
+    table = pd.DataFrame(_rows("constant", "reference", [0.0] * 10) + _rows("git-rebasin", "exact", [0.1] * 10)
+                         + _rows("naive", "exact", [0.3 + 0.01 * i for i in range(10)]))
+    board = report.leaderboard(table)
+    ranks = dict(zip(board["variant"], board["rank"], strict=True))
+    assert pd.isna(ranks["constant"]) and ranks["git-rebasin"] == 1 and ranks["naive"] == 2
+    naive = board[board["variant"] == "naive"].iloc[0]
+    assert naive["n_shared"] == 10 and naive["p_vs_best"] < 0.01
+    text = report.markdown(table)
+    assert "constant (reference)" in text and "Ranked by mean loss path excess" in text
+
+
+def test_cells_with_few_units_and_failures_are_listed_first():
+    rows = _rows("git-rebasin", "exact", [0.1] * 3) + _rows("naive", "exact", [0.2] * 12)
+    rows[-1] = {**rows[-1], "loss_excess": None, "error": "RuntimeError: boom"}
+    text = report.markdown(pd.DataFrame(rows))
+    first = text.index("## Read first")
+    assert first < text.index("## z / pairs")
+    assert "only 3 unit(s)" in text and "1 unit(s) failed: RuntimeError: boom" in text
+
+
+def test_an_empty_protocol_says_why(inr_zoo):
+    single = Zoo("one-net", inr_zoo.space, {k: v[:1] for k, v in inr_zoo.params.items()}, inr_zoo.meta.iloc[:1],
+                 inr_zoo.task, inr_zoo.targets)
+    pairs = make_protocol("pairs", n_pairs=4)
+    assert pairs.units(single) == [] and "no units" in pairs.gaps(single)[0]
+    merge = make_protocol("merge", sizes=(2, 3), n_groups=1)
+    assert [g.split(":")[0] for g in merge.gaps(inr_zoo)] == ["n=3"]  # two fits per image: no group of 3
+
+
+def test_merge_reports_the_output_ensemble():
+    space = cnn_zoo_space("tanh")
+    params = random_params(space, n=1, seed=0, scale=0.4)
+    copies = {k: v.expand(4, *v.shape[1:]).clone() for k, v in params.items()}
+    zoo = Zoo("copies", space, copies, pd.DataFrame({"id": range(4), "split": ["test"] * 4}),
+              {"kind": "classifier", "dataset": "digits", "n_eval": 100})
+    rows = run_protocol("naive", zoo, make_protocol("merge", sizes=(3,), n_groups=1, repair=False))
+    # copies of one network: the ensemble, the merge and the inputs are that network
+    assert rows["loss_ensemble"][0] == pytest.approx(rows["loss_endpoints"][0], rel=1e-5)
+    assert rows["acc_ensemble"][0] == pytest.approx(rows["acc_merged"][0])
+    assert torch.isfinite(torch.tensor(rows["loss_ensemble"].to_numpy())).all()
