@@ -125,3 +125,18 @@ def test_merge_reports_the_output_ensemble():
     assert rows["loss_ensemble"][0] == pytest.approx(rows["loss_endpoints"][0], rel=1e-5)
     assert rows["acc_ensemble"][0] == pytest.approx(rows["acc_merged"][0])
     assert torch.isfinite(torch.tensor(rows["loss_ensemble"].to_numpy())).all()
+
+
+def test_a_decoder_that_does_not_identify_its_sources_is_not_ranked():
+    """The gate: function-changing methods are ranked only if their decoded endpoints name their own
+    source more often than chance (one-sided binomial test); a collapsed decoder that beats every exact
+    method on the path excess is shown, unranked."""
+    def learned(variant, ident, values):
+        return [{**r, "method_kind": "learned", "ident": ident, "ident_chance": 1 / 32}
+                for r in _rows(variant, "learned", values)]
+    table = pd.DataFrame(learned("collapsed-ae", 0.0, [0.01] * 16) + learned("faithful-ae", 0.5, [0.05] * 16)
+                         + _rows("git-rebasin", "exact", [0.1 + 0.001 * i for i in range(16)]))
+    board = report.leaderboard(table)
+    ranks = dict(zip(board["variant"], board["rank"], strict=True))
+    assert pd.isna(ranks["collapsed-ae"]) and ranks["faithful-ae"] == 1 and ranks["git-rebasin"] == 2
+    assert "collapsed-ae (collapsed)" in report.markdown(table)

@@ -4,6 +4,10 @@ test of each method against the best on the units both ran.
 - CI: bias-corrected and accelerated (BCa) bootstrap of the mean (`scipy.stats.bootstrap`, 2000
   resamples, fixed seed, so a report is reproducible). With fewer than 3 distinct values there is
   nothing to resample: the interval collapses to the mean (n = 1, or all units equal).
+- Collapse gate: a method that changes the function is ranked only if its decoded networks name
+  their own source (nearest original by function) more often than chance: one-sided binomial test
+  over every decoded endpoint of the zoo's interpolation units, p < 0.05. A decoder that maps
+  every input to nearly one network fails it, and is shown, like the constant baseline, unranked.
 - Paired test: Wilcoxon signed-rank (two-sided) on the per-unit differences between a method and
   the best method of the comparison, over the units both have (matched by unit name). A method is
   "not significantly different from the best" when p >= 0.05 or fewer than 6 shared units make
@@ -41,6 +45,13 @@ def mean_ci(values, confidence: float = CONFIDENCE, seed: int = 0) -> tuple[floa
         boot = np.random.default_rng(seed).choice(x, size=(RESAMPLES, len(x))).mean(1)
         low, high = (float(q) for q in np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2]))
     return mean, low, high, len(x)
+
+
+def identifies_sources(successes: int, trials: int, chance: float) -> float:
+    """One-sided binomial p-value that decoded networks name their own source more often than chance."""
+    if trials == 0 or not 0 < chance < 1:
+        return math.nan
+    return float(stats.binomtest(successes, trials, chance, alternative="greater").pvalue)
 
 
 def paired_p(a: dict, b: dict) -> tuple[float, int]:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from bench.protocols import PROTOCOLS
 from bench.protocols.combine import PROBES
-from bench.report.stats import ALPHA, mean_ci, paired_p
+from bench.report.stats import ALPHA, identifies_sources, mean_ci, paired_p
 from bench.store.results import SORT_COLUMNS, ResultStore, is_missing
 from zoos.files import clean_temp_files, write_bytes_atomic
 
@@ -105,6 +105,19 @@ def with_zoo_labels(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def collapse_gate(table: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(zoo, variant) -> p-value that the variant's decoded endpoints identify their sources above chance
+    (`stats.identifies_sources`), for variants whose rows carry identification (function-changing methods)."""
+    if "ident" not in table.columns or "ident_chance" not in table.columns:
+        return {}
+    rows = table[_ok_rows(table) & table["ident"].notna() & table["ident_chance"].notna()]
+    out = {}
+    for (zoo, variant), part in rows.groupby(["zoo", "variant"], sort=True):
+        successes = int(round(float((pd.to_numeric(part["ident"]) * 2).sum())))  # two endpoints per unit
+        out[(str(zoo), str(variant))] = identifies_sources(successes, 2 * len(part), float(part["ident_chance"].mean()))
+    return out
+
+
 _LAST_BOARD: list = []  # (table, board) of the last call: one report renders the same table several times
 
 
@@ -155,6 +168,9 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     board = pd.DataFrame(out)
     if board.empty:
         return board
+    gate = collapse_gate(table)
+    board["collapse_p"] = [gate.get((z, v), math.nan) for z, v in zip(board["zoo"], board["variant"], strict=True)]
+    board["collapsed"] = board["collapse_p"].fillna(0.0) >= ALPHA
     board["rank"] = pd.array([pd.NA] * len(board), dtype="Int64")
     board["rank_metric"], board["p_vs_best"], board["n_shared"] = None, math.nan, 0
     for _, part in board.groupby(section, dropna=False, sort=False):
@@ -162,7 +178,7 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
             col = f"{metric.name}_mean"
             if col not in part.columns or part[col].isna().all():
                 continue
-            ranked = part[part["kind"] != "reference"]
+            ranked = part[(part["kind"] != "reference") & ~part["collapsed"]]
             ranks = ranked[col].rank(method="min", ascending=not metric.higher_is_better, na_option="bottom")
             board.loc[ranked.index, "rank"] = ranks.astype("Int64")
             board.loc[part.index, "rank_metric"] = metric.name
@@ -237,7 +253,8 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
         for _, r in part.iterrows():
             row = [fmt(r["rank"]) if pd.notna(r["rank"]) else "–"]
             row += [_label(r[c]) for c in sub_extra]
-            row += [str(r["variant"]) + (" (reference)" if r.get("kind") == "reference" else ""), str(int(r["n"]))]
+            tag = " (reference)" if r.get("kind") == "reference" else " (collapsed)" if r["collapsed"] else ""
+            row += [str(r["variant"]) + tag, str(int(r["n"]))]
             row += [fmt_ci(r[f"{c}_mean"], r[f"{c}_lo"], r[f"{c}_hi"]) for c in scores]
             row += [_p_cell(r)]
             row += ([fmt(r["deviation_max"])] if has_dev else []) + [fmt(r[f"{c}_median"]) for c in times]
@@ -249,12 +266,16 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
             m = next(x for x in _protocol_metrics(protocol, ("rank",)) if x.name == metric.iloc[0])
             note = (f"Ranked by mean {m.label} ({'higher' if m.higher_is_better else 'lower'} is better). "
                     "Cells: mean [95% BCa bootstrap CI] over n units. p vs best: Wilcoxon signed-rank test against "
-                    f"the rank-1 method on the units both ran (* = significantly different at {ALPHA}).")
+                    f"the rank-1 method on the units both ran (* = significantly different at {ALPHA}). "
+                    "Not ranked: reference baselines, and methods whose decoded networks do not identify their "
+                    "own source more often than chance on this zoo (collapsed; see README, Statistics).")
         sections.append(Section(f"{_label(zoo)} / {_label(protocol)}", header, rows, note))
     return sections
 
 
 def _p_cell(r) -> str:
+    if r["collapsed"]:
+        return f"not ranked: identifies sources no better than chance (p={r['collapse_p']:.2g})"
     if r.get("kind") == "reference" or pd.isna(r["rank"]):
         return "–"
     if r["rank"] == 1 and pd.isna(r["p_vs_best"]):
