@@ -29,6 +29,37 @@ EXAMPLES = """examples:
 """
 
 
+def _integer(minimum: int, maximum: int | None = None):
+    """argparse type: an integer in [minimum, maximum]; argparse names the option in its one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = "inf" if maximum is None else maximum
+            raise argparse.ArgumentTypeError(f"{value} is outside [{minimum}, {upper}]")
+        return value
+    return parse
+
+
+def _number(low: float, high: float, include_low: bool = False):
+    """argparse type: a finite number in (low, high] ([low, high] with include_low)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (low <= value if include_low else low < value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {'[' if include_low else '('}{low}, {high}]")
+        return value
+    return parse
+
+
+COUNT = _integer(1)
+SEED = _integer(0, 2**31 - 1)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="Weight alignment and model merging benchmark.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,14 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--protocols", nargs="+", help="subset of the preset's protocols")
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
     run.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
-    run.add_argument("--build-workers", type=int, default=2, help="processes for building CNN zoos (default: 2)")
-    run.add_argument("--workers", type=int, default=0,
+    run.add_argument("--build-workers", type=COUNT, default=2, help="processes for building CNN zoos (default: 2)")
+    run.add_argument("--workers", type=_integer(0), default=0,
                      help="run the units on a local Dask cluster of N single-threaded worker processes"
                           " (default: 0, serially in this process)")
     run.add_argument("--scheduler", metavar="tcp://host:port",
                      help="run the units on an existing Dask cluster (zoo directories on a shared filesystem)")
-    run.add_argument("--threads", type=int, default=1, help="torch threads for aligning and evaluating (default: 1)")
-    run.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+    run.add_argument("--threads", type=COUNT, default=1, help="torch threads for aligning and evaluating (default: 1)")
+    run.add_argument("--seed", type=SEED, default=None, help="override the preset's seed")
     run.add_argument("--no-mlflow", action="store_true", help="do not mirror results to MLflow")
     run.add_argument("--no-report", action="store_true", help="do not rewrite the leaderboard and figures")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -69,10 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     perf = sub.add_parser("perf", help="speed side by side (batched vs looped, methods vs width)")
     perf.add_argument("--results", type=Path, default=Path("results"))
     perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation memory align autoencoder")
-    perf.add_argument("--threads", type=int, default=1, help="torch threads, pinned (default: 1)")
-    perf.add_argument("--repeats", type=int, default=3, help="interleaved repetitions per case (default: 3)")
-    perf.add_argument("--widths", type=int, nargs="+", help="align/autoencoder widths (default: 32 64 128 256 512)")
-    perf.add_argument("--budget", type=float, default=30.0,
+    perf.add_argument("--threads", type=COUNT, default=1, help="torch threads, pinned (default: 1)")
+    perf.add_argument("--repeats", type=COUNT, default=3, help="interleaved repetitions per case (default: 3)")
+    perf.add_argument("--widths", type=COUNT, nargs="+", help="align/autoencoder widths (default: 32 64 128 256 512)")
+    perf.add_argument("--budget", type=_number(0.0, 1e9), default=30.0,
                       help="align: CPU seconds per pair above which a method is not repeated nor run wider")
     perf.add_argument("--peer-rebasin", help="python of a separate venv with PyPI `rebasin` (weight matching peer)")
     perf.add_argument("--peer-sinkhorn", help="python of a separate venv with PyPI `sinkhorn-rebasin`")
@@ -82,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--zoo", required=True, help="stored zoo directory, or PRESET:INDEX (e.g. default:1)")
     sweep.add_argument("--protocol", default="pairs", help="protocol, options allowed: 'pairs[n_pairs=8]'"
                                                           " (default: pairs, options from --preset)")
-    sweep.add_argument("--trials", type=int, default=20, help="complete trials to reach (default: 20)")
-    sweep.add_argument("--workers", type=int, default=1, help="local worker processes (default: 1)")
+    sweep.add_argument("--trials", type=COUNT, default=20, help="complete trials to reach (default: 20)")
+    sweep.add_argument("--workers", type=COUNT, default=1, help="local worker processes (default: 1)")
     sweep.add_argument("--storage", help="RDB URL or journal file (default: RESULTS/sweeps/optuna.journal)")
     sweep.add_argument("--metric", default="loss_barrier", help="column averaged over units (default: loss_barrier)")
     sweep.add_argument("--multi-objective", action="store_true", help="also minimise the method's seconds")
@@ -92,8 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--preset", default="default", help="preset whose protocol options apply (default: default)")
     sweep.add_argument("--results", type=Path, default=Path("results"))
     sweep.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
-    sweep.add_argument("--seed", type=int, default=0)
-    sweep.add_argument("--threads", type=int, default=1, help="torch threads per worker (default: 1)")
+    sweep.add_argument("--seed", type=SEED, default=0)
+    sweep.add_argument("--threads", type=COUNT, default=1, help="torch threads per worker (default: 1)")
     sweep.add_argument("--no-mlflow", action="store_true", help="do not mirror trials to MLflow")
     sweep.add_argument("--quiet", action="store_true")
 
@@ -112,22 +143,22 @@ def _parser() -> argparse.ArgumentParser:
     zoo = sub.add_parser("zoo", help="build, import or inspect zoos").add_subparsers(dest="zoo_command", required=True)
     build = zoo.add_parser("build", help="generate a zoo").add_subparsers(dest="kind", required=True)
     inr = build.add_parser("inr", help="SIRENs fitted to 28x28 images")
-    inr.add_argument("--images", type=int, default=64, help="number of images (default: 64)")
-    inr.add_argument("--fits-per-image", type=int, default=2, help="independent fits per image (default: 2)")
-    inr.add_argument("--steps", type=int, default=1000)
-    inr.add_argument("--lr", type=float, default=5e-3)
-    inr.add_argument("--hidden", type=int, default=32, help="hidden width (default: 32)")
-    inr.add_argument("--depth", type=int, default=2, help="hidden layers (default: 2)")
+    inr.add_argument("--images", type=COUNT, default=64, help="number of images (default: 64)")
+    inr.add_argument("--fits-per-image", type=COUNT, default=2, help="independent fits per image (default: 2)")
+    inr.add_argument("--steps", type=COUNT, default=1000)
+    inr.add_argument("--lr", type=_number(0.0, 1e3), default=5e-3)
+    inr.add_argument("--hidden", type=COUNT, default=32, help="hidden width (default: 32)")
+    inr.add_argument("--depth", type=COUNT, default=2, help="hidden layers (default: 2)")
     cnn = build.add_parser("cnn", help="Unterthiner CNN Zoo nets trained on the data")
     cnn.add_argument("--activation", default="relu", choices=("relu", "tanh"))
-    cnn.add_argument("--nets", type=int, default=16)
-    cnn.add_argument("--epochs", type=int, default=3)
-    cnn.add_argument("--channels", type=int, default=16, help="channels per conv (width; default: 16)")
-    cnn.add_argument("--train-fraction", type=float, nargs="+", default=[0.1, 0.25])
-    cnn.add_argument("--workers", type=int, default=2)
+    cnn.add_argument("--nets", type=COUNT, default=16)
+    cnn.add_argument("--epochs", type=COUNT, default=3)
+    cnn.add_argument("--channels", type=COUNT, default=16, help="channels per conv (width; default: 16)")
+    cnn.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
+    cnn.add_argument("--workers", type=COUNT, default=2)
     for b in (inr, cnn):
         b.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
-        b.add_argument("--seed", type=int, default=0)
+        b.add_argument("--seed", type=SEED, default=0)
         b.add_argument("--out", type=Path, required=True, help="output zoo directory")
         b.add_argument("--quiet", action="store_true")
     imp = zoo.add_parser("import", help="read a published zoo format into our format")
@@ -206,7 +237,7 @@ def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = 
 
 
 def _zoo(args) -> int:
-    from zoos.zoo import load_zoo, save_zoo
+    from zoos.zoo import check_replaceable, load_zoo, save_zoo
 
     if args.zoo_command == "info":
         zoo = load_zoo(args.path)
@@ -215,6 +246,7 @@ def _zoo(args) -> int:
         numeric = zoo.meta.select_dtypes("number").drop(columns=["id"], errors="ignore")
         print(numeric.describe().T[["mean", "min", "max"]].to_string())
         return 0
+    check_replaceable(args.out)  # before any work: never build a zoo only to refuse to save it
     if args.zoo_command == "import":
         from zoos import formats
 

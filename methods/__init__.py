@@ -62,8 +62,11 @@ def format_spec(name: str, params: dict) -> str:
 
 
 def normalise_spec(spec: str) -> str:
-    """'git-rebasin[ seed=1,max_sweeps=10 ]' -> 'git-rebasin[max_sweeps=10,seed=1]' (keys sorted, no blanks)."""
-    return format_spec(*parse_method(spec))
+    """'git-rebasin[ max_sweeps=+1_0,init=forward ]' -> 'git-rebasin[init=forward,max_sweeps=10]': keys sorted,
+    values of a registered method read as their declared types, so equivalent spellings give one spec."""
+    name, params = parse_method(spec)
+    space = METHODS[name].search_space if name in METHODS else {}
+    return format_spec(name, {k: space[k].parse(k, v) if k in space else v for k, v in params.items()})
 
 
 _BOOLS = ("1", "true", "yes", "0", "false", "no")  # what Hyper.parse reads as true, and their opposites

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from zoos.files import TMP_PREFIX, tmp_owner_dead, tmp_suffix
 from zoos.space import Params, SpecError, WeightSpace
 
 TARGETS_KEY = "__targets__"
@@ -139,10 +140,52 @@ def _hash_params(params: Params) -> str:
     return h.hexdigest()[:16]
 
 
-def save_zoo(zoo: Zoo, directory: str | os.PathLike) -> Path:
-    """Write atomically: build in a sibling temp directory, then rename into place."""
+def is_saved_zoo(directory: Path) -> bool:
+    """Whether `directory` holds exactly a zoo as `save_zoo` writes it (its three files, our spec.json):
+    the only kind of directory the harness may replace."""
+    try:
+        names = {p.name for p in directory.iterdir()}
+        if not names or not names <= set(FILES.values()) or FILES["spec"] not in names:
+            return False
+        spec = json.loads((directory / FILES["spec"]).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(spec, dict) and {"name", "space", "task", "content_hash"} <= set(spec)
+
+
+def check_replaceable(directory: str | os.PathLike) -> Path:
+    """`directory`, if the harness may write a zoo there: absent, empty, or a zoo it saved; else ZooError."""
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + f".tmp-{os.getpid()}")
+    if directory.exists() and not (directory.is_dir() and (is_saved_zoo(directory) or not any(directory.iterdir()))):
+        raise ZooError(f"{directory}: exists and is not a zoo this harness wrote; refusing to replace it"
+                       " (choose another output directory)")
+    return directory
+
+
+def _restore_interrupted(directory: Path) -> None:
+    """A replacement killed between its two renames left the old zoo under a temp name and nothing at
+    `directory`: put the old zoo back. Temp directories of other dead writers of this zoo are removed."""
+    for leftover in sorted(directory.parent.glob(f"{TMP_PREFIX}{directory.name}.*")):
+        if not leftover.is_dir() or not tmp_owner_dead(leftover):
+            continue
+        if leftover.name.startswith(f"{TMP_PREFIX}{directory.name}.old.") and not directory.exists() \
+                and is_saved_zoo(leftover):
+            os.rename(leftover, directory)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def save_zoo(zoo: Zoo, directory: str | os.PathLike) -> Path:
+    """Write atomically: build in a sibling temp directory, then swap it into place.
+
+    The harness replaces only what it provably wrote: an existing `directory` must be a zoo saved
+    here (`is_saved_zoo`) or empty; anything else is refused. A kill at any moment leaves the old
+    zoo or the new one: a swap interrupted between its renames is undone by the next save or load.
+    """
+    directory = check_replaceable(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _restore_interrupted(directory)
+    tmp = directory.with_name(f"{TMP_PREFIX}{directory.name}.{tmp_suffix()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tensors = {k: v.detach().float().contiguous() for k, v in zoo.params.items()}
@@ -154,13 +197,19 @@ def save_zoo(zoo: Zoo, directory: str | os.PathLike) -> Path:
             "content_hash": _hash_params(zoo.params)}
     (tmp / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
     if directory.exists():
-        shutil.rmtree(directory)
-    tmp.rename(directory)
+        old = directory.with_name(f"{TMP_PREFIX}{directory.name}.old.{tmp_suffix()}")
+        os.rename(directory, old)
+        os.rename(tmp, directory)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, directory)
     return directory
 
 
 def load_zoo(directory: str | os.PathLike) -> Zoo:
     directory = Path(directory)
+    if not directory.exists() and directory.parent.is_dir():
+        _restore_interrupted(directory)
     if not directory.is_dir():
         raise ZooError(f"{directory}: no such zoo directory")
     files = {part: directory / name for part, name in FILES.items()}

@@ -8,6 +8,7 @@ the protocol's measurements, the method and zoo identity, hyperparameters (`p_*`
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -75,8 +76,23 @@ def execute(batch: UnitBatch, method: Aligner, zoo: Zoo, task, env: dict) -> tup
     protocol = make_protocol(batch.protocol, seed=batch.seed, **batch.protocol_options)
     units = list(batch.units)
     try:
-        rows, failed = protocol.run(method, zoo, task, units), 0
+        rows = protocol.run(method, zoo, task, units)
     except Exception as error:  # one failing method must not end the benchmark
         rows = failed_rows(units, error)
-        failed = len(rows)
+    for row in rows:
+        bad = nonfinite(protocol, row)
+        if bad and not row.get("error"):
+            row["error"] = f"non-finite metric(s): {', '.join(bad)}"
+    failed = sum(bool(row.get("error")) for row in rows)
     return finish_rows(batch, rows, method, env), failed
+
+
+def nonfinite(protocol, row: dict) -> list[str]:
+    """Declared metrics of a row that are not numbers: a rank metric that is NaN or infinite, or any
+    metric that is infinite (other NaNs mean "not applicable", e.g. a cycle error of a learned method)."""
+    out = []
+    for m in protocol.metrics:
+        value = row.get(m.name)
+        if isinstance(value, float) and (math.isinf(value) or (m.role == "rank" and math.isnan(value))):
+            out.append(m.name)
+    return out

@@ -9,6 +9,8 @@ the method cannot handle (`Aligner.skip`) is not planned: it is recorded with it
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +89,10 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
         torch.set_num_threads(opts.threads)
         task = make_task(zoo)
         zoo_hash = zoo.content_hash()
+        # the weights' hash misses what else changes a result: the architecture's spec (activation,
+        # w0, output offset) and the task (dataset, evaluation images)
+        zoo_spec = hashlib.sha256(json.dumps({"space": zoo.space.to_json(), "task": zoo.task}, sort_keys=True,
+                                             default=str).encode()).hexdigest()[:16]
         zoo_dir = str(zoo_directory(recipe, opts))
         for proto_name, proto_options in bench.protocols.items():
             gaps += [(zoo.name, proto_name, why) for why in
@@ -99,8 +105,9 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
             batches = []
             for proto_name, proto_options in bench.protocols.items():
                 protocol = make_protocol(proto_name, seed=bench.seed, **proto_options)
-                keyed = [(unit_key(variant=normalise_spec(spec), zoo_hash=zoo_hash, protocol=proto_name,
-                                   protocol_params=protocol.params(), unit=u.name, seed=bench.seed), u)
+                keyed = [(unit_key(variant=normalise_spec(spec), zoo_hash=zoo_hash, zoo_spec=zoo_spec,
+                                   protocol=proto_name, protocol_params=protocol.params(), unit=u.name,
+                                   seed=bench.seed), u)
                          for u in protocol.units(zoo)]
                 # batches are cut from all units, not from those left to do, so that concurrent runs
                 # started at different moments agree on them (a batch's claim is its full key list)

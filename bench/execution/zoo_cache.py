@@ -56,8 +56,6 @@ def get_zoo(recipe: ZooRecipe, cache: Path, data: str = "auto", workers: int = 2
     # one builder per recipe: a concurrent run waits here, then loads what the first one built
     with FileLock(directory.parent / f"{directory.name}.lock"):
         if not (directory / "spec.json").is_file():
-            for leftover in directory.parent.glob(f"{directory.name}.tmp-*"):  # a killed build's partial copy
-                shutil.rmtree(leftover, ignore_errors=True)
             # networks trained so far are kept here: a killed build resumes with the rest
             partial = directory.parent / f"{directory.name}.partial"
             save_zoo(build(recipe, data, workers, progress, partial), directory)

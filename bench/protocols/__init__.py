@@ -19,7 +19,10 @@ for _module in pkgutil.iter_modules(__path__):
 def make_protocol(name: str, **options) -> Protocol:
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})")
-    return PROTOCOLS[name](**options)
+    protocol = PROTOCOLS[name](**options)
+    if protocol.lambdas < 2:
+        raise ValueError(f"protocol {name}: lambdas={protocol.lambdas} must be at least 2 (a path has two endpoints)")
+    return protocol
 
 
 __all__ = ["PROTOCOLS", "Metric", "Protocol", "Unit", "make_protocol", "metric", "register"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,8 +329,13 @@ def sweep_sections(sweeps: pd.DataFrame | None, top: int = 10) -> list[Section]:
     return sections
 
 
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|])")
+
+
 def _md_cell(text) -> str:
-    return str(text).replace("|", "\\|")
+    """Text from the table (zoo names, method specs, errors) as inert Markdown: one line, and the
+    characters that make links, code, emphasis, HTML or table cells escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -391,7 +397,7 @@ def markdown(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.D
     if not sections:
         return "\n".join(lines + ["No results yet.", ""])
     for s in sections:
-        lines += [f"## {s.title}", ""] + ([s.note, ""] if s.note else []) + _md_table(s.header, s.rows) + [""]
+        lines += [f"## {_md_cell(s.title)}", ""] + ([s.note, ""] if s.note else []) + _md_table(s.header, s.rows) + [""]
     if figures:
         lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
     return "\n".join(lines)
@@ -403,7 +409,7 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 
 def latex_escape(text) -> str:
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in " ".join(str(text).split()))
 
 
 def _numeric(cell: str) -> bool:

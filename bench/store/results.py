@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from zoos.files import clean_temp_files, write_bytes_atomic
 
 PART_PREFIX = "part-"
 STALE_TMP_S = 3600.0  # a temp file this old belongs to a dead writer (a live one renames within seconds)
+QUARANTINE = "quarantine"  # unreadable parts are moved here (under rows/), out of the glob
 CLAIMS_DIR = ".claims"  # per-batch lock files of concurrent `bench run`s on one results directory
 
 # Leading columns of `table()`, in this order; the rest follow alphabetically.
@@ -165,6 +167,9 @@ class ResultStore:
                     tables.append(pq.read_table(part, columns=[c for c in columns if c in present]))
             except FileNotFoundError:  # removed by a concurrent compact(); its rows are in the merged part
                 continue
+            except (pa.ArrowException, OSError, ValueError) as error:  # truncated, empty or foreign file
+                self._quarantine(part, error)
+                continue
         if not tables:
             return pd.DataFrame()
         try:
@@ -173,6 +178,17 @@ class ResultStore:
             # incompatible types for one column across parts (e.g. bool vs string): let pandas take objects
             return pd.concat([from_arrow(t) for t in tables], ignore_index=True)
         return from_arrow(merged)
+
+    def _quarantine(self, part: Path, error: BaseException) -> None:
+        """Move an unreadable part aside (never delete it) so that one bad file cannot poison every run."""
+        target = self.rows_dir / QUARANTINE / part.name
+        target.parent.mkdir(exist_ok=True)
+        try:
+            os.replace(part, target)
+        except FileNotFoundError:  # another process moved it first
+            return
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:160]
+        print(f"bench: warning: {part}: unreadable results part ({reason}); moved to {target}", file=sys.stderr)
 
     def table(self) -> pd.DataFrame:
         """All rows: columns unioned, one row per key (the latest), deterministically ordered."""
