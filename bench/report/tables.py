@@ -329,12 +329,13 @@ def sweep_sections(sweeps: pd.DataFrame | None, top: int = 10) -> list[Section]:
     return sections
 
 
-_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|])")
+_MD_SPECIAL = re.compile(r"([\\`*<>|]|(?<=\])\(|!(?=\[))")
 
 
 def _md_cell(text) -> str:
-    """Text from the table (zoo names, method specs, errors) as inert Markdown: one line, and the
-    characters that make links, code, emphasis, HTML or table cells escaped."""
+    """Text from the table (zoo names, method specs, errors) as inert Markdown: one line, with the
+    characters that make code, emphasis, HTML or table cells escaped and link syntax (`](`, `![`) broken;
+    plain brackets (confidence intervals, method specs) stay as they are."""
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
