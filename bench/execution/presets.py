@@ -50,8 +50,8 @@ PRESETS = {
         # 16 units in every reported cell (pairs; orbit per action and eps; merge per N), within 15
         # minutes on 2 cores: orbit keeps the permutation and the full group at one noise level, merges
         # N = 2 and 3 (cycle error over the one triple); Sinkhorn takes 30 steps
-        protocols={"pairs": dict(n_pairs=16, lambdas=9),
-                   "orbit": dict(n_nets=16, actions=("P", "PS"), eps=(1e-2,), lambdas=9),
+        protocols={"pairs": dict(n_pairs=16, lambdas=7),
+                   "orbit": dict(n_nets=16, actions=("P", "PS"), eps=(1e-2,), lambdas=7),
                    "merge": dict(sizes=(2, 3), n_groups=16, max_triples=1)},
         overrides={"sinkhorn-rebasin": {"batch": 128, "steps": 30}},
     ),
