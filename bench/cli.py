@@ -58,6 +58,7 @@ def _number(low: float, high: float, include_low: bool = False):
 
 COUNT = _integer(1)
 SEED = _integer(0, 2**31 - 1)
+SHOWN_FAILURES = 10  # failed units listed in the run summary
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -209,6 +210,11 @@ def _run(args, argv) -> int:
                       progress=not args.quiet, workers=args.workers, scheduler=args.scheduler)
     counts = run_benchmark(bench, args.methods, opts)
     print(f"units: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
+    failures = counts.get("failures", [])
+    for zoo, variant, protocol, unit, error in failures[:SHOWN_FAILURES]:
+        print(f"  failed: {zoo} / {variant} / {protocol} / {unit}: {error}")
+    if len(failures) > SHOWN_FAILURES:
+        print(f"  ... and {len(failures) - SHOWN_FAILURES} more failed units (the `error` column of the results table)")
     notes = [f"Skipped `{spec}` on {zoo}: {reason}." for spec, zoo, reason in counts.get("skipped_pairs", [])]
     notes += [f"Not measured: {zoo} / {protocol}: {why}." for zoo, protocol, why in counts.get("gaps", [])]
     for line in notes:

@@ -40,6 +40,7 @@ import hashlib
 import io
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -52,7 +53,7 @@ from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from methods.base import Aligner, Alignment, CheckpointStore, Hyper, Merged
-from zoos.files import clean_temp_files, write_bytes_atomic
+from zoos.files import check_input, clean_temp_files, read_input, write_bytes_atomic
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import random_action, select
 from zoos.tasks import inr_grid, make_task
@@ -103,6 +104,11 @@ def _chunked(fn, params: Params, size: int = 256) -> torch.Tensor:
 
 def _atomic(path: Path, data: bytes) -> None:
     write_bytes_atomic(path, lambda fh: fh.write(data))
+
+
+def _warn_damaged(path: Path, error: BaseException) -> None:
+    reason = f"{type(error).__name__}: {error}".splitlines()[0][:160]
+    print(f"bench: warning: {path}: unreadable checkpoint ({reason}); training again", file=sys.stderr)
 
 
 def _to(params: Params, device, dtype=None) -> Params:
@@ -196,10 +202,14 @@ class ScaleGMNAutoencoder(Aligner):
         self.space = space
         model = self.build(space)
         if ckpt is not None and (ckpt / "done.json").is_file():
-            model.load_state_dict(load_file(ckpt / "best.safetensors"))
-            self.model = model.to(self.device).eval()
-            self.fit_info = {**json.loads((ckpt / "done.json").read_text()), "cached": True}
-            return
+            try:
+                model.load_state_dict(load_file(check_input(ckpt / "best.safetensors")))
+                self.model = model.to(self.device).eval()
+                self.fit_info = {**json.loads(read_input(ckpt / "done.json", 2**20)), "cached": True}
+                return
+            except Exception as error:  # noqa: BLE001 - a damaged cache entry is trained again, not fatal
+                _warn_damaged(ckpt / "best.safetensors", error)
+                model = self.build(space)
 
         train_idx, val_idx = zoo.indices("train"), zoo.indices("val")
         if not train_idx:
@@ -234,8 +244,13 @@ class ScaleGMNAutoencoder(Aligner):
         st = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
               "seconds": 0.0, "cpu_seconds": 0.0, "skipped_steps": 0, "initial_val": math.nan, "resumed_from": -1}
         best_state = None
+        saved = None
         if ckpt is not None and (ckpt / "last.pt").is_file():
-            saved = torch.load(ckpt / "last.pt", weights_only=True, map_location=self.device)
+            try:
+                saved = torch.load(check_input(ckpt / "last.pt"), weights_only=True, map_location=self.device)
+            except Exception as error:  # noqa: BLE001 - a damaged checkpoint: train from the start
+                _warn_damaged(ckpt / "last.pt", error)
+        if saved is not None:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["opt"])
             sched.load_state_dict(saved["sched"])

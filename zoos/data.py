@@ -9,12 +9,15 @@ architectures), or a directory / file path holding MNIST-format IDX files (gzipp
 from __future__ import annotations
 
 import gzip
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from zoos.files import InputError, check_input, too_large
 
 FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -25,24 +28,34 @@ class DataError(ValueError):
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """An IDX array; the header is checked (magic, and the size its shape promises, in exact integers)
+    before the payload is read, and no more than that size is ever inflated."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: no such IDX file")
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
+        check_input(path)
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES:
+                raise DataError(f"{path}: not an IDX file (bad magic number)")
+            shape_bytes = f.read(4 * head[3])
+            if len(shape_bytes) != 4 * head[3]:
+                raise DataError(f"{path}: truncated IDX header")
+            dims = tuple(int(d) for d in np.frombuffer(shape_bytes, ">u4"))
+            dtype = np.dtype(IDX_DTYPES[head[2]])
+            size = math.prod(dims) * dtype.itemsize  # Python integers: a product cannot overflow
+            error = too_large(path, f"header promises shape {dims}:", size)
+            if error:
+                raise DataError(str(error))
+            payload = f.read(size + 1)
+    except InputError as e:
+        raise DataError(str(e)) from None
     except (OSError, EOFError) as e:
-        raise DataError(f"{path}: unreadable ({e})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    ndim = raw[3]
-    dims = np.frombuffer(raw, ">u4", ndim, 4).astype(int)
-    dtype = np.dtype(IDX_DTYPES[raw[2]])
-    offset = 4 + 4 * ndim
-    if len(raw) - offset != int(np.prod(dims)) * dtype.itemsize:
-        raise DataError(f"{path}: truncated or oversized IDX file (header says shape {tuple(dims)})")
-    return np.frombuffer(raw, dtype, offset=offset).reshape(dims)
+        raise DataError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if len(payload) != size:
+        raise DataError(f"{path}: truncated or oversized IDX file (header says shape {dims})")
+    return np.frombuffer(payload, dtype).reshape(dims)
 
 
 def _idx_pair(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +63,7 @@ def _idx_pair(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     found = {}
     for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
         for name in (f"{stem}-{kind}.gz", f"{stem}-{kind}"):
-            if (directory / name).is_file():
+            if (directory / name).exists():  # a FIFO of that name is found here, then refused by name
                 found[kind] = directory / name
                 break
         else:

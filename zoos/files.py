@@ -1,4 +1,9 @@
-"""Atomic file writes and the clean-up of killed writers' temp files (every layer writes through here).
+"""Atomic file writes, the clean-up of killed writers' temp files, and bounded reads of inputs.
+
+Every layer writes through here, and reads user-supplied files through `check_input` /
+`read_input`: a FIFO or device where a file is expected is refused before it is opened (reading
+one would block forever), and no input may expand in memory past `input_limit()` bytes, whatever
+its header or its compression promises (a gzip bomb stops at the limit, it is not read whole).
 
 A file is written to a hidden temp sibling named `.tmp-<name>.<host>.<pid>`, fsynced and renamed
 into place, so readers see the old file or the new one, never half of one. A temp file whose
@@ -8,12 +13,16 @@ writer's leftover and may be removed.
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
+INPUT_LIMIT_ENV = "REBASIN_MAX_INPUT_BYTES"
+DEFAULT_INPUT_LIMIT = 4 * 2**30  # the largest real input read whole (an MNIST IDX pair) is ~55 MB
 TMP_PREFIX = ".tmp-"  # readers glob for real names (e.g. `part-*.parquet`), so temp files are never seen
 
 
@@ -86,3 +95,80 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---- bounded reads of user-supplied files ------------------------------------------------------
+class InputError(ValueError):
+    """An input file refused before (or while) reading it; the message names the file."""
+
+
+def input_limit() -> int:
+    """Bytes one input may take in memory: $REBASIN_MAX_INPUT_BYTES, else 4 GiB or half the RAM."""
+    if os.environ.get(INPUT_LIMIT_ENV):
+        return int(os.environ[INPUT_LIMIT_ENV])
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return DEFAULT_INPUT_LIMIT
+    return min(DEFAULT_INPUT_LIMIT, ram // 2)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def too_large(path, what: str, n: int, limit: int | None = None) -> InputError | None:
+    """An error when `n` bytes (a size a header promises, say) exceeds the input limit, else None."""
+    limit = input_limit() if limit is None else limit
+    if n <= limit:
+        return None
+    return InputError(f"{path}: {what} {_size(n)}, more than the {_size(limit)} an input may take in memory "
+                      f"(raise {INPUT_LIMIT_ENV} if this is really meant)")
+
+
+def check_input(path: str | os.PathLike, limit: int | None = None) -> Path:
+    """`path` if it is a regular file (after symlinks) of at most `limit` bytes; else InputError."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode)
+                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket")
+        raise InputError(f"{path}: {kind}, not a regular file: refused (reading it could block or never end)")
+    error = too_large(path, "holds", info.st_size, limit)
+    if error:
+        raise error
+    return path
+
+
+def read_input(path: str | os.PathLike, limit: int | None = None) -> bytes:
+    """A regular file's bytes, gunzipped if it ends in .gz, refused past `limit` bytes (checked while
+    decompressing: only limit + 1 bytes are ever inflated)."""
+    path = check_input(path, limit)
+    limit = input_limit() if limit is None else limit
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except (OSError, EOFError) as e:  # gzip raises BadGzipFile (an OSError) and EOFError when truncated
+        raise InputError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if len(raw) > limit:
+        raise InputError(f"{path}: decompresses to more than {_size(limit)}, the most an input may take in memory "
+                         f"(raise {INPUT_LIMIT_ENV} if this is really meant)")
+    return raw
+
+
+def check_parquet(path: str | os.PathLike, limit: int | None = None) -> Path:
+    """`check_input`, and the uncompressed size the Parquet footer promises within `limit`."""
+    import pyarrow.parquet as pq
+
+    path = check_input(path, limit)
+    meta = pq.ParquetFile(path).metadata  # the footer only (its length is bounded by the file's)
+    error = too_large(path, "row groups promise", sum(meta.row_group(i).total_byte_size
+                                                      for i in range(meta.num_row_groups)), limit)
+    if error:
+        raise error
+    return path

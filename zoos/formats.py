@@ -12,11 +12,13 @@ input raises `ZooError` with a one-line message that names the file and the prob
 from __future__ import annotations
 
 import ast
+import io
 import json
 import math
 import random
 import re
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ import pandas as pd
 import torch
 
 from zoos.data import DataError, load_images
+from zoos.files import InputError, check_input, read_input, too_large
 from zoos.space import Params, SpecError, cnn_zoo_space, siren_space
 from zoos.zoo import SPLITS, Zoo, ZooError
 
@@ -35,6 +38,9 @@ _NFN_KEYS = {"net.0.linear.weight": "seq.0.weight", "net.0.linear.bias": "seq.0.
              "net.1.linear.weight": "seq.1.weight", "net.1.linear.bias": "seq.1.bias",
              "net.2.weight": "seq.2.weight", "net.2.bias": "seq.2.bias"}
 _CNN_ACTIVATIONS = ("relu", "tanh")
+# one SIREN state dict is ~5 KB in 6 tensors: generous caps that no real checkpoint reaches
+STATE_DICT_LIMIT, STATE_DICT_MEMBERS = 64 * 2**20, 1000
+JSON_LIMIT = 256 * 2**20
 
 
 def _fail(path, problem) -> ZooError:
@@ -44,7 +50,25 @@ def _fail(path, problem) -> ZooError:
 
 # ---- safe .pth reading -------------------------------------------------------------------------
 def _load_state_dict(path: Path) -> dict:
-    """A `.pth` state dict, read without unpickling anything but tensors and plain containers."""
+    """A `.pth` state dict, read without unpickling anything but tensors and plain containers.
+
+    Sizes are checked first: the file, and for a zip archive (torch's format) the sizes its members
+    promise once inflated and their number, so no archive can expand past what a SIREN needs."""
+    try:
+        check_input(path, STATE_DICT_LIMIT)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                members = archive.infolist()
+            if len(members) > STATE_DICT_MEMBERS:
+                raise InputError(f"{path}: a zip archive of {len(members)} members, more than a state dict "
+                                 f"of {STATE_DICT_MEMBERS} tensors")
+            error = too_large(path, "zip members inflate to", sum(m.file_size for m in members), STATE_DICT_LIMIT)
+            if error:
+                raise error
+    except InputError as e:
+        raise ZooError(str(e)) from None
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise _fail(path, f"unreadable zip archive ({type(e).__name__}: {e})") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols; the error below is what counts
@@ -160,17 +184,19 @@ def _resolve(listed: str, root: Path, splits_json: Path) -> Path:
         if ".." in parts[-k:]:  # never outside root
             break
         candidate = root.joinpath(*parts[-k:])
-        if candidate.is_file():
+        if candidate.exists():  # a FIFO or directory of that name is refused by name when read
             return candidate
     raise _fail(splits_json, f"lists {listed}, which is not found under {root}")
 
 
 def _read_splits(splits_json: Path, root: Path) -> list[tuple[Path, str, int | None]]:
-    if not splits_json.is_file():
+    if not splits_json.exists():
         raise _fail(splits_json, "no such splits file")
     try:
-        data = json.loads(splits_json.read_text())
-    except (ValueError, OSError) as e:
+        data = json.loads(read_input(splits_json, JSON_LIMIT))
+    except InputError as e:
+        raise ZooError(str(e)) from None
+    except (ValueError, OSError, RecursionError) as e:
         raise _fail(splits_json, f"not valid JSON ({e})") from None
     if not isinstance(data, dict) or not any(s in data for s in SPLITS):
         raise _fail(splits_json, f"expected an object with keys {', '.join(SPLITS)}")
@@ -304,7 +330,9 @@ def load_nfn_sirens(root, images=None, prefix: str = "randinit_smaller", value_r
 def _read_layout(path: Path, row_length: int) -> list[dict]:
     """layout.csv rows as {var, layer, kind, start, end, shape}, checked against the weight rows."""
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(io.BytesIO(read_input(path)))
+    except InputError as e:
+        raise ZooError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - pandas raises several parser error types
         raise _fail(path, f"unreadable CSV ({e})") from None
     cols = {"varname", "start_idx", "end_idx", "size", "shape"}
@@ -421,12 +449,16 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
     if not directory.is_dir():
         raise _fail(directory, "no such CNN zoo directory")
     weights_path, layout_path = directory / "weights.npy", directory / "layout.csv"
-    metrics_path = next((directory / f for f in ("metrics.csv.gz", "metrics.csv") if (directory / f).is_file()), None)
+    metrics_path = next((directory / f for f in ("metrics.csv.gz", "metrics.csv") if (directory / f).exists()), None)
     for path in (weights_path, layout_path):
-        if not path.is_file():
+        if not path.exists():
             raise _fail(path, "missing (a CNN zoo directory holds weights.npy, layout.csv, metrics.csv[.gz])")
     if metrics_path is None:
         raise _fail(directory / "metrics.csv.gz", "missing (neither metrics.csv.gz nor metrics.csv)")
+    try:
+        check_input(weights_path, math.inf)  # memory-mapped below: its size is no concern, a FIFO is
+    except InputError as e:
+        raise ZooError(str(e)) from None
     try:  # memory-mapped: the full zoo is GBs and we keep a fraction of its rows
         flat = np.load(weights_path, mmap_mode="r", allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - numpy raises ValueError (object arrays), OSError, EOFError...
@@ -435,7 +467,9 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
         raise _fail(weights_path, f"holds {flat.dtype} {flat.shape}, expected a 2-D float array (rows x params)")
     layers = _cnn_layers(_read_layout(layout_path, flat.shape[1]), layout_path)
     try:
-        meta = pd.read_csv(metrics_path)
+        meta = pd.read_csv(io.BytesIO(read_input(metrics_path)))
+    except InputError as e:
+        raise ZooError(str(e)) from None
     except Exception as e:  # noqa: BLE001
         raise _fail(metrics_path, f"unreadable CSV ({e})") from None
     if len(meta) != flat.shape[0]:
@@ -447,7 +481,9 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
     meta = meta.assign(row=np.arange(len(meta)))
     if order is not None:
         try:
-            perm = pd.read_csv(order, header=None).to_numpy().ravel().astype(np.int64)
+            perm = pd.read_csv(io.BytesIO(read_input(order)), header=None).to_numpy().ravel().astype(np.int64)
+        except InputError as e:
+            raise ZooError(str(e)) from None
         except Exception as e:  # noqa: BLE001
             raise _fail(order, f"unreadable row order ({e})") from None
         if perm.size and (perm.min() < 0 or perm.max() >= len(meta)):

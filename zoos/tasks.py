@@ -9,9 +9,12 @@ for INRs, ignored for classifiers) in chunks sized to bound memory.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from functools import cached_property
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -143,6 +146,19 @@ class Task:
         """Differentiable training loss per network [M] (task-loss objectives, e.g. Sinkhorn Mid)."""
         raise NotImplementedError
 
+    def data(self) -> tuple[torch.Tensor, ...]:
+        """Every tensor a score or a training batch is computed from, after preprocessing."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Hash of the data this task scores against (so a result key changes with it): e.g. which
+        data set "auto" resolved to on this machine, and the images after preprocessing."""
+        h = hashlib.sha256(f"{self.kind}:{type(self).__name__}".encode())
+        for t in self.data():
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.detach().contiguous().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
 
 class InrTask(Task):
     kind = "inr"
@@ -180,6 +196,9 @@ class InrTask(Task):
     def task_loss(self, params, target=None):
         return self.score(self.space.forward(params, self.grid), target)["loss"]
 
+    def data(self):
+        return (self.targets,)
+
     def render(self, params: Params) -> torch.Tensor:
         return self.outputs(params)[..., 0].reshape(-1, self.size, self.size)
 
@@ -201,6 +220,10 @@ class ClassifierTask(Task):
 
     def inputs(self) -> torch.Tensor:
         return self._eval[0]
+
+    def data(self):
+        images, labels = load_images(self.dataset, "train")  # the pool REPAIR and task-loss batches come from
+        return (*self._eval, images, labels)
 
     def train_batch(self, n: int = 512, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """A fixed batch of training images (REPAIR statistics, task-loss objectives)."""
@@ -228,6 +251,17 @@ class ClassifierTask(Task):
         loss = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), labels.repeat(m), reduction="none")
         acc = (outputs.argmax(-1) == labels).float().mean(1)
         return {"loss": loss.reshape(m, -1).mean(1), "acc": acc}
+
+
+def zoo_fingerprint(zoo, task: Task) -> str:
+    """What changes a result besides the weights: the architecture's spec (activation, w0, output
+    offset), the task's options, the metadata (splits, INR targets), and the data scored against."""
+    meta = zoo.meta.drop(columns=[c for c in zoo.meta.columns if zoo.meta[c].dtype == object
+                                  and not zoo.meta[c].map(lambda v: v is None or isinstance(v, str)).all()])
+    parts = {"space": zoo.space.to_json(), "task": zoo.task, "data": task.fingerprint(),
+             "meta": hashlib.sha256(pd.util.hash_pandas_object(meta, index=True).to_numpy().tobytes()).hexdigest(),
+             "meta_columns": list(map(str, zoo.meta.columns))}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def make_task(zoo) -> Task:

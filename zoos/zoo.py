@@ -24,12 +24,13 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from zoos.files import TMP_PREFIX, tmp_owner_dead, tmp_suffix
+from zoos.files import TMP_PREFIX, InputError, check_input, check_parquet, read_input, tmp_owner_dead, tmp_suffix
 from zoos.space import Params, SpecError, WeightSpace
 
 TARGETS_KEY = "__targets__"
 SPLITS = ("train", "val", "test")
 TASK_KINDS = ("inr", "classifier")
+SPEC_LIMIT = 64 * 2**20  # a spec.json is a few KB; more is not a spec
 FILES = {"spec": "spec.json", "weights": "weights.safetensors", "metadata": "metadata.parquet"}
 
 
@@ -147,7 +148,9 @@ def is_saved_zoo(directory: Path) -> bool:
         names = {p.name for p in directory.iterdir()}
         if not names or not names <= set(FILES.values()) or FILES["spec"] not in names:
             return False
-        spec = json.loads((directory / FILES["spec"]).read_text())
+        if not all((directory / n).is_file() for n in names):  # a subdirectory or FIFO: not something we wrote
+            return False
+        spec = json.loads(read_input(directory / FILES["spec"], SPEC_LIMIT))
     except (OSError, ValueError):
         return False
     return isinstance(spec, dict) and {"name", "space", "task", "content_hash"} <= set(spec)
@@ -213,9 +216,12 @@ def load_zoo(directory: str | os.PathLike) -> Zoo:
     if not directory.is_dir():
         raise ZooError(f"{directory}: no such zoo directory")
     files = {part: directory / name for part, name in FILES.items()}
-    for path in files.values():
-        if not path.is_file():
-            raise ZooError(f"{path}: missing (a zoo directory holds {', '.join(FILES.values())})")
+    for part, path in files.items():
+        try:
+            check_input(path, SPEC_LIMIT if part == "spec" else None)
+        except InputError as e:
+            hint = f" (a zoo directory holds {', '.join(FILES.values())})" if not path.exists() else ""
+            raise ZooError(f"{e}{hint}", part) from None
 
     def fail(part: str, detail) -> ZooError:
         detail = " ".join(str(detail).split())  # one line, whatever a library's message spans
@@ -227,7 +233,10 @@ def load_zoo(directory: str | os.PathLike) -> Zoo:
     except Exception as e:  # noqa: BLE001 - safetensors and torch raise several types for corrupt files
         raise fail("weights", f"unreadable safetensors file ({type(e).__name__}: {e})") from None
     try:
+        check_parquet(files["metadata"])
         meta = pd.read_parquet(files["metadata"]).reset_index(drop=True)
+    except InputError as e:
+        raise ZooError(str(e), "metadata") from None
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
         raise fail("metadata", f"unreadable parquet file ({type(e).__name__}: {e})") from None
     for k, t in tensors.items():
@@ -248,7 +257,9 @@ def load_zoo(directory: str | os.PathLike) -> Zoo:
 def _read_spec(path: Path, default_name: str, fail) -> tuple:
     """(name, space, task, content_hash) from spec.json, every field checked."""
     try:
-        spec = json.loads(path.read_text())
+        spec = json.loads(read_input(path, SPEC_LIMIT))
+    except InputError as e:
+        raise ZooError(str(e), "spec") from None
     except (ValueError, OSError, RecursionError) as e:
         raise fail("spec", f"not valid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(spec, dict) or "space" not in spec:

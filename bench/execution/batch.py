@@ -96,3 +96,9 @@ def nonfinite(protocol, row: dict) -> list[str]:
         if isinstance(value, float) and (math.isinf(value) or (m.role == "rank" and math.isnan(value))):
             out.append(m.name)
     return out
+
+
+def note_failures(counts: dict, rows: list[dict]) -> None:
+    """Add the failed units of `rows` to `counts["failures"]` as (zoo, variant, protocol, unit, error)."""
+    counts.setdefault("failures", []).extend((r.get("zoo"), r.get("variant"), r.get("protocol"), r.get("unit"),
+                                              r["error"]) for r in rows if r.get("error"))

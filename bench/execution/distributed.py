@@ -41,7 +41,7 @@ import dask
 import torch
 from tqdm.auto import tqdm
 
-from bench.execution.batch import UnitBatch, execute, failed_rows, finish_rows, prepare_method
+from bench.execution.batch import UnitBatch, execute, failed_rows, finish_rows, note_failures, prepare_method
 from bench.execution.checkpoints import CheckpointStore
 from bench.execution.plan import RunOptions, plan
 from bench.execution.presets import Benchmark
@@ -159,6 +159,7 @@ def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id
                 failed = sum(r["error"] is not None for r in rows)
                 counts["done"] += len(rows) - failed
                 counts["failed"] += failed
+                note_failures(counts, rows)
                 bar.update(len(batch.units))
 
     try:

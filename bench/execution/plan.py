@@ -9,8 +9,6 @@ the method cannot handle (`Aligner.skip`) is not planned: it is recorded with it
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from bench.execution.zoo_cache import get_zoo, recipe_id
 from bench.protocols import make_protocol
 from bench.store.results import claim_name, unit_key
 from methods import METHODS, format_spec, make_method, normalise_spec
-from zoos.tasks import make_task
+from zoos.tasks import make_task, zoo_fingerprint
 from zoos.zoo import Zoo
 
 BATCH = 8  # units per batch (one appended part, one Dask task): bounds what a kill can lose
@@ -89,10 +87,7 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
         torch.set_num_threads(opts.threads)
         task = make_task(zoo)
         zoo_hash = zoo.content_hash()
-        # the weights' hash misses what else changes a result: the architecture's spec (activation,
-        # w0, output offset) and the task (dataset, evaluation images)
-        zoo_spec = hashlib.sha256(json.dumps({"space": zoo.space.to_json(), "task": zoo.task}, sort_keys=True,
-                                             default=str).encode()).hexdigest()[:16]
+        zoo_spec = zoo_fingerprint(zoo, task)  # what changes a result besides the weights
         zoo_dir = str(zoo_directory(recipe, opts))
         for proto_name, proto_options in bench.protocols.items():
             gaps += [(zoo.name, proto_name, why) for why in

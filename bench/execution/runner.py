@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from tqdm.auto import tqdm
 
-from bench.execution.batch import UnitBatch, execute, prepare_method
+from bench.execution.batch import UnitBatch, execute, note_failures, prepare_method
 from bench.execution.checkpoints import CheckpointStore
 from bench.execution.distributed import run_distributed
 from bench.execution.plan import Group, RunOptions, method_specs, plan
@@ -73,4 +73,5 @@ def _run_claimed(batch: UnitBatch, wait: bool, store: ResultStore, method, group
             store.append(rows)
             counts["done"] += len(rows) - failed
             counts["failed"] += failed
+            note_failures(counts, rows)
     return True

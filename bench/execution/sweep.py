@@ -294,7 +294,7 @@ class Objective:
         from bench.protocols import make_protocol
         from bench.store.provenance import environment
         from bench.store.results import ResultStore
-        from zoos.tasks import make_task
+        from zoos.tasks import make_task, zoo_fingerprint
         from zoos.zoo import load_zoo
 
         torch.set_num_threads(cfg.threads)
@@ -302,6 +302,7 @@ class Objective:
         self.zoo = load_zoo(cfg.zoo_path)
         self.task = make_task(self.zoo)
         self.zoo_hash = self.zoo.content_hash()
+        self.zoo_spec = zoo_fingerprint(self.zoo, self.task)
         self.name, self.fixed, self.hypers = searched(cfg.method, cfg.params)
         self.proto_name, self.proto_options = protocol_options(cfg.protocol, cfg.preset)
         self.units = make_protocol(self.proto_name, seed=cfg.seed, **self.proto_options).units(self.zoo)
@@ -354,7 +355,8 @@ class Objective:
         from bench.store.results import unit_key
 
         return unit_key(study=self.study_name, trial=number, variant=spec, zoo_hash=self.zoo_hash,
-                        protocol=self.proto_name, protocol_params=self.proto_options, unit=unit, seed=self.cfg.seed)
+                        zoo_spec=self.zoo_spec, protocol=self.proto_name, protocol_params=self.proto_options,
+                        unit=unit, seed=self.cfg.seed)
 
     def error_row(self, number: int, error: BaseException) -> None:
         from bench.store.provenance import utc_now
@@ -443,7 +445,18 @@ class MlflowSweepMirror:
     def __init__(self, study_name: str, results: Path, tracking_uri: str | None = None):
         self.study_name, self.results, self.tracking_uri = study_name, results, tracking_uri
         self.study_key = hashlib.sha256(study_name.encode()).hexdigest()[:16]
-        self.client = None
+        self.client, self.off = None, False
+
+    def _ready(self) -> bool:
+        """Set up on first use; a backend that cannot serve turns the mirror off with one warning
+        (the journal and the Parquet rows are the record: the sweep goes on)."""
+        if self.client is None and not self.off:
+            try:
+                self._setup()
+            except Exception as error:  # noqa: BLE001 - TrackingError, or whatever MLflow raises
+                self.off = True
+                print(f"mlflow: sweep mirror off ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
+        return not self.off
 
     def _setup(self):
         from bench.store.tracking import _experiment_id, _quiet, artifact_root, resolve_uri
@@ -477,9 +490,7 @@ class MlflowSweepMirror:
             return
         from bench.store.tracking import _quiet
 
-        if self.client is None:
-            self._setup()
-        if trial.number in self.mirrored:
+        if not self._ready() or trial.number in self.mirrored:
             return
         from mlflow.entities import Metric, Param
 
@@ -503,8 +514,8 @@ class MlflowSweepMirror:
         from bench.store.tracking import _quiet
 
         self.sync(study)
-        if self.client is None:
-            self._setup()
+        if not self._ready():
+            return
         with _quiet():
             c = counts(study)
             self.client.log_metric(self.parent, "n_complete", c["complete"])

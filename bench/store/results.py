@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.store.provenance import utc_now
-from zoos.files import clean_temp_files, write_bytes_atomic
+from zoos.files import check_parquet, clean_temp_files, write_bytes_atomic
 
 PART_PREFIX = "part-"
 STALE_TMP_S = 3600.0  # a temp file this old belongs to a dead writer (a live one renames within seconds)
@@ -160,6 +160,7 @@ class ResultStore:
         tables = []
         for part in parts:
             try:
+                check_parquet(part)  # a FIFO would block the read, a bomb exhaust memory: set aside first
                 if columns is None:
                     tables.append(pq.read_table(part))
                 else:

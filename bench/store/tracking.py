@@ -9,6 +9,11 @@ the group's unit keys, and a group whose content is already mirrored is skipped.
 Default backend: `sqlite:///<results>/mlflow.db` with artifacts in `<results>/mlruns` (MLflow 3
 refuses a plain file store unless forced); `MLFLOW_TRACKING_URI` points the mirror elsewhere.
 mlflow is imported inside the functions: importing it takes seconds.
+
+A backend that cannot serve is found before any work: `resolve_uri` refuses (TrackingError, one
+line) an `mlflow.db` that is not an SQLite database, and a tracking server that does not accept a
+connection within CONNECT_TIMEOUT_S; MLflow's own HTTP retries are capped (unless the user set
+them), so a server that hangs costs seconds, not minutes. The run goes on without its mirror.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from bench.store.results import is_missing, to_arrow
-from zoos.files import TMP_PREFIX, tmp_suffix
+from zoos.files import TMP_PREFIX, InputError, check_input, tmp_suffix
 
 GROUP_COLUMNS = ("run_id", "variant", "zoo", "protocol")
 # numeric columns that describe a unit rather than measure it
@@ -38,6 +43,14 @@ NOT_METRICS = {"seed", "eps"}
 GROUP_TAG, CONTENT_TAG = "bench.group_key", "bench.content_key"
 EXPERIMENT = "rebasin-bench"
 LOCK = ".mlflow.lock"  # in the results directory: one process creates or writes the mirror at a time
+SQLITE_MAGIC = b"SQLite format 3\x00"
+CONNECT_TIMEOUT_S = 5.0
+# MLflow retries a failed request 7 times with exponential backoff (minutes): a mirror gives up at once
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+class TrackingError(ValueError):
+    """An MLflow backend that cannot be used; the message names it (the database file or the URI)."""
 
 
 @contextlib.contextmanager
@@ -60,16 +73,48 @@ def _quiet():
 
 def resolve_uri(tracking_uri: str | None = None, results_dir: str | os.PathLike = "results") -> str:
     """Explicit URI, else `MLFLOW_TRACKING_URI`, else sqlite in the results directory."""
-    if tracking_uri:
-        return tracking_uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    root = Path(results_dir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    db = root / "mlflow.db"
-    if not db.exists():
-        _create_db(db)
-    return f"sqlite:///{db}"
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        root = Path(results_dir).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        db = root / "mlflow.db"
+        if not db.exists():
+            _create_db(db)
+        uri = f"sqlite:///{db}"
+    check_backend(uri)
+    return uri
+
+
+def check_backend(uri: str) -> None:
+    """TrackingError unless `uri` is a usable SQLite file or a server accepting connections."""
+    from urllib.parse import urlsplit
+
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        if not db.exists():
+            return
+        try:
+            check_input(db, math.inf)
+            with open(db, "rb") as fh:
+                head = fh.read(len(SQLITE_MAGIC))
+        except (InputError, OSError) as e:
+            raise TrackingError(f"{e}: the MLflow mirror is skipped") from None
+        if head and head != SQLITE_MAGIC:
+            raise TrackingError(f"{db}: not an SQLite database, so not an MLflow store: the mirror is skipped "
+                                f"(move the file aside to start a new one, or pass --no-mlflow)")
+        return
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        import socket
+
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            socket.create_connection((parts.hostname or "localhost", port), timeout=CONNECT_TIMEOUT_S).close()
+        except (OSError, ValueError) as e:
+            raise TrackingError(f"{uri}: MLflow tracking server unreachable within {CONNECT_TIMEOUT_S:g} s "
+                                f"({e}): the mirror is skipped") from None
 
 
 def _create_db(db: Path) -> None:
@@ -207,8 +252,12 @@ def _client(tracking_uri: str | None, experiment: str, results_dir):
     with FileLock(results_dir / LOCK), _quiet():
         from mlflow import MlflowClient
 
-        client = MlflowClient(tracking_uri=uri)
-        yield client, _experiment_id(client, experiment, artifact_root(uri))
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            exp_id = _experiment_id(client, experiment, artifact_root(uri))
+        except Exception as e:  # noqa: BLE001 - sqlalchemy, requests and MLflow raise many types
+            raise TrackingError(f"{uri}: unusable MLflow store ({type(e).__name__}: {e})".splitlines()[0]) from None
+        yield client, exp_id
 
 
 def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,

@@ -1,0 +1,227 @@
+"""Data safety, part two: inputs that would hang or exhaust memory are refused by name before they
+are read, a broken MLflow backend costs a warning (not the run), a failing sweep trial costs one
+trial (not the sweep), and the evaluation data is part of every result key."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from bench.cli import main
+from bench.store.results import ResultStore
+from zoos.data import DataError, read_idx
+from zoos.files import INPUT_LIMIT_ENV, InputError, check_input, read_input
+from zoos.formats import _load_state_dict
+from zoos.tasks import ClassifierTask, make_task, zoo_fingerprint
+from zoos.zoo import ZooError, load_zoo, save_zoo
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail (instead of hanging the suite) if the block blocks longer than `seconds`."""
+    def fail(*_):
+        raise TimeoutError(f"blocked for {seconds} s")
+    old = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _cli(argv) -> tuple[int, list[str]]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main([str(a) for a in argv])
+    return code, err.getvalue().splitlines()
+
+
+# ---- class 5: inputs that hang or exhaust memory ----------------------------------------------------
+def test_a_fifo_is_refused_before_it_is_opened(tiny_inr_zoo, tmp_path):
+    zoo = save_zoo(load_zoo(tiny_inr_zoo), tmp_path / "zoo")
+    (zoo / "weights.safetensors").unlink()
+    os.mkfifo(zoo / "weights.safetensors")  # opening it for reading would block until a writer comes
+    with deadline(30):
+        with pytest.raises(ZooError, match="weights.safetensors: a FIFO, not a regular file"):
+            load_zoo(zoo)
+        code, err = _cli(["zoo", "info", zoo])
+    assert code == 2 and len(err) == 1 and "a FIFO" in err[0]
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    os.mkfifo(idx / "t10k-images-idx3-ubyte")
+    with deadline(30), pytest.raises(DataError, match="t10k-images-idx3-ubyte: a FIFO"):
+        read_idx(idx / "t10k-images-idx3-ubyte")
+    with pytest.raises(InputError, match="a directory, not a regular file"):
+        check_input(tmp_path)
+
+
+def _idx_header(dims, dtype=0x08) -> bytes:
+    return bytes([0, 0, dtype, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+
+
+def test_idx_headers_are_checked_before_the_payload(tmp_path):
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb") as fh:  # promises 2^32 x 28 x 28 doubles: ~25 TB, in a few bytes
+        fh.write(_idx_header((2**32 - 1, 28, 28), 0x0E) + bytes(1000))
+    with deadline(10), pytest.raises(DataError, match="header promises shape .* more than"):
+        read_idx(bomb)
+    overflow = tmp_path / "overflow-idx"
+    overflow.write_bytes(_idx_header((2**32 - 1,) * 4) + bytes(64))  # a product past int64 once
+    with pytest.raises(DataError, match="header promises"):
+        read_idx(overflow)
+    ok = tmp_path / "ok-idx"
+    ok.write_bytes(_idx_header((2, 3)) + bytes(range(6)))
+    assert read_idx(ok).tolist() == [[0, 1, 2], [3, 4, 5]]
+    ok.write_bytes(_idx_header((2, 3)) + bytes(range(5)))
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(ok)
+
+
+def test_gzip_bombs_stop_at_the_limit(tmp_path, monkeypatch):
+    csv = tmp_path / "metrics.csv.gz"
+    with gzip.open(csv, "wb") as fh:
+        fh.write(b"a,b\n" + b"1,2\n" * 500_000)  # 2 MB inflated from a few KB
+    assert len(read_input(csv)) == 2_000_004
+    monkeypatch.setenv(INPUT_LIMIT_ENV, str(2**20))
+    with pytest.raises(InputError, match="metrics.csv.gz: decompresses to more than 1 MiB"):
+        read_input(csv)
+
+
+def test_state_dict_archives_are_sized_before_torch_reads_them(tmp_path):
+    path = tmp_path / "net0.pth"
+    torch.save({"w": torch.zeros(3)}, path)
+    assert _load_state_dict(path)["w"].shape == (3,)
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:  # 200 MB of zeros in ~200 KB
+        archive.writestr("archive/data/0", bytes(200 * 2**20))
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(ZooError, match="bomb.pth: zip members inflate to 200 MiB"):
+        _load_state_dict(bomb)
+    many = tmp_path / "many.pth"
+    with zipfile.ZipFile(many, "w") as archive:  # a 'state dict' of 5000 tensors
+        for i in range(5000):
+            archive.writestr(f"archive/data/{i}", b"")
+    with pytest.raises(ZooError, match="many.pth: a zip archive of 5000 members"):
+        _load_state_dict(many)
+
+
+def test_a_metadata_table_promising_too_much_is_refused(tiny_inr_zoo, tmp_path, monkeypatch):
+    zoo = save_zoo(load_zoo(tiny_inr_zoo), tmp_path / "zoo")
+    meta = pd.read_parquet(zoo / "metadata.parquet")
+    meta["padding"] = [chr(65 + i % 26) * 200_000 for i in range(len(meta))]  # compresses to nothing, inflates to 4 MB
+    meta.to_parquet(zoo / "metadata.parquet", index=False)
+    assert (zoo / "metadata.parquet").stat().st_size < 2**20
+    monkeypatch.setenv(INPUT_LIMIT_ENV, str(2 * 2**20))
+    with pytest.raises(ZooError, match="metadata.parquet: row groups promise .* more than the 2 MiB"):
+        load_zoo(zoo)
+
+
+def test_a_results_part_that_is_a_fifo_is_set_aside(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    store.append([{"key": "k1", "unit": "u", "error": None}])
+    fifo = store.rows_dir / "part-20990101T000000000000Z-1-000000.parquet"
+    os.mkfifo(fifo)
+    with deadline(30):
+        assert ResultStore(tmp_path).done_keys() == {"k1"}
+    assert (store.rows_dir / "quarantine" / fifo.name).exists() and "a FIFO" in capsys.readouterr().err
+
+
+# ---- class 4: a broken MLflow backend ----------------------------------------------------------------
+def _run_argv(zoo, results, *extra):
+    return ["run", "--preset", "smoke", "--zoo", zoo, "--results", results, "--methods", "naive", "--no-report",
+            "--quiet", *extra]
+
+
+def test_a_non_database_mlflow_db_skips_the_mirror_not_the_run(tiny_inr_zoo, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "mlflow.db").write_text("my notes, not a database")
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", *map(str, _run_argv(tiny_inr_zoo, results))],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "mlflow: mirror skipped (TrackingError: " in proc.stderr and "not an SQLite database" in proc.stderr
+    assert (results / "mlflow.db").read_text() == "my notes, not a database"  # untouched
+    code, err = _cli(["mirror", "--results", results])
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"bench: error: {results / 'mlflow.db'}: not an SQLite")
+
+
+def test_an_unreachable_tracking_server_costs_seconds(tiny_inr_zoo, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+    args = [sys.executable, "-m", "bench.cli", *map(str, _run_argv(tiny_inr_zoo, tmp_path / "r"))]
+    assert subprocess.run(args, capture_output=True, text=True, timeout=300, env=env).returncode == 0
+    start = time.perf_counter()  # everything done: the run only mirrors
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0 and "unreachable within 5 s" in proc.stderr
+    assert time.perf_counter() - start < 60  # MLflow's own retries took ~4 minutes
+
+
+# ---- class 3: a failing sweep trial ------------------------------------------------------------------
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tiny_inr_zoo, tmp_path, monkeypatch):
+    from bench.execution import sweep
+
+    calls = {"n": 0}
+    real = sweep.Objective.__call__
+
+    def flaky(self, trial):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("injected failure in trial two")
+        return real(self, trial)
+
+    monkeypatch.setattr(sweep.Objective, "__call__", flaky)
+    out = sweep.run_sweep(sweep.SweepConfig("git-rebasin", str(tiny_inr_zoo), "pairs[n_pairs=2,lambdas=3]",
+                                            trials=3, results=tmp_path, progress=False, mlflow=False))
+    assert out["complete"] == 3 and out["failed"] == 1
+    storage = sweep.make_storage(None, tmp_path)
+    trials = sweep.optuna.load_study(study_name=out["study"], storage=storage).get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "injected failure" in failed[0].user_attrs["error"]
+    rows = ResultStore(tmp_path / "sweeps").table()
+    errors = rows[rows.error.notna()]
+    assert list(errors.trial) == [failed[0].number] and "injected failure" in errors.error.iloc[0]
+
+
+# ---- class 2: the evaluation data is in the key ----------------------------------------------------
+def test_the_evaluation_data_changes_the_fingerprint(tiny_inr_zoo, tmp_path):
+    zoo = load_zoo(tiny_inr_zoo)
+    base = zoo_fingerprint(zoo, make_task(zoo))
+    assert base == zoo_fingerprint(zoo, make_task(zoo))  # deterministic
+    zoo.targets = zoo.targets.flip(-1)  # other images, same weights and spec
+    assert zoo_fingerprint(zoo, make_task(zoo)) != base
+    zoo = load_zoo(tiny_inr_zoo)
+    zoo.meta["split"] = zoo.meta["split"].iloc[::-1].to_numpy()  # other units
+    assert zoo_fingerprint(zoo, make_task(zoo)) != base
+    # a classifier scored on "auto": digits and Fashion-MNIST give different keys
+    from zoos.space import cnn_zoo_space
+
+    space = cnn_zoo_space("relu", channels=2)
+    digits, other = ClassifierTask(space, "digits", n_eval=64), ClassifierTask(space, "digits", n_eval=32)
+    assert digits.fingerprint() != other.fingerprint()
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    for stem, n in (("train", 4), ("t10k", 3)):
+        images = np.random.default_rng(0).integers(0, 255, (n, 28, 28), dtype=np.uint8)
+        (idx / f"{stem}-images-idx3-ubyte").write_bytes(_idx_header((n, 28, 28)) + images.tobytes())
+        (idx / f"{stem}-labels-idx1-ubyte").write_bytes(_idx_header((n,)) + bytes(range(n)))
+    mine = ClassifierTask(space, str(idx), n_eval=64).fingerprint()
+    (idx / "t10k-labels-idx1-ubyte").write_bytes(_idx_header((3,)) + bytes([2, 1, 0]))
+    assert mine not in (digits.fingerprint(), ClassifierTask(space, str(idx), n_eval=64).fingerprint())
