@@ -22,7 +22,8 @@ from zoos.zoo import load_zoo
 
 
 def assert_refused(capsys, argv, case, work):
-    code = main(argv)
+    with hostile.case_env(case):
+        code = main(argv)
     out, err = capsys.readouterr()
     lines = err.splitlines()
     assert code == 2, (argv, code, err)
@@ -30,7 +31,8 @@ def assert_refused(capsys, argv, case, work):
     assert str(work / case.file) in lines[0], lines[0]
     assert case.expect in lines[0], lines[0]
     assert "Traceback" not in out + err
-    assert not hostile.leftovers(work), hostile.leftovers(work)  # nothing partial where results or zoos go
+    assert not hostile.leftovers(work, case.user_files), hostile.leftovers(work)  # nothing partial where results go
+    assert hostile.files_lost(case, work) == 0  # the user's files, untouched
     assert not (work / hostile.MARKER).exists()  # no pickled payload ran
 
 

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from bench.cli import main
 from bench.store.results import ResultStore
+from tests.harness import hostile, safety
 from zoos.data import DataError, read_idx
 from zoos.files import INPUT_LIMIT_ENV, InputError, check_input, read_input
 from zoos.formats import _load_state_dict
@@ -225,3 +226,20 @@ def test_the_evaluation_data_changes_the_fingerprint(tiny_inr_zoo, tmp_path):
     mine = ClassifierTask(space, str(idx), n_eval=64).fingerprint()
     (idx / "t10k-labels-idx1-ubyte").write_bytes(_idx_header((3,)) + bytes([2, 1, 0]))
     assert mine not in (digits.fingerprint(), ClassifierTask(space, str(idx), n_eval=64).fingerprint())
+
+
+# ---- every class, as `make reliability` measures it ----------------------------------------------------
+@pytest.mark.parametrize("name", list(safety.SCENARIOS))
+def test_safety_scenario_passes(name, tiny_inr_zoo, tmp_path):
+    check = safety.SCENARIOS[name](tiny_inr_zoo, tmp_path)
+    assert check.passed and check.rows_lost == 0 and check.files_lost == 0, check
+
+
+def test_the_class_table_counts_a_failure():
+    rows = [{"klass": "user-data", "case": "a", "runs": 1, "files_lost": 1, "passed": False},
+            {"klass": "hang-or-memory", "case": "b", "runs": 2, "files_lost": 0, "passed": True}]
+    checks = [safety.Check("sweep", "c", runs=1, rows_lost=0, passed=True)]
+    table = safety.class_table(rows, checks).set_index("class")
+    assert table.loc[hostile.CLASSES["user-data"], "verdict"].startswith("FAIL")
+    assert table.loc[hostile.CLASSES["hang-or-memory"], "runs"] == 2
+    assert table.loc[safety.CLASSES["sweep"], "verdict"] == "pass"

@@ -390,7 +390,8 @@ def _all_sections(table: pd.DataFrame, sweeps: pd.DataFrame | None) -> list[Sect
 def markdown(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
              figures: Sequence[str] = ()) -> str:
     """The leaderboard as Markdown text: one section per comparison, then combinability, sweeps, figures."""
-    lines = list(header_lines)
+    # header lines keep their Markdown (a title, `code`) but carry names from files: one line each, no HTML
+    lines = [re.sub(r"([<>])", r"\\\1", " ".join(str(line).split())) for line in header_lines]
     if lines:
         lines.append("")
     lines += [INTRO, ""]
@@ -424,7 +425,7 @@ def _numeric(cell: str) -> bool:
 
 def latex(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None) -> str:
     """The same tables as a LaTeX fragment (`\\input` it; needs booktabs)."""
-    lines = [f"% {line}" for line in header_lines]
+    lines = [f"% {' '.join(str(line).split())}" for line in header_lines]  # a newline would end the comment
     lines += [f"% {INTRO}", "% Needs \\usepackage{booktabs}.", ""]
     sections = _all_sections(table, sweeps)
     if not sections:

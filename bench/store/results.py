@@ -161,6 +161,8 @@ class ResultStore:
         for part in parts:
             try:
                 check_parquet(part)  # a FIFO would block the read, a bomb exhaust memory: set aside first
+                if "key" not in pq.read_schema(part).names:
+                    raise ValueError("a Parquet file without a 'key' column: not a results part")
                 if columns is None:
                     tables.append(pq.read_table(part))
                 else:

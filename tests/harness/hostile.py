@@ -10,6 +10,12 @@ directory; and no pickled payload run (the `MARKER` file never appears).
 Stored-zoo cases write the zoo to `work / ZOO` and return a `bench run` argv, the command that must
 refuse the zoo before it writes any result; `info_argv(work)` is the same zoo through `bench zoo info`.
 
+Each case names the class of failure it belongs to (`CLASSES`): malformed files, the user's data
+under an output path (the user's files, `Case.user_files`, must survive unchanged: they are not
+leftovers), and inputs that would hang or exhaust memory (FIFOs, devices, headers and archives
+promising more than `zoos.files.input_limit()`; `Case.env` lowers that limit for a case, so a
+bomb need not be gigabytes to test).
+
 Dtypes: weights are float32 in every method, so a stored zoo in another floating point dtype
 (float16, bfloat16, float64) is converted on load (not a case here), while integer weights are refused.
 """
@@ -17,12 +23,16 @@ Dtypes: weights are float32 in every method, so a stored zoo in another floating
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import math
+import os
 import pickle
 import random
 import shutil
+import struct
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +56,36 @@ class Case:
     expect: str  # a fragment the error line must contain
     file: str  # the offending file, relative to the work directory
     stored: bool = True  # a stored-zoo case (bench run / bench zoo info), else an import
+    klass: str = "malformed"  # a key of CLASSES
+    user_files: tuple[str, ...] = ()  # the user's files (relative to the work directory) that must survive
+    env: tuple[tuple[str, str], ...] = ()  # environment variables set while the command runs
+
+
+CLASSES = {"malformed": "malformed or inconsistent files (earlier catalogue)",
+           "user-data": "1. the user's data under an output path",
+           "hang-or-memory": "5. inputs that hang or exhaust memory"}
+
+
+@contextlib.contextmanager
+def case_env(case: Case):
+    saved = {k: os.environ.get(k) for k, _ in case.env}
+    os.environ.update(dict(case.env))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+USER_TEXT = "the user's own notes: not the harness's to delete"
+
+
+def files_lost(case: Case, work: Path) -> int:
+    """How many of the case's user files are gone or changed."""
+    return sum(not (Path(work) / f).is_file() or (Path(work) / f).read_text() != USER_TEXT for f in case.user_files)
 
 
 class _Payload:
@@ -67,10 +107,13 @@ def info_argv(work: Path) -> list[str]:
     return ["zoo", "info", str(work / ZOO)]
 
 
-def leftovers(work: Path) -> list[str]:
-    """Files a failed command left where it writes (results, import output and its temp siblings)."""
-    roots = [work / RESULTS, work / OUT, *work.glob(f"{OUT}.tmp-*")]
-    return sorted(str(p) for root in roots if root.exists() for p in [root, *root.rglob("*")] if p.is_file())
+def leftovers(work: Path, keep: tuple[str, ...] = ()) -> list[str]:
+    """Files a failed command left where it writes (results, import output and its temp siblings),
+    other than the user's own files `keep` (relative to `work`)."""
+    roots = [work / RESULTS, work / OUT, *work.glob(f"{OUT}.tmp-*"), *work.glob(f".tmp-{OUT}*")]
+    kept = {str(work / k) for k in keep}
+    return sorted(str(p) for root in roots if root.exists() for p in [root, *root.rglob("*")]
+                  if p.is_file() and str(p) not in kept)
 
 
 # ---- stored zoo edits ----------------------------------------------------------------------------
@@ -235,6 +278,100 @@ def _fewer_metric_rows(directory, work):
     pd.read_csv(path).iloc[:-1].to_csv(path, index=False)
 
 
+# ---- the user's data under an output path, and inputs that hang or exhaust memory ----------------
+def _user_folder(work: Path) -> Path:
+    (work / OUT).mkdir(parents=True, exist_ok=True)
+    (work / OUT / "notes.txt").write_text(USER_TEXT)
+    return work / OUT
+
+
+def _import_over_user_folder(good, work):
+    write_cnn_format(work / "cnn")
+    _user_folder(work)
+    return cnn_import_argv(work)
+
+
+def _build_over_user_folder(good, work):
+    _user_folder(work)
+    return ["zoo", "build", "inr", "--images", "1", "--steps", "2", "--data", "digits", "--quiet", "--out",
+            str(work / OUT)]
+
+
+def _fifo(name: str) -> Callable[[Path, Path], list[str]]:
+    def make(good, work):
+        path = _copy(good, work) / name
+        path.unlink()
+        os.mkfifo(path)  # opening it for reading blocks until a writer comes: forever
+        return run_argv(work)
+    return make
+
+
+def _device(name: str) -> Callable[[Path, Path], list[str]]:
+    def make(good, work):
+        path = _copy(good, work) / name
+        path.unlink()
+        path.symlink_to("/dev/zero")  # endless zeros
+        return run_argv(work)
+    return make
+
+
+def _idx_header(dims, dtype: int = 0x08) -> bytes:
+    return bytes([0, 0, dtype, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+
+
+def _idx_build(header: bytes, gz: bool) -> Callable[[Path, Path], list[str]]:
+    """`zoo build inr` on an IDX directory whose images file carries `header` (and a little payload)."""
+    def make(good, work):
+        images = work / "images"
+        for stem in ("train", "t10k"):
+            _write_idx(images, stem, 3)
+        path = images / "train-images-idx3-ubyte"
+        path.unlink()
+        payload = header + bytes(4096)
+        if gz:
+            with gzip.open(path.with_name(path.name + ".gz"), "wb") as fh:
+                fh.write(payload)
+        else:
+            path.write_bytes(payload)
+        return ["zoo", "build", "inr", "--images", "1", "--steps", "2", "--data", str(images), "--quiet", "--out",
+                str(work / OUT)]
+    return make
+
+
+def _pth_archive(sizes: dict[str, int]) -> Callable[[Path, Path], list[str]]:
+    """A DWSNets import whose one checkpoint is a zip archive of members of zeros, {name: size} (deflated)."""
+    def make(good, work):
+        images = work / "images"
+        for stem in ("train", "t10k"):
+            _write_idx(images, stem, 3)
+        path = work / "dwsnets" / _DWS_PTH
+        path.parent.mkdir(parents=True)
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, size in sizes.items():
+                with archive.open(name, "w") as member:
+                    for start in range(0, size, 2**20):
+                        member.write(bytes(min(2**20, size - start)))
+        return ["zoo", "import", "dwsnets", str(work / "dwsnets"), "--images", str(images), "--out", str(work / OUT)]
+    return make
+
+
+def _metrics_gzip_bomb(directory, work):
+    (directory / "metrics.csv").unlink()
+    with gzip.open(directory / "metrics.csv.gz", "wb") as fh:  # ~4 MB inflated from a few KB
+        fh.write(b"config.activation,modeldir,step,test_accuracy\n" + b"relu,run0,86,0.5\n" * 250_000)
+
+
+def _metadata_bomb(good, work):
+    path = _copy(good, work) / "metadata.parquet"
+    meta = pd.read_parquet(path)
+    meta["padding"] = [chr(65 + i % 26) * 200_000 for i in range(len(meta))]  # compresses to ~nothing
+    meta.to_parquet(path, index=False)
+    return run_argv(work)
+
+
+_SMALL_LIMIT = (("REBASIN_MAX_INPUT_BYTES", str(2 * 2**20)),)  # 2 MiB: bombs of a few MB test the same code
+
+
 # ---- the catalogue ----------------------------------------------------------------------------------
 _W, _M, _S = f"{ZOO}/weights.safetensors", f"{ZOO}/metadata.parquet", f"{ZOO}/spec.json"
 CASES: dict[str, Case] = {c.name: c for c in (
@@ -303,6 +440,30 @@ CASES: dict[str, Case] = {c.name: c for c in (
          stored=False),
     Case("cnnzoo-metrics-rows", "metrics.csv one row short", _cnn(_fewer_metric_rows), "rows but weights.npy has",
          "cnn/metrics.csv", stored=False),
+    Case("import-over-user-folder", "`zoo import --out` a folder of the user's files", _import_over_user_folder,
+         "not a zoo this harness wrote", OUT, stored=False, klass="user-data", user_files=(f"{OUT}/notes.txt",)),
+    Case("build-over-user-folder", "`zoo build --out` a folder of the user's files", _build_over_user_folder,
+         "not a zoo this harness wrote", OUT, stored=False, klass="user-data", user_files=(f"{OUT}/notes.txt",)),
+    Case("weights-fifo", "weights.safetensors is a FIFO", _fifo("weights.safetensors"), "a FIFO, not a regular file",
+         _W, klass="hang-or-memory"),
+    Case("metadata-fifo", "metadata.parquet is a FIFO", _fifo("metadata.parquet"), "a FIFO, not a regular file",
+         _M, klass="hang-or-memory"),
+    Case("spec-device", "spec.json links to /dev/zero", _device("spec.json"), "a device, not a regular file", _S,
+         klass="hang-or-memory"),
+    Case("idx-gzip-bomb", "gzipped IDX header promising 25 TB", _idx_build(_idx_header((2**32 - 1, 28, 28), 0x0E),
+                                                                          gz=True),
+         "header promises shape", "images/train-images-idx3-ubyte.gz", stored=False, klass="hang-or-memory"),
+    Case("idx-overflow", "IDX shape whose product overflows int64", _idx_build(_idx_header((2**32 - 1,) * 4), False),
+         "header promises shape", "images/train-images-idx3-ubyte", stored=False, klass="hang-or-memory"),
+    Case("pth-zip-bomb", ".pth archive inflating to 200 MiB", _pth_archive({"archive/data/0": 200 * 2**20}),
+         "zip members inflate to 200 MiB", f"dwsnets/{_DWS_PTH}", stored=False, klass="hang-or-memory"),
+    Case("pth-many-tensors", ".pth archive of 5000 tensors", _pth_archive(dict.fromkeys(map(str, range(5000)), 0)),
+         "a zip archive of 5000 members", f"dwsnets/{_DWS_PTH}", stored=False, klass="hang-or-memory"),
+    Case("metrics-gzip-bomb", "metrics.csv.gz inflating past the input limit", _cnn(_metrics_gzip_bomb),
+         "decompresses to more than 2 MiB", "cnn/metrics.csv.gz", stored=False, klass="hang-or-memory",
+         env=_SMALL_LIMIT),
+    Case("metadata-footer-bomb", "metadata.parquet row groups promising past the limit", _metadata_bomb,
+         "row groups promise", _M, klass="hang-or-memory", env=_SMALL_LIMIT),
 )}
 
 
@@ -312,7 +473,7 @@ def run_case(case: Case, good_zoo: Path, work: Path, argv: list[str] | None = No
 
     argv = argv or case.make(Path(good_zoo), Path(work))
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    with case_env(case), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
             code = main(argv)
         except BaseException as e:  # noqa: BLE001 - a crash is a result here, reported as such
@@ -322,7 +483,8 @@ def run_case(case: Case, good_zoo: Path, work: Path, argv: list[str] | None = No
     row = {"case": case.name, "description": case.description, "command": " ".join(argv[:3]), "exit": code,
            "message": line, "one_line": len(lines) == 1 and line.startswith(PREFIX),
            "names_file": str(Path(work) / case.file) in line, "expected": case.expect in line,
-           "clean": not leftovers(Path(work)), "payload_ran": (Path(work) / MARKER).exists()}
+           "clean": not leftovers(Path(work), case.user_files), "payload_ran": (Path(work) / MARKER).exists(),
+           "files_lost": files_lost(case, Path(work))}
     row["passed"] = (code == 2 and row["one_line"] and row["names_file"] and row["expected"] and row["clean"]
-                     and not row["payload_ran"])
+                     and not row["payload_ran"] and not row["files_lost"])
     return row

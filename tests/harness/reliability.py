@@ -387,9 +387,10 @@ def kill_sweep(work: Path, zoo: Path, kills: int, rng: random.Random, startup: f
     return kill_chains(chain, kills), wall
 
 
-def hostile_inputs(work: Path, good_zoo: Path) -> list[Outcome]:
+def hostile_inputs(work: Path, good_zoo: Path, per_case: list[dict] | None = None) -> list[Outcome]:
     """Every case of `tests.harness.hostile` (exit code 2, one line naming the file, nothing left in the results,
-    no pickled payload run); stored-zoo cases also through `bench zoo info`."""
+    the user's files untouched, no pickled payload run); stored-zoo cases also through `bench zoo info`.
+    `per_case` collects one dict per case for the per-class table."""
     from tests.harness.hostile import CASES, info_argv, run_case
 
     outcomes = []
@@ -403,6 +404,10 @@ def hostile_inputs(work: Path, good_zoo: Path) -> list[Outcome]:
                     if not r[k]]
         problems += [f"{r['command']}: exit {r['exit']}" for r in rows if r["exit"] != 2]
         problems += [f"{r['command']}: the pickled payload ran" for r in rows if r["payload_ran"]]
+        problems += [f"{r['command']}: {r['files_lost']} of the user's files lost" for r in rows if r["files_lost"]]
+        if per_case is not None:
+            per_case.append({"klass": case.klass, "case": name, "runs": len(rows), "passed": not problems,
+                             "files_lost": max(r["files_lost"] for r in rows)})
         message = rows[0]["message"].replace(str(case_dir) + "/", "")
         outcomes.append(Outcome(case.description, len(rows), message=message, details=problems,
                                 half_written=sum(not r["clean"] for r in rows), failed_checks=len(problems)))
@@ -410,11 +415,28 @@ def hostile_inputs(work: Path, good_zoo: Path) -> list[Outcome]:
 
 
 # ---- report ---------------------------------------------------------------------------------------
-def markdown(outcomes: list[Outcome], header: list[str]) -> str:
+def safety_outcomes(checks) -> list[Outcome]:
+    """The data-safety scenarios (`tests.harness.safety`) as report lines."""
+    return [Outcome(c.case, c.runs, rows_expected=c.rows_expected, rows_lost=c.rows_lost, message=c.seen,
+                    failed_checks=int(not c.passed) + c.files_lost, details=[] if c.passed else [c.seen])
+            for c in checks]
+
+
+def class_markdown(classes: pd.DataFrame) -> list[str]:
+    cols = ["class of failure", "cases", "runs", "rows lost", "files lost", "verdict"]
+    out = ["## By class of failure (issue 16)", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in classes.itertuples(index=False):
+        out.append(f"| {r[0]} | {r.cases} | {r.runs} | {r.rows_lost} | {r.files_lost} | {r.verdict} |")
+    return out + [""]
+
+
+def markdown(outcomes: list[Outcome], header: list[str], classes: pd.DataFrame | None = None) -> str:
     cols = ["failure injected", "times", "rows expected", "rows lost", "duplicates", "rows differing",
             "half-written files", "mirror problems", "other failed checks", "error message / outcome seen"]
-    out = ["# Reliability: failures injected and what they cost", "", *header, "",
-           "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out = ["# Reliability: failures injected and what they cost", "", *header, ""]
+    if classes is not None and len(classes):
+        out += class_markdown(classes) + ["## Every failure injected", ""]
+    out += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for o in outcomes:
         cells = [o.failure, o.times, o.rows_expected or "-", o.rows_lost, o.duplicates, o.rows_differing,
                  o.half_written, o.mirror_problems, o.failed_checks, f"`{o.message}`" if o.message else ""]
@@ -432,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("results/cache/reliability"), help="scratch directory")
     p.add_argument("--out", type=Path, default=Path("results"), help="where reliability.{md,json} go")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip", nargs="*", default=[], help="scenarios to skip: run sweep concurrent repeat hostile")
+    p.add_argument("--skip", nargs="*", default=[],
+                   help="scenarios to skip: run sweep concurrent repeat hostile safety")
     args = p.parse_args(argv)
     import shutil
 
@@ -443,13 +466,21 @@ def main(argv: list[str] | None = None) -> int:
     reference, ref_wall = reference_run(work)
     print(f"reference run: {ref_wall:.1f} s; bench start-up {startup:.1f} s", flush=True)
     zoo = next(p for p in sorted((reference / "zoos").iterdir()) if p.name.startswith("inr-") and p.is_dir())
-    outcomes = []
+    outcomes, per_case, checks = [], [], []
+
+    def safety():
+        from tests.harness.safety import run_all
+
+        checks.extend(run_all(zoo, work / "safety", progress=False))
+        return safety_outcomes(checks)
+
     scenarios = {
         "run": lambda: kill_run(work, reference, ref_wall, args.kills, rng, startup),
         "sweep": lambda: kill_sweep(work, zoo, args.kills, rng, startup)[0],
         "concurrent": lambda: concurrent_runs(work, reference),
         "repeat": lambda: repeat_run(work, reference),
-        "hostile": lambda: hostile_inputs(work, zoo),
+        "hostile": lambda: hostile_inputs(work, zoo, per_case),
+        "safety": safety,
     }
     for name, scenario in scenarios.items():
         if name in args.skip:
@@ -468,7 +499,11 @@ def main(argv: list[str] | None = None) -> int:
               f"`{git_commit()[:12]}`; reference: `bench {' '.join(RUN_ARGS)}` ({ref_wall:.0f} s uninterrupted) "
               f"and `bench {' '.join(SWEEP_ARGS)}` on its INR zoo."]
     args.out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(args.out / "reliability.md", lambda fh: fh.write(markdown(outcomes, header).encode()))
+    from tests.harness.safety import class_table
+
+    classes = class_table(per_case, checks) if per_case or checks else None
+    text = markdown(outcomes, header, classes)
+    write_bytes_atomic(args.out / "reliability.md", lambda fh: fh.write(text.encode()))
     write_bytes_atomic(args.out / "reliability.json",
                        lambda fh: fh.write(json.dumps([asdict(o) for o in outcomes], indent=1, default=str).encode()))
     print(f"wrote {args.out / 'reliability.md'}")
