@@ -20,7 +20,9 @@ EXAMPLES = """examples:
   bench methods                              # registered methods and their hyperparameters
   bench ae train --zoo results/zoos/<id>     # train the ScaleGMN autoencoder (cached, resumable)
   bench ae eval --zoo results/zoos/<id> --method gnn-ae
-  bench report                               # leaderboard.md and figures from results/
+  bench report                               # leaderboard.*, comparison.* and figures from results/
+  bench report --zoos 'cnn-*' --methods naive git-rebasin --protocols pairs --format tex --out table.tex
+  bench report --metric loss_barrier --format csv   # one matrix, every number unrounded
   bench mirror --check                       # is the MLflow mirror the Parquet table? (--rebuild: make it so)
   bench perf --suites evaluation             # timings side by side into results/perf.*
   bench perf --peer-rebasin /tmp/peer-rebasin/bin/python --peer-sinkhorn /tmp/peer-sinkhorn/bin/python
@@ -62,13 +64,24 @@ SHOWN_FAILURES = 10  # failed units listed in the run summary
 
 
 def _parser() -> argparse.ArgumentParser:
+    from bench.execution.presets import PRESETS
+
     p = argparse.ArgumentParser(prog="bench", description="Weight alignment and model merging benchmark.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run (or resume) a benchmark", epilog=EXAMPLES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--preset", default="default", help="smoke | default | full (default: default)")
+    def command(name: str, help: str, parent=sub) -> argparse.ArgumentParser:
+        """A subcommand whose --help ends with its own lines of EXAMPLES."""
+        words = ("bench " + " ".join(filter(None, (getattr(parent, "_bench_path", ""), name)))).split()
+        mine = [line for line in EXAMPLES.splitlines()[1:] if line.split()[:len(words)] == words]
+        cmd = parent.add_parser(name, help=help, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n" + "\n".join(mine) if mine else None)
+        return cmd
+
+    run = command("run", "run (or resume) a benchmark")
+    presets = " | ".join(PRESETS)
+    run.add_argument("--preset", default="default", help=f"{presets} (default: default)")
     run.add_argument("--methods", nargs="+", help="method specs, e.g. naive 'git-rebasin[max_sweeps=10]'"
                                                   " (default: every registered method)")
     run.add_argument("--zoo", nargs="+", type=Path, help="run on these stored zoo directories instead of the preset's")
@@ -87,18 +100,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="do not rewrite the leaderboard and figures")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    rep = sub.add_parser("report", help="leaderboard and figures from the results table")
+    rep = command("report", "leaderboard, comparison matrices and figures from the results table (or, with"
+                            " a selection or --format, one comparison matrix)")
     rep.add_argument("--results", type=Path, default=Path("results"))
+    rep.add_argument("--methods", nargs="+", help="method specs or names (all their variants); default: all")
+    rep.add_argument("--zoos", nargs="+", help="zoo names or shell patterns ('cnn-*'); default: all")
+    rep.add_argument("--protocols", nargs="+", help="protocol names; default: all")
+    rep.add_argument("--metric", help="a declared metric (e.g. loss_barrier); default: each protocol's ranking one")
+    rep.add_argument("--format", choices=("md", "tex", "html", "csv"), help="comparison matrix format (default: md)")
+    rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it")
 
-    sub.add_parser("methods", help="list registered methods and their hyperparameters")
+    command("methods", "list registered methods and their hyperparameters")
 
-    mir = sub.add_parser("mirror", help="mirror the results table to MLflow (check it, or rebuild it from Parquet)")
+    mir = command("mirror", "mirror the results table to MLflow (check it, or rebuild it from Parquet)")
     mir.add_argument("--results", type=Path, default=Path("results"))
     mode = mir.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="only report how the mirror differs from the table")
     mode.add_argument("--rebuild", action="store_true", help="delete the mirror's runs and log the table afresh")
 
-    perf = sub.add_parser("perf", help="speed side by side (batched vs looped, methods vs width)")
+    perf = command("perf", "speed side by side (batched vs looped, methods vs width)")
     perf.add_argument("--results", type=Path, default=Path("results"))
     perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation memory align autoencoder")
     perf.add_argument("--threads", type=COUNT, default=1, help="torch threads, pinned (default: 1)")
@@ -109,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--peer-rebasin", help="python of a separate venv with PyPI `rebasin` (weight matching peer)")
     perf.add_argument("--peer-sinkhorn", help="python of a separate venv with PyPI `sinkhorn-rebasin`")
 
-    sweep = sub.add_parser("sweep", help="Optuna sweep of a method's hyperparameters (resumable, parallel)")
+    sweep = command("sweep", "Optuna sweep of a method's hyperparameters (resumable, parallel)")
     sweep.add_argument("method", help="method spec; hyperparameters given in brackets stay fixed")
     sweep.add_argument("--zoo", required=True, help="stored zoo directory, or PRESET:INDEX (e.g. default:1)")
     sweep.add_argument("--protocol", default="pairs", help="protocol, options allowed: 'pairs[n_pairs=8]'"
@@ -121,7 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--multi-objective", action="store_true", help="also minimise the method's seconds")
     sweep.add_argument("--study", help="study name (default: from method, zoo, protocol and metric)")
     sweep.add_argument("--params", nargs="+", help="search only these hyperparameters")
-    sweep.add_argument("--preset", default="default", help="preset whose protocol options apply (default: default)")
+    sweep.add_argument("--preset", default="default", help=f"preset whose protocol options apply: {presets}"
+                                                            " (default: default)")
     sweep.add_argument("--results", type=Path, default=Path("results"))
     sweep.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
     sweep.add_argument("--seed", type=SEED, default=0)
@@ -129,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-mlflow", action="store_true", help="do not mirror trials to MLflow")
     sweep.add_argument("--quiet", action="store_true")
 
-    ae = sub.add_parser("ae", help="train / evaluate the symmetry-aware autoencoders")
+    ae = command("ae", "train / evaluate the symmetry-aware autoencoders")
     ae_sub = ae.add_subparsers(dest="ae_command", required=True)
     for name, text in (("train", "train (or load the cached checkpoint)"),
                        ("eval", "reconstruction quality and latent invariance on held-out networks")):
@@ -141,16 +162,18 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--results", type=Path, default=Path("results"),
                          help="results directory whose checkpoint store holds the trained model (default: results)")
 
-    zoo = sub.add_parser("zoo", help="build, import or inspect zoos").add_subparsers(dest="zoo_command", required=True)
-    build = zoo.add_parser("build", help="generate a zoo").add_subparsers(dest="kind", required=True)
-    inr = build.add_parser("inr", help="SIRENs fitted to 28x28 images")
+    zoo = command("zoo", "build, import or inspect zoos").add_subparsers(dest="zoo_command", required=True)
+    zoo._bench_path = "zoo"
+    build = command("build", "generate a zoo", zoo).add_subparsers(dest="kind", required=True)
+    build._bench_path = "zoo build"
+    inr = command("inr", "SIRENs fitted to 28x28 images", build)
     inr.add_argument("--images", type=COUNT, default=64, help="number of images (default: 64)")
     inr.add_argument("--fits-per-image", type=COUNT, default=2, help="independent fits per image (default: 2)")
     inr.add_argument("--steps", type=COUNT, default=1000)
     inr.add_argument("--lr", type=_number(0.0, 1e3), default=5e-3)
     inr.add_argument("--hidden", type=COUNT, default=32, help="hidden width (default: 32)")
     inr.add_argument("--depth", type=COUNT, default=2, help="hidden layers (default: 2)")
-    cnn = build.add_parser("cnn", help="Unterthiner CNN Zoo nets trained on the data")
+    cnn = command("cnn", "Unterthiner CNN Zoo nets trained on the data", build)
     cnn.add_argument("--activation", default="relu", choices=("relu", "tanh"))
     cnn.add_argument("--nets", type=COUNT, default=16)
     cnn.add_argument("--epochs", type=COUNT, default=3)
@@ -162,15 +185,24 @@ def _parser() -> argparse.ArgumentParser:
         b.add_argument("--seed", type=SEED, default=0)
         b.add_argument("--out", type=Path, required=True, help="output zoo directory")
         b.add_argument("--quiet", action="store_true")
-    imp = zoo.add_parser("import", help="read a published zoo format into our format")
+    imp = command("import", "read a published zoo format into our format", zoo)
     imp.add_argument("format", choices=("dwsnets", "nfn", "cnnzoo"))
     imp.add_argument("path", type=Path)
     imp.add_argument("--images", type=Path, help="IDX directory with the INRs' source images (dwsnets, nfn)")
     imp.add_argument("--activation", help="cnnzoo: keep networks with this activation")
     imp.add_argument("--out", type=Path, required=True)
-    info = zoo.add_parser("info", help="summarise a stored zoo")
+    info = command("info", "summarise a stored zoo", zoo)
     info.add_argument("path", type=Path)
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rebasin-bench")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _header(argv: list[str]) -> list[str]:
@@ -186,7 +218,9 @@ def _run(args, argv) -> int:
     from bench.execution.runner import RunOptions, run_benchmark
 
     if args.preset not in PRESETS:
-        raise ValueError(f"unknown preset {args.preset!r} (known: {', '.join(PRESETS)})")
+        from methods import unknown_name
+
+        raise ValueError(unknown_name("preset", args.preset, PRESETS))
     bench = PRESETS[args.preset]
     if args.zoo:
         for path in args.zoo:
@@ -196,6 +230,11 @@ def _run(args, argv) -> int:
         bench = replace(bench, zoos=tuple(ZooRecipe("path", {"path": str(p)}) for p in args.zoo))
     if args.protocols:
         unknown = set(args.protocols) - set(bench.protocols)
+        from bench.protocols import PROTOCOLS
+        from methods import unknown_name
+
+        for name in sorted(unknown - set(PROTOCOLS)):
+            raise ValueError(unknown_name("protocol", name, PROTOCOLS))
         if unknown:
             raise ValueError(f"protocol(s) {', '.join(sorted(unknown))} not in preset {bench.name}"
                              f" (has: {', '.join(bench.protocols)})")
@@ -227,19 +266,23 @@ def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = 
     from bench.report.tables import write_report
     from bench.store.results import ResultStore
 
+    if report:
+        for path in write_report(results, _header(argv) + list(notes)):
+            print(f"wrote {path}")
     if mirror:
+        from bench.store.tracking import EXPERIMENT, mirror_report, resolve_uri
         from bench.store.tracking import mirror as mirror_to_mlflow
 
         try:
             from bench.protocols import PROTOCOLS
 
             new = mirror_to_mlflow(ResultStore(results).table(), results_dir=results, protocols=PROTOCOLS)
-            print(f"mlflow: {len(new)} new run(s) mirrored")
+            if report:
+                new += [r for r in [mirror_report(results)] if r]
+            print(f"mlflow: {len(new)} new run(s) mirrored to experiment {EXPERIMENT!r} at "
+                  f"{resolve_uri(None, results)} (browse: mlflow ui --backend-store-uri <that URI>)")
         except Exception as error:  # the Parquet table is the source of truth; MLflow is a mirror
             print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
-    if report:
-        for path in write_report(results, _header(argv) + list(notes)):
-            print(f"wrote {path}")
 
 
 def _zoo(args) -> int:
@@ -299,6 +342,24 @@ def _sweep(args) -> int:
     return 0 if out["complete"] >= args.trials else 1
 
 
+def _comparison(args) -> int:
+    from bench.report.comparison import comparison, render, select
+    from bench.report.tables import _write_text
+    from bench.store.results import ResultStore
+
+    table = select(ResultStore(args.results).table(), args.methods, args.zoos, args.protocols)
+    matrices = comparison(table, args.metric)
+    if not matrices:
+        raise ValueError(f"{args.results}: nothing to compare for this selection"
+                         + (f" (no protocol declares metric {args.metric!r} with values here)" if args.metric else ""))
+    text = render(matrices, args.format or (args.out.suffix.lstrip(".") if args.out else "md") or "md")
+    if args.out:
+        print(f"wrote {_write_text(args.out, text)}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _mirror(args) -> int:
     from bench.store import tracking
     from bench.store.results import ResultStore
@@ -342,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, argv)
         if args.command == "report":
+            if not (args.results / "rows").is_dir():  # a typo must not create a folder and exit 0
+                raise FileNotFoundError(f"{args.results}: no results table here (expected {args.results / 'rows'}/;"
+                                        f" `bench run --results {args.results}` writes one)")
+            if any((args.methods, args.zoos, args.protocols, args.metric, args.format, args.out)):
+                return _comparison(args)
             _finish(args.results, argv, mirror=False)
             return 0
         if args.command == "methods":

@@ -38,6 +38,16 @@ class UnknownMethod(ValueError):
     pass
 
 
+def unknown_name(kind: str, name: str, known) -> str:
+    """'unknown method 'git-rebasn' (did you mean 'git-rebasin'?; known: ...)': one line for a typo."""
+    import difflib
+
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f"unknown {kind} {name!r} ({hint}known: {', '.join(known)})"
+
+
 def parse_method(spec: str) -> tuple[str, dict[str, str]]:
     """'git-rebasin[max_sweeps=10,seed=1]' -> ('git-rebasin', {'max_sweeps': '10', 'seed': '1'})."""
     m = re.fullmatch(r"\s*([\w.-]+)\s*(?:\[(.*)\])?\s*", spec)
@@ -75,7 +85,7 @@ _BOOLS = ("1", "true", "yes", "0", "false", "no")  # what Hyper.parse reads as t
 def make_method(spec: str, seed: int = 0, **overrides) -> Aligner:
     name, params = parse_method(spec)
     if name not in METHODS:
-        raise UnknownMethod(f"unknown method {name!r} (known: {', '.join(METHODS)})")
+        raise UnknownMethod(unknown_name("method", name, METHODS))
     params.update(overrides)
     for key, value in params.items():  # what Hyper.parse would let through unnoticed
         h = METHODS[name].search_space.get(key)

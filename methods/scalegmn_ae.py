@@ -148,6 +148,9 @@ class ScaleGMNAutoencoder(Aligner):
 
     def __init__(self, seed: int = 0, **hyper):
         super().__init__(seed, **hyper)
+        if self.hp["device"] == "cuda" and not torch.cuda.is_available():  # refuse now, not deep inside training
+            raise ValueError(f"{self.name}[device=cuda]: CUDA is not available to this torch {torch.__version__} "
+                             f"(use device=cpu or device=auto)")
         self.log_fn: Callable[[dict, int], None] | None = None  # log_fn(metrics, epoch), e.g. MLflow
         self.model: GraphAutoencoder | None = None
         self.fit_info: dict = {}

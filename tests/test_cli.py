@@ -79,6 +79,11 @@ def test_killed_run_resumes_to_the_same_rows(reference, tiny_inr_zoo, tmp_path):
     (["zoo", "build", "inr", "--data", "/no/such/idx", "--out", "x"], "/no/such/idx"),
     (["run", "--zoo", "/no/such/zoo"], "/no/such/zoo"),
     (["run", "--preset", "huge"], "unknown preset"),
+    (["run", "--methods", "git-rebasn"], "did you mean 'git-rebasin'"),
+    (["run", "--preset", "smok"], "unknown preset 'smok' (did you mean 'smoke'?"),
+    (["run", "--protocols", "pair"], "unknown protocol 'pair' (did you mean 'pairs'?"),
+    (["sweep", "git-rebasin", "--zoo", "default:0", "--protocol", "orbitt"], "did you mean 'orbit'?"),
+    (["run", "--methods", "scalegmn-ae[device=cuda]"], "CUDA is not available"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle, tmp_path):
     out = bench(*args, "--results", str(tmp_path)) if args[0] == "run" else bench(*args, cwd=tmp_path)
@@ -116,3 +121,25 @@ def test_ae_eval_reports_reconstruction_and_invariance(tiny_inr_zoo, tmp_path):
         assert report[f"latent_change_{kind}"] < 1e-4  # the encoder is invariant to the whole group
     # checkpoint kept in the harness's store for the next call (a finished one, not just its lock file)
     assert list((tmp_path / "results" / "cache" / "checkpoints").glob("scalegmn-ae-*/done.json"))
+
+
+def test_version_report_typo_and_subcommand_examples(tmp_path):
+    out = bench("--version")
+    assert out.returncode == 0 and out.stdout.startswith("bench ")
+    typo = tmp_path / "resluts"
+    out = bench("report", "--results", str(typo))
+    assert out.returncode == 2 and "no results table here" in out.stderr and not typo.exists()
+    for argv in (["run"], ["sweep"], ["zoo", "build", "inr"], ["zoo", "import"], ["report"], ["perf"]):
+        text = bench(*argv, "--help").stdout
+        examples = text.split("examples:", 1)[-1].strip().splitlines()
+        assert examples and all(line.split()[:len(argv) + 1] == ["bench", *argv] for line in examples), argv
+
+
+def test_auto_data_without_fashion_mnist_warns_once(monkeypatch, capsys, tmp_path):
+    from zoos import data
+
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path)
+    monkeypatch.setattr(data, "_warned_fallback", False)
+    assert data.resolve_source("auto") == data.resolve_source("auto") == "digits"
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "Fashion-MNIST not found" in err[0] and str(tmp_path) in err[0]

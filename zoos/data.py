@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +79,22 @@ def fashion_mnist_available() -> bool:
     return (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
 
 
+_warned_fallback = False
+
+
 def resolve_source(source: str) -> str:
-    if source == "auto":
-        return "fashion-mnist" if fashion_mnist_available() else "digits"
-    return source
+    """"auto" -> "fashion-mnist" when installed, else "digits" (with a one-time warning: results on
+    digits are not comparable with results on Fashion-MNIST, and the result keys say so)."""
+    global _warned_fallback
+    if source != "auto":
+        return source
+    if fashion_mnist_available():
+        return "fashion-mnist"
+    if not _warned_fallback:
+        _warned_fallback = True
+        print(f"bench: warning: Fashion-MNIST not found under {FASHION_MNIST_DIR} (apt-get install "
+              f"dataset-fashion-mnist); using scikit-learn's digits instead", file=sys.stderr)
+    return "digits"
 
 
 def load_images(source: str = "auto", split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:

@@ -115,13 +115,13 @@ def protocol_options(spec: str, preset: str = "default") -> tuple[str, dict]:
     """'pairs[n_pairs=8]' -> ('pairs', preset options updated with n_pairs=8). Tuples: 'probes=line;minmax'."""
     from bench.execution.presets import PRESETS
     from bench.protocols import PROTOCOLS
-    from methods import parse_method
+    from methods import parse_method, unknown_name
 
     name, given = parse_method(spec)
     if name not in PROTOCOLS:
-        raise SweepError(f"unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})")
+        raise SweepError(unknown_name("protocol", name, PROTOCOLS))
     if preset not in PRESETS:
-        raise SweepError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+        raise SweepError(unknown_name("preset", preset, PRESETS))
     options = dict(PRESETS[preset].protocols.get(name, {}))
     defaults = {f.name: f.default for f in dataclasses.fields(PROTOCOLS[name])}
     for key, text in given.items():
@@ -152,11 +152,11 @@ def resolve_zoo(zoo: str, results: Path, data: str = "auto", progress: bool = Tr
 
 def searched(method: str, only: tuple[str, ...] | None = None):
     """(method name, fixed hyperparameters {name: text}, searched {name: Hyper})."""
-    from methods import METHODS, UnknownMethod, parse_method
+    from methods import METHODS, UnknownMethod, parse_method, unknown_name
 
     name, fixed = parse_method(method)
     if name not in METHODS:
-        raise UnknownMethod(f"unknown method {name!r} (known: {', '.join(METHODS)})")
+        raise UnknownMethod(unknown_name("method", name, METHODS))
     space = METHODS[name].search_space
     unknown = set(fixed) - set(space)
     if unknown:

@@ -10,6 +10,7 @@ import importlib
 import pkgutil
 
 from bench.protocols.base import PROTOCOLS, Metric, Protocol, Unit, metric, register
+from methods import unknown_name
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
@@ -18,7 +19,7 @@ for _module in pkgutil.iter_modules(__path__):
 
 def make_protocol(name: str, **options) -> Protocol:
     if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})")
+        raise ValueError(unknown_name("protocol", name, PROTOCOLS))
     protocol = PROTOCOLS[name](**options)
     if protocol.lambdas < 2:
         raise ValueError(f"protocol {name}: lambdas={protocol.lambdas} must be at least 2 (a path has two endpoints)")

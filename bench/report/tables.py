@@ -387,11 +387,15 @@ def _all_sections(table: pd.DataFrame, sweeps: pd.DataFrame | None) -> list[Sect
     return attention_section(table) + board_sections(table) + combine_sections(table) + sweep_sections(sweeps)
 
 
+def md_header(header_lines: Sequence[str]) -> list[str]:
+    """Header lines keep their Markdown (a title, `code`) but carry names from files: one line each, no HTML."""
+    return [re.sub(r"([<>])", r"\\\1", " ".join(str(line).split())) for line in header_lines]
+
+
 def markdown(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
              figures: Sequence[str] = ()) -> str:
     """The leaderboard as Markdown text: one section per comparison, then combinability, sweeps, figures."""
-    # header lines keep their Markdown (a title, `code`) but carry names from files: one line each, no HTML
-    lines = [re.sub(r"([<>])", r"\\\1", " ".join(str(line).split())) for line in header_lines]
+    lines = md_header(header_lines)
     if lines:
         lines.append("")
     lines += [INTRO, ""]
@@ -407,7 +411,8 @@ def markdown(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.D
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "–": "--", "·": r"$\cdot$", "λ": r"$\lambda$"}
+                  "±": r"$\pm$", "–": "--", "·": r"$\cdot$", "λ": r"$\lambda$", "ε": r"$\varepsilon$",
+                  "†": r"$^\dagger$", "≥": r"$\geq$", "≤": r"$\leq$", "−": "$-$", "×": r"$\times$"}
 
 
 def latex_escape(text) -> str:
@@ -443,39 +448,87 @@ def latex(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.Data
     return "\n".join(lines)
 
 
-_CSS = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:.5em 0 1.5em}"
+_CSS = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin:.5em 0 1.5em}"
         "th,td{border-bottom:1px solid #ccc;padding:.2em .6em;text-align:left}th{background:#f3f3f3}"
-        "td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}")
+        "table.sortable th{cursor:pointer}table.sortable th:after{content:' \\2195';color:#aaa}"
+        "td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}"
+        "nav{background:#fafafa;border:1px solid #ddd;padding:.3em 1em;margin:1em 0}nav li{margin:.1em 0}")
+# click a header to sort its table by that column (numbers by `data-value`, else text); click again to reverse
+_SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('thead th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var body = table.tBodies[0], rows = Array.from(body.rows);
+      var up = th.dataset.order !== 'asc';
+      table.querySelectorAll('thead th').forEach(function (h) { delete h.dataset.order; });
+      th.dataset.order = up ? 'asc' : 'desc';
+      function key(row) {
+        var cell = row.cells[col], v = cell ? cell.dataset.value : undefined;
+        if (v !== undefined && v !== '' && !isNaN(parseFloat(v))) return [0, parseFloat(v)];
+        return [1, cell ? cell.textContent : ''];
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x[0] !== y[0]) return x[0] - y[0];
+        var c = x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0;
+        return up ? c : -c;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
 
 
-def html_page(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
-              figures: Sequence[str] = ()) -> str:
-    """The same tables as one self-contained HTML page (figures linked by relative path)."""
+def html_document(title: str, header_lines: Sequence[str], body: str) -> str:
+    """A self-contained page: header lines, a table of contents of the body's `<h2 id=...>` sections, the
+    body, and the script that makes `table.sortable` sortable by clicking a header."""
     esc = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', "<title>Leaderboard</title>",
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', f"<title>{esc(title)}</title>",
            f"<style>{_CSS}</style>", "</head>", "<body>"]
     for line in header_lines:
         text = line.lstrip("#").strip()
         out.append(f"<h1>{esc(text)}</h1>" if line.startswith("# ") else f"<p>{esc(text)}</p>")
-    out.append(f"<p>{esc(INTRO)}</p>")
+    sections = re.findall(r'<h2 id="([^"]+)">(.*?)</h2>', body)
+    if len(sections) > 1:
+        out += ["<nav><b>Contents</b><ul>"] + [f'<li><a href="#{a}">{t}</a></li>' for a, t in sections] + \
+               ["</ul></nav>"]
+    out += [body, f"<script>{_SORT_JS}</script>", "</body>", "</html>", ""]
+    return "\n".join(out)
+
+
+def _cell_value(text: str) -> str:
+    """The number a cell starts with, for sorting ('' when it is not a number)."""
+    head = text.split(" ")[0].replace("−", "-")
+    try:
+        return repr(float(head))
+    except ValueError:
+        return ""
+
+
+def html_page(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
+              figures: Sequence[str] = ()) -> str:
+    """The same tables as one self-contained HTML page (figures linked by relative path), sortable, with
+    a table of contents."""
+    esc = html.escape
+    out = [f"<p>{esc(INTRO)}</p>"]
     sections = _all_sections(table, sweeps)
     if not sections:
         out.append("<p>No results yet.</p>")
-    for s in sections:
-        out.append(f"<h2>{esc(s.title)}</h2>")
+    for i, s in enumerate(sections):
+        out.append(f'<h2 id="s{i}">{esc(s.title)}</h2>')
         if s.note:
             out.append(f"<p>{esc(s.note)}</p>")
-        out.append("<table>")
-        out.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in s.header) + "</tr>")
+        out.append('<table class="sortable">')
+        out.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in s.header) + "</tr></thead><tbody>")
         for row in s.rows:
-            out.append("<tr>" + "".join(f'<td class="num">{esc(c)}</td>' if _numeric(c) else f"<td>{esc(c)}</td>"
-                                        for c in row) + "</tr>")
-        out.append("</table>")
+            out.append("<tr>" + "".join(f'<td class="num" data-value="{_cell_value(c)}">{esc(c)}</td>' if _numeric(c)
+                                        else f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+        out.append("</tbody></table>")
     if figures:
-        out.append("<h2>Figures</h2>")
+        out.append('<h2 id="figures">Figures</h2>')
         out += [f'<p><img src="{esc(f)}" alt="{esc(Path(f).stem)}"></p>' for f in figures]
-    out += ["</body>", "</html>", ""]
-    return "\n".join(out)
+    return html_document("Leaderboard", header_lines, "\n".join(out))
 
 
 def _write_text(path: str | os.PathLike, text: str) -> Path:
@@ -737,10 +790,14 @@ def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence
     sweeps = read_sweeps(results_dir)
     figures = write_figures(table, results_dir)
     names = [p.name for p in figures]
+    from bench.report.comparison import FORMATS, comparison, render
+
+    matrices = comparison(table)
     return [write_markdown(table, results_dir / "leaderboard.md", header_lines, sweeps, names),
             _write_text(results_dir / "leaderboard.tex", latex(table, header_lines, sweeps)),
             _write_text(results_dir / "leaderboard.html", html_page(table, header_lines, sweeps, names)),
-            *figures]
+            *figures,
+            *(_write_text(results_dir / f"comparison.{fmt}", render(matrices, fmt, header_lines)) for fmt in FORMATS)]
 
 
 def write_report(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = ()) -> tuple[Path, Path]:

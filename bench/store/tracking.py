@@ -1,10 +1,16 @@
 """MLflow mirror of the results table (Parquet stays the source of truth).
 
-One MLflow run per (run_id, variant, zoo, protocol) group: the method and its hyperparameters as
-params, mean and std of every numeric metric over the group's units as metrics, and the group's rows
-as a Parquet artifact. Mirroring is idempotent: each run is tagged with a key of its group and of
-the group's unit keys, and a group whose content is already mirrored is skipped. When a group grew
-(a resumed run added units) the new run replaces the old one, which is deleted.
+One MLflow run per (run_id, variant, zoo, protocol) group: the method and the hyperparameters it
+has (typed: 512, not 512.0; none of other methods') as params, mean and std of every declared metric
+over the group's units as metrics (per section: orbit action/eps, merge size), the mean
+interpolation curves as step metrics (`curve_loss` etc., step = index of lambda along the path),
+and the group's rows as a Parquet artifact. The experiment is typed for model development (not
+GenAI), so the UI opens on its runs. `mirror_report` logs the report files (leaderboard,
+comparison matrices, figures) as the artifacts of one more run, "report".
+
+Mirroring is idempotent: each run is tagged with a key of its group and of the group's unit keys,
+and a group whose content is already mirrored is skipped. When a group grew (a resumed run added
+units) the new run replaces the old one, which is deleted.
 
 Default backend: `sqlite:///<results>/mlflow.db` with artifacts in `<results>/mlruns` (MLflow 3
 refuses a plain file store unless forced); `MLFLOW_TRACKING_URI` points the mirror elsewhere.
@@ -170,25 +176,36 @@ def metric_columns(table: pd.DataFrame, declared: Sequence[str] | None = None) -
             and pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
 
 
+def _ok(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["error"].map(is_missing)] if "error" in rows.columns else rows
+
+
+def _subsets(ok: pd.DataFrame, sections: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(metric name prefix, rows) per section ("action_P/eps_0.01/"), or ("", all rows) without sections:
+    a mean over orbit actions and noise levels means nothing."""
+    sections = [c for c in sections if c in ok.columns and ok[c].notna().any()]
+    if not sections:
+        return [("", ok)]
+    out = []
+    for values, sub in ok.groupby(sections, dropna=True, sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        out.append(("/".join(f"{c}_{v:g}" if isinstance(v, float) else f"{c}_{v}"
+                             for c, v in zip(sections, values, strict=True)) + "/", sub))
+    return out
+
+
 def group_metrics(rows: pd.DataFrame, declared: Sequence[str] | None = None,
                   sections: Sequence[str] = ()) -> dict[str, float]:
     """mean/std of every metric over the units; for protocols with section columns (orbit: action and
     eps; merge: number of models) per section only, so that different comparisons are never averaged."""
     cols = metric_columns(rows, declared)
-    ok = rows[rows["error"].map(is_missing)] if "error" in rows.columns else rows
+    ok = _ok(rows)
     out = {"n_units": float(len(ok)), "n_errors": float(len(rows) - len(ok))}
-    subsets = [("", ok)]
-    sections = [c for c in sections if c in ok.columns and ok[c].notna().any()]
-    if sections:  # only per comparison: a mean over orbit actions and noise levels means nothing
-        subsets = []
-        for values, sub in ok.groupby(sections, dropna=True, sort=True):
-            values = values if isinstance(values, tuple) else (values,)
-            label = "/".join(f"{c}_{v:g}" if isinstance(v, float) else f"{c}_{v}" for c, v in zip(sections, values,
-                                                                                                  strict=True))
-            subsets.append((f"{label}/", sub))
-    for prefix, sub in subsets:
+    for prefix, sub in _subsets(ok, sections):
         for c in cols:
             values = pd.to_numeric(sub[c], errors="coerce")
+            if c.endswith("_s") and not values.fillna(0).any():  # a fit time of a method that fits nothing
+                continue
             for stat, v in (("mean", values.mean()), ("std", values.std())):
                 if pd.notna(v):
                     out[_metric_name(f"{prefix}{c}_{stat}")] = float(v)
@@ -218,13 +235,68 @@ def _existing(client, experiment_id: str) -> tuple[set[str], dict[str, list[str]
     return done, by_group
 
 
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development",  # the UI's runs view, not GenAI traces
+                   "mlflow.note.content": "Weight alignment and model merging benchmark (rebasin-bench): one run per "
+                                          "(run, method variant, zoo, protocol); the Parquet table under the results "
+                                          "directory is the source of truth."}
+
+
 def _experiment_id(client, name: str, artifact_location: str | None) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
+    for key, value in EXPERIMENT_TAGS.items():
+        if exp.tags.get(key) != value:
+            client.set_experiment_tag(exp.experiment_id, key, value)
     return exp.experiment_id
+
+
+def method_params(rows: pd.DataFrame) -> dict[str, str]:
+    """The `p_*` hyperparameters this group's method has (a column empty for it belongs to another
+    method), typed by the method's declaration: ints without '.0', bools as true/false."""
+    from methods import METHODS
+
+    name = str(rows["method"].dropna().iloc[0]) if "method" in rows.columns and rows["method"].notna().any() else ""
+    space = METHODS[name].search_space if name in METHODS else {}
+    out = {}
+    for column in sorted(c for c in rows.columns if c.startswith("p_")):
+        values = rows[column].dropna()
+        if values.empty:
+            continue
+        value, hyper = values.iloc[0], space.get(column.removeprefix("p_"))
+        kind = hyper.kind if hyper is not None else None
+        if kind == "int" or (kind is None and isinstance(value, float) and value.is_integer()):
+            text = str(int(value))
+        elif kind == "bool" or isinstance(value, bool):
+            text = str(bool(value)).lower()
+        else:
+            text = _text(value)
+        out[column.removeprefix("p_")] = text
+    return out
+
+
+def curve_metrics(rows: pd.DataFrame, sections: Sequence[str] = ()) -> list[tuple[str, int, float]]:
+    """(name, step, value): the mean of each `curve_*` list over the units, step = index of lambda along
+    the path (per section, like `group_metrics`; units with another number of points are left out)."""
+    ok = _ok(rows)
+    curves = [c for c in ok.columns if c.startswith("curve_")]
+    if not curves or ok.empty:
+        return []
+    out = []
+    for prefix, sub in _subsets(ok, sections):
+        for c in curves:
+            lists = [list(v) for v in sub[c] if hasattr(v, "__len__") and not isinstance(v, (str, bytes))]
+            if not lists:
+                continue
+            n = max(set(map(len, lists)), key=[len(x) for x in lists].count)  # the usual number of points
+            same = [x for x in lists if len(x) == n]
+            for step in range(n):
+                values = [float(x[step]) for x in same if x[step] is not None and math.isfinite(float(x[step]))]
+                if values:
+                    out.append((_metric_name(f"{prefix}{c}"), step, sum(values) / len(values)))
+    return out
 
 
 def _groups(table: pd.DataFrame):
@@ -278,8 +350,7 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
                 continue
             first = rows.iloc[0]
             params = {c: _text(first.get(c)) for c in ("method", "variant", "zoo", "protocol")}
-            params.update({c: _text(rows[c].dropna().iloc[0]) if rows[c].notna().any() else ""
-                           for c in sorted(rows.columns) if c.startswith("p_")})
+            params.update(method_params(rows))
             tags = {GROUP_TAG: group_key, CONTENT_TAG: content_key, "bench.run_id": ident["run_id"],
                     **{f"bench.{c}": ident[c] for c in ("variant", "zoo", "protocol")}}
             if "zoo_hash" in rows.columns:
@@ -299,6 +370,7 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
                 declared = [m.name for m in proto.metrics] if proto is not None else None
                 sections = proto.sections if proto is not None else ("action", "eps")
                 mlist = [Metric(k, v, now, 0) for k, v in group_metrics(rows, declared, sections).items()]
+                mlist += [Metric(k, v, now, step) for k, step, v in curve_metrics(rows, sections)]
                 for i in range(0, len(mlist), 1000):
                     client.log_batch(rid, metrics=mlist[i:i + 1000])
                 with tempfile.TemporaryDirectory() as tmp:
@@ -315,6 +387,43 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
                 client.delete_run(old)
             new_runs.append(rid)
         return new_runs
+
+
+REPORT_TAG = "bench.report_key"
+REPORT_FILES = ("leaderboard.md", "leaderboard.html", "leaderboard.tex", "comparison.md", "comparison.tex",
+                "comparison.html", "comparison.csv")
+
+
+def mirror_report(results_dir: str | os.PathLike = "results", tracking_uri: str | None = None,
+                  experiment: str = EXPERIMENT) -> str | None:
+    """Log the report files (leaderboard, comparison matrices, figures) as the artifacts of one run named
+    "report"; a report already logged with the same bytes is skipped, an older one replaced. Returns the
+    new run's id (None when skipped or there is no report)."""
+    results_dir = Path(results_dir)
+    files = [results_dir / f for f in REPORT_FILES if (results_dir / f).is_file()]
+    files += sorted(results_dir.glob("*.png"))
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    key = digest.hexdigest()[:16]
+    with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
+        old = [r for r in all_runs(client, exp_id) if REPORT_TAG in r.data.tags]
+        if any(r.data.tags[REPORT_TAG] == key and r.info.status == "FINISHED" for r in old):
+            return None
+        run = client.create_run(exp_id, run_name="report", tags={REPORT_TAG: key, "bench.role": "report"})
+        try:
+            for f in files:
+                client.log_artifact(run.info.run_id, str(f), "figures" if f.suffix == ".png" else "tables")
+        except BaseException:
+            client.set_terminated(run.info.run_id, status="FAILED")
+            raise
+        client.set_terminated(run.info.run_id, status="FINISHED")
+        for r in old:
+            client.delete_run(r.info.run_id)
+        return run.info.run_id
 
 
 def check(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
