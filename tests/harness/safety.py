@@ -133,10 +133,13 @@ def sweep_trial_raises(good: Path, work: Path) -> Check:
         out = sweep.run_sweep(cfg)
     trials = optuna.load_study(study_name=out["study"], storage=sweep.make_storage(None, work)).get_trials()
     failed = [t for t in trials if t.state == TrialState.FAIL]
+    from bench.protocols import make_protocol
+    from zoos.zoo import load_zoo
+
     rows = ResultStore(work / "sweeps").table()
     ok_rows = rows[rows.error.isna()]
-    expected = 3 * 2  # three complete trials of two units
-    passed = (out["complete"] == 3 and len(failed) == 1 and "injected failure" in failed[0].user_attrs["error"]
+    expected = 3 * len(make_protocol("pairs", n_pairs=2, lambdas=3).units(load_zoo(good)))  # per complete trial
+    passed = bool(out["complete"] == 3 and len(failed) == 1 and "injected failure" in failed[0].user_attrs["error"]
               and (rows.error.notna() & (rows.trial == failed[0].number)).sum() == 1)
     return Check("sweep", "an exception inside trial 1 of 3", runs=1, rows_expected=expected,
                  rows_lost=max(0, expected - len(ok_rows)), passed=passed,
@@ -289,6 +292,8 @@ def class_table(hostile_rows: list[dict], checks: list[Check]) -> pd.DataFrame:
     out = frame.groupby("class", sort=True).agg(cases=("case", "nunique"), runs=("runs", "sum"),
                                                 rows_lost=("rows_lost", "sum"), files_lost=("files_lost", "sum"),
                                                 failed=("passed", lambda p: int((~p.astype(bool)).sum())))
-    out["verdict"] = ["pass" if f == 0 and r == 0 and fl == 0 else f"FAIL ({f} case(s))"
+    out["verdict"] = ["pass" if f == 0 and r == 0 and fl == 0 else
+                      "FAIL (" + ", ".join(f"{n} {what}" for n, what in ((f, "case(s) failed"), (r, "row(s) lost"),
+                                                                         (fl, "file(s) lost")) if n) + ")"
                       for f, r, fl in zip(out.failed, out.rows_lost, out.files_lost, strict=True)]
     return out.drop(columns="failed").reset_index()
