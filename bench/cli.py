@@ -218,7 +218,7 @@ def _run(args, argv) -> int:
     from bench.execution.runner import RunOptions, run_benchmark
 
     if args.preset not in PRESETS:
-        from methods import unknown_name
+        from zoos.names import unknown_name
 
         raise ValueError(unknown_name("preset", args.preset, PRESETS))
     bench = PRESETS[args.preset]
@@ -231,7 +231,7 @@ def _run(args, argv) -> int:
     if args.protocols:
         unknown = set(args.protocols) - set(bench.protocols)
         from bench.protocols import PROTOCOLS
-        from methods import unknown_name
+        from zoos.names import unknown_name
 
         for name in sorted(unknown - set(PROTOCOLS)):
             raise ValueError(unknown_name("protocol", name, PROTOCOLS))
@@ -263,7 +263,7 @@ def _run(args, argv) -> int:
 
 
 def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True, notes: list[str] = ()) -> None:
-    from bench.report.tables import write_report
+    from bench.report.files import write_report
     from bench.store.results import ResultStore
 
     if report:
@@ -275,8 +275,10 @@ def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = 
 
         try:
             from bench.protocols import PROTOCOLS
+            from methods import METHODS
 
-            new = mirror_to_mlflow(ResultStore(results).table(), results_dir=results, protocols=PROTOCOLS)
+            new = mirror_to_mlflow(ResultStore(results).table(), results_dir=results, protocols=PROTOCOLS,
+                                   methods=METHODS)
             if report:
                 new += [r for r in [mirror_report(results)] if r]
             print(f"mlflow: {len(new)} new run(s) mirrored to experiment {EXPERIMENT!r} at "
@@ -375,8 +377,10 @@ def _mirror(args) -> int:
               f"({len(table)} rows)")
         return 1 if problems else 0
     from bench.protocols import PROTOCOLS
+    from methods import METHODS
 
-    new = (tracking.rebuild if args.rebuild else tracking.mirror)(table, results_dir=args.results, protocols=PROTOCOLS)
+    new = (tracking.rebuild if args.rebuild else tracking.mirror)(table, results_dir=args.results, protocols=PROTOCOLS,
+                                                                  methods=METHODS)
     print(f"mlflow: {len(new)} run(s) {'rebuilt' if args.rebuild else 'mirrored'}")
     return 0
 

@@ -13,6 +13,7 @@ import pkgutil
 import re
 
 from methods.base import Aligner, Alignment, Hyper, Merged
+from zoos.names import unknown_name
 
 BUILDING_BLOCKS = {"base", "assignment", "graph", "scalegmn"}
 
@@ -36,16 +37,6 @@ METHODS: dict[str, type[Aligner]] = _discover()
 
 class UnknownMethod(ValueError):
     pass
-
-
-def unknown_name(kind: str, name: str, known) -> str:
-    """'unknown method 'git-rebasn' (did you mean 'git-rebasin'?; known: ...)': one line for a typo."""
-    import difflib
-
-    known = list(known)
-    close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    return f"unknown {kind} {name!r} ({hint}known: {', '.join(known)})"
 
 
 def parse_method(spec: str) -> tuple[str, dict[str, str]]:

@@ -7,6 +7,7 @@ import struct
 import numpy as np
 import pytest
 
+from bench.report import files as report_files
 from bench.report import tables as report
 from bench.store.results import ResultStore
 
@@ -61,7 +62,9 @@ def results(tmp_path_factory):
 
 
 FILES = ("leaderboard.md", "leaderboard.tex", "leaderboard.html", "curves.png", "barrier_vs_eps.png",
-         "barrier_vs_width.png", "runtime_vs_width.png", "merged_vs_n.png", "combine.png")
+         "barrier_vs_width.png", "runtime_vs_width.png", "merged_vs_n.png", "combine.png",
+         "comparison.md", "comparison.tex",
+         "comparison.html", "comparison.csv")
 
 
 def _png_chunks(data: bytes) -> list[bytes]:
@@ -76,16 +79,16 @@ def _png_chunks(data: bytes) -> list[bytes]:
 
 def test_report_files_are_byte_identical_on_rerun(results, tmp_path):
     header = ["# Leaderboard", "Produced by `bench report` at commit `abc`."]
-    paths = report.write_all(results, header)
+    paths = report_files.write_all(results, header)
     assert sorted(p.name for p in paths) == sorted(FILES)
     first = {name: (results / name).read_bytes() for name in FILES}
-    report.write_all(results, header)
+    report_files.write_all(results, header)
     assert {name: (results / name).read_bytes() for name in FILES} == first
     # a copy of the table elsewhere gives the same files: nothing depends on paths or time
     copy = tmp_path / "copy"
     ResultStore(copy).append(ResultStore(results).table())
     ResultStore(copy / "sweeps").append(ResultStore(results / "sweeps").table())
-    report.write_all(copy, header)
+    report_files.write_all(copy, header)
     assert {name: (copy / name).read_bytes() for name in FILES} == first
     for name in FILES:
         if name.endswith(".png"):

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.report import files as report_files
 from bench.report import tables as report
 from bench.store.provenance import environment
 from bench.store.results import ResultStore, unit_key
@@ -158,7 +159,7 @@ def test_orbit_leaderboard_ranks_within_action_eps():
 def test_plot_and_write_report(tmp_path):
     store = ResultStore(tmp_path)
     store.append(_tiny_table().to_dict("records"))
-    md, png = report.write_report(tmp_path, ["# Leaderboard"])
+    md, png = report_files.write_report(tmp_path, ["# Leaderboard"])
     assert md == tmp_path / "leaderboard.md" and "git-rebasin" in md.read_text(encoding="utf-8")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

@@ -8,6 +8,7 @@ import pytest
 
 from bench.protocols import PROTOCOLS
 from bench.store.tracking import EXPERIMENT_TAGS, REPORT_TAG, mirror, mirror_report
+from methods import METHODS
 
 
 def _rows():
@@ -28,7 +29,7 @@ def test_runs_carry_their_own_typed_params_and_curves(tmp_path):
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert len(mirror(_rows(), tracking_uri=uri, experiment="t", protocols=PROTOCOLS)) == 2
+    assert len(mirror(_rows(), tracking_uri=uri, experiment="t", protocols=PROTOCOLS, methods=METHODS)) == 2
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("t")
     assert exp.tags["mlflow.experimentKind"] == EXPERIMENT_TAGS["mlflow.experimentKind"] == "custom_model_development"

@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 
 from bench.protocols.base import PROTOCOLS, Metric, Protocol, Unit, metric, register
-from methods import unknown_name
+from zoos.names import unknown_name
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":

@@ -37,7 +37,7 @@ from bench.report.tables import (
     md_header,
     with_zoo_labels,
 )
-from methods import unknown_name
+from zoos.names import unknown_name
 
 MAX_COLUMNS = 6  # a LaTeX/Markdown table wider than this is split per protocol
 FORMATS = ("md", "tex", "html", "csv")

@@ -32,7 +32,7 @@ from bench.protocols import PROTOCOLS
 from bench.protocols.combine import PROBES
 from bench.report.stats import ALPHA, identifies_sources, mean_ci, paired_p
 from bench.store.results import SORT_COLUMNS, ResultStore, is_missing
-from zoos.files import clean_temp_files, write_bytes_atomic
+from zoos.files import write_bytes_atomic
 
 
 # Everything below about metrics comes from the protocols' declarations (`Protocol.metrics`, `.sections`).
@@ -780,27 +780,3 @@ def read_sweeps(results_dir: str | os.PathLike) -> pd.DataFrame | None:
     """The sweep trials' rows (`bench sweep` writes them under <results>/sweeps/), if any."""
     root = Path(results_dir) / "sweeps"
     return ResultStore(root).table() if (root / "rows").is_dir() else None
-
-
-def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = ()) -> list[Path]:
-    """Read the tables under `results_dir`; write the figures and leaderboard.{md,tex,html} there."""
-    results_dir = Path(results_dir)
-    table = ResultStore(results_dir).table()
-    clean_temp_files(results_dir)  # of a report killed mid-write
-    sweeps = read_sweeps(results_dir)
-    figures = write_figures(table, results_dir)
-    names = [p.name for p in figures]
-    from bench.report.comparison import FORMATS, comparison, render
-
-    matrices = comparison(table)
-    return [write_markdown(table, results_dir / "leaderboard.md", header_lines, sweeps, names),
-            _write_text(results_dir / "leaderboard.tex", latex(table, header_lines, sweeps)),
-            _write_text(results_dir / "leaderboard.html", html_page(table, header_lines, sweeps, names)),
-            *figures,
-            *(_write_text(results_dir / f"comparison.{fmt}", render(matrices, fmt, header_lines)) for fmt in FORMATS)]
-
-
-def write_report(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = ()) -> tuple[Path, Path]:
-    """`write_all`; returns (leaderboard.md, curves.png) (every file is listed by `write_all`)."""
-    paths = write_all(results_dir, header_lines)
-    return paths[0], paths[3]

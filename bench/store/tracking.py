@@ -253,13 +253,12 @@ def _experiment_id(client, name: str, artifact_location: str | None) -> str:
     return exp.experiment_id
 
 
-def method_params(rows: pd.DataFrame) -> dict[str, str]:
+def method_params(rows: pd.DataFrame, methods: Mapping | None = None) -> dict[str, str]:
     """The `p_*` hyperparameters this group's method has (a column empty for it belongs to another
-    method), typed by the method's declaration: ints without '.0', bools as true/false."""
-    from methods import METHODS
-
+    method), typed by the method's declaration in `methods` (name -> Aligner class, e.g.
+    `methods.METHODS`): ints without '.0', bools as true/false; without it, integral floats as ints."""
     name = str(rows["method"].dropna().iloc[0]) if "method" in rows.columns and rows["method"].notna().any() else ""
-    space = METHODS[name].search_space if name in METHODS else {}
+    space = methods[name].search_space if methods and name in methods else {}
     out = {}
     for column in sorted(c for c in rows.columns if c.startswith("p_")):
         values = rows[column].dropna()
@@ -333,11 +332,13 @@ def _client(tracking_uri: str | None, experiment: str, results_dir):
 
 
 def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
-           results_dir: str | os.PathLike = "results", protocols: Mapping | None = None) -> list[str]:
+           results_dir: str | os.PathLike = "results", protocols: Mapping | None = None,
+           methods: Mapping | None = None) -> list[str]:
     """Log each not-yet-mirrored group of `table` as one MLflow run; returns the new MLflow run ids.
 
     `protocols` (name -> Protocol class, e.g. `bench.protocols.PROTOCOLS`) says which metrics each
-    protocol declares and how its comparisons split; without it every numeric column is logged."""
+    protocol declares and how its comparisons split; without it every numeric column is logged.
+    `methods` (`methods.METHODS`) types the hyperparameters (`method_params`)."""
     if table.empty:
         return []
     from mlflow.entities import Metric, Param
@@ -350,7 +351,7 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
                 continue
             first = rows.iloc[0]
             params = {c: _text(first.get(c)) for c in ("method", "variant", "zoo", "protocol")}
-            params.update(method_params(rows))
+            params.update(method_params(rows, methods))
             tags = {GROUP_TAG: group_key, CONTENT_TAG: content_key, "bench.run_id": ident["run_id"],
                     **{f"bench.{c}": ident[c] for c in ("variant", "zoo", "protocol")}}
             if "zoo_hash" in rows.columns:
@@ -458,9 +459,10 @@ def check(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str 
 
 
 def rebuild(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
-            results_dir: str | os.PathLike = "results", protocols: Mapping | None = None) -> list[str]:
+            results_dir: str | os.PathLike = "results", protocols: Mapping | None = None,
+            methods: Mapping | None = None) -> list[str]:
     """Delete every run of the mirror's experiment and mirror `table` afresh; returns the new run ids."""
     with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
         for run in list(all_runs(client, exp_id)):
             client.delete_run(run.info.run_id)
-    return mirror(table, tracking_uri, experiment, results_dir, protocols)
+    return mirror(table, tracking_uri, experiment, results_dir, protocols, methods)
