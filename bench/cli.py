@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--methods", nargs="+", help="method specs, e.g. naive 'git-rebasin[max_sweeps=10]'"
                                                   " (default: every registered method)")
     run.add_argument("--zoo", nargs="+", type=Path, help="run on these stored zoo directories instead of the preset's")
-    run.add_argument("--protocols", nargs="+", help="subset of the preset's protocols")
+    run.add_argument("--protocols", nargs="+", help="subset of the preset's protocols, options allowed:"
+                                                    " 'pairs[n_pairs=8,lambdas=11]' (default: all of them)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
     run.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
     run.add_argument("--build-workers", type=COUNT, default=2, help="processes for building CNN zoos (default: 2)")
@@ -130,10 +131,13 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--peer-sinkhorn", help="python of a separate venv with PyPI `sinkhorn-rebasin`")
 
     sweep = command("sweep", "Optuna sweep of a method's hyperparameters (resumable, parallel)")
-    sweep.add_argument("method", help="method spec; hyperparameters given in brackets stay fixed")
+    sweep.add_argument("methods", nargs="+", metavar="method",
+                       help="method spec(s); hyperparameters given in brackets stay fixed. Several: each gets the "
+                            "same trial budget, then the tuned specs are compared on the test split")
     sweep.add_argument("--zoo", required=True, help="stored zoo directory, or PRESET:INDEX (e.g. default:1)")
     sweep.add_argument("--protocol", default="pairs", help="protocol, options allowed: 'pairs[n_pairs=8]'"
-                                                          " (default: pairs, options from --preset)")
+                                                          " (default: pairs, options from --preset; scored on"
+                                                          " split=val unless given)")
     sweep.add_argument("--trials", type=COUNT, default=20, help="complete trials to reach (default: 20)")
     sweep.add_argument("--workers", type=COUNT, default=1, help="local worker processes (default: 1)")
     sweep.add_argument("--storage", help="RDB URL or journal file (default: RESULTS/sweeps/optuna.journal)")
@@ -228,17 +232,10 @@ def _run(args, argv) -> int:
 
             load_zoo(path)  # validate before any work
         bench = replace(bench, zoos=tuple(ZooRecipe("path", {"path": str(p)}) for p in args.zoo))
-    if args.protocols:
-        unknown = set(args.protocols) - set(bench.protocols)
-        from bench.protocols import PROTOCOLS
-        from zoos.names import unknown_name
+    if args.protocols:  # 'pairs' or 'pairs[n_pairs=8]': the preset's options, updated with those given
+        from bench.execution.sweep import protocol_options
 
-        for name in sorted(unknown - set(PROTOCOLS)):
-            raise ValueError(unknown_name("protocol", name, PROTOCOLS))
-        if unknown:
-            raise ValueError(f"protocol(s) {', '.join(sorted(unknown))} not in preset {bench.name}"
-                             f" (has: {', '.join(bench.protocols)})")
-        bench = replace(bench, protocols={k: v for k, v in bench.protocols.items() if k in args.protocols})
+        bench = replace(bench, protocols=dict(protocol_options(spec, bench.name) for spec in args.protocols))
     if args.seed is not None:
         bench = replace(bench, seed=args.seed)
     if args.data not in ("auto", "fashion-mnist", "digits") and not Path(args.data).exists():
@@ -325,23 +322,58 @@ def _zoo(args) -> int:
 
 
 def _sweep(args) -> int:
-    from bench.execution.sweep import SweepConfig, run_sweep
+    from bench.execution.sweep import SweepConfig, rerun_command, run_sweep
 
-    cfg = SweepConfig(method=args.method, zoo=args.zoo, protocol=args.protocol, trials=args.trials,
-                      workers=args.workers, storage=args.storage, metric=args.metric,
-                      multi_objective=args.multi_objective, study=args.study, results=args.results,
-                      preset=args.preset, params=tuple(args.params) if args.params else None, seed=args.seed,
-                      data=args.data, threads=args.threads, mlflow=not args.no_mlflow, progress=not args.quiet)
-    out = run_sweep(cfg)
-    show = lambda t: ", ".join(f"{v:.4g}" for v in t["values"])  # noqa: E731
-    print(f"study {out['study']!r}: {out['complete']} complete, {out['failed']} failed")
-    if out["default"]:
-        print(f"default  {show(out['default'])}  {out['default']['spec']}  (trial {out['default']['trial']})")
-    for best in out["best"]:
-        print(f"best     {show(best)}  {best['spec']}  (trial {best['trial']})")
-    if out["best"]:
-        print(f"rerun:   bench run --methods '{out['best'][0]['spec']}'")
-    return 0 if out["complete"] >= args.trials else 1
+    outs, ok = [], True
+    for method in args.methods:
+        cfg = SweepConfig(method=method, zoo=args.zoo, protocol=args.protocol, trials=args.trials,
+                          workers=args.workers, storage=args.storage, metric=args.metric,
+                          multi_objective=args.multi_objective, study=args.study if len(args.methods) == 1 else None,
+                          results=args.results, preset=args.preset,
+                          params=tuple(args.params) if args.params else None, seed=args.seed, data=args.data,
+                          threads=args.threads, mlflow=not args.no_mlflow, progress=not args.quiet)
+        out = run_sweep(cfg)
+        show = lambda t: ", ".join(f"{v:.4g}" for v in t["values"])  # noqa: E731
+        print(f"study {out['study']!r}: {out['complete']} complete, {out['failed']} failed")
+        if out["default"]:
+            print(f"default  {show(out['default'])}  {out['default']['spec']}  (trial {out['default']['trial']})")
+        for best in out["best"]:
+            print(f"best     {show(best)}  {best['spec']}  (trial {best['trial']})")
+        if out["best"]:
+            print(f"test:    {rerun_command(out, cfg, out['best'][0]['spec'])}")
+        ok &= out["complete"] >= args.trials
+        outs.append((cfg, out))
+    print("optuna-dashboard: pip install optuna-dashboard; optuna-dashboard "
+          f"{args.storage or args.results / 'sweeps' / 'optuna.journal'}")
+    tuned = [out["best"][0]["spec"] for _, out in outs if out["best"]]
+    if len(args.methods) > 1 and tuned and not args.multi_objective:
+        _compare_tuned(outs[0][0], outs[0][1], tuned)
+    return 0 if ok else 1
+
+
+def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
+    """Score the tuned specs on the test split of the sweep's zoo (as `bench run` would) and print them
+    side by side, so methods tuned under one budget are compared on data none of them was tuned on.
+    Rows go to their own table, `<results>/sweeps/tuned/<zoo>-<protocol>/`, never mixed with other options'."""
+    import re
+
+    from bench.execution.presets import PRESETS, Benchmark, ZooRecipe
+    from bench.execution.runner import RunOptions, run_benchmark
+    from bench.execution.sweep import protocol_options, test_protocol
+    from bench.report.comparison import comparison, select, to_markdown
+    from bench.store.results import ResultStore
+    from zoos.zoo import load_zoo
+
+    name, options = protocol_options(test_protocol(out["protocol"]), cfg.preset)
+    bench = Benchmark("tuned", zoos=(ZooRecipe("path", {"path": str(out["zoo_path"])}),), protocols={name: options},
+                      seed=cfg.seed, overrides=PRESETS[cfg.preset].overrides)
+    zoo_name = load_zoo(out["zoo_path"]).name
+    label = re.sub(r"[^\w.=,-]+", "_", f"{zoo_name}-{test_protocol(out['protocol'])}")
+    where = cfg.results / "sweeps" / "tuned" / label
+    print(f"comparing the tuned specs on the test split ({name}, {len(specs)} methods; rows in {where})")
+    run_benchmark(bench, specs, RunOptions(results=where, data=cfg.data, threads=cfg.threads, progress=cfg.progress))
+    table = select(ResultStore(where).table(), methods=specs)
+    sys.stdout.write(to_markdown(comparison(table, cfg.metric)))
 
 
 def _comparison(args) -> int:

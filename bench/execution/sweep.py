@@ -1,5 +1,10 @@
 """`bench sweep`: Optuna over a method's declared hyperparameters, minimising a protocol's metric.
 
+Splits: a sweep scores on the zoo's validation networks unless the protocol spec names a split
+(`pairs[split=test]` is allowed, with a warning: tuning on the numbers one reports inflates them);
+the tuned specs are then compared on the test split (`bench sweep m1 m2 ...`, or the printed
+`bench run` command). An objective resting on fewer than MIN_UNITS units is warned about.
+
 A trial builds the method with the trial's hyperparameters (`make_method("name[k=v,...]")`), fits
 it on the zoo, runs every unit of the protocol and returns the mean of the metric over the units
 (optionally also the method's seconds: multi-objective). Its rows go to a `ResultStore` under
@@ -46,6 +51,7 @@ HEARTBEAT_S = 30.0
 GRACE_S = 300.0
 POLL_S = 1.0
 UNSWEPT = {"device"}  # declared hyperparameters that choose hardware, not a result
+MIN_UNITS = 8  # an objective over fewer units is mostly noise: warn
 BATCH = 8  # units per protocol.run call (the runner's batch)
 # trials holding one of the N slots; a queued (WAITING) trial takes one only once a worker pops it
 TAKEN = (TrialState.COMPLETE, TrialState.RUNNING)
@@ -195,6 +201,19 @@ def make_storage(storage: str | None, results: Path):
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+def with_split(protocol: str) -> str:
+    """The protocol spec with `split=val` added unless it names a split; warns when that is test."""
+    from methods import parse_method
+
+    name, given = parse_method(protocol)
+    if given.get("split", "").strip() == "test":
+        print("bench: warning: this sweep scores trials on the TEST split: the tuned numbers will be optimistic "
+              "(the default is split=val)", file=sys.stderr)
+    if "split" in given:
+        return protocol
+    return format_spec(name, {**given, "split": "val"})
+
+
 def default_study_name(cfg: SweepConfig, zoo) -> str:
     from methods import normalise_spec
 
@@ -210,8 +229,11 @@ def open_study(cfg: SweepConfig, name: str, worker: int = 0) -> optuna.Study:
     n_startup = min(10, max(3, cfg.trials // 3))
     sampler = optuna.samplers.TPESampler(seed=cfg.seed * 1000 + worker, n_startup_trials=n_startup,
                                          constant_liar=True)  # liar: parallel workers do not pile up
-    return optuna.create_study(storage=make_storage(cfg.storage, cfg.results), study_name=name,
-                               directions=_directions(cfg), sampler=sampler, load_if_exists=True)
+    study = optuna.create_study(storage=make_storage(cfg.storage, cfg.results), study_name=name,
+                                directions=_directions(cfg), sampler=sampler, load_if_exists=True)
+    if study.metric_names is None:  # named objectives, as optuna-dashboard shows them
+        study.set_metric_names([cfg.metric] + (["seconds"] if cfg.multi_objective else []))
+    return study
 
 
 # ---- trial bookkeeping ----------------------------------------------------------------------------
@@ -529,14 +551,22 @@ class MlflowSweepMirror:
 def prepare(cfg: SweepConfig) -> tuple[SweepConfig, str]:
     """Validate, resolve the zoo, create (or load) the study and queue the defaults first; returns
     (the config with the zoo path, the study name)."""
+    from bench.protocols import make_protocol
     from zoos.zoo import load_zoo
 
     if cfg.trials < 1 or cfg.workers < 1:
         raise SweepError("--trials and --workers must be at least 1")
     _, _, hypers = searched(cfg.method, cfg.params)
-    protocol_options(cfg.protocol, cfg.preset)
+    cfg = dataclasses.replace(cfg, protocol=with_split(cfg.protocol))
+    proto_name, proto_options = protocol_options(cfg.protocol, cfg.preset)
     cfg = dataclasses.replace(cfg, zoo_path=str(resolve_zoo(cfg.zoo, cfg.results, cfg.data, cfg.progress)))
-    name = cfg.study or default_study_name(cfg, load_zoo(cfg.zoo_path))
+    zoo = load_zoo(cfg.zoo_path)
+    n_units = len(make_protocol(proto_name, seed=cfg.seed, **proto_options).units(zoo))
+    if 0 < n_units < MIN_UNITS:
+        print(f"bench: warning: the objective rests on {n_units} unit(s) of {cfg.protocol} on {zoo.name} (fewer "
+              f"than {MIN_UNITS}): noise may choose the winner; give the zoo more validation networks or the "
+              f"protocol more units", file=sys.stderr)
+    name = cfg.study or default_study_name(cfg, zoo)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(cfg, name)
     if not study.get_trials(deepcopy=False):  # a new study: the method's defaults are trial 0
@@ -595,8 +625,28 @@ def run_sweep(cfg: SweepConfig) -> dict:
             mirror.close(study)
         except Exception as error:  # the journal/RDB study and the Parquet rows are the record
             print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
-    return summary(study)
+    return {**summary(study), "zoo_path": cfg.zoo_path, "protocol": cfg.protocol}
 
 
-__all__ = ["SweepConfig", "SweepError", "MlflowSweepMirror", "run_sweep", "work", "prepare", "summary",
-           "searched", "make_storage", "protocol_options", "resolve_zoo", "reclaim_stale", "direction"]
+def test_protocol(protocol: str) -> str:
+    """The sweep's protocol spec as `bench run --protocols` takes it: its options, scored on the test split."""
+    from methods import parse_method
+
+    name, given = parse_method(protocol)
+    return format_spec(name, {k: v for k, v in given.items() if k != "split"})
+
+
+def rerun_command(out: dict, cfg: SweepConfig, spec: str) -> str:
+    """`bench run` scoring `spec` on the test split of the sweep's zoo, with its protocol options, preset,
+    seed and results directory: the command that turns a tuned spec into a reported number."""
+    import shlex
+
+    argv = ["bench", "run", "--methods", spec, "--zoo", str(out["zoo_path"]), "--protocols",
+            test_protocol(out["protocol"]), "--preset", cfg.preset, "--seed", str(cfg.seed), "--results",
+            str(cfg.results)] + (["--data", cfg.data] if cfg.data != "auto" else [])
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+__all__ = ["SweepConfig", "SweepError", "MlflowSweepMirror", "run_sweep", "rerun_command", "test_protocol",
+           "work", "prepare", "summary", "searched", "make_storage", "protocol_options", "resolve_zoo",
+           "reclaim_stale", "direction"]
