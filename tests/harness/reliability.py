@@ -328,7 +328,7 @@ def check_sweep(name: str, times: int, results: Path, reference: Path, zoo: Path
     its spec; the default trial's rows equal the uninterrupted sweep's."""
     from optuna.trial import FixedTrial, TrialState
 
-    from bench.execution.sweep import Objective, SweepConfig
+    from bench.execution.sweep import Objective, SweepConfig, with_split
 
     study = _study(results)
     complete = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
@@ -344,7 +344,7 @@ def check_sweep(name: str, times: int, results: Path, reference: Path, zoo: Path
         if len(mine) and not math.isclose(mine[metric].mean(), trial.values[0], rel_tol=1e-9, abs_tol=1e-12):
             problems.append(f"trial {number}: objective {trial.values[0]} != mean of its rows")
     # a clean, in-process evaluation of every complete trial's parameters
-    protocol = sweep_args[sweep_args.index("--protocol") + 1]
+    protocol = with_split(sweep_args[sweep_args.index("--protocol") + 1])  # as the sweep itself scores it
     cfg = SweepConfig(method=sweep_args[1], zoo=str(zoo), protocol=protocol, trials=1, zoo_path=str(zoo),
                       results=results.parent / f"{results.name}-clean", progress=False, mlflow=False)
     objective = Objective(cfg, "clean")
