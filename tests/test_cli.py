@@ -143,3 +143,20 @@ def test_auto_data_without_fashion_mnist_warns_once(monkeypatch, capsys, tmp_pat
     assert data.resolve_source("auto") == data.resolve_source("auto") == "digits"
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "Fashion-MNIST not found" in err[0] and str(tmp_path) in err[0]
+
+
+def test_the_python_api_in_a_few_lines(tiny_inr_zoo):
+    from bench.api import load_zoo, make_method, make_task, pair, score_path
+
+    zoo = load_zoo(tiny_inr_zoo)
+    task = make_task(zoo)
+    method = make_method("git-rebasin")
+    method.setup(zoo, task)
+    same = zoo.meta.index[zoo.meta["target"] == zoo.meta["target"].iloc[0]][:2].tolist()  # two fits of one image
+    a, b = pair(zoo, *same)
+    target = int(zoo.meta["target"].iloc[same[0]])
+    aligned = method.align(a, b, target).others
+    before, after = score_path(task, a, b, 9, target), score_path(task, a, aligned, 9, target)
+    assert len(before["curve_loss"]) == 9 and before["curve_loss"][0] == pytest.approx(after["curve_loss"][0])
+    assert after["curve_loss"][-1] == pytest.approx(before["curve_loss"][-1], rel=1e-4)  # same function at b
+    assert after["loss_barrier"] < before["loss_barrier"]
