@@ -413,6 +413,7 @@ def _mirror(args) -> int:
 
     new = (tracking.rebuild if args.rebuild else tracking.mirror)(table, results_dir=args.results, protocols=PROTOCOLS,
                                                                   methods=METHODS)
+    new += [r for r in [tracking.mirror_report(args.results)] if r]  # the report files, if `bench report` wrote them
     print(f"mlflow: {len(new)} run(s) {'rebuilt' if args.rebuild else 'mirrored'}")
     return 0
 

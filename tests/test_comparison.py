@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -124,3 +125,18 @@ def test_cli_report_selection(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bench.cli", "report", "--results", str(tmp_path), "--zoos",
                           "nope"], capture_output=True, text=True)
     assert out.returncode == 2 and "unknown zoo 'nope'" in out.stderr
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless browser (apt-get install chromium)")
+def test_html_tables_sort_in_a_real_browser(tmp_path):
+    """Click a column header in headless Chromium: the rows come back ordered by that column's means."""
+    page = cmp.render(cmp.comparison(_table(orbit_sections=1)), "html")
+    click = ("<script>document.querySelectorAll('table.sortable thead th')[2].click();"
+             "document.body.setAttribute('data-done', '1');</script>")
+    (tmp_path / "page.html").write_text(page.replace("</body>", click + "</body>"))
+    proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                           (tmp_path / "page.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert 'data-done="1"' in proc.stdout, proc.stderr[-2000:]
+    body = proc.stdout.split("<tbody>")[1].split("</tbody>")[0]
+    values = [float(v) for v in re.findall(r'<td class="num" data-value="([^"]+)">', body)[1::2]]  # column 2
+    assert len(values) == 5 and values == sorted(values)

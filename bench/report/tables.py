@@ -448,10 +448,11 @@ def latex(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.Data
     return "\n".join(lines)
 
 
-_CSS = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin:.5em 0 1.5em}"
+_CSS = ("body{font-family:sans-serif;margin:2em}p,nav{max-width:80em}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}"
         "th,td{border-bottom:1px solid #ccc;padding:.2em .6em;text-align:left}th{background:#f3f3f3}"
         "table.sortable th{cursor:pointer}table.sortable th:after{content:' \\2195';color:#aaa}"
-        "td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}"
+        "td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}img{max-width:100%}"
         "nav{background:#fafafa;border:1px solid #ddd;padding:.3em 1em;margin:1em 0}nav li{margin:.1em 0}")
 # click a header to sort its table by that column (numbers by `data-value`, else text); click again to reverse
 _SORT_JS = """
