@@ -26,7 +26,7 @@ EXAMPLES = """examples:
   bench mirror --check                       # is the MLflow mirror the Parquet table? (--rebuild: make it so)
   bench perf --suites evaluation             # timings side by side into results/perf.*
   bench perf --peer-rebasin /tmp/peer-rebasin/bin/python --peer-sinkhorn /tmp/peer-sinkhorn/bin/python
-  bench sweep git-rebasin --zoo default:1 --protocol pairs --trials 20 --workers 2   # Optuna
+  bench sweep git-rebasin --zoo default:1 --protocols pairs --trials 20 --workers 2   # Optuna
   bench sweep "sinkhorn-rebasin[objective=l2]" --zoo zoos/cnn --params tau lr --trials 30
 """
 
@@ -135,9 +135,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="method spec(s); hyperparameters given in brackets stay fixed. Several: each gets the "
                             "same trial budget, then the tuned specs are compared on the test split")
     sweep.add_argument("--zoo", required=True, help="stored zoo directory, or PRESET:INDEX (e.g. default:1)")
-    sweep.add_argument("--protocol", default="pairs", help="protocol, options allowed: 'pairs[n_pairs=8]'"
-                                                          " (default: pairs, options from --preset; scored on"
-                                                          " split=val unless given)")
+    sweep.add_argument("--protocols", "--protocol", dest="protocol", default="pairs",
+                       help="the protocol scoring the trials, options allowed: 'pairs[n_pairs=8]' (default: pairs,"
+                            " options from --preset; scored on split=val unless given)")
     sweep.add_argument("--trials", type=COUNT, default=20, help="complete trials to reach (default: 20)")
     sweep.add_argument("--workers", type=COUNT, default=1, help="local worker processes (default: 1)")
     sweep.add_argument("--storage", help="RDB URL or journal file (default: RESULTS/sweeps/optuna.journal)")

@@ -180,3 +180,45 @@ def test_queued_trials_fill_the_last_slots(tiny_inr_zoo, tmp_path):
     assert not thread.is_alive(), "the sweep waited on its own queue"
     trials = _study(tmp_path, name).get_trials(states=(TrialState.COMPLETE,))
     assert out["complete"] == 2 and sorted(t.params["max_sweeps"] for t in trials) == [7, 100]
+
+
+def test_sweeps_score_on_validation_and_say_how_to_report(tiny_inr_zoo, tmp_path, capsys):
+    from bench.execution.sweep import rerun_command, with_split
+
+    assert with_split("pairs[n_pairs=2]") == "pairs[n_pairs=2,split=val]"
+    assert with_split("pairs[split=train]") == "pairs[split=train]"
+    assert with_split("pairs[split=test]") == "pairs[split=test]" and "TEST split" in capsys.readouterr().err
+    cfg = SweepConfig("git-rebasin", str(tiny_inr_zoo), PAIRS, trials=2, results=tmp_path, mlflow=False,
+                      progress=False, preset="smoke", seed=3)
+    out = run_sweep(cfg)
+    assert out["protocol"] == "pairs[lambdas=5,n_pairs=2,split=val]" and "split=val" in out["study"]
+    assert "rests on" in capsys.readouterr().err  # 2 units < 8: warned
+    rows = ResultStore(tmp_path / "sweeps").table()
+    study = _study(tmp_path)
+    assert study.metric_names == ["loss_barrier"]  # named for optuna-dashboard
+    from zoos.zoo import load_zoo
+
+    val = set(load_zoo(tiny_inr_zoo).indices("val"))
+    assert all(int(n) in val for unit in rows["unit"] for n in unit.removeprefix("pair=").split("-"))
+    command = rerun_command(out, cfg, out["best"][0]["spec"])
+    assert command.split()[:2] == ["bench", "run"] and f"--zoo {tiny_inr_zoo}" in command
+    assert "--protocols 'pairs[lambdas=5,n_pairs=2]'" in command and "--preset smoke --seed 3" in command
+    assert f"--results {tmp_path}" in command
+
+
+def test_several_methods_share_a_budget_and_are_compared_on_test(tiny_inr_zoo, tmp_path):
+    args = [sys.executable, "-m", "bench.cli", "sweep", "git-rebasin", "sign-rebasin", "--zoo", str(tiny_inr_zoo),
+            "--protocol", "pairs[n_pairs=2,lambdas=3]", "--trials", "2", "--results", str(tmp_path), "--no-mlflow",
+            "--quiet"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(" complete, 0 failed") == 2
+    assert "comparing the tuned specs on the test split" in done.stdout
+    table = [line for line in done.stdout.splitlines() if line.startswith(("| git-rebasin", "| sign-rebasin"))]
+    assert len(table) == 2
+    tuned = ResultStore(next((tmp_path / "sweeps" / "tuned").iterdir())).table()
+    from zoos.zoo import load_zoo
+
+    test = set(load_zoo(tiny_inr_zoo).indices("test"))
+    assert set(tuned["variant"].str.split("[").str[0]) == {"git-rebasin", "sign-rebasin"}
+    assert all(int(n) in test for unit in tuned["unit"] for n in unit.removeprefix("pair=").split("-"))

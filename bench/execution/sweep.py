@@ -37,6 +37,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,7 +233,9 @@ def open_study(cfg: SweepConfig, name: str, worker: int = 0) -> optuna.Study:
     study = optuna.create_study(storage=make_storage(cfg.storage, cfg.results), study_name=name,
                                 directions=_directions(cfg), sampler=sampler, load_if_exists=True)
     if study.metric_names is None:  # named objectives, as optuna-dashboard shows them
-        study.set_metric_names([cfg.metric] + (["seconds"] if cfg.multi_objective else []))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([cfg.metric] + (["seconds"] if cfg.multi_objective else []))
     return study
 
 
