@@ -435,10 +435,15 @@ def latex(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.Data
     sections = _all_sections(table, sweeps)
     if not sections:
         return "\n".join(lines + ["No results yet.", ""])
+    labels: set[str] = set()
     for s in sections:
         align = "".join("r" if s.rows and all(_numeric(r[i]) for r in s.rows) else "l" for i in range(len(s.header)))
+        label = "tab:lb-" + (re.sub(r"[^a-z0-9]+", "-", s.title.lower()).strip("-") or "section")
+        while label in labels:
+            label += "x"
+        labels.add(label)
         lines += ["\\begin{table}[htbp]", "\\centering", "\\small", f"\\caption{{{latex_escape(s.title)}}}",
-                  f"\\begin{{tabular}}{{{align}}}", "\\toprule",
+                  f"\\label{{{label}}}", f"\\begin{{tabular}}{{{align}}}", "\\toprule",
                   " & ".join(latex_escape(h) for h in s.header) + " \\\\", "\\midrule"]
         lines += [" & ".join(latex_escape(c) for c in row) + " \\\\" for row in s.rows]
         lines += ["\\bottomrule", "\\end{tabular}"]
