@@ -50,7 +50,7 @@ def _cells(matrix) -> dict[str, cmp.Cell]:
 
 
 def test_best_is_bold_ties_marked_references_never_ranked():
-    (matrix,) = cmp.comparison(_table())
+    matrix = next(m for m in cmp.comparison(_table()) if m.protocol == "pairs")
     cells = _cells(matrix)
     assert cells["good"].best and not cells["twin"].best
     assert cells["twin"].tie and not cells["naive"].tie and not cells["bad"].tie
@@ -65,8 +65,8 @@ def test_best_is_bold_ties_marked_references_never_ranked():
 
 def test_another_metric_and_the_selection():
     table = _table(zoos=("cnn-a", "inr-b"), barrier=True)
-    (a,) = cmp.comparison(cmp.select(table, zoos=["cnn-*"]), metric="loss_barrier")
-    assert a.zoo == "cnn-a" and a.columns[0].metric == "loss_barrier"
+    (a,) = cmp.comparison(cmp.select(table, zoos=["cnn-*"], protocols=["pairs"]), metric="loss_barrier")
+    assert [c.zoo for c in a.columns] == ["cnn-a"] and a.columns[0].metric == "loss_barrier"
     assert _cells(a)["good"].mean == pytest.approx(table.query("variant == 'good' and zoo == 'cnn-a'")
                                                    ["loss_barrier"].mean())
     only = cmp.select(table, methods=["good", "bad"], protocols=["pairs"])
@@ -78,9 +78,11 @@ def test_another_metric_and_the_selection():
     assert cmp.comparison(table, metric="no_such_metric") == []
 
 
-def test_wide_tables_split_per_protocol_and_decimals_are_per_column():
-    matrices = cmp.comparison(_table(orbit_sections=6))
-    assert [len(m.columns) for m in matrices] == [6, 1]  # 7 columns > MAX_COLUMNS: orbit and pairs apart
+def test_one_table_per_protocol_split_between_zoos_and_decimals_per_column():
+    matrices = cmp.comparison(_table(zoos=("a", "b", "c"), orbit_sections=2))
+    # orbit: 3 zoos x 2 sections = 6 columns > MAX_COLUMNS, cut between zoos; pairs: 3 columns
+    assert [(m.protocol, [c.zoo for c in m.columns]) for m in matrices] == [
+        ("orbit", ["a", "a", "b", "b"]), ("orbit", ["c", "c"]), ("pairs", ["a", "b", "c"])]
     for m in matrices:
         for j, col in enumerate(m.columns):
             texts = [cmp._cell_text(c, col, False)[0] for (v, k), c in m.cells.items() if k == j]
@@ -90,7 +92,7 @@ def test_wide_tables_split_per_protocol_and_decimals_are_per_column():
 def test_formats(tmp_path):
     matrices = cmp.comparison(_table(zoos=("cnn_a&b",), orbit_sections=2))
     tex = cmp.render(matrices, "tex", ["Produced by `bench report`."])
-    assert tex.startswith("% Produced by") and "\\toprule" in tex and "\\label{tab:cmp-cnn-a-b-" in tex
+    assert tex.startswith("% Produced by") and "\\toprule" in tex and "\\label{tab:cmp-pairs-cnn-a-b}" in tex
     assert "cnn\\_a\\&b" in tex and "\\textbf{" in tex and "$^\\dagger$" in tex and "ε" not in tex
     html = cmp.render(matrices, "html")
     assert '<table class="sortable">' in html and "data-value=" in html and "<script>" in html
@@ -130,7 +132,7 @@ def test_cli_report_selection(tmp_path):
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless browser (apt-get install chromium)")
 def test_html_tables_sort_in_a_real_browser(tmp_path):
     """Click a column header in headless Chromium: the rows come back ordered by that column's means."""
-    page = cmp.render(cmp.comparison(_table(orbit_sections=1)), "html")
+    page = cmp.render(cmp.comparison(_table(zoos=("a", "b"), orbit_sections=0)), "html")  # pairs on two zoos
     click = ("<script>document.querySelectorAll('table.sortable thead th')[2].click();"
              "document.body.setAttribute('data-done', '1');</script>")
     (tmp_path / "page.html").write_text(page.replace("</body>", click + "</body>"))

@@ -1,13 +1,14 @@
-"""Comparison matrices, the table a paper shows: one row per method, one column per comparison (zoo,
-protocol[, action, eps | n_models | probe]), each cell the mean [95% CI] of one metric.
+"""Comparison matrices, the table a paper shows: one row per method, one column per comparison (zoo
+[, action, eps | n_models | probe]) of one protocol, each cell the mean [95% CI] of its metric.
 
 Built on the leaderboard (`tables.leaderboard`): the same means, intervals and ranking flags, so the
 two cannot disagree. Per column the best ranked method is in bold and every method whose paired
 difference from it is not significant (Wilcoxon signed-rank on the units both ran, p >= ALPHA) is
 marked; reference baselines and collapsed methods are shown but never bold or marked. All cells of
 a column share one number of decimals, taken from the column's typical CI width. Renderers: Markdown,
-LaTeX (booktabs, caption, label, one table per zoo and, past MAX_COLUMNS, per protocol), HTML
-(sortable) and CSV (long, one row per cell, every number unrounded).
+LaTeX (booktabs, caption, label, CI under the mean), HTML (sortable) and CSV (long, one row per
+cell, every number unrounded). One matrix per protocol (one metric, one direction), its columns the
+zoos (and sections); past MAX_COLUMNS the zoos are split over several matrices.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from bench.report.tables import (
 )
 from zoos.names import unknown_name
 
-MAX_COLUMNS = 6  # a LaTeX/Markdown table wider than this is split per protocol
+MAX_COLUMNS = 4  # wider tables are split between zoos (four stacked mean/CI columns fit a paper's text width)
 FORMATS = ("md", "tex", "html", "csv")
 TIE = "†"  # not significantly different from the column's best
 
@@ -66,17 +67,11 @@ class Column:
     higher_is_better: bool
     decimals: int = 3
 
-    @property
-    def title(self) -> str:
-        parts = [f"{'ε' if k == 'eps' else 'n' if k == 'n_models' else ''}{'=' if k in ('eps', 'n_models') else ''}"
-                 f"{_label(v)}" for k, v in self.extras]
-        return " ".join([self.protocol, ", ".join(parts)]).strip()
-
 
 @dataclass
 class Matrix:
-    zoo: str
-    metric_note: str
+    protocol: str
+    metric_label: str
     columns: list[Column]
     variants: list[str]
     cells: dict[tuple[str, int], Cell] = field(default_factory=dict)
@@ -128,8 +123,9 @@ def _metrics_for(protocol: str, metric: str | None):
 
 
 def comparison(table: pd.DataFrame, metric: str | None = None) -> list[Matrix]:
-    """One matrix per zoo (columns past MAX_COLUMNS split per protocol). `metric`: a declared metric name
-    (protocols without it are left out); default: each protocol's rank metric."""
+    """One matrix per protocol, a column per (zoo, section); past MAX_COLUMNS columns the zoos are split
+    over several matrices (a zoo's columns stay together). `metric`: a declared metric name (protocols
+    without it are left out); default: each protocol's ranking metric."""
     board = leaderboard(table)
     if board.empty:
         return []
@@ -137,46 +133,62 @@ def comparison(table: pd.DataFrame, metric: str | None = None) -> list[Matrix]:
     rows = rows[_ok_rows(rows)]
     extra = [c for c in EXTRA_SECTION if c in board.columns]
     matrices = []
-    for zoo, zoo_board in board.groupby("zoo", sort=True):
+    for protocol, proto_board in board.groupby("protocol", sort=True):
+        m = _metrics_for(str(protocol), metric)
+        if m is None or f"{m.name}_mean" not in proto_board.columns or proto_board[f"{m.name}_mean"].isna().all():
+            continue
         columns, cells = [], {}
-        for ident, part in zoo_board.groupby(["protocol"] + extra, dropna=False, sort=True):
-            protocol, values = ident[0], ident[1:]
-            m = _metrics_for(str(protocol), metric)
-            if m is None or f"{m.name}_mean" not in part.columns or part[f"{m.name}_mean"].isna().all():
+        for ident, part in proto_board.groupby(["zoo"] + extra, dropna=False, sort=True):
+            zoo, values = ident[0], ident[1:]
+            if part[f"{m.name}_mean"].isna().all():
                 continue
             extras = tuple((c, v) for c, v in zip(extra, values, strict=True) if not _is_na(v))
             col = Column(str(zoo), str(protocol), extras, m.name, m.label, m.higher_is_better)
             j = len(columns)
             columns.append(col)
-            unit_rows = rows[(rows["zoo"] == zoo) & (rows["protocol"] == protocol)]
-            for c, v in extras:
-                unit_rows = unit_rows[unit_rows[c] == v]
-            per_variant = {str(v): dict(zip(r["unit"], pd.to_numeric(r[m.name], errors="coerce"), strict=True))
-                           for v, r in unit_rows.groupby("variant", sort=True)} if m.name in unit_rows else {}
-            for _, r in part.iterrows():
-                role = "reference" if r.get("kind") == "reference" else "collapsed" if r["collapsed"] else "ranked"
-                cells[(str(r["variant"]), j)] = Cell(r[f"{m.name}_mean"], r[f"{m.name}_lo"], r[f"{m.name}_hi"],
-                                                     int(r[f"{m.name}_n"]), role)
-            ranked = {v: c for (v, k), c in cells.items() if k == j and c.role == "ranked" and math.isfinite(c.mean)}
-            if ranked:
-                best = (max if m.higher_is_better else min)(ranked, key=lambda v: ranked[v].mean)
-                ranked[best].best = True
-                for v, c in ranked.items():
-                    if v != best:
-                        c.p, shared = paired_p(per_variant.get(v, {}), per_variant.get(best, {}))
-                        c.tie = shared >= MIN_PAIRED and not c.p < ALPHA
+            cells.update(_column_cells(part, rows, col, j))
             col.decimals = _decimals([c for (v, k), c in cells.items() if k == j])
-        if not columns:
-            continue
-        variants = sorted({v for v, _ in cells}, key=lambda v: _order(v, cells, columns))
-        note = "each protocol's ranking metric" if metric is None else f"{columns[0].label}"
-        groups = [columns] if len(columns) <= MAX_COLUMNS else [
-            [c for c in columns if c.protocol == p] for p in dict.fromkeys(c.protocol for c in columns)]
-        for group in groups:
+        for group in _chunks(columns):
             index = {columns.index(c): k for k, c in enumerate(group)}
-            matrices.append(Matrix(str(zoo), note, group, [v for v in variants if any((v, i) in cells for i in index)],
-                                   {(v, index[i]): c for (v, i), c in cells.items() if i in index}))
+            mine = {(v, index[i]): c for (v, i), c in cells.items() if i in index}
+            variants = sorted({v for v, _ in mine}, key=lambda v: _order(v, mine, group))
+            matrices.append(Matrix(str(protocol), m.label, group, variants, mine))
     return matrices
+
+
+def _column_cells(part: pd.DataFrame, rows: pd.DataFrame, col: Column, j: int) -> dict[tuple[str, int], Cell]:
+    """The column's cells from its leaderboard rows, the best ranked one flagged, ties by paired test."""
+    unit_rows = rows[(rows["zoo"] == col.zoo) & (rows["protocol"] == col.protocol)]
+    for c, v in col.extras:
+        unit_rows = unit_rows[unit_rows[c] == v]
+    per_variant = {str(v): dict(zip(r["unit"], pd.to_numeric(r[col.metric], errors="coerce"), strict=True))
+                   for v, r in unit_rows.groupby("variant", sort=True)} if col.metric in unit_rows else {}
+    cells = {}
+    for _, r in part.iterrows():
+        role = "reference" if r.get("kind") == "reference" else "collapsed" if r["collapsed"] else "ranked"
+        cells[(str(r["variant"]), j)] = Cell(r[f"{col.metric}_mean"], r[f"{col.metric}_lo"], r[f"{col.metric}_hi"],
+                                             int(r[f"{col.metric}_n"]), role)
+    ranked = {v: c for (v, _), c in cells.items() if c.role == "ranked" and math.isfinite(c.mean)}
+    if ranked:
+        best = (max if col.higher_is_better else min)(ranked, key=lambda v: ranked[v].mean)
+        ranked[best].best = True
+        for v, c in ranked.items():
+            if v != best:
+                c.p, shared = paired_p(per_variant.get(v, {}), per_variant.get(best, {}))
+                c.tie = shared >= MIN_PAIRED and not c.p < ALPHA
+    return cells
+
+
+def _chunks(columns: list[Column]) -> list[list[Column]]:
+    """Columns in groups of at most MAX_COLUMNS, cut between zoos (a zoo wider than that stands alone)."""
+    by_zoo = [[c for c in columns if c.zoo == z] for z in dict.fromkeys(c.zoo for c in columns)]
+    groups: list[list[Column]] = []
+    for zoo_columns in by_zoo:
+        if groups and len(groups[-1]) + len(zoo_columns) <= MAX_COLUMNS:
+            groups[-1] += zoo_columns
+        else:
+            groups.append(list(zoo_columns))
+    return groups
 
 
 def _is_na(value) -> bool:
@@ -219,27 +231,51 @@ def _variant_label(m: Matrix, variant: str) -> str:
     return variant + (" (reference)" if roles == {"reference"} else " (collapsed)" if roles == {"collapsed"} else "")
 
 
+def _role_mark(m: Matrix, variant: str, c: Cell) -> str:
+    """' (collapsed)' / ' (reference)' on a cell whose row label does not already say it (a method collapsed
+    on one zoo and ranked on another)."""
+    if c.role == "ranked" or _variant_label(m, variant) != variant:
+        return ""
+    return f" ({c.role})"
+
+
+def _direction(m: Matrix) -> str:
+    return "higher" if m.columns[0].higher_is_better else "lower"
+
+
+def _title(m: Matrix) -> str:
+    return f"{m.protocol}: {m.metric_label} ({_direction(m)} is better)"
+
+
+def _key(m: Matrix) -> str:
+    return _slug(f"{m.protocol}-{'-'.join(dict.fromkeys(c.zoo for c in m.columns))}")
+
+
+def _section_text(col: Column) -> str:
+    return ", ".join(_extra_text(k, v) for k, v in col.extras)
+
+
 def _caption(m: Matrix) -> str:
-    directions = {("higher" if c.higher_is_better else "lower") for c in m.columns}
-    metrics = sorted({f"{c.label} ({'higher' if c.higher_is_better else 'lower'} is better)" for c in m.columns})
-    ns = sorted({n for j in range(len(m.columns)) if (n := _uniform_n(m, j)) is not None})
-    n_text = f"n = {ns[0]} units per cell" if len(ns) == 1 and all(_uniform_n(m, j) for j in range(len(m.columns))) \
-        else "n units per cell as shown"
-    return (f"{m.zoo}: {'; '.join(metrics)}. Mean [95% BCa bootstrap CI], {n_text}. Bold: best ranked method "
-            f"per column; {TIE}: not significantly different from it (two-sided Wilcoxon signed-rank on shared "
-            f"units, p ≥ {ALPHA}). Reference baselines and collapsed methods are shown, never ranked. "
-            f"Metrics are unitless{' (mixed directions)' if len(directions) > 1 else ''}.")
+    ns = [_uniform_n(m, j) for j in range(len(m.columns))]
+    n_text = f"n = {ns[0]} units per cell" if len(set(ns)) == 1 and ns[0] else "n units per cell as shown"
+    return (f"{m.protocol}: {m.metric_label} ({_direction(m)} is better; unitless) per zoo. Mean [95% BCa bootstrap "
+            f"CI], {n_text}. Bold: best ranked method per column; {TIE}: not significantly different from it "
+            f"(two-sided Wilcoxon signed-rank on shared units, p ≥ {ALPHA}). Reference baselines and collapsed "
+            f"methods are shown, never ranked.")
+
+
+def _spans(m: Matrix) -> list[tuple[str, list[int]]]:
+    return [(z, [j for j, c in enumerate(m.columns) if c.zoo == z]) for z in dict.fromkeys(c.zoo for c in m.columns)]
 
 
 def to_markdown(matrices: list[Matrix]) -> str:
     out = []
     for m in matrices:
-        show_n = [_uniform_n(m, j) is None for j in range(len(m.columns))]
-        header = ["method"] + [f"{c.title} ({c.label})" + ("" if show_n[j] else f", n={_uniform_n(m, j)}")
+        ns = [_uniform_n(m, j) for j in range(len(m.columns))]
+        header = ["method"] + [" · ".join(filter(None, (c.zoo, _section_text(c)))) + (f" (n={ns[j]})" if ns[j] else "")
                                for j, c in enumerate(m.columns)]
-        out += [f"## {_md_cell(m.zoo)}: {_md_cell(', '.join(dict.fromkeys(c.protocol for c in m.columns)))}", "",
-                _md_cell(_caption(m)), "", "| " + " | ".join(_md_cell(h) for h in header) + " |",
-                "|---" + "|---:" * len(m.columns) + "|"]
+        out += [f"## {_md_cell(_title(m))}", "", _md_cell(_caption(m)), "",
+                "| " + " | ".join(_md_cell(h) for h in header) + " |", "|---" + "|---:" * len(m.columns) + "|"]
         for v in m.variants:
             row = [_md_cell(_variant_label(m, v))]
             for j, col in enumerate(m.columns):
@@ -247,9 +283,9 @@ def to_markdown(matrices: list[Matrix]) -> str:
                 if c is None:
                     row.append("")
                     continue
-                mean, ci = _cell_text(c, col, show_n[j])
+                mean, ci = _cell_text(c, col, ns[j] is None)
                 mean = f"**{mean}**" if c.best else mean + (TIE if c.tie else "")
-                row.append(f"{mean} {_md_cell(ci)}".strip())
+                row.append(f"{mean} {_md_cell(ci)}{_role_mark(m, v, c)}".strip())
             out.append("| " + " | ".join(row) + " |")
         out.append("")
     return "\n".join(out) if out else "No results to compare.\n"
@@ -260,28 +296,26 @@ def _slug(text: str) -> str:
 
 
 def to_latex(matrices: list[Matrix]) -> str:
-    """booktabs tables, one per matrix; needs \\usepackage{booktabs} (and amssymb for nothing)."""
+    """booktabs tables, one per matrix (\\usepackage{booktabs}); each cell's CI under its mean."""
     out = ["% Comparison matrices (bench report). Needs \\usepackage{booktabs}.", ""]
     labels: set[str] = set()
     for m in matrices:
-        label = f"tab:cmp-{_slug(m.zoo)}-{_slug('-'.join(dict.fromkeys(c.protocol for c in m.columns)))}"
+        label = f"tab:cmp-{_key(m)}"
         while label in labels:
             label += "x"
         labels.add(label)
-        show_n = [_uniform_n(m, j) is None for j in range(len(m.columns))]
-        protocols = list(dict.fromkeys(c.protocol for c in m.columns))
-        spans = [(p, [j for j, c in enumerate(m.columns) if c.protocol == p]) for p in protocols]
-        out += ["\\begin{table}[htbp]", "\\centering", "\\small",
+        ns = [_uniform_n(m, j) for j in range(len(m.columns))]
+        spans = _spans(m)
+        out += ["\\begin{table}[htbp]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{4pt}",
                 f"\\caption{{{latex_escape(_caption(m))}}}", f"\\label{{{label}}}",
                 "\\begin{tabular}{l" + "r" * len(m.columns) + "}", "\\toprule"]
-        out.append(" & ".join(["Method"] + [f"\\multicolumn{{{len(js)}}}{{c}}{{{latex_escape(p)}}}"
-                                            for p, js in spans]) + " \\\\")
+        out.append(" & ".join(["Method"] + [f"\\multicolumn{{{len(js)}}}{{c}}{{{latex_escape(z)}}}"
+                                            for z, js in spans]) + " \\\\")
         out.append(" ".join(f"\\cmidrule(lr){{{js[0] + 2}-{js[-1] + 2}}}" for _, js in spans))
-        sub = [latex_escape(", ".join(_extra_text(k, v) for k, v in c.extras) or c.label) for c in m.columns]
-        out.append(" & ".join([""] + sub) + " \\\\")
-        if not all(show_n):
-            out.append(" & ".join([""] + ["" if show_n[j] else f"$n={_uniform_n(m, j)}$"
-                                          for j in range(len(m.columns))]) + " \\\\")
+        if any(c.extras for c in m.columns):
+            out.append(" & ".join([""] + [latex_escape(_section_text(c)) for c in m.columns]) + " \\\\")
+        if any(ns):
+            out.append(" & ".join([""] + [f"$n={n}$" if n else "" for n in ns]) + " \\\\")
         out.append("\\midrule")
         for v in m.variants:
             row = [latex_escape(_variant_label(m, v))]
@@ -290,32 +324,33 @@ def to_latex(matrices: list[Matrix]) -> str:
                 if c is None:
                     row.append("")
                     continue
-                mean, ci = _cell_text(c, col, show_n[j])
+                mean, ci = _cell_text(c, col, ns[j] is None)
                 mean = latex_escape(mean)
                 mean = f"\\textbf{{{mean}}}" if c.best else mean + ("$^\\dagger$" if c.tie else "")
-                ci = latex_escape(ci)
-                row.append(f"{mean} {{\\scriptsize {ci}}}" if ci else mean)
+                ci = latex_escape(ci + _role_mark(m, v, c))
+                # the interval under the mean: half the width, so four columns fit a paper's text width
+                row.append(f"\\begin{{tabular}}[t]{{@{{}}r@{{}}}}{mean}\\\\[-2pt]{{\\scriptsize {ci}}}\\end{{tabular}}"
+                           if ci else mean)
             out.append(" & ".join(row) + " \\\\")
         out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(out)
 
 
 def _extra_text(key: str, value) -> str:
-    return {"eps": f"ε={_label(value)}", "n_models": f"n={_label(value)}"}.get(key, _label(value))
+    return {"eps": f"ε={_label(value)}", "n_models": f"{_label(value)} models"}.get(key, _label(value))
 
 
 def to_html(matrices: list[Matrix]) -> str:
-    """Tables (class "sortable", cells carrying data-value) for `tables.html_page`'s sorting script."""
+    """Tables (class "sortable", cells carrying data-value) for `tables.html_document`'s sorting script."""
     esc, out = html.escape, []
     for m in matrices:
-        anchor = f"cmp-{_slug(m.zoo)}-{_slug('-'.join(dict.fromkeys(c.protocol for c in m.columns)))}"
-        show_n = [_uniform_n(m, j) is None for j in range(len(m.columns))]
-        out += [f'<h2 id="{esc(anchor)}">{esc(m.zoo)}: {esc(", ".join(dict.fromkeys(c.protocol for c in m.columns)))}'
-                "</h2>", f"<p>{esc(_caption(m))}</p>", '<table class="sortable">',
-                "<thead><tr><th>method</th>" + "".join(
-                    f"<th>{esc(c.title)}<br><small>{esc(c.label)}"
-                    f"{'' if show_n[j] else f', n={_uniform_n(m, j)}'}</small></th>"
-                    for j, c in enumerate(m.columns)) + "</tr></thead>", "<tbody>"]
+        ns = [_uniform_n(m, j) for j in range(len(m.columns))]
+        subs = [", ".join(filter(None, (_section_text(c), f"n={n}" if n else ""))) for c, n in zip(m.columns, ns,
+                                                                                                     strict=True)]
+        heads = "".join(f"<th>{esc(c.zoo)}<br><small>{esc(sub)}</small></th>"
+                        for c, sub in zip(m.columns, subs, strict=True))
+        out += [f'<h2 id="cmp-{esc(_key(m))}">{esc(_title(m))}</h2>', f"<p>{esc(_caption(m))}</p>",
+                '<table class="sortable">', f"<thead><tr><th>method</th>{heads}</tr></thead>", "<tbody>"]
         for v in m.variants:
             row = [f"<td>{esc(_variant_label(m, v))}</td>"]
             for j, col in enumerate(m.columns):
@@ -323,10 +358,11 @@ def to_html(matrices: list[Matrix]) -> str:
                 if c is None:
                     row.append('<td data-value=""></td>')
                     continue
-                mean, ci = _cell_text(c, col, show_n[j])
+                mean, ci = _cell_text(c, col, ns[j] is None)
                 text = f"<b>{esc(mean)}</b>" if c.best else esc(mean) + (TIE if c.tie else "")
                 value = c.mean if math.isfinite(c.mean) else ""
-                row.append(f'<td class="num" data-value="{value}">{text} <small>{esc(ci)}</small></td>')
+                small = esc(ci + _role_mark(m, v, c))
+                row.append(f'<td class="num" data-value="{value}">{text} <small>{small}</small></td>')
             out.append("<tr>" + "".join(row) + "</tr>")
         out += ["</tbody>", "</table>"]
     return "\n".join(out)
@@ -342,7 +378,7 @@ def to_csv(matrices: list[Matrix]) -> str:
             for j, col in enumerate(m.columns):
                 c = m.cells.get((v, j))
                 if c is not None:
-                    writer.writerow([m.zoo, col.protocol, ";".join(f"{k}={_label(x)}" for k, x in col.extras),
+                    writer.writerow([col.zoo, col.protocol, ";".join(f"{k}={_label(x)}" for k, x in col.extras),
                                      col.metric, col.higher_is_better, v, c.role, c.n, repr(float(c.mean)),
                                      repr(float(c.lo)), repr(float(c.hi)), c.best, c.tie,
                                      "" if math.isnan(c.p) else repr(c.p)])
