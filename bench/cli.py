@@ -156,9 +156,10 @@ def _parser() -> argparse.ArgumentParser:
 
     ae = command("ae", "train / evaluate the symmetry-aware autoencoders")
     ae_sub = ae.add_subparsers(dest="ae_command", required=True)
+    ae_sub._bench_path = "ae"
     for name, text in (("train", "train (or load the cached checkpoint)"),
                        ("eval", "reconstruction quality and latent invariance on held-out networks")):
-        cmd = ae_sub.add_parser(name, help=text)
+        cmd = command(name, text, ae_sub)
         cmd.add_argument("--zoo", type=Path, required=True, help="stored zoo directory")
         cmd.add_argument("--method", default="scalegmn-ae", help="scalegmn-ae | gnn-ae, optionally with [k=v,...]")
         cmd.add_argument("--full", action="store_true", help="paper-sized hyperparameters (for bigger machines)")

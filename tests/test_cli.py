@@ -129,7 +129,8 @@ def test_version_report_typo_and_subcommand_examples(tmp_path):
     typo = tmp_path / "resluts"
     out = bench("report", "--results", str(typo))
     assert out.returncode == 2 and "no results table here" in out.stderr and not typo.exists()
-    for argv in (["run"], ["sweep"], ["zoo", "build", "inr"], ["zoo", "import"], ["report"], ["perf"]):
+    for argv in (["run"], ["sweep"], ["zoo", "build", "inr"], ["zoo", "import"], ["report"], ["perf"], ["ae", "train"],
+                 ["mirror"], ["methods"], ["zoo", "info"]):
         text = bench(*argv, "--help").stdout
         examples = text.split("examples:", 1)[-1].strip().splitlines()
         assert examples and all(line.split()[:len(argv) + 1] == ["bench", *argv] for line in examples), argv
