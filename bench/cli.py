@@ -193,12 +193,31 @@ def _parser() -> argparse.ArgumentParser:
     imp = command("import", "read a published zoo format into our format", zoo)
     imp.add_argument("format", choices=("dwsnets", "nfn", "cnnzoo"))
     imp.add_argument("path", type=Path)
-    imp.add_argument("--images", type=Path, help="IDX directory with the INRs' source images (dwsnets, nfn)")
+    imp.add_argument("--images", type=Path, help="dwsnets, nfn: IDX directory with the INRs' source images")
+    imp.add_argument("--splits", type=Path, help="dwsnets: the zoo's splits JSON, which then decides the networks "
+                                                 "and their splits exactly (default: PATH/splits.json when present)")
     imp.add_argument("--activation", help="cnnzoo: keep networks with this activation")
+    imp.add_argument("--dataset", help="cnnzoo: the images it was trained on, scored on their full test split: "
+                                       "fashion-mnist, or a folder of MNIST IDX files, CIFAR-10 batches (bin or "
+                                       "py) or SVHN *_32x32.mat (default: from metrics' config.dataset)")
+    imp.add_argument("--step", default="final", help="cnnzoo: 'final' (each run's last checkpoint), a step number, "
+                                                     "or 'all' (default: final)")
+    imp.add_argument("--order", type=Path, help="cnnzoo: headerless CSV of row indices applied first (NFN's "
+                                                "cifar10_split.csv), to reproduce NFN's and ScaleGMN's split")
+    imp.add_argument("--prefix", default="randinit_smaller", help="nfn: directory prefix (default: randinit_smaller)")
+    imp.add_argument("--value-range", type=float, nargs=2, metavar=("LO", "HI"), default=(-1.0, 1.0),
+                     help="nfn: the pixel range the SIRENs were fitted to (default: -1 1)")
     imp.add_argument("--out", type=Path, required=True)
     info = command("info", "summarise a stored zoo", zoo)
     info.add_argument("path", type=Path)
     return p
+
+
+def _step(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--step {text!r}: expected 'final', 'all' or a step number") from None
 
 
 def _version() -> str:
@@ -290,8 +309,13 @@ def _zoo(args) -> int:
 
     if args.zoo_command == "info":
         zoo = load_zoo(args.path)
-        print(f"{zoo.name}: {len(zoo)} networks of {zoo.space.name} ({zoo.space.n_params} parameters), "
-              f"task {zoo.task.get('kind')}, splits {zoo.meta['split'].value_counts().to_dict()}")
+        print(f"{zoo.name}: {len(zoo)} networks of {zoo.space.name} ({zoo.space.n_params} parameters, input "
+              f"{list(zoo.space.input_shape)}), task {zoo.task.get('kind')}, splits "
+              f"{zoo.meta['split'].value_counts().to_dict()}")
+        if zoo.task.get("kind") == "classifier":
+            n_eval = zoo.task.get("n_eval", 2000)
+            print(f"evaluated on: {zoo.task.get('dataset', 'auto')}, "
+                  f"{'the full test split' if n_eval is None else f'{n_eval} test images'}")
         numeric = zoo.meta.select_dtypes("number").drop(columns=["id"], errors="ignore")
         print(numeric.describe().T[["mean", "min", "max"]].to_string())
         return 0
@@ -299,12 +323,18 @@ def _zoo(args) -> int:
     if args.zoo_command == "import":
         from zoos import formats
 
+        if args.format == "cnnzoo" and args.images:
+            raise ValueError("--images is for dwsnets and nfn; a cnnzoo import takes --dataset")
         if args.format == "dwsnets":
-            zoo = formats.load_dwsnets_inrs(args.path, images=args.images)
+            splits = args.splits or (args.path / "splits.json" if (args.path / "splits.json").is_file() else None)
+            zoo = formats.load_dwsnets_inrs(args.path, splits_json=splits, images=args.images)
         elif args.format == "nfn":
-            zoo = formats.load_nfn_sirens(args.path, images=args.images)
+            zoo = formats.load_nfn_sirens(args.path, images=args.images, prefix=args.prefix,
+                                          value_range=tuple(args.value_range))
         else:
-            zoo = formats.load_cnn_zoo(args.path, activation=args.activation)
+            step = None if args.step == "all" else args.step if args.step == "final" else _step(args.step)
+            zoo = formats.load_cnn_zoo(args.path, activation=args.activation, step=step, order=args.order,
+                                       dataset=args.dataset)
     elif args.kind == "inr":
         from zoos.inr import build_inr_zoo
 

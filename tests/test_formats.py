@@ -401,3 +401,134 @@ def test_cnn_zoo_activation_choice_errors(cnn, tmp_path):
     assert "sigmoid" in msg and "relu" in msg
     (tmp_path / "empty").mkdir()
     assert "weights.npy" in error_of(load_cnn_zoo, tmp_path / "empty")
+
+
+def test_cli_import_takes_the_splits_file_and_names_its_flags(dws, tmp_path, capsys):
+    from bench.cli import main
+
+    out = tmp_path / "zoo"
+    assert main(["zoo", "import", "dwsnets", str(dws["root"]), "--images", str(dws["images"]), "--splits",
+                 str(dws["splits"]), "--out", str(out)]) == 0
+    zoo = load_zoo(out)
+    assert {r.id: r.split for r in zoo.meta.itertuples()} == {k: t["split"] for k, t in dws["truth"].items()}
+    # a listed checkpoint that is missing: one line naming the splits file and the path
+    broken = json.loads(dws["splits"].read_text())
+    broken["test"]["path"].append("/elsewhere/dataset/mnist-inrs/mnist_png_testing_9_9/checkpoints/model_final.pth")
+    broken["test"]["label"].append("9")
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    capsys.readouterr()
+    assert main(["zoo", "import", "dwsnets", str(dws["root"]), "--images", str(dws["images"]), "--splits",
+                 str(tmp_path / "broken.json"), "--out", str(tmp_path / "z2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.json" in err[0] and "mnist_png_testing_9_9" in err[0]
+    assert main(["zoo", "import", "dwsnets", str(dws["root"]), "--out", str(tmp_path / "z3")]) == 2
+    assert "give --images" in capsys.readouterr().err
+
+
+def test_cli_import_cnnzoo_step_and_order(cnn, tmp_path, capsys):
+    from bench.cli import main
+
+    order = tmp_path / "order.csv"
+    pd.DataFrame(list(range(len(cnn["metrics"])))[::-1]).to_csv(order, header=False, index=False)
+    assert main(["zoo", "import", "cnnzoo", str(cnn["dir"]), "--activation", "relu", "--step", "all", "--order",
+                 str(order), "--out", str(tmp_path / "all")]) == 0
+    assert main(["zoo", "import", "cnnzoo", str(cnn["dir"]), "--activation", "relu", "--step", "0",
+                 "--out", str(tmp_path / "first")]) == 0
+    every, first = load_zoo(tmp_path / "all"), load_zoo(tmp_path / "first")
+    assert set(first.meta["step"]) == {0} and len(every) == 2 * len(first)
+    assert list(every.meta["row"]) == sorted(every.meta["row"], reverse=True)  # the order file was applied
+    capsys.readouterr()
+    assert main(["zoo", "import", "cnnzoo", str(cnn["dir"]), "--step", "late", "--out", str(tmp_path / "x")]) == 2
+    assert "--step 'late'" in capsys.readouterr().err
+
+
+# ---- colour data sets: CIFAR-10 (binary, python) and SVHN, with a zoo trained "on" them --------------------
+def _rgb(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n).astype(np.uint8)
+
+
+def write_colour(directory: Path, kind: str, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A tiny copy of CIFAR-10 (bin or py) or SVHN in its published file layout; returns the test split."""
+    directory.mkdir(parents=True)
+    train, test = _rgb(n, 0), _rgb(n, 1)
+    if kind == "cifar10-bin":
+        for name, (x, y) in (("data_batch_1.bin", train), ("test_batch.bin", test)):
+            (directory / name).write_bytes(np.concatenate([y[:, None], x.reshape(len(x), -1)], axis=1).tobytes())
+    elif kind == "cifar10-py":
+        for name, (x, y) in (("data_batch_1", train), ("test_batch", test)):
+            (directory / name).write_bytes(pickle.dumps({b"batch_label": b"x", b"labels": [int(v) for v in y],
+                                                         b"data": x.reshape(len(x), -1)}, protocol=2))
+    else:
+        from scipy.io import savemat
+
+        for name, (x, y) in (("train_32x32.mat", train), ("test_32x32.mat", test)):
+            savemat(directory / name, {"X": x.transpose(2, 3, 1, 0), "y": np.where(y == 0, 10, y)[:, None]})
+    return test
+
+
+@pytest.mark.parametrize("kind", ["cifar10-bin", "cifar10-py", "svhn"])
+def test_colour_zoo_reproduces_its_published_accuracy(kind, tmp_path):
+    """A CNN Zoo 'trained on' a colour data set: the published test_accuracy is computed here the CNN Zoo's
+    way (RGB / 255 -> [-1, 1] -> channel mean, TF arrays); imported with --dataset and scored on the
+    full test split, the harness gets the same accuracy for every network."""
+    from bench.cli import main
+    from zoos.tasks import make_task
+
+    x_rgb, y = write_colour(tmp_path / "data", kind)
+    write_cnn_zoo(tmp_path / "zoo", runs=6, steps=(86,))
+    metrics = pd.read_csv(tmp_path / "zoo" / "metrics.csv.gz")
+    layout, rows = pd.read_csv(tmp_path / "zoo" / "layout.csv"), np.load(tmp_path / "zoo" / "weights.npy")
+    grey = torch.from_numpy((x_rgb.astype(np.float32) / 255 * 2 - 1).mean(axis=1, keepdims=True))
+    acts = {"relu": torch.relu, "tanh": torch.tanh}
+    metrics["test_accuracy"] = [float((tf_forward(rows[i], layout, grey, acts[a]).argmax(1).numpy() == y).mean())
+                                for i, a in enumerate(metrics["config.activation"])]
+    metrics["config.dataset"] = "cifar10" if kind.startswith("cifar") else "svhn_cropped"
+    metrics.to_csv(tmp_path / "zoo" / "metrics.csv.gz", index=False)
+    assert main(["zoo", "import", "cnnzoo", str(tmp_path / "zoo"), "--activation", "relu", "--dataset",
+                 str(tmp_path / "data"), "--out", str(tmp_path / "ours")]) == 0
+    zoo = load_zoo(tmp_path / "ours")
+    assert zoo.space.input_shape == (1, 32, 32) and zoo.task["n_eval"] is None
+    acc = make_task(zoo).evaluate(zoo.params)["acc"].numpy()
+    assert acc.tolist() == pytest.approx(zoo.meta["test_accuracy"].tolist(), abs=1e-6)  # same count of 40 (float32)
+    assert 0 < acc.mean() < 1
+
+
+def test_cnn_zoo_dataset_is_checked(tmp_path, capsys):
+    from bench.cli import main
+
+    write_cnn_zoo(tmp_path / "zoo", runs=2, steps=(86,))
+    metrics = pd.read_csv(tmp_path / "zoo" / "metrics.csv.gz").assign(**{"config.dataset": "cifar10"})
+    metrics.to_csv(tmp_path / "zoo" / "metrics.csv.gz", index=False)
+    argv = ["zoo", "import", "cnnzoo", str(tmp_path / "zoo"), "--activation", "relu", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2 and "config.dataset is 'cifar10': give --dataset" in capsys.readouterr().err
+    assert main(argv + ["--dataset", "fashion-mnist"]) == 2  # 28x28 images for a 32x32 data set
+    assert "wrong data set for this zoo" in capsys.readouterr().err
+    assert main(argv + ["--images", str(tmp_path)]) == 2
+    assert "takes --dataset" in capsys.readouterr().err
+
+
+def test_cifar_python_batches_are_read_without_running_code(tmp_path):
+    from zoos.data import DataError
+
+    write_colour(tmp_path / "data", "cifar10-py")
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "data" / "test_batch").write_bytes(pickle.dumps({b"data": Payload(), b"labels": [1]}))
+    with pytest.raises(DataError, match="test_batch: not a CIFAR python batch, refused without running it"):
+        load_images(str(tmp_path / "data"), "test")
+    assert not marker.exists()
+
+
+def test_one_inr_per_image_gives_no_pairs_and_says_why(dws):
+    from bench.protocols import make_protocol
+
+    zoo = load_dwsnets_inrs(dws["root"], dws["splits"], images=dws["images"])  # one INR per image, no "fit"
+    for name in ("pairs", "merge"):
+        protocol = make_protocol(name, split="train")
+        assert protocol.units(zoo) == []
+        assert any("INR" in why for why in protocol.gaps(zoo)), protocol.gaps(zoo)

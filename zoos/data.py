@@ -2,7 +2,8 @@
 
 Sources, by name: "fashion-mnist" (Debian's dataset-fashion-mnist IDX files), "digits"
 (scikit-learn's 8x8 digits, bilinearly upsampled to 28x28 so every zoo keeps the 28x28
-architectures), or a directory / file path holding MNIST-format IDX files (gzipped or not).
+architectures), or a directory / file path holding MNIST-format IDX files (gzipped or not), CIFAR-10 batches
+(binary or python) or SVHN `.mat` files (`zoos.colour`: 32x32, converted to grey as the CNN Zoo).
 "auto" takes Fashion-MNIST when installed and falls back to digits.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zoos.colour import ColourDataError, find_colour_dataset, load_colour
 from zoos.files import InputError, check_input, too_large
 
 FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
@@ -98,7 +100,7 @@ def resolve_source(source: str) -> str:
 
 
 def load_images(source: str = "auto", split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """Grey images in [0, 1] as [n, 28, 28] float32 and labels [n] int64."""
+    """Grey images in [0, 1] as [n, H, W] float32 (28x28; 32x32 for CIFAR-10 and SVHN) and labels [n] int64."""
     source = resolve_source(source)
     if source == "digits":
         from sklearn.datasets import load_digits
@@ -116,5 +118,12 @@ def load_images(source: str = "auto", split: str = "train") -> tuple[torch.Tenso
         raise DataError(f"{directory}: dataset path does not exist{hint}")
     if directory.is_file():
         directory = directory.parent
+    kind = find_colour_dataset(directory)
+    if kind is not None:
+        try:
+            images, labels = load_colour(directory, kind, split)
+        except ColourDataError as e:
+            raise DataError(str(e)) from None
+        return torch.from_numpy(images), torch.from_numpy(labels)
     images, labels = _idx_pair(directory, split)
     return torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels.astype(np.int64))

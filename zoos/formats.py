@@ -124,8 +124,9 @@ def _stack(rows: list[dict[str, torch.Tensor]]) -> Params:
 
 def _need_images(images, root: Path) -> None:
     if images is None:
-        raise ZooError(f"{root}: an INR zoo is scored against its source images: pass images=<directory "
-                       f"with MNIST-format train-*/t10k-* IDX files> (MNIST for MNIST zoos, Fashion-MNIST for FMNIST)")
+        raise ZooError(f"{root}: an INR zoo is scored against its source images: give --images <directory with "
+                       f"MNIST-format train-*/t10k-* IDX files> (images= in Python; MNIST for MNIST zoos, "
+                       f"Fashion-MNIST for FMNIST)")
 
 
 def _load_idx(images, which: str):
@@ -426,7 +427,7 @@ def _check_metrics(meta: pd.DataFrame, path: Path) -> pd.DataFrame:
     return meta
 
 
-def load_cnn_zoo(directory, activation: str | None = None, step="final", order=None) -> Zoo:
+def load_cnn_zoo(directory, activation: str | None = None, step="final", order=None, dataset=None) -> Zoo:
     """Unterthiner et al.'s Small CNN Zoo directory: weights.npy, layout.csv, metrics.csv[.gz].
 
     weights.npy holds one flat TensorFlow parameter vector per row (4970 values: bias before
@@ -441,9 +442,13 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
     (NFN's `cifar10_split.csv`) applied first, as NFN/ScaleGMN do, to reproduce their split.
     Splits are ScaleGMN's (see `_cnn_splits`), assigned per run so every step of a run shares one.
 
-    Task: {"kind": "classifier", "dataset": "auto"}: evaluating CIFAR-10/SVHN zoos needs their
-    (grey, [-1, 1]) images; our data loaders ship Fashion-MNIST/digits only, so set
-    `zoo.task["dataset"]` to a matching IDX directory before scoring such a zoo.
+    dataset: the images the zoo was trained on, scored on their full test split: "fashion-mnist", or
+    a folder of MNIST-format IDX files, CIFAR-10 batches (binary or python) or SVHN `.mat` files
+    (grey, [-1, 1], as the zoo saw them; 32x32 for CIFAR-10 and SVHN, recorded in the input shape).
+    Without it, metrics.csv's `config.dataset` decides (fashion_mnist is found here; mnist, cifar10
+    and svhn_cropped need their folder); a zoo naming none is scored on "auto", with a warning.
+    A data set whose image size disagrees with `config.dataset`, or with more classes than the
+    zoo's outputs, is refused.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -498,13 +503,13 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
         found = sorted(meta["config.activation"].astype(str).unique())
         if activation is None and len(found) > 1:
             raise _fail(metrics_path, f"mixes activations {', '.join(found)}: a zoo holds one weight space, "
-                                      f"pass activation=")
+                                      f"choose one with --activation (activation= in Python)")
         act = activation or (found[0] if found else None)
         if act not in found:
             raise _fail(metrics_path, f"no runs with activation {act!r} (found: {', '.join(found) or 'none'})")
         meta = meta[meta["config.activation"].astype(str) == act]
     elif activation is None:
-        raise _fail(metrics_path, "no column 'config.activation': pass activation=")
+        raise _fail(metrics_path, "no column 'config.activation': give --activation (activation= in Python)")
     else:
         act = activation
     if act not in _CNN_ACTIVATIONS:
@@ -526,13 +531,54 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
         params[f"{ours}.weight"] = torch.from_numpy(np.ascontiguousarray(k))
         params[f"{ours}.bias"] = torch.from_numpy(np.ascontiguousarray(data[:, bias["start"]:bias["end"]]))
     first = layers[0][2]["shape"]  # (3, 3, in_channels, channels)
+    classes = layers[3][2]["shape"][1]
+    source, image = _cnn_dataset(dataset, meta, metrics_path, classes, first[2])
     try:
-        space = cnn_zoo_space(act, channels=first[3], in_channels=first[2], classes=layers[3][2]["shape"][1])
+        space = cnn_zoo_space(act, channels=first[3], image=image, in_channels=first[2], classes=classes)
     except SpecError as e:
         raise _fail(layout_path, e) from None
     meta.insert(0, "id", [f"{d}@{s}" for d, s in zip(meta["modeldir"], meta["step"], strict=True)])
-    task = {"kind": "classifier", "dataset": "auto"}
+    # imported zoos are scored on the whole test split, so their published test_accuracy can be reproduced
+    task = {"kind": "classifier", "dataset": source, "n_eval": None if source != "auto" else 2000}
     return _make_zoo(layout_path, f"cnnzoo-{directory.name}-{act}", space, params, meta, task, None)
+
+
+# the CNN Zoo's `config.dataset` (TFDS names) -> our source name (None: the user must give the folder), image size
+_CNN_DATASETS = {"mnist": (None, 28), "fashion_mnist": ("fashion-mnist", 28), "cifar10": (None, 32),
+                 "svhn_cropped": (None, 32)}
+
+
+def _cnn_dataset(dataset, meta: pd.DataFrame, metrics_path: Path, classes: int, in_channels: int) -> tuple[str, int]:
+    """(source for `load_images`, image size) of a CNN Zoo, checked against its metrics and its shape."""
+    named = sorted(meta["config.dataset"].astype(str).unique()) if "config.dataset" in meta else []
+    if len(named) > 1:
+        raise _fail(metrics_path, f"mixes data sets {', '.join(named)}: one zoo, one data set")
+    declared = named[0] if named else None
+    if dataset is None:
+        if declared is None:
+            import sys
+
+            print(f"bench: warning: {metrics_path}: no config.dataset and no --dataset: the zoo is scored on "
+                  f"'auto' (Fashion-MNIST or digits); give --dataset if it was trained on other images",
+                  file=sys.stderr)
+            return "auto", 28
+        if declared not in _CNN_DATASETS or _CNN_DATASETS[declared][0] is None:
+            raise _fail(metrics_path, f"config.dataset is {declared!r}: give --dataset <its folder> (MNIST-format "
+                                      f"IDX files, cifar-10-batches-bin or -py, or SVHN's *_32x32.mat)")
+        dataset = _CNN_DATASETS[declared][0]
+    try:
+        images, labels = load_images(str(dataset), "test")
+    except DataError as e:
+        raise ZooError(" ".join(str(e).split())) from None
+    if in_channels != 1:
+        raise _fail(metrics_path, f"the zoo's first layer takes {in_channels} channels; the data here is grey (1)")
+    size = images.shape[-1]
+    if declared in _CNN_DATASETS and _CNN_DATASETS[declared][1] != size:
+        raise _fail(dataset, f"{size}x{size} images, but config.dataset {declared!r} has "
+                             f"{_CNN_DATASETS[declared][1]}x{_CNN_DATASETS[declared][1]}: wrong data set for this zoo")
+    if int(labels.max()) >= classes:
+        raise _fail(dataset, f"labels up to {int(labels.max())}, but the zoo has {classes} outputs")
+    return str(dataset), size
 
 
 def _make_zoo(where, name, space, params, meta, task, targets) -> Zoo:

@@ -208,7 +208,8 @@ class ClassifierTask(Task):
     metrics = ("loss", "acc")
     higher_is_better = {"loss": False, "acc": True}
 
-    def __init__(self, space: WeightSpace, dataset: str = "auto", n_eval: int = 2000, seed: int = 0):
+    def __init__(self, space: WeightSpace, dataset: str = "auto", n_eval: int | None = 2000, seed: int = 0):
+        # n_eval: a seeded sample of that many test images; None: the whole test split
         super().__init__(space)
         self.dataset, self.n_eval, self.seed = dataset, n_eval, seed
 

@@ -88,9 +88,10 @@ class Zoo:
             if len(shape) != 3:
                 raise bad("spec", f"a classifier zoo takes images [channels, height, width], not input_shape {shape}")
             n_eval, dataset = self.task.get("n_eval", 1), self.task.get("dataset", "auto")
-            if not isinstance(dataset, str) or isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 1:
+            if not isinstance(dataset, str) or (n_eval is not None and (isinstance(n_eval, bool)
+                                                                        or not isinstance(n_eval, int) or n_eval < 1)):
                 raise bad("spec", f"task: dataset {dataset!r} must be a string and n_eval {n_eval!r} "
-                                  f"a positive integer")
+                                  f"a positive integer or null (the full test split)")
             return
         if shape != (2,):
             raise bad("spec", f"an INR zoo takes 2-D pixel coordinates, not input_shape {shape}")

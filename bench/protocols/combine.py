@@ -213,7 +213,7 @@ class Combine(Protocol):
 
     def _groups(self, zoo: Zoo, size: int, count: int, seed: int) -> list[tuple[int, ...]]:
         pool = zoo.indices(self.split) or zoo.indices()
-        if zoo.task.get("kind") == "inr" and "fit" in zoo.meta:  # fits of one image
+        if zoo.task.get("kind") == "inr":  # fits of one image: an INR is scored against its own image only
             by_image = zoo.meta.loc[pool].groupby("target").groups
             groups = [tuple(int(i) for i in ix[:size]) for _, ix in sorted(by_image.items()) if len(ix) >= size]
             return [groups[i] for i in pick(list(range(len(groups))), count, seed)]

@@ -34,8 +34,8 @@ class Pairs(Protocol):
     def units(self, zoo: Zoo) -> list[Unit]:
         pool = zoo.indices(self.split) or zoo.indices()
         meta = zoo.meta
-        if zoo.task.get("kind") == "inr" and "fit" in meta:
-            # two independent fits of the same image
+        if zoo.task.get("kind") == "inr":
+            # two independent fits of the same image: an INR is only ever scored against its own image
             by_image = meta.loc[pool].groupby("target").groups
             pairs = [(int(ix[0]), int(ix[1])) for _, ix in sorted(by_image.items()) if len(ix) >= 2]
             pairs = [pairs[i] for i in pick(list(range(len(pairs))), self.n_pairs, self.seed)]
@@ -43,6 +43,12 @@ class Pairs(Protocol):
             shuffled = pick(pool, len(pool), self.seed)
             pairs = list(zip(shuffled[0::2], shuffled[1::2], strict=False))[: self.n_pairs]
         return [Unit(f"pair={a}-{b}", (a, b)) for a, b in pairs]
+
+    def gaps(self, zoo: Zoo) -> list[str]:
+        if zoo.task.get("kind") == "inr" and not self.units(zoo):
+            return [f"no image has two INRs in split {self.split!r} (pairs need two fits of one image; a zoo "
+                    f"with one INR per image, like DWSNets', has none)"]
+        return super().gaps(zoo)
 
     def run(self, method, zoo, task, units):
         ends = []
