@@ -452,7 +452,29 @@ def write_colour(directory: Path, kind: str, n: int = 40) -> tuple[np.ndarray, n
     """A tiny copy of CIFAR-10 (bin or py) or SVHN in its published file layout; returns the test split."""
     directory.mkdir(parents=True)
     train, test = _rgb(n, 0), _rgb(n, 1)
-    if kind == "cifar10-bin":
+    if kind == "mnist-idx":  # grey 28x28: one channel, as MNIST's IDX files hold them
+        rng = np.random.default_rng(2)
+        train, test = [(rng.integers(0, 256, (n, 1, 28, 28), dtype=np.uint8), y) for _, y in (train, test)]
+        for stem, (x, y) in (("train", train), ("t10k", test)):
+            write_idx(directory / f"{stem}-images-idx3-ubyte", x[:, 0])
+            write_idx(directory / f"{stem}-labels-idx1-ubyte", y)
+    elif kind == "cifar10-parquet":  # a Hugging Face export: PNG bytes and labels
+        import io as io_
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from PIL import Image
+
+        (directory / "plain_text").mkdir()
+        for stem, (x, y) in (("train", train), ("test", test)):
+            pngs = []
+            for im in x:
+                buf = io_.BytesIO()
+                Image.fromarray(im.transpose(1, 2, 0)).save(buf, format="PNG")
+                pngs.append({"bytes": buf.getvalue(), "path": None})
+            pq.write_table(pa.table({"img": pngs, "label": y.astype(np.int64)}),
+                           directory / "plain_text" / f"{stem}-00000-of-00001.parquet")
+    elif kind == "cifar10-bin":
         for name, (x, y) in (("data_batch_1.bin", train), ("test_batch.bin", test)):
             (directory / name).write_bytes(np.concatenate([y[:, None], x.reshape(len(x), -1)], axis=1).tobytes())
     elif kind == "cifar10-py":
@@ -467,7 +489,7 @@ def write_colour(directory: Path, kind: str, n: int = 40) -> tuple[np.ndarray, n
     return test
 
 
-@pytest.mark.parametrize("kind", ["cifar10-bin", "cifar10-py", "svhn"])
+@pytest.mark.parametrize("kind", ["cifar10-bin", "cifar10-py", "cifar10-parquet", "svhn", "mnist-idx"])
 def test_colour_zoo_reproduces_its_published_accuracy(kind, tmp_path):
     """A CNN Zoo 'trained on' a colour data set: the published test_accuracy is computed here the CNN Zoo's
     way (RGB / 255 -> [-1, 1] -> channel mean, TF arrays); imported with --dataset and scored on the
@@ -483,12 +505,15 @@ def test_colour_zoo_reproduces_its_published_accuracy(kind, tmp_path):
     acts = {"relu": torch.relu, "tanh": torch.tanh}
     metrics["test_accuracy"] = [float((tf_forward(rows[i], layout, grey, acts[a]).argmax(1).numpy() == y).mean())
                                 for i, a in enumerate(metrics["config.activation"])]
-    metrics["config.dataset"] = "cifar10" if kind.startswith("cifar") else "svhn_cropped"
+    metrics["config.dataset"] = {"cifar10-bin": "cifar10", "cifar10-py": "cifar10", "cifar10-parquet": "cifar10",
+                                 "svhn": "svhn_cropped",
+                                 "mnist-idx": "mnist"}[kind]
     metrics.to_csv(tmp_path / "zoo" / "metrics.csv.gz", index=False)
     assert main(["zoo", "import", "cnnzoo", str(tmp_path / "zoo"), "--activation", "relu", "--dataset",
                  str(tmp_path / "data"), "--out", str(tmp_path / "ours")]) == 0
     zoo = load_zoo(tmp_path / "ours")
-    assert zoo.space.input_shape == (1, 32, 32) and zoo.task["n_eval"] is None
+    size = 28 if kind == "mnist-idx" else 32
+    assert zoo.space.input_shape == (1, size, size) and zoo.task["n_eval"] is None
     acc = make_task(zoo).evaluate(zoo.params)["acc"].numpy()
     assert acc.tolist() == pytest.approx(zoo.meta["test_accuracy"].tolist(), abs=1e-6)  # same count of 40 (float32)
     assert 0 < acc.mean() < 1

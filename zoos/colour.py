@@ -9,6 +9,8 @@ Folders recognised (`find_colour_dataset`):
   names any other global (the way a pickle runs code) is refused, never executed.
 - SVHN cropped digits: `train_32x32.mat`, `test_32x32.mat` (MATLAB v5: X [32, 32, 3, N] uint8,
   y [N, 1] with 10 meaning digit 0), read by scipy.io.
+- A Hugging Face Parquet export of CIFAR-10: `train-*.parquet`, `test-*.parquet` (in the folder or
+  its `plain_text/`), columns `img` (or `image`: {bytes: PNG}) and `label`; PNGs decoded by Pillow.
 
 Grey conversion as Unterthiner et al.: pixels mapped to [-1, 1], then averaged over channels. Here
 the channel mean is taken in [0, 1] and `tasks.classifier_inputs` maps it to [-1, 1] (both maps
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoos.files import InputError, read_input
+from zoos.files import InputError, check_parquet, read_input
 
 CIFAR_BIN = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
 CIFAR_PY = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -40,24 +42,60 @@ class ColourDataError(ValueError):
 
 
 def find_colour_dataset(directory: Path) -> str | None:
-    """'cifar10-bin', 'cifar10-py', 'svhn' or None for a folder (its test file decides)."""
+    """'cifar10-bin', 'cifar10-py', 'svhn', 'cifar10-parquet' or None for a folder (its test file decides)."""
     for kind, files in (("cifar10-bin", CIFAR_BIN), ("cifar10-py", CIFAR_PY), ("svhn", SVHN)):
         if (directory / files["test"][0]).exists():
             return kind
-    return None
+    return "cifar10-parquet" if _parquet_parts(directory, "test") else None
+
+
+def _parquet_parts(directory: Path, split: str) -> list[Path]:
+    stem = "train" if split == "train" else "test"
+    return sorted([*directory.glob(f"{stem}-*.parquet"), *directory.glob(f"plain_text/{stem}-*.parquet")])
 
 
 def load_colour(directory: Path, kind: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Grey images in [0, 1] as float32 [n, 32, 32] and int64 labels [n] of one split."""
+    if kind == "cifar10-parquet":
+        parts = [_cifar_parquet(p) for p in _parquet_parts(directory, split)]
+        if not parts:
+            raise ColourDataError(f"{directory}: no {'train' if split == 'train' else 'test'}-*.parquet file")
+        return _grey(parts)
     files = {"cifar10-bin": CIFAR_BIN, "cifar10-py": CIFAR_PY, "svhn": SVHN}[kind]["train" if split == "train"
                                                                                    else "test"]
     reader = {"cifar10-bin": _cifar_bin, "cifar10-py": _cifar_py, "svhn": _svhn}[kind]
     parts = [reader(directory / name) for name in files if split != "train" or (directory / name).exists()]
     if not parts:
         raise ColourDataError(f"{directory / files[0]}: missing ({kind} needs {', '.join(files)})")
+    return _grey(parts)
+
+
+def _grey(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     rgb = np.concatenate([p[0] for p in parts])  # [n, 3, 32, 32] uint8
     labels = np.concatenate([p[1] for p in parts]).astype(np.int64)
     return (rgb.astype(np.float32) / 255.0).mean(axis=1), labels
+
+
+def _cifar_parquet(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    try:
+        check_parquet(path)
+        names = pq.read_schema(path).names
+        column = next((c for c in ("img", "image") if c in names), None)
+        if column is None or "label" not in names:
+            raise ColourDataError(f"{path}: columns {names}, expected img (or image) and label")
+        table = pq.read_table(path, columns=[column, "label"]).to_pydict()
+        images = [np.asarray(Image.open(io.BytesIO(cell["bytes"])).convert("RGB")) for cell in table[column]]
+    except (InputError, ColourDataError) as e:
+        raise ColourDataError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - pyarrow and Pillow raise many types on foreign files
+        detail = f"{type(e).__name__}: {e}".splitlines()[0]
+        raise ColourDataError(f"{path}: unreadable CIFAR-10 parquet ({detail})") from None
+    if not images or any(im.shape != (32, 32, 3) for im in images):
+        raise ColourDataError(f"{path}: expected 32x32 RGB images")
+    return np.stack(images).transpose(0, 3, 1, 2), np.asarray(table["label"])
 
 
 def _cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
