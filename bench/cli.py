@@ -246,6 +246,9 @@ def _run(args, argv) -> int:
 
         raise ValueError(unknown_name("preset", args.preset, PRESETS))
     bench = PRESETS[args.preset]
+    if args.zoo and args.data != "auto":
+        raise ValueError("--data chooses the images of the zoos a preset builds; a stored zoo (--zoo) is scored on "
+                         "its own data set (bench zoo info shows it; import it again with --dataset to change it)")
     if args.zoo:
         for path in args.zoo:
             from zoos.zoo import load_zoo

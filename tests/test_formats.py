@@ -254,6 +254,14 @@ def test_nfn_sirens_convert_grid_and_output_range(dws, tmp_path):
     torch.testing.assert_close(raw[0], expected[3], atol=1e-4, rtol=0)
     assert not torch.allclose(rendered[0], (expected[3].T + 1) / 2, atol=1e-2)  # the grid swap matters
     assert str(tmp_path) in error_of(load_nfn_sirens, tmp_path)
+    # the same through the command line, with the loader's options as flags
+    from bench.cli import main
+
+    out = tmp_path.parent / f"{tmp_path.name}-zoo"
+    assert main(["zoo", "import", "nfn", str(tmp_path), "--images", str(dws["images"]), "--value-range", "0", "1",
+                 "--out", str(out)]) == 0
+    via_cli = InrTask(load_zoo(out).space, load_zoo(out).targets).render(load_zoo(out).params)
+    torch.testing.assert_close(via_cli, raw)
 
 
 # ---- CNN zoo -----------------------------------------------------------------------------------

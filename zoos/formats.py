@@ -17,6 +17,7 @@ import json
 import math
 import random
 import re
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -246,6 +247,9 @@ def load_dwsnets_inrs(root, splits_json=None, images=None, split: str | None = N
     if splits_json is not None:
         entries = [(p, s, lab) for p, s, lab in _read_splits(Path(splits_json), root) if split in (None, s)]
     else:
+        print(f"bench: warning: {root}: no splits JSON given: every checkpoint found is loaded and the harness "
+              f"draws the splits (give --splits FILE, or splits_json= in Python, for the published ones)",
+              file=sys.stderr)
         entries = [(p, None, None) for p in sorted(root.rglob("*.pth"))]
     rows, weights = [], []
     for path, part, listed_label in entries:
@@ -556,8 +560,6 @@ def _cnn_dataset(dataset, meta: pd.DataFrame, metrics_path: Path, classes: int, 
     declared = named[0] if named else None
     if dataset is None:
         if declared is None:
-            import sys
-
             print(f"bench: warning: {metrics_path}: no config.dataset and no --dataset: the zoo is scored on "
                   f"'auto' (Fashion-MNIST or digits); give --dataset if it was trained on other images",
                   file=sys.stderr)
