@@ -200,6 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--dataset", help="cnnzoo: the images it was trained on, scored on their full test split: "
                                        "fashion-mnist, or a folder of MNIST IDX files, CIFAR-10 batches (bin or "
                                        "py) or SVHN *_32x32.mat (default: from metrics' config.dataset)")
+    imp.add_argument("--n-eval", default="all", help="cnnzoo: test images each network is scored on: 'all' (the "
+                                                      "full test split, default) or a number (a seeded sample)")
     imp.add_argument("--step", default="final", help="cnnzoo: 'final' (each run's last checkpoint), a step number, "
                                                      "or 'all' (default: final)")
     imp.add_argument("--order", type=Path, help="cnnzoo: headerless CSV of row indices applied first (NFN's "
@@ -211,6 +213,16 @@ def _parser() -> argparse.ArgumentParser:
     info = command("info", "summarise a stored zoo", zoo)
     info.add_argument("path", type=Path)
     return p
+
+
+def _positive(text: str, option: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{option} {text!r}: expected 'all' or a positive number")
+    return value
 
 
 def _step(text: str) -> int:
@@ -338,6 +350,8 @@ def _zoo(args) -> int:
             step = None if args.step == "all" else args.step if args.step == "final" else _step(args.step)
             zoo = formats.load_cnn_zoo(args.path, activation=args.activation, step=step, order=args.order,
                                        dataset=args.dataset)
+            if args.n_eval != "all":
+                zoo.task["n_eval"] = _positive(args.n_eval, "--n-eval")
     elif args.kind == "inr":
         from zoos.inr import build_inr_zoo
 

@@ -448,6 +448,13 @@ def test_cli_import_cnnzoo_step_and_order(cnn, tmp_path, capsys):
     capsys.readouterr()
     assert main(["zoo", "import", "cnnzoo", str(cnn["dir"]), "--step", "late", "--out", str(tmp_path / "x")]) == 2
     assert "--step 'late'" in capsys.readouterr().err
+    assert main(["zoo", "import", "cnnzoo", str(cnn["dir"]), "--activation", "relu", "--n-eval", "64",
+                 "--out", str(tmp_path / "sample")]) == 0
+    assert load_zoo(tmp_path / "sample").task["n_eval"] == 64
+    capsys.readouterr()
+    assert main(["zoo", "import", "cnnzoo", str(cnn["dir"]), "--activation", "relu", "--n-eval", "0",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "--n-eval '0'" in capsys.readouterr().err
 
 
 # ---- colour data sets: CIFAR-10 (binary, python) and SVHN, with a zoo trained "on" them --------------------
