@@ -247,9 +247,6 @@ def load_dwsnets_inrs(root, splits_json=None, images=None, split: str | None = N
     if splits_json is not None:
         entries = [(p, s, lab) for p, s, lab in _read_splits(Path(splits_json), root) if split in (None, s)]
     else:
-        print(f"bench: warning: {root}: no splits JSON given: every checkpoint found is loaded and the harness "
-              f"draws the splits (give --splits FILE, or splits_json= in Python, for the published ones)",
-              file=sys.stderr)
         entries = [(p, None, None) for p in sorted(root.rglob("*.pth"))]
     rows, weights = [], []
     for path, part, listed_label in entries:
@@ -271,7 +268,12 @@ def load_dwsnets_inrs(root, splits_json=None, images=None, split: str | None = N
               for r in rows]
     targets, target = _source_images(images, root, needed)
     meta = pd.DataFrame(rows).assign(target=target)
-    return _make_zoo(root, f"dwsnets-{root.name}", siren_space(), _stack(weights), meta, {"kind": "inr"}, targets)
+    zoo = _make_zoo(root, f"dwsnets-{root.name}", siren_space(), _stack(weights), meta, {"kind": "inr"}, targets)
+    if splits_json is None:  # said once everything loaded: a refusal stays one line
+        print(f"bench: warning: {root}: no splits JSON given: every checkpoint found was loaded and the harness "
+              f"drew the splits (give --splits FILE, or splits_json= in Python, for the published ones)",
+              file=sys.stderr)
+    return zoo
 
 
 # ---- NFN SIRENs --------------------------------------------------------------------------------
@@ -544,7 +546,11 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
     meta.insert(0, "id", [f"{d}@{s}" for d, s in zip(meta["modeldir"], meta["step"], strict=True)])
     # imported zoos are scored on the whole test split, so their published test_accuracy can be reproduced
     task = {"kind": "classifier", "dataset": source, "n_eval": None if source != "auto" else 2000}
-    return _make_zoo(layout_path, f"cnnzoo-{directory.name}-{act}", space, params, meta, task, None)
+    zoo = _make_zoo(layout_path, f"cnnzoo-{directory.name}-{act}", space, params, meta, task, None)
+    if source == "auto":  # said once everything loaded: a refusal stays one line
+        print(f"bench: warning: {metrics_path}: no config.dataset and no --dataset: the zoo is scored on 'auto' "
+              f"(Fashion-MNIST or digits); give --dataset if it was trained on other images", file=sys.stderr)
+    return zoo
 
 
 # the CNN Zoo's `config.dataset` (TFDS names) -> our source name (None: the user must give the folder), image size
@@ -560,9 +566,6 @@ def _cnn_dataset(dataset, meta: pd.DataFrame, metrics_path: Path, classes: int, 
     declared = named[0] if named else None
     if dataset is None:
         if declared is None:
-            print(f"bench: warning: {metrics_path}: no config.dataset and no --dataset: the zoo is scored on "
-                  f"'auto' (Fashion-MNIST or digits); give --dataset if it was trained on other images",
-                  file=sys.stderr)
             return "auto", 28
         if declared not in _CNN_DATASETS or _CNN_DATASETS[declared][0] is None:
             raise _fail(metrics_path, f"config.dataset is {declared!r}: give --dataset <its folder> (MNIST-format "
