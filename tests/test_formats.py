@@ -505,7 +505,7 @@ def write_colour(directory: Path, kind: str, n: int = 40) -> tuple[np.ndarray, n
 
 
 @pytest.mark.parametrize("kind", ["cifar10-bin", "cifar10-py", "cifar10-parquet", "svhn", "mnist-idx"])
-def test_colour_zoo_reproduces_its_published_accuracy(kind, tmp_path):
+def test_colour_zoo_reproduces_its_published_accuracy(kind, tmp_path, capsys):
     """A CNN Zoo 'trained on' a colour data set: the published test_accuracy is computed here the CNN Zoo's
     way (RGB / 255 -> [-1, 1] -> channel mean, TF arrays); imported with --dataset and scored on the
     full test split, the harness gets the same accuracy for every network."""
@@ -529,6 +529,10 @@ def test_colour_zoo_reproduces_its_published_accuracy(kind, tmp_path):
     zoo = load_zoo(tmp_path / "ours")
     size = 28 if kind == "mnist-idx" else 32
     assert zoo.space.input_shape == (1, size, size) and zoo.task["n_eval"] is None
+    capsys.readouterr()
+    assert main(["zoo", "info", str(tmp_path / "ours")]) == 0
+    info = capsys.readouterr().out
+    assert f"input [1, {size}, {size}]" in info and f"evaluated on: {tmp_path / 'data'}, the full test split" in info
     acc = make_task(zoo).evaluate(zoo.params)["acc"].numpy()
     assert acc.tolist() == pytest.approx(zoo.meta["test_accuracy"].tolist(), abs=1e-6)  # same count of 40 (float32)
     assert 0 < acc.mean() < 1
