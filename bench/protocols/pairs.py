@@ -46,8 +46,8 @@ class Pairs(Protocol):
 
     def gaps(self, zoo: Zoo) -> list[str]:
         if zoo.task.get("kind") == "inr" and not self.units(zoo):
-            return [f"no image has two INRs in split {self.split!r} (pairs need two fits of one image; a zoo "
-                    f"with one INR per image, like DWSNets', has none)"]
+            return [f"no units: no image has two INRs in split {self.split!r} (pairs need two fits of one image; "
+                    f"a zoo with one INR per image, like DWSNets', has none)"]
         return super().gaps(zoo)
 
     def run(self, method, zoo, task, units):
