@@ -140,3 +140,14 @@ def test_a_decoder_that_does_not_identify_its_sources_is_not_ranked():
     ranks = dict(zip(board["variant"], board["rank"], strict=True))
     assert pd.isna(ranks["collapsed-ae"]) and ranks["faithful-ae"] == 1 and ranks["git-rebasin"] == 2
     assert "collapsed-ae (collapsed)" in report.markdown(table)
+
+
+def test_an_empty_split_gives_no_units_never_other_networks(inr_zoo):
+    """A protocol scored on a split the zoo does not have must not quietly use its training networks."""
+    meta = inr_zoo.meta.assign(split="train")
+    no_test = Zoo("no-test", inr_zoo.space, inr_zoo.params, meta, inr_zoo.task, inr_zoo.targets)
+    for name in ("pairs", "orbit", "combine", "merge"):
+        protocol = make_protocol(name, split="test")
+        assert protocol.units(no_test) == [], name
+        assert protocol.gaps(no_test) and all("no " in why for why in protocol.gaps(no_test)), name
+    assert make_protocol("pairs", split="train").units(no_test)  # the networks are there, in another split

@@ -217,7 +217,7 @@ def interpolation_rows(protocol: Protocol, method: Aligner, zoo: Zoo, task, unit
 
 
 def _collapse(protocol, zoo, task, ends, refs, others, orig_a, orig_b) -> dict[str, torch.Tensor]:
-    pool_index = zoo.indices(protocol.split) or zoo.indices()
+    pool_index = zoo.indices(protocol.split)  # units exist, so the split is not empty
     pool = signatures(task, select(zoo.params, pool_index))
     decoded_a, decoded_b = signatures(task, refs), signatures(task, others)
     source_a, source_b = [e.sources[0] for e in ends], [e.sources[1] for e in ends]

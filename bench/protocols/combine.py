@@ -212,7 +212,7 @@ class Combine(Protocol):
         self._aligned: dict = {}  # (method, nets) -> (aligned networks, align seconds, method info)
 
     def _groups(self, zoo: Zoo, size: int, count: int, seed: int) -> list[tuple[int, ...]]:
-        pool = zoo.indices(self.split) or zoo.indices()
+        pool = zoo.indices(self.split)  # an empty split has no units (see gaps), never other networks
         if zoo.task.get("kind") == "inr":  # fits of one image: an INR is scored against its own image only
             by_image = zoo.meta.loc[pool].groupby("target").groups
             groups = [tuple(int(i) for i in ix[:size]) for _, ix in sorted(by_image.items()) if len(ix) >= size]

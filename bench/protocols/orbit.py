@@ -40,7 +40,7 @@ class Orbit(Protocol):
     eps: tuple[float, ...] = (0.0, 1e-3, 1e-2, 5e-2)
 
     def units(self, zoo: Zoo) -> list[Unit]:
-        nets = pick(zoo.indices(self.split) or zoo.indices(), self.n_nets, self.seed)
+        nets = pick(zoo.indices(self.split), self.n_nets, self.seed)  # an empty split has no units
         return [Unit(f"net={n} action={act} eps={eps:g}", (n,), act, float(eps))
                 for n in nets for act in self.actions for eps in self.eps]
 

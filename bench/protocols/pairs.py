@@ -32,7 +32,7 @@ class Pairs(Protocol):
     n_pairs: int = 16
 
     def units(self, zoo: Zoo) -> list[Unit]:
-        pool = zoo.indices(self.split) or zoo.indices()
+        pool = zoo.indices(self.split)  # an empty split has no units (see gaps), never other networks
         meta = zoo.meta
         if zoo.task.get("kind") == "inr":
             # two independent fits of the same image: an INR is only ever scored against its own image
