@@ -9,18 +9,13 @@ import gzip
 import io
 import os
 import signal
-import socket
 import struct
-import subprocess
-import sys
-import time
 import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from optuna.trial import TrialState
 
 from bench.cli import main
 from bench.store.results import ResultStore
@@ -143,64 +138,7 @@ def test_a_results_part_that_is_a_fifo_is_set_aside(tmp_path, capsys):
     assert (store.rows_dir / "quarantine" / fifo.name).exists() and "a FIFO" in capsys.readouterr().err
 
 
-# ---- class 4: a broken MLflow backend ----------------------------------------------------------------
-def _run_argv(zoo, results, *extra):
-    return ["run", "--preset", "smoke", "--zoo", zoo, "--results", results, "--methods", "naive", "--no-report",
-            "--quiet", *extra]
-
-
-def test_a_non_database_mlflow_db_skips_the_mirror_not_the_run(tiny_inr_zoo, tmp_path):
-    results = tmp_path / "results"
-    results.mkdir()
-    (results / "mlflow.db").write_text("my notes, not a database")
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", *map(str, _run_argv(tiny_inr_zoo, results))],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "mlflow: mirror skipped (TrackingError: " in proc.stderr and "not an SQLite database" in proc.stderr
-    assert (results / "mlflow.db").read_text() == "my notes, not a database"  # untouched
-    code, err = _cli(["mirror", "--results", results])
-    assert code == 2 and len(err) == 1 and err[0].startswith(f"bench: error: {results / 'mlflow.db'}: not an SQLite")
-
-
-def test_an_unreachable_tracking_server_costs_seconds(tiny_inr_zoo, tmp_path):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
-    args = [sys.executable, "-m", "bench.cli", *map(str, _run_argv(tiny_inr_zoo, tmp_path / "r"))]
-    assert subprocess.run(args, capture_output=True, text=True, timeout=300, env=env).returncode == 0
-    start = time.perf_counter()  # everything done: the run only mirrors
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0 and "unreachable within 5 s" in proc.stderr
-    assert time.perf_counter() - start < 60  # MLflow's own retries took ~4 minutes
-
-
-# ---- class 3: a failing sweep trial ------------------------------------------------------------------
-def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tiny_inr_zoo, tmp_path, monkeypatch):
-    from bench.execution import sweep
-
-    calls = {"n": 0}
-    real = sweep.Objective.__call__
-
-    def flaky(self, trial):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("injected failure in trial two")
-        return real(self, trial)
-
-    monkeypatch.setattr(sweep.Objective, "__call__", flaky)
-    out = sweep.run_sweep(sweep.SweepConfig("git-rebasin", str(tiny_inr_zoo), "pairs[n_pairs=2,lambdas=3]",
-                                            trials=3, results=tmp_path, progress=False, mlflow=False))
-    assert out["complete"] == 3 and out["failed"] == 1
-    storage = sweep.make_storage(None, tmp_path)
-    trials = sweep.optuna.load_study(study_name=out["study"], storage=storage).get_trials()
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1 and "injected failure" in failed[0].user_attrs["error"]
-    rows = ResultStore(tmp_path / "sweeps").table()
-    errors = rows[rows.error.notna()]
-    assert list(errors.trial) == [failed[0].number] and "injected failure" in errors.error.iloc[0]
-
-
+# ---- classes 3 and 4 (a failing sweep trial, a broken MLflow backend): the scenarios below -------------
 # ---- class 2: the evaluation data is in the key ----------------------------------------------------
 def test_the_evaluation_data_changes_the_fingerprint(tiny_inr_zoo, tmp_path):
     zoo = load_zoo(tiny_inr_zoo)

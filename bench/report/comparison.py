@@ -239,6 +239,26 @@ def _role_mark(m: Matrix, variant: str, c: Cell) -> str:
     return f" ({c.role})"
 
 
+def _ns(m: Matrix) -> list[int | None]:
+    return [_uniform_n(m, j) for j in range(len(m.columns))]
+
+
+def _rows(m: Matrix):
+    """(variant, [(cell, mean text, interval text with its role mark) or None per column]) per row: the
+    content every renderer shows, which only dresses it in its own syntax."""
+    ns = _ns(m)
+    for v in m.variants:
+        cells = []
+        for j, col in enumerate(m.columns):
+            c = m.cells.get((v, j))
+            if c is None:
+                cells.append(None)
+                continue
+            mean, ci = _cell_text(c, col, ns[j] is None)
+            cells.append((c, mean, ci + _role_mark(m, v, c)))
+        yield v, cells
+
+
 def _direction(m: Matrix) -> str:
     return "higher" if m.columns[0].higher_is_better else "lower"
 
@@ -271,21 +291,20 @@ def _spans(m: Matrix) -> list[tuple[str, list[int]]]:
 def to_markdown(matrices: list[Matrix]) -> str:
     out = []
     for m in matrices:
-        ns = [_uniform_n(m, j) for j in range(len(m.columns))]
+        ns = _ns(m)
         header = ["method"] + [" · ".join(filter(None, (c.zoo, _section_text(c)))) + (f" (n={ns[j]})" if ns[j] else "")
                                for j, c in enumerate(m.columns)]
         out += [f"## {_md_cell(_title(m))}", "", _md_cell(_caption(m)), "",
                 "| " + " | ".join(_md_cell(h) for h in header) + " |", "|---" + "|---:" * len(m.columns) + "|"]
-        for v in m.variants:
+        for v, cells in _rows(m):
             row = [_md_cell(_variant_label(m, v))]
-            for j, col in enumerate(m.columns):
-                c = m.cells.get((v, j))
-                if c is None:
+            for cell in cells:
+                if cell is None:
                     row.append("")
                     continue
-                mean, ci = _cell_text(c, col, ns[j] is None)
+                c, mean, ci = cell
                 mean = f"**{mean}**" if c.best else mean + (TIE if c.tie else "")
-                row.append(f"{mean} {_md_cell(ci)}{_role_mark(m, v, c)}".strip())
+                row.append(f"{mean} {_md_cell(ci)}".strip())
             out.append("| " + " | ".join(row) + " |")
         out.append("")
     return "\n".join(out) if out else "No results to compare.\n"
@@ -304,7 +323,7 @@ def to_latex(matrices: list[Matrix]) -> str:
         while label in labels:
             label += "x"
         labels.add(label)
-        ns = [_uniform_n(m, j) for j in range(len(m.columns))]
+        ns = _ns(m)
         spans = _spans(m)
         out += ["\\begin{table}[htbp]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{4pt}",
                 f"\\caption{{{latex_escape(_caption(m))}}}", f"\\label{{{label}}}",
@@ -317,17 +336,16 @@ def to_latex(matrices: list[Matrix]) -> str:
         if any(ns):
             out.append(" & ".join([""] + [f"$n={n}$" if n else "" for n in ns]) + " \\\\")
         out.append("\\midrule")
-        for v in m.variants:
+        for v, cells in _rows(m):
             row = [latex_escape(_variant_label(m, v))]
-            for j, col in enumerate(m.columns):
-                c = m.cells.get((v, j))
-                if c is None:
+            for cell in cells:
+                if cell is None:
                     row.append("")
                     continue
-                mean, ci = _cell_text(c, col, ns[j] is None)
+                c, mean, ci = cell
                 mean = latex_escape(mean)
                 mean = f"\\textbf{{{mean}}}" if c.best else mean + ("$^\\dagger$" if c.tie else "")
-                ci = latex_escape(ci + _role_mark(m, v, c))
+                ci = latex_escape(ci)
                 # the interval under the mean: half the width, so four columns fit a paper's text width
                 row.append(f"\\begin{{tabular}}[t]{{@{{}}r@{{}}}}{mean}\\\\[-2pt]{{\\scriptsize {ci}}}\\end{{tabular}}"
                            if ci else mean)
@@ -344,25 +362,23 @@ def to_html(matrices: list[Matrix]) -> str:
     """Tables (class "sortable", cells carrying data-value) for `tables.html_document`'s sorting script."""
     esc, out = html.escape, []
     for m in matrices:
-        ns = [_uniform_n(m, j) for j in range(len(m.columns))]
+        ns = _ns(m)
         subs = [", ".join(filter(None, (_section_text(c), f"n={n}" if n else ""))) for c, n in zip(m.columns, ns,
                                                                                                      strict=True)]
         heads = "".join(f"<th>{esc(c.zoo)}<br><small>{esc(sub)}</small></th>"
                         for c, sub in zip(m.columns, subs, strict=True))
         out += [f'<h2 id="cmp-{esc(_key(m))}">{esc(_title(m))}</h2>', f"<p>{esc(_caption(m))}</p>",
                 '<table class="sortable">', f"<thead><tr><th>method</th>{heads}</tr></thead>", "<tbody>"]
-        for v in m.variants:
+        for v, cells in _rows(m):
             row = [f"<td>{esc(_variant_label(m, v))}</td>"]
-            for j, col in enumerate(m.columns):
-                c = m.cells.get((v, j))
-                if c is None:
+            for cell in cells:
+                if cell is None:
                     row.append('<td data-value=""></td>')
                     continue
-                mean, ci = _cell_text(c, col, ns[j] is None)
+                c, mean, ci = cell
                 text = f"<b>{esc(mean)}</b>" if c.best else esc(mean) + (TIE if c.tie else "")
                 value = c.mean if math.isfinite(c.mean) else ""
-                small = esc(ci + _role_mark(m, v, c))
-                row.append(f'<td class="num" data-value="{value}">{text} <small>{small}</small></td>')
+                row.append(f'<td class="num" data-value="{value}">{text} <small>{esc(ci)}</small></td>')
             out.append("<tr>" + "".join(row) + "</tr>")
         out += ["</tbody>", "</table>"]
     return "\n".join(out)

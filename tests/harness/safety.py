@@ -180,11 +180,16 @@ def mlflow_db_garbage(good: Path, work: Path) -> Check:
     from bench.store.results import ResultStore
 
     rows = ResultStore(results).table()
+    mirror = _bench(["mirror", "--results", results])  # the mirror command itself: one line, exit 2
+    mirror_lines = mirror.stderr.strip().splitlines()
     kept = (results / "mlflow.db").read_text() == "not a database"
     line = _first(proc.stderr, "mlflow:")
     return Check("poisoned", "mlflow.db that is not a database", rows_expected=len(rows),
                  rows_lost=int(rows.error.notna().sum()) if len(rows) else 1, files_lost=int(not kept),
-                 passed=proc.returncode == 0 and kept and "not an SQLite database" in line, seen=line[:200])
+                 passed=proc.returncode == 0 and kept and "not an SQLite database" in line and mirror.returncode == 2
+                 and len(mirror_lines) == 1
+                 and mirror_lines[0].startswith(f"bench: error: {results / 'mlflow.db'}: not an SQLite"),
+                 seen=line[:200])
 
 
 def tracking_unreachable(good: Path, work: Path) -> Check:
