@@ -121,7 +121,8 @@ def _parser() -> argparse.ArgumentParser:
 
     perf = command("perf", "speed side by side (batched vs looped, methods vs width)")
     perf.add_argument("--results", type=Path, default=Path("results"))
-    perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation memory align autoencoder")
+    perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation memory align autoencoder ae-train "
+                       "(the other suites' rows of an existing perf.parquet are kept)")
     perf.add_argument("--threads", type=COUNT, default=1, help="torch threads, pinned (default: 1)")
     perf.add_argument("--repeats", type=COUNT, default=3, help="interleaved repetitions per case (default: 3)")
     perf.add_argument("--widths", type=COUNT, nargs="+", help="align/autoencoder widths (default: 32 64 128 256 512)")
@@ -166,6 +167,14 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--split", default="test", help="eval: which split to score (default: test)")
         cmd.add_argument("--results", type=Path, default=Path("results"),
                          help="results directory whose checkpoint store holds the trained model (default: results)")
+    study = command("study", "scaling study: reconstruction and barriers against the training-set size "
+                    "(writes results/autoencoder.md + .png; resumable)", ae_sub)
+    study.add_argument("--kinds", nargs="+", choices=("inr", "cnn", "paper"), default=["inr", "cnn"],
+                       help="which studies (default: inr cnn; paper = the reference's 55k-INR setting, for a GPU)")
+    study.add_argument("--results", type=Path, default=Path("results"),
+                       help="report goes here; rows, zoos and checkpoints under <results>/ae-study (default: results)")
+    study.add_argument("--report-only", action="store_true", help="rewrite the report from what is there")
+    study.add_argument("--quiet", action="store_true")
 
     zoo = command("zoo", "build, import or inspect zoos").add_subparsers(dest="zoo_command", required=True)
     zoo._bench_path = "zoo"
@@ -174,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     inr = command("inr", "SIRENs fitted to 28x28 images", build)
     inr.add_argument("--images", type=COUNT, default=64, help="number of images (default: 64)")
     inr.add_argument("--fits-per-image", type=COUNT, default=2, help="independent fits per image (default: 2)")
+    inr.add_argument("--extra-train-images", type=_integer(0), default=0, metavar="N",
+                     help="N more images fitted once each, all in the train split (default: 0)")
     inr.add_argument("--steps", type=COUNT, default=1000)
     inr.add_argument("--lr", type=_number(0.0, 1e3), default=5e-3)
     inr.add_argument("--hidden", type=COUNT, default=32, help="hidden width (default: 32)")
@@ -356,7 +367,8 @@ def _zoo(args) -> int:
         from zoos.inr import build_inr_zoo
 
         zoo = build_inr_zoo(args.data, args.images, args.fits_per_image, args.steps, args.lr, args.hidden,
-                            args.depth, args.seed, progress=not args.quiet)
+                            args.depth, args.seed, progress=not args.quiet,
+                            extra_train_images=args.extra_train_images)
     else:
         from zoos.cnn import CnnZooConfig, build_cnn_zoo
 
@@ -499,6 +511,15 @@ def main(argv: list[str] | None = None) -> int:
             return _methods()
         if args.command == "mirror":
             return _mirror(args)
+        if args.command == "ae" and args.ae_command == "study":
+            from bench.ae_study import run_study, study_table, write_report
+
+            if args.report_only:
+                write_report(study_table(args.results, tuple(args.kinds)), args.results)
+            else:
+                run_study(args.results, tuple(args.kinds), progress=not args.quiet)
+            print(f"wrote {args.results / 'autoencoder.md'} and {args.results / 'autoencoder.png'}")
+            return 0
         if args.command == "ae":
             from bench.autoencoder import main as ae_main
 

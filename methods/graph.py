@@ -15,6 +15,12 @@ node i by a factor q_i: the node's bias goes to q_i b_i and an edge j -> i to q_
 The layout of one network's graph (a `GraphTemplate`) depends only on the space, so a batch of
 N networks is built with reshapes alone: features are gathered per layer, and the edge index is
 the template's shifted by `n_nodes` per network.
+
+Because the graph is shared, message passing also runs *dense* (`dense_features`, `RoleRanges`):
+node features as one [N, n_nodes, d] tensor, each layer's edges as [N, n_out, n_in, d]. Sources
+are a broadcast over n_out, aggregation a sum over n_in, and roles are constant per node layer, so
+role-dependent functions apply to contiguous slices: no gather, scatter or index copy. The sparse
+`to_graph` form stays as the torch-geometric reference that the dense path is tested against.
 """
 
 from __future__ import annotations
@@ -78,6 +84,18 @@ class GraphTemplate:
     def layer_nodes(self, layer: int) -> slice:
         return slice(self.offsets[layer], self.offsets[layer + 1])
 
+    def node_role_ranges(self, equivariant: bool = True) -> RoleRanges:
+        """Consecutive node layers of one role merged: [(role, node slice)] covering every node."""
+        roles = self.layer_roles if equivariant else (PLAIN,) * len(self.widths)
+        out: list[tuple[int, slice]] = []
+        for layer, role in enumerate(roles):
+            nodes = self.layer_nodes(layer)
+            if out and out[-1][0] == role:
+                out[-1] = (role, slice(out[-1][1].start, nodes.stop))
+            else:
+                out.append((role, nodes))
+        return out
+
     def type_is_symmetric(self) -> torch.Tensor:
         """[n_node_types] bool: the type's nodes carry a scaling symmetry (SIGN or SCALE)."""
         roles = torch.zeros(self.n_node_types, dtype=torch.long)
@@ -140,6 +158,21 @@ def node_edge_features(space: WeightSpace, params: Params) -> tuple[torch.Tensor
         w = params[layer.weight].reshape(n, layer.n_out * layer.n_in, -1)
         edges.append(F.pad(w, (0, t.edge_dim - w.shape[-1])))
     return torch.cat(nodes, 1), torch.cat(edges, 1)
+
+
+# (role, node slice) pairs along the node axis of dense features; every node in exactly one
+RoleRanges = list[tuple[int, slice]]
+
+
+def dense_features(space: WeightSpace, params: Params) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Dense features: nodes [N, n_nodes, 1] and, per layer, edges [N, n_out, n_in, k*k] (no padding)."""
+    t = graph_template(space)
+    first = params[space.layers[0].weight]
+    n = first.shape[0]
+    nodes = torch.cat([first.new_full((n, t.widths[0]), t.input_feature),
+                       *(params[layer.bias] for layer in space.layers)], 1)
+    edges = [params[layer.weight].reshape(n, layer.n_out, layer.n_in, -1) for layer in space.layers]
+    return nodes.unsqueeze(-1), edges
 
 
 def to_graph(space: WeightSpace, params: Params) -> Batch:

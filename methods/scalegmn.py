@@ -39,7 +39,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
-from methods.graph import PLAIN, ROLE_NAMES, SCALE, SIGN, graph_template, to_graph
+from methods.graph import (
+    PLAIN,
+    ROLE_NAMES,
+    SCALE,
+    SIGN,
+    GraphTemplate,
+    RoleRanges,
+    dense_features,
+    graph_template,
+    to_graph,
+)
 from zoos.space import Params, WeightSpace
 
 EPS = 1e-10
@@ -119,6 +129,15 @@ class RoleNet(nn.Module):
             out = out.index_copy(0, idx, self.nets[ROLE_NAMES[role]](x[idx]))
         return out
 
+    def ranges(self, x: torch.Tensor, ranges: RoleRanges) -> torch.Tensor:
+        """Dense form: x [N, n_nodes, d_in], one function per contiguous node range."""
+        if len(ranges) == 1:
+            return self.nets[ROLE_NAMES[ranges[0][0]]](x)
+        return torch.cat([self.nets[ROLE_NAMES[role]](x[:, nodes]) for role, nodes in ranges], 1)
+
+    def role(self, x: torch.Tensor, role: int) -> torch.Tensor:
+        return self.nets[ROLE_NAMES[role]](x)
+
 
 class Canon(nn.Module):
     """An invariant of each row under its role's group: identity (plain), rho(x) + rho(-x) (sign),
@@ -145,6 +164,11 @@ class Canon(nn.Module):
                 out = out.index_copy(0, idx, self.one(x[idx], role))
         return out
 
+    def ranges(self, x: torch.Tensor, ranges: RoleRanges) -> torch.Tensor:
+        if len(ranges) == 1:
+            return self.one(x, ranges[0][0])
+        return torch.cat([self.one(x[:, nodes], role) for role, nodes in ranges], 1)
+
 
 class PairMLP(nn.Module):
     """mlp([a, b, ...]) on edges, the first layer split per endpoint: A [u_src, u_dst] = A_s u_src + A_d u_dst,
@@ -163,6 +187,25 @@ class PairMLP(nn.Module):
         if self.edge is not None:
             h = h + self.edge(e)
         return self.out(F.silu(h))
+
+    def dense(self, u_node: torch.Tensor, t: GraphTemplate, e: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Dense form: u_node [N, n_nodes, d], e per layer [N, n_out, n_in, d] -> per layer, same shapes."""
+        a, b = self.src(u_node), self.dst(u_node)
+        out = []
+        for k in range(len(t.widths) - 1):
+            h = b[:, t.layer_nodes(k + 1)].unsqueeze(2) + a[:, t.layer_nodes(k)].unsqueeze(1)
+            if self.edge is not None:
+                h = h + self.edge(e[k])
+            out.append(self.out(F.silu(h)))
+        return out
+
+
+def aggregate(t: GraphTemplate, messages: list[torch.Tensor]) -> torch.Tensor:
+    """Dense sum aggregation: per-layer edge messages [N, n_out, n_in, d] -> nodes [N, n_nodes, d]
+    (input nodes receive nothing)."""
+    first = messages[0]
+    return torch.cat([first.new_zeros(first.shape[0], t.widths[0], first.shape[-1]),
+                      *(m.sum(2) for m in messages)], 1)
 
 
 class ScaleGMNLayer(MessagePassing):
@@ -194,6 +237,18 @@ class ScaleGMNLayer(MessagePassing):
     def message(self, v_j, e, edge_groups):
         return self.msg(self.lin_e(e) * v_j, edge_groups)
 
+    def dense(self, x, e: list[torch.Tensor], t: GraphTemplate, node_ranges: RoleRanges, roles: tuple[int, ...]):
+        """The same layer on dense features (x [N, n_nodes, d], e per layer); `roles` per node layer."""
+        v = self.lin_v(x)
+        # the message runs by the receiving layer's role, on lin_e(e_ij) * v_j with v_j broadcast over i
+        m = [self.msg.role(self.lin_e(ek) * v[:, t.layer_nodes(k)].unsqueeze(1), roles[k + 1])
+             for k, ek in enumerate(e)]
+        x = x + self.upd.ranges(torch.cat([x, aggregate(t, m)], -1), node_ranges)
+        if self.update_edges:
+            gate = self.edge_gate.dense(self.canon.ranges(x, node_ranges), t)
+            e = [ek + self.edge_lin(ek) * g for ek, g in zip(e, gate, strict=True)]
+        return x, e
+
 
 class GNNLayer(MessagePassing):
     """The permutation-only counterpart (Neural Graphs style): plain MLPs on [x_i, x_j, e_ij] etc."""
@@ -214,6 +269,12 @@ class GNNLayer(MessagePassing):
 
     def message(self, m):
         return m
+
+    def dense(self, x, e: list[torch.Tensor], t: GraphTemplate, node_ranges=None, roles=None):
+        x = x + self.upd(torch.cat([x, aggregate(t, self.msg.dense(x, t, e))], -1))
+        if self.update_edges:
+            e = [ek + u for ek, u in zip(e, self.edge_upd.dense(x, t, e), strict=True)]
+        return x, e
 
 
 class GraphEncoder(nn.Module):
@@ -255,14 +316,23 @@ class GraphEncoder(nn.Module):
 
     def _embed(self, scalars, types, lin, pos, mult):
         h, p = lin(scalars), pos[types]
-        return torch.where(mult[types][:, None], h * p, h + p)
+        return torch.where(mult[types][:, None], h * p, h + p)  # p broadcasts over networks in the dense form
 
-    def forward(self, params: Params) -> torch.Tensor:
-        t = self.template
+    def forward(self, params: Params, graph: str = "dense") -> torch.Tensor:
+        """Latents [N, latent]. `graph="dense"` runs the shared-graph fast path; "pyg" the torch-geometric
+        `MessagePassing` reference over a disconnected batch (same parameters, same function)."""
         names = list(self.space.shapes())
         params = {k: params[k] / self.in_scale[i] for i, k in enumerate(names)}
+        if graph == "pyg":
+            x = self._forward_pyg(params)
+        elif graph == "dense":
+            x = self._forward_dense(params)
+        else:
+            raise ValueError(f"graph must be 'dense' or 'pyg', got {graph!r}")
+        return self._readout(x)
+
+    def _forward_pyg(self, params: Params) -> torch.Tensor:
         g = to_graph(self.space, params)
-        n = g.num_graphs
         x = self._embed(g.x, g.node_type, self.node_emb, self.node_pos, self.node_mult)
         e = self._embed(g.edge_attr, g.edge_type, self.edge_emb, self.edge_pos, self.edge_mult)
         if self.equivariant:
@@ -272,7 +342,24 @@ class GraphEncoder(nn.Module):
             node_groups = edge_groups = [(PLAIN, None)]
         for layer in self.layers:
             x, e = layer(x, e, g.edge_index, node_groups, edge_groups)
-        x = x.view(n, t.n_nodes, self.d)
+        return x.view(g.num_graphs, self.template.n_nodes, self.d)
+
+    def _forward_dense(self, params: Params) -> torch.Tensor:
+        t = self.template
+        nodes, edges = dense_features(self.space, params)
+        x = self._embed(nodes, t.node_type.to(nodes.device), self.node_emb, self.node_pos, self.node_mult)
+        e = []
+        for k, w in enumerate(edges):  # edge type = layer; a short kernel uses the first columns (= zero padding)
+            h = F.linear(w, self.edge_emb.weight[:, :w.shape[-1]], self.edge_emb.bias)
+            e.append(h * self.edge_pos[k] if self.edge_mult[k] else h + self.edge_pos[k])
+        roles = t.layer_roles if self.equivariant else (PLAIN,) * len(t.widths)
+        node_ranges = t.node_role_ranges(self.equivariant)
+        for layer in self.layers:
+            x, e = layer.dense(x, e, t, node_ranges, roles)
+        return x
+
+    def _readout(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.template
         parts = []
         for h in t.hidden_layers:
             role = t.layer_roles[h] if self.equivariant else PLAIN
@@ -315,11 +402,11 @@ class GraphAutoencoder(nn.Module):
         sizes = [math.prod(s) for s in self.space.shapes().values()]
         self.decoder.out_scale.copy_(torch.repeat_interleave(rms_t, torch.tensor(sizes)))
 
-    def encode(self, params: Params) -> torch.Tensor:
-        return self.encoder(params)
+    def encode(self, params: Params, graph: str = "dense") -> torch.Tensor:
+        return self.encoder(params, graph)
 
     def decode(self, z: torch.Tensor) -> Params:
         return self.decoder(z)
 
-    def forward(self, params: Params) -> Params:
-        return self.decode(self.encode(params))
+    def forward(self, params: Params, graph: str = "dense") -> Params:
+        return self.decode(self.encode(params, graph))

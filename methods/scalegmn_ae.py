@@ -61,7 +61,7 @@ from zoos.tasks import inr_grid, make_task
 if TYPE_CHECKING:  # torch_geometric takes seconds to import: only methods that build a model pay for it
     from methods.scalegmn import GraphAutoencoder
 
-VERSION = 1  # bump when a change to the model or training makes old checkpoints wrong
+VERSION = 2  # bump when a change to the model or training makes old checkpoints wrong
 
 
 # ---- reconstruction losses (per network, [B]) ----------------------------------------------------
@@ -102,6 +102,36 @@ def _chunked(fn, params: Params, size: int = 256) -> torch.Tensor:
     return torch.cat([fn(select(params, slice(s, min(s + size, n)))) for s in range(0, n, size)])
 
 
+def chunk_size(model: GraphAutoencoder) -> int:
+    """Networks per forward pass: a batch is split so that one layer's edge features stay under ~4M floats
+    (measured on 2 cores: 16-32 networks at d = 128 run at one rate per network, 64 at half of it, as
+    the allocator starts mapping fresh pages for every large tensor)."""
+    t = model.encoder.template
+    return max(1, 2**22 // (t.n_edges * model.encoder.d))
+
+
+def autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def accumulate(model: GraphAutoencoder, loss_fn, params: Params, reference: torch.Tensor, graph: str = "dense",
+               precision: str = "fp32") -> torch.Tensor:
+    """Mean reconstruction loss of a batch, its gradient accumulated into the model chunk by chunk
+    (the same gradient as one pass, up to float rounding). Returns the loss (detached)."""
+    n, chunk = reference.shape[0], chunk_size(model)
+    device = reference.device
+    total = reference.new_zeros(())
+    for s in range(0, n, chunk):
+        sl = slice(s, min(s + chunk, n))
+        with autocast(device, precision):
+            loss = loss_fn(model(select(params, sl), graph), reference[sl]).float().sum() / n
+        if not torch.isfinite(loss):
+            return loss.detach()
+        loss.backward()
+        total = total + loss.detach()
+    return total
+
+
 def _atomic(path: Path, data: bytes) -> None:
     write_bytes_atomic(path, lambda fh: fh.write(data))
 
@@ -130,6 +160,7 @@ class ScaleGMNAutoencoder(Aligner):
         "n_layers": Hyper("int", 0, 0, 16),
         "latent": Hyper("int", 128, 2, 4096, log=True),
         "epochs": Hyper("int", 80, 1, 100_000, log=True),
+        "n_train": Hyper("int", 0, 0, 10_000_000),  # train on the first n networks of the 'train' split; 0: all
         "batch_size": Hyper("int", 16, 1, 4096, log=True),
         "lr": Hyper("float", 1e-3, 1e-6, 1.0, log=True),
         "weight_decay": Hyper("float", 0.01, 0.0, 1.0),
@@ -141,6 +172,10 @@ class ScaleGMNAutoencoder(Aligner):
         "temperature": Hyper("float", 0.6, 1e-3, 100.0, log=True),
         "merge_latent": Hyper("bool", False),  # merge: decode the mean latent instead of averaging decodings
         "device": Hyper("cat", "cpu", choices=("cpu", "cuda", "auto")),
+        # dense: message passing over the zoo's shared graph (fast); pyg: the torch-geometric reference
+        "graph": Hyper("cat", "dense", choices=("dense", "pyg")),
+        # bf16: mixed-precision autocast for training and encoding (~1.6x on CPUs with AVX512-BF16)
+        "precision": Hyper("cat", "fp32", choices=("fp32", "bf16")),
     }
     FULL = {"hidden": 128, "n_layers": 4, "latent": 128, "epochs": 300, "batch_size": 128, "warmup": 1000,
             "patience": 50}
@@ -174,7 +209,8 @@ class ScaleGMNAutoencoder(Aligner):
                                     equivariant=self.equivariant, decoder_hidden=hp["decoder_hidden"] or None)
 
     def cache_key(self, zoo) -> str:
-        hp = {k: v for k, v in self.hp.items() if k not in ("device", "merge_latent")}
+        # merge_latent acts after training; the device changes float rounding, so it keys (as resolved)
+        hp = {**{k: v for k, v in self.hp.items() if k != "merge_latent"}, "device": self.device.type}
         # the model's state layout too, so that an architecture change never loads an old checkpoint
         layout = [(k, list(v.shape)) for k, v in self.build(zoo.space).state_dict().items()]
         blob = json.dumps({"method": self.name, "version": VERSION, "hp": hp, "seed": self.seed,
@@ -217,6 +253,11 @@ class ScaleGMNAutoencoder(Aligner):
         train_idx, val_idx = zoo.indices("train"), zoo.indices("val")
         if not train_idx:
             raise ValueError(f"{self.name}: zoo {zoo.name} has no networks in its 'train' split")
+        if self.hp["n_train"]:
+            if self.hp["n_train"] > len(train_idx):
+                raise ValueError(f"{self.name}[n_train={self.hp['n_train']}]: zoo {zoo.name} has only "
+                                 f"{len(train_idx)} training networks")
+            train_idx = train_idx[:self.hp["n_train"]]
         if not val_idx:  # hold out a tenth of the training networks
             cut = max(1, len(train_idx) // 10)
             if len(train_idx) < 2:
@@ -280,12 +321,11 @@ class ScaleGMNAutoencoder(Aligner):
                 p = select(train_p, idx)
                 if hp["augment"] != "none":
                     p = _to(random_action(space, _to(p, "cpu"), hp["augment"], gen)[0], train_ref.device)
-                loss = loss_fn(model(p), train_ref[idx]).mean()
+                opt.zero_grad(set_to_none=True)
+                loss = accumulate(model, loss_fn, p, train_ref[idx], hp["graph"], hp["precision"])
                 if not torch.isfinite(loss):  # a diverging batch is skipped, not applied
                     st["skipped_steps"] += 1
                     continue
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
                 opt.step()
                 sched.step()
@@ -335,9 +375,10 @@ class ScaleGMNAutoencoder(Aligner):
         params, ref = val
         n = ref.shape[0]
         total = 0.0
-        for s in range(0, n, 256):
-            sl = slice(s, min(s + 256, n))
-            total += loss_fn(model(select(params, sl)), ref[sl]).sum().item()
+        for s in range(0, n, chunk_size(model)):
+            sl = slice(s, min(s + chunk_size(model), n))
+            with autocast(ref.device, self.hp["precision"]):
+                total += loss_fn(model(select(params, sl), self.hp["graph"]), ref[sl]).float().sum().item()
         return total / n
 
     # ---- use -----------------------------------------------------------------------------------
@@ -351,7 +392,11 @@ class ScaleGMNAutoencoder(Aligner):
         """Latents [N, latent] (invariant to the symmetry group for the ScaleGMN)."""
         model = self._model().eval()
         dtype = model.encoder.in_scale.dtype
-        return _chunked(lambda p: model.encode(_to(p, self.device, dtype)), params).cpu()
+
+        def encode(p):
+            with autocast(self.device, self.hp["precision"]):
+                return model.encode(_to(p, self.device, dtype), self.hp["graph"]).to(dtype)
+        return _chunked(encode, params, chunk_size(model)).cpu()
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> Params:

@@ -25,6 +25,7 @@ ALLOWED = {
     "bench.execution": ("bench.protocols", "bench.evaluation", "bench.store", "methods", "zoos"),
     "bench.perf": ("bench.execution", "bench.evaluation", "bench.store", "methods", "zoos"),
     "bench.autoencoder": ("bench.execution", "methods", "zoos"),
+    "bench.ae_study": ("bench.execution", "bench.evaluation", "bench.store", "bench.report", "methods", "zoos"),
     "bench.api": ("bench.execution", "bench.evaluation", "methods", "zoos"),
     "bench.cli": ("bench", "methods", "zoos"),
 }

@@ -81,8 +81,28 @@ def test_cnn_graph_round_trip_and_padding():
 
 # ---- invariance ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("space_name", list(SPACES))
+@pytest.mark.parametrize("equivariant", [True, False])
+def test_dense_path_matches_the_torch_geometric_reference(space_name, equivariant):
+    space = SPACES[space_name]
+    p = random_params(space, 3)
+    model = model_for(space, equivariant, p, n_layers=3)
+    dense, ref = model.encode(p, "dense"), model.encode(p, "pyg")
+    assert rel(dense, ref) < 1e-12
+    # and in training: the same gradients, to float rounding
+    for graph in ("dense", "pyg"):
+        model.zero_grad()
+        model.encode(p, graph).square().sum().backward()
+        grads = [q.grad.clone() for q in model.parameters() if q.grad is not None]
+        if graph == "dense":
+            dense_grads = grads
+    assert len(grads) == len(dense_grads) > 10
+    assert all(rel(a, b) < 1e-10 for a, b in zip(dense_grads, grads, strict=True) if b.norm() > 0)
+
+
+@pytest.mark.parametrize("space_name", list(SPACES))
 @pytest.mark.parametrize("kind", ["P", "S", "PS"])
-def test_scalegmn_encoder_is_invariant(space_name, kind):
+@pytest.mark.parametrize("graph", ["dense", "pyg"])
+def test_scalegmn_encoder_is_invariant(space_name, kind, graph):
     space = SPACES[space_name]
     p = random_params(space, 3)
     model = model_for(space, params=p)
@@ -91,15 +111,16 @@ def test_scalegmn_encoder_is_invariant(space_name, kind):
     assert rel(q[space.layers[0].weight], p[space.layers[0].weight]) > 0.1  # the action moved the weights
     if space is MIXED:
         assert set(model.encoder.roles) == {0, SIGN, SCALE}
-    z, zq = model.encode(p), model.encode(q)
+    z, zq = model.encode(p, graph), model.encode(q, graph)
     assert rel(zq, z) < 1e-4
     # float32 as used in training is invariant too, to float32 precision
-    z32 = model.float().encode({k: v.float() for k, v in q.items()})
+    z32 = model.float().encode({k: v.float() for k, v in q.items()}, graph)
     assert rel(z32.double(), z) < 1e-4
 
 
 @pytest.mark.parametrize("space_name", ["siren", "cnn-relu"])
-def test_permutation_only_gnn_is_not_scale_invariant(space_name):
+@pytest.mark.parametrize("graph", ["dense", "pyg"])
+def test_permutation_only_gnn_is_not_scale_invariant(space_name, graph):
     space = SPACES[space_name]
     p = random_params(space, 3)
     gnn, sgmn = model_for(space, False, p), model_for(space, True, p)
@@ -107,11 +128,31 @@ def test_permutation_only_gnn_is_not_scale_invariant(space_name):
     perm, _, _ = random_action(space, p, "P", g)
     scaled, _, _ = random_action(space, p, "S", g)
     scaled = {k: v.double() for k, v in scaled.items()}
-    z = gnn.encode(p)
-    assert rel(gnn.encode(perm), z) < 1e-10
-    gap = rel(gnn.encode(scaled), z)
+    z = gnn.encode(p, graph)
+    assert rel(gnn.encode(perm, graph), z) < 1e-10
+    gap = rel(gnn.encode(scaled, graph), z)
     assert gap > 1e-2, gap  # the ablation sees the sign/scale representative...
-    assert rel(sgmn.encode(scaled), sgmn.encode(p)) < 1e-6  # ...the ScaleGMN does not
+    assert rel(sgmn.encode(scaled, graph), sgmn.encode(p, graph)) < 1e-6  # ...the ScaleGMN does not
+
+
+def test_chunked_accumulation_gives_the_one_pass_gradient(monkeypatch):
+    import methods.scalegmn_ae as ae
+
+    space = siren_space()
+    p = random_params(space, 10, dtype=torch.float32, scale=0.1)
+    model = model_for(space, params=p).float()
+    loss_fn = RenderLoss(space)
+    ref = loss_fn.reference(p)
+    grads = {}
+    for chunk in (10, 3):
+        monkeypatch.setattr(ae, "chunk_size", lambda model, chunk=chunk: chunk)
+        model.zero_grad()
+        loss = ae.accumulate(model, loss_fn, p, ref)
+        grads[chunk] = (loss, [q.grad.clone() for q in model.parameters() if q.grad is not None])
+    (l10, g10), (l3, g3) = grads[10], grads[3]
+    assert torch.allclose(l10, l3, rtol=1e-5)
+    assert all(rel(a, b) < 1e-4 for a, b in zip(g10, g3, strict=True) if b.norm() > 0)
+    assert l10 > 0
 
 
 def test_orbit_decodes_to_one_network():

@@ -203,18 +203,27 @@ class _SirenKernel:
 
 def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int = 2, steps: int = 1000,
                   lr: float = 5e-3, hidden: int = 32, depth: int = 2, seed: int = 0, chunk: int = 512,
-                  progress: bool = True) -> Zoo:
-    """Fit `fits_per_image` SIRENs to each of `n_images` images drawn (seeded) from `source`'s train split."""
+                  progress: bool = True, extra_train_images: int = 0) -> Zoo:
+    """Fit `fits_per_image` SIRENs to each of `n_images` images drawn (seeded) from `source`'s train split.
+
+    `extra_train_images` more images (the next ones of the same draw) are fitted once each and all go to
+    the 'train' split: more training networks for learned methods, while the first `n_images` images,
+    their networks and their train/val/test split stay exactly those of the zoo without extras.
+    """
     source = resolve_source(source)
     images, labels = load_images(source, "train")
-    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n_images]
+    if n_images + extra_train_images > len(images):
+        raise ValueError(f"{source} has {len(images)} training images, fewer than the {n_images} + "
+                         f"{extra_train_images} asked for")
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n_images + extra_train_images]
     targets = images[pick]
     space = siren_space(hidden, depth)
-    n = len(pick) * fits_per_image
-    target_of = torch.arange(len(pick)).repeat_interleave(fits_per_image)
+    target_of = torch.cat([torch.arange(n_images).repeat_interleave(fits_per_image),
+                           torch.arange(n_images, n_images + extra_train_images)])
+    n = len(target_of)
     fit_seeds = [seed * 1_000_003 + i for i in range(n)]
     # split by image so that both fits of one image land in the same split
-    image_split = assign_splits(len(pick), seed=seed)
+    image_split = assign_splits(n_images, seed=seed) + ["train"] * extra_train_images
     parts, mses = [], []
     n_chunks = -(-n // chunk)
     bar = tqdm(total=steps * n_chunks, desc=f"fitting {n} INRs ({n_chunks} stacked chunk(s))", unit="step",
@@ -232,7 +241,8 @@ def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int
         "target": target_of.numpy(),
         "image_index": pick[target_of].numpy(),
         "label": labels[pick][target_of].numpy(),
-        "fit": torch.arange(n).remainder(fits_per_image).numpy(),
+        "fit": torch.cat([torch.arange(n_images * fits_per_image).remainder(fits_per_image),
+                          torch.zeros(extra_train_images, dtype=torch.long)]).numpy(),
         "fit_seed": fit_seeds,
         "mse": mse.numpy(),
         "psnr": psnr(mse).numpy(),
@@ -240,5 +250,7 @@ def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int
     })
     config = dict(source=source, n_images=n_images, fits_per_image=fits_per_image, steps=steps, lr=lr,
                   hidden=hidden, depth=depth, seed=seed)
+    if extra_train_images:  # absent otherwise, so that existing zoos keep their config and keys
+        config["extra_train_images"] = extra_train_images
     task = {"kind": "inr", "source": source, "config": config}
     return Zoo(f"inr-{source}", space, params, meta, task, targets)

@@ -13,7 +13,11 @@ Suites (all in one process, torch pinned to `threads`, 1 by default):
   `sinkhorn-rebasin`, when given a python that has them, align the very same pairs in a subprocess
   (`bench/peers/`) and we score their outputs the same way;
 - `autoencoder`: an (untrained) ScaleGMN autoencoder's encode + decode per network vs signed
-  weight matching per pair, as width grows.
+  weight matching per pair, as width grows;
+- `ae-train`: autoencoder training throughput (networks per second of optimiser steps: forward,
+  backward, AdamW) at the reference model size (d = 128, 4 layers) on 2 threads, the
+  torch-geometric path as it trained before (one pass per batch) beside the dense shared-graph path
+  (chunked batches), in float32 and bfloat16 autocast, at batch 16 and the reference batch 128.
 
 Timing. Every case runs `repeats` times, cases interleaved within each repetition so that machine
 noise hits all alike; we keep CPU time (`time.process_time`, the process's own time: with one
@@ -477,9 +481,65 @@ def autoencoder(widths=(32, 64, 128, 256, 512), networks: int = 8, repeats: int 
     return rows
 
 
+AE_CASES = (  # (label, graph, precision, chunked)
+    ("pyg fp32, one pass per batch (before)", "pyg", "fp32", False),
+    ("dense fp32, chunked", "dense", "fp32", True),
+    ("dense bf16, chunked", "dense", "bf16", True),
+)
+
+
+def autoencoder_training(hidden: int = 128, n_layers: int = 4, batches=(16, 128), repeats: int = 3,
+                         threads: int = 2) -> list[dict]:
+    """Training steps per second of the INR autoencoder (SIREN 2-32-32-1, DWSNets-initialised networks
+    rendered by RenderLoss), each case with its own model and optimiser, interleaved. Throughput is
+    wall time on `threads` threads (the machine's two cores), so per_item_s here is wall seconds."""
+    try:
+        from methods.scalegmn_ae import RenderLoss, ScaleGMNAutoencoder, accumulate, autocast
+    except ImportError as error:
+        print(f"perf: ae-train suite skipped ({error})", flush=True)
+        return []
+    from zoos.inr import dwsnets_init
+    from zoos.space import siren_space
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        space = siren_space()
+        loss_fn = RenderLoss(space)
+        rows = []
+        for batch in batches:
+            params = dwsnets_init(space, list(range(batch)))
+            with torch.no_grad():
+                reference = loss_fn.reference(params)
+            cases, per = {}, {}
+            for label, graph, precision, chunked in AE_CASES:
+                model = ScaleGMNAutoencoder(hidden=hidden, n_layers=n_layers).build(space)
+                model.set_scales(params)
+                opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+                def step(model=model, opt=opt, graph=graph, precision=precision, chunked=chunked, params=params,
+                         reference=reference):
+                    opt.zero_grad(set_to_none=True)
+                    if chunked:
+                        accumulate(model, loss_fn, params, reference, graph, precision)
+                    else:
+                        with autocast(reference.device, precision):
+                            loss_fn(model(params, graph), reference).mean().backward()
+                    opt.step()
+                cases[label], per[label] = step, batch
+            times = side_by_side(cases, repeats)
+            for label, t in times.items():
+                st = stats(t)
+                rows.append({"group": "ae-train", "case": label, **st, "per_item_s": st["wall_median_s"] / batch,
+                             "networks": batch, "width": hidden, "depth": n_layers, "threads": threads})
+        return rows
+    finally:
+        torch.set_num_threads(before)
+
+
 # ---- the command --------------------------------------------------------------------------------------
 SUITES = {"inr-fit": inr_fitting, "evaluation": evaluation, "memory": memory, "align": alignment,
-          "autoencoder": autoencoder}
+          "autoencoder": autoencoder, "ae-train": autoencoder_training}
 
 
 def run_perf(results: Path = Path("results"), suites: list[str] | None = None, threads: int = 1,
@@ -512,6 +572,7 @@ def run_perf(results: Path = Path("results"), suites: list[str] | None = None, t
     table = pd.DataFrame(rows).assign(**environment(), load_min=min(load), load_max=max(load))
     table["peer_rebasin"] = peer_rebasin if peers["rebasin"] else ""
     table["peer_sinkhorn"] = peer_sinkhorn if peers["sinkhorn"] else ""
+    table = _keep_other_suites(results / "perf.parquet", table)
     results.mkdir(parents=True, exist_ok=True)
     tmp = results / "perf.parquet.tmp"
     table.to_parquet(tmp, index=False)
@@ -519,6 +580,22 @@ def run_perf(results: Path = Path("results"), suites: list[str] | None = None, t
     (results / "perf.md").write_text(perf_markdown(table))
     perf_figure(table, results / "perf.png")
     return table
+
+
+def _keep_other_suites(path: Path, table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of suites not run now stay from an earlier perf.parquet (each row keeps its own commit and
+    load columns), so measuring one suite does not erase the others."""
+    if not path.is_file() or table.empty:
+        return table
+    try:
+        old = pd.read_parquet(path)
+    except Exception as error:  # noqa: BLE001 - an unreadable old table is replaced, not fatal
+        print(f"perf: {path} unreadable ({type(error).__name__}); writing this run's suites only", flush=True)
+        return table
+    if "group" not in old:
+        return table
+    kept = old[~old.group.isin(set(table.group))]
+    return pd.concat([kept, table], ignore_index=True) if len(kept) else table
 
 
 # ---- report --------------------------------------------------------------------------------------------
@@ -582,6 +659,11 @@ def perf_markdown(table: pd.DataFrame) -> str:
              f"({os.cpu_count()} cores) was shared with other work during the run: load average "
              f"{table.load_min.iloc[0]:.1f}-{table.load_max.iloc[0]:.1f}, so wall times are inflated and noisy; "
              "CPU times and ratios of interleaved runs are the numbers to read.", ""]
+    runs = table.groupby("group", sort=False).agg(git=("env_git", "first"), lo=("load_min", "first"),
+                                                  hi=("load_max", "first"))
+    if runs.git.nunique() > 1 or runs.lo.nunique() > 1:
+        lines += ["Suites measured in separate runs (ratios are only taken within one run): " + "; ".join(
+            f"{g} at {r.git[:12]} (load {r.lo:.1f}-{r.hi:.1f})" for g, r in runs.iterrows()), ""]
     summary = []
     for group, rows in table.groupby("group", sort=False):
         if group == "align":
@@ -602,6 +684,14 @@ def perf_markdown(table: pd.DataFrame) -> str:
         fit = _ratio(table, "inr-fit", "batched", case)
         if fit is not None:
             summary.append((f"batched vs one-at-a-time fitting: {case}", f"{fit:.1f}x", 20.0, fit))
+    ae = table[table.group == "ae-train"] if "group" in table else table.iloc[:0]
+    if len(ae):  # against the old path at its best batch size: the conservative ratio
+        before = ae[ae.case == AE_CASES[0][0]].per_item_s.min()
+        for label, _, _, _ in AE_CASES[1:]:
+            ratio = before / ae[ae.case == label].per_item_s.min()
+            summary.append((f"autoencoder training throughput, {label} vs before (best batch of each, "
+                            f"d = {int(ae.width.iloc[0])}, wall, {int(ae.threads.iloc[0])} threads)",
+                            f"{ratio:.1f}x", 5.0, ratio))
     if any(value < want for _, _, want, value in summary):
         lines += ["", NOTES]
     if summary:

@@ -1,0 +1,322 @@
+"""`bench ae study`: how the ScaleGMN autoencoder scales with its training set.
+
+One zoo per kind whose test and validation networks are fixed while the training split grows:
+- INR: the default zoo's 160 images x 2 fits (so its val/test split and its test pairs are the
+  default benchmark's) plus `extra_train_images` single fits, all in the train split; the
+  autoencoder trains on the first n of the train split (`n_train`), the default zoo's 192 first;
+- CNN: one larger ReLU CNN zoo (same hyperparameter ranges as the default), n of its train split.
+
+Every size is a variant of one recipe (`STUDY_RECIPES`) run through `bench run`'s machinery into a
+results directory of its own (`<results>/ae-study`: rows, zoos, checkpoints; resumable, nothing of
+the main benchmark touched), with naive, signed matching and the constant network as reference rows.
+The report (`results/autoencoder.md`, `autoencoder.png`) adds what only the decoded test networks
+show: PSNR against the ground truth and against the original render (INR) or accuracy lost and
+prediction agreement (CNN), R^2 of decoded against original functions, how often the nearest
+original is the own source (network; for INRs also the image), beside the pairs and orbit rows'
+path excess and barrier (mean, 95% CI, n).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.evaluation.collapse import distances, signatures
+from bench.execution.batch import prepare_method
+from bench.execution.checkpoints import CheckpointStore
+from bench.execution.plan import RunOptions
+from bench.execution.presets import Benchmark, ZooRecipe
+from bench.execution.runner import run_benchmark
+from bench.execution.zoo_cache import get_zoo
+from bench.report.stats import mean_ci
+from bench.store.results import ResultStore
+from methods import format_spec, normalise_spec
+from zoos.files import write_bytes_atomic
+from zoos.symmetry import select
+from zoos.tasks import make_task, psnr
+
+REFERENCES = ("naive", "sign-rebasin", "constant")
+PROTOCOLS = {"pairs": dict(n_pairs=32, lambdas=7),
+             "orbit": dict(n_nets=16, actions=("P", "PS"), eps=(1e-2,), lambdas=7)}
+
+
+@dataclass(frozen=True)
+class StudyRecipe:
+    name: str  # "inr" | "cnn" | "paper"
+    zoo: ZooRecipe
+    model: dict  # autoencoder hyperparameters shared by every size
+    sizes: tuple[tuple[int, int], ...]  # (training networks, epochs)
+
+    def specs(self) -> list[str]:
+        return [format_spec("scalegmn-ae", {**self.model, "n_train": n, "epochs": e}) for n, e in self.sizes]
+
+    def benchmark(self) -> Benchmark:
+        return Benchmark(f"ae-study-{self.name}", zoos=(self.zoo,), protocols=PROTOCOLS,
+                         methods=(*REFERENCES, *self.specs()))
+
+
+# d = 64, 4 layers, bf16 autocast: 150 networks/s on 2 cores. Epochs shrink as sets grow so that the
+# largest set gets the most steps and about one hour (see results/autoencoder.md for what each took).
+STUDY_RECIPES = {
+    "inr": StudyRecipe(
+        "inr", ZooRecipe("inr", dict(n_images=160, fits_per_image=2, steps=1000, extra_train_images=3808)),
+        dict(hidden=64, n_layers=4, latent=128, batch_size=32, precision="bf16", warmup=500, patience=30),
+        ((192, 200), (1000, 120), (4000, 60))),
+    "cnn": StudyRecipe(
+        "cnn", ZooRecipe("cnn", dict(activation="relu", n_nets=320, epochs=3, n_eval=256, splits=(0.8, 0.05, 0.15))),
+        dict(hidden=64, n_layers=4, latent=128, batch_size=32, precision="bf16", warmup=500, patience=30),
+        ((12, 300), (64, 200), (256, 100))),
+    # the reference's INR setting, for a GPU: 55k training networks (the default zoo's 192 first, the
+    # same val/test networks), d = 128, 4 layers, batch 128, warmup 1000, 150 epochs, float32
+    "paper": StudyRecipe(
+        "paper", ZooRecipe("inr", dict(n_images=160, fits_per_image=2, steps=1000, extra_train_images=54_808)),
+        dict(hidden=128, n_layers=4, latent=128, batch_size=128, warmup=1000, patience=50, device="auto"),
+        ((55_000, 150),)),
+}
+
+
+def study_root(results: Path) -> Path:
+    return Path(results) / "ae-study"
+
+
+def run_study(results: Path = Path("results"), kinds=("inr", "cnn"), progress: bool = True) -> pd.DataFrame:
+    """Run (or resume) each study (`STUDY_RECIPES` names), then write `autoencoder.md` and `.png` into `results`."""
+    root = study_root(results)
+    opts = RunOptions(results=root, threads=2, progress=progress, mirror=False, report=False)
+    for kind in kinds:
+        run_benchmark(STUDY_RECIPES[kind].benchmark(), opts=opts)
+    table = study_table(results, kinds)
+    write_report(table, Path(results))
+    return table
+
+
+# ---- measurements --------------------------------------------------------------------------------
+@torch.no_grad()
+def reconstruction(zoo, task, method) -> dict:
+    """What the decoded test networks compute, against their originals (and the ground truth for INRs)."""
+    idx = zoo.indices("test")
+    params = select(zoo.params, idx)
+    decoded = method.align(select(params, [0]), params).others  # what the method makes of each network
+    out_o, out_d = task.outputs(params), task.outputs(decoded)
+    if task.kind == "classifier":
+        out_o, out_d = out_o.softmax(-1), out_d.softmax(-1)
+    mean = out_o.mean(0, keepdim=True)
+    r2 = 1 - ((out_d - out_o) ** 2).sum() / ((out_o - mean) ** 2).sum()
+    sig_o, sig_d = signatures(task, params), signatures(task, decoded)
+    nearest = distances(task, sig_d, sig_o).argmin(1)
+    res = {"n_test": len(idx), "r2": float(r2), "ident": float((nearest == torch.arange(len(idx))).double().mean()),
+           "ident_chance": 1 / len(idx)}
+    if task.kind == "inr":
+        target = torch.as_tensor(zoo.meta["target"].to_numpy()[idx])
+        images = zoo.targets[target].flatten(1).to(out_o.dtype)
+        render_o, render_d = out_o.flatten(1), out_d.flatten(1)
+        res.update(psnr_gt=float(psnr(((render_d - images) ** 2).mean(1)).mean()),
+                   psnr_gt_original=float(psnr(((render_o - images) ** 2).mean(1)).mean()),
+                   psnr_original=float(psnr(((render_d - render_o) ** 2).mean(1)).mean()),
+                   ident_image=float((target[nearest] == target).double().mean()),
+                   ident_image_chance=1 / len(set(target.tolist())))
+        train_images = zoo.targets[torch.as_tensor(sorted(set(zoo.meta["target"].to_numpy()[zoo.indices("train")])))]
+        mean_image = train_images.flatten(1).mean(0).to(out_o.dtype)
+        res["psnr_gt_mean_image"] = float(psnr(((mean_image - images) ** 2).mean(1)).mean())
+    else:
+        acc_o, acc_d = task.evaluate(params)["acc"].double(), task.evaluate(decoded)["acc"].double()
+        res.update(acc_original=float(acc_o.mean()), acc_decoded=float(acc_d.mean()),
+                   acc_lost=float((acc_o - acc_d).mean()),
+                   agreement=float((out_o.argmax(-1) == out_d.argmax(-1)).double().mean()))
+    return res
+
+
+def _protocol_stats(rows: pd.DataFrame, variant: str, metric: str) -> dict:
+    out = {}
+    for protocol in PROTOCOLS:
+        r = rows[(rows.variant == variant) & (rows.protocol == protocol) & rows.error.isna()]
+        for col in (f"{metric}_excess", f"{metric}_barrier"):
+            if col in r:
+                mean, low, high, n = mean_ci(r[col].tolist())
+                out.update({f"{protocol}_{col}": mean, f"{protocol}_{col}_low": low,
+                            f"{protocol}_{col}_high": high, f"{protocol}_n": n})
+    return out
+
+
+def study_table(results: Path, kinds=("inr", "cnn")) -> pd.DataFrame:
+    """One row per (kind, method variant): reconstruction metrics, training cost, protocol statistics."""
+    root = study_root(results)
+    store = ResultStore(root)
+    rows = store.table()
+    if "error" not in rows:
+        rows["error"] = None
+    records = []
+    for name in kinds:
+        recipe = STUDY_RECIPES[name]
+        kind = recipe.zoo.kind
+        zoo = get_zoo(recipe.zoo, root / "zoos", progress=False)
+        task = make_task(zoo)
+        rows_k = rows[rows.zoo_hash == zoo.content_hash()] if len(rows) else rows
+        metric = "loss"
+        for spec in (*REFERENCES, *recipe.specs()):
+            variant = normalise_spec(spec)
+            rec = {"study": name, "kind": kind, "zoo": zoo.name, "method": variant, "n_train": math.nan}
+            rec.update(_protocol_stats(rows_k, variant, metric) if len(rows_k) else {})
+            if spec.startswith("scalegmn-ae"):
+                method, _ = prepare_method(spec, 0, zoo, task, CheckpointStore.for_results(root))
+                info = method.fit_info
+                if not info.get("cached"):
+                    print(f"ae study: warning: {variant} was trained now, not by the study run", flush=True)
+                rec.update(n_train=info["n_train"], epochs=info["epochs"], best_epoch=info["best_epoch"],
+                           train_minutes=info["train_seconds"] / 60, best_val_loss=info["best_val_loss"],
+                           networks_per_s=info["n_train"] * info["epochs"] / max(info["train_seconds"], 1e-9))
+                rec.update(reconstruction(zoo, task, method))
+            elif spec == "constant":
+                method, _ = prepare_method(spec, 0, zoo, task)
+                rec.update(reconstruction(zoo, task, method))
+            records.append(rec)
+    return pd.DataFrame(records)
+
+
+# ---- report ----------------------------------------------------------------------------------------
+def _ci(r, col: str, digits: int = 3) -> str:
+    mean = r.get(col, math.nan)
+    if mean is None or not math.isfinite(mean):
+        return ""
+    return f"{mean:.{digits}f} [{r[col + '_low']:.{digits}f}, {r[col + '_high']:.{digits}f}]"
+
+
+def _num(value, digits: int = 3) -> str:
+    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+
+def projection(table: pd.DataFrame, column: str, goal: float) -> float | None:
+    """Training-set size at which a straight line in log10(n_train) through the autoencoder rows reaches
+    `goal` (None: fewer than 2 sizes, or no improvement with size)."""
+    ae = table[table.n_train.notna() & table[column].notna()] if column in table else table.iloc[:0]
+    if len(ae) < 2:
+        return None
+    slope, intercept = np.polyfit(np.log10(ae.n_train.astype(float)), ae[column].astype(float), 1)
+    if slope <= 0:
+        return None
+    return float(10 ** ((goal - intercept) / slope))
+
+
+def write_report(table: pd.DataFrame, results: Path) -> None:
+    lines = ["# The autoencoder against its training-set size (`bench ae study`)", "",
+             "Rows: reference methods, then the ScaleGMN autoencoder (its recipe under each heading; AdamW, "
+             "lr 1e-3, weight decay 0.01) trained on the first n networks of the zoo's train split. "
+             "Reconstruction columns: mean over the zoo's test networks (n_test). Protocol columns: mean "
+             "[95% bootstrap CI] over the units of the default protocols on the same test networks, loss "
+             "path excess (against the original endpoints; the rank key) and barrier (between the method's "
+             "own endpoints). Units: loss = rendered-image MSE (INR) or cross-entropy (CNN); PSNR in dB; "
+             "ident = fraction of decoded test networks whose nearest original (by rendered image / by "
+             "predictions) is their own source, chance = 1 / n_test.", ""]
+    for name, sub in table.groupby("study", sort=False):
+        inr = sub.kind.iloc[0] == "inr"
+        recipe = STUDY_RECIPES.get(name)
+        lines += [f"## {name.upper()}{' (the reference setting)' if name == 'paper' else ''}: zoo `{sub.zoo.iloc[0]}`",
+                  ""]
+        if recipe is not None:
+            model = ", ".join(f"{k}={v}" for k, v in recipe.model.items())
+            lines += [f"Zoo recipe `{recipe.zoo.kind}{recipe.zoo.options}`; autoencoder `scalegmn-ae[{model}]`, "
+                      "epochs per size as listed (early stopping on the validation split).", ""]
+        recon = (["PSNR vs GT", "PSNR vs original", "R^2", "ident (net)", "ident (image)"] if inr
+                 else ["acc decoded", "acc lost", "agreement", "R^2 (probs)", "ident (net)"])
+        header = ["method", "n train", "epochs (best)", "train min", *recon, "pairs excess", "pairs barrier",
+                  "orbit excess", "orbit barrier", "n pairs / orbit"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for _, r in sub.iterrows():
+            trained = math.isfinite(r.n_train)
+            if inr:
+                cells = [_num(r.get("psnr_gt"), 2), _num(r.get("psnr_original"), 2), _num(r.get("r2")),
+                         _num(r.get("ident")), _num(r.get("ident_image"))]
+            else:
+                cells = [_num(r.get("acc_decoded")), _num(r.get("acc_lost")), _num(r.get("agreement")),
+                         _num(r.get("r2")), _num(r.get("ident"))]
+            lines.append("| " + " | ".join([
+                f"`{r.method}`" if not trained else "scalegmn-ae",
+                f"{int(r.n_train)}" if trained else "",
+                f"{int(r.epochs)} ({int(r.best_epoch)})" if trained else "",
+                _num(r.get("train_minutes"), 1) if trained else "", *cells,
+                _ci(r, "pairs_loss_excess"), _ci(r, "pairs_loss_barrier"), _ci(r, "orbit_loss_excess"),
+                _ci(r, "orbit_loss_barrier"), f"{_num(r.get('pairs_n'), 0)} / {_num(r.get('orbit_n'), 0)}"]) + " |")
+        first = sub[sub.n_test.notna()].iloc[0] if "n_test" in sub and sub.n_test.notna().any() else None
+        if first is not None:
+            chance = f"ident chance {first.ident_chance:.3f} (net)"
+            if inr:
+                chance += (f", {first.ident_image_chance:.3f} (image); originals {first.psnr_gt_original:.2f} dB vs "
+                           f"GT; the mean training image {first.psnr_gt_mean_image:.2f} dB vs GT")
+            else:
+                chance += f"; originals' accuracy {first.acc_original:.3f}"
+            lines += ["", f"n_test = {int(first.n_test)}; {chance}."]
+        if inr:
+            ae = sub[sub.n_train.notna()]
+            met = ae[(ae.psnr_gt >= 20) & (ae.ident >= 0.5)] if len(ae) else ae
+            verdict = f"met by n = {int(met.n_train.min())}" if len(met) else "not met"
+            lines += ["", "Target (issue 18): nearest original is the own source in >= 50% of test networks at "
+                      f">= 20 dB PSNR against the ground truth: {verdict}."]
+            if not len(met) and len(ae):
+                per_net = (ae.train_minutes * 60 / (ae.n_train * ae.epochs)).median()
+                for col, goal, label in (("psnr_gt", 20.0, "20 dB"), ("ident", 0.5, "ident 0.5")):
+                    n = projection(sub, col, goal)
+                    if n is None:
+                        lines.append(f"- {label}: the measured sizes show no gain with size; no projection.")
+                    else:
+                        hours = n * ae.epochs.min() * per_net / 3600
+                        lines.append(
+                            f"- {label}: a straight line in log10(n) through the {len(ae)} sizes reaches it at "
+                            f"n ~ {n:,.0f} training networks; at {int(ae.epochs.min())} epochs and the measured "
+                            f"{per_net * 1e3:.1f} ms per network-epoch that is ~{hours:,.1f} h on this CPU "
+                            "(an extrapolation from few points: an order of magnitude, not a promise).")
+        lines.append("")
+    path = results / "autoencoder.md"
+    write_bytes_atomic(path, lambda fh: fh.write("\n".join(lines).encode()))
+    figure(table, results / "autoencoder.png")
+
+
+def figure(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    studies = list(dict.fromkeys(table.study))
+    fig, axes = plt.subplots(len(studies), 3, figsize=(13, 3.6 * len(studies)), squeeze=False)
+    for row, name in zip(axes, studies, strict=True):
+        sub = table[table.study == name]
+        kind = sub.kind.iloc[0]
+        ae = sub[sub.n_train.notna()].sort_values("n_train")
+        refs = sub[sub.n_train.isna()]
+        first = ae.iloc[0] if len(ae) else None
+        quality = "psnr_gt" if kind == "inr" else "acc_decoded"
+        row[0].plot(ae.n_train, ae[quality], "o-", label="decoded")
+        if first is not None and kind == "inr":
+            row[0].axhline(first.psnr_gt_original, ls="--", c="k", label="originals")
+            row[0].axhline(first.psnr_gt_mean_image, ls=":", c="grey", label="mean training image")
+            row[0].axhline(20, ls="-.", c="C3", lw=0.8, label="target 20 dB")
+        elif first is not None:
+            row[0].axhline(first.acc_original, ls="--", c="k", label="originals")
+        row[0].set(xscale="log", xlabel="training networks", ylabel="PSNR vs ground truth (dB)" if kind == "inr"
+                   else "test accuracy", title=f"{name.upper()}: reconstruction")
+        row[1].plot(ae.n_train, ae.ident, "o-", label="ident (network)")
+        row[1].plot(ae.n_train, ae.r2, "s-", label="R^2 decoded vs original")
+        if first is not None:
+            row[1].axhline(first.ident_chance, ls=":", c="grey", label="ident by chance")
+        row[1].set(xscale="log", xlabel="training networks", title=f"{name.upper()}: does it identify its source?")
+        col = "pairs_loss_excess"
+        if col in ae:
+            row[2].errorbar(ae.n_train, ae[col], yerr=[ae[col] - ae[col + "_low"], ae[col + "_high"] - ae[col]],
+                            fmt="o-", label="scalegmn-ae")
+            for i, (_, r) in enumerate(refs.iterrows()):
+                if math.isfinite(r.get(col, math.nan)):
+                    row[2].axhline(r[col], ls="--", c=f"C{i + 1}", label=r.method)
+        row[2].set(xscale="log", xlabel="training networks", ylabel="pairs loss path excess",
+                   title=f"{name.upper()}: honest path metric (lower is better)")
+        for ax in row:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".tmp-{path.name}")
+    fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

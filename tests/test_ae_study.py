@@ -1,0 +1,86 @@
+"""The autoencoder scaling study: zoos whose training split grows while val/test stay fixed, the study
+run end to end on tiny recipes (resumable), and the reconstruction measurements it reports."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import bench.ae_study as study
+from bench.execution.presets import ZooRecipe
+from bench.store.results import ResultStore
+from zoos.inr import build_inr_zoo
+
+
+def test_extra_training_images_leave_the_base_zoo_alone():
+    base = build_inr_zoo(n_images=4, fits_per_image=2, steps=20, progress=False)
+    more = build_inr_zoo(n_images=4, fits_per_image=2, steps=20, progress=False, extra_train_images=3)
+    assert len(more.meta) == 8 + 3
+    assert more.meta.split.tolist()[:8] == base.meta.split.tolist()
+    assert more.meta.split.tolist()[8:] == ["train"] * 3 and more.meta.fit.tolist()[8:] == [0] * 3
+    assert more.meta.target.tolist()[8:] == [4, 5, 6]  # new images, each fitted once
+    assert torch.equal(more.targets[:4], base.targets)
+    for k, v in base.params.items():
+        assert torch.allclose(more.params[k][:8], v, atol=1e-5), k
+    assert "extra_train_images" not in base.task["config"]  # existing zoos keep their config (and keys)
+    with pytest.raises(ValueError, match="training images"):
+        build_inr_zoo(n_images=4, extra_train_images=10**6, steps=1, progress=False)
+
+
+TINY_MODEL = dict(hidden=4, n_layers=1, latent=8, batch_size=4, warmup=1, patience=100)
+
+
+@pytest.fixture
+def tiny_study(monkeypatch):
+    monkeypatch.setattr(study, "STUDY_RECIPES", {
+        "inr": study.StudyRecipe("inr", ZooRecipe("inr", dict(n_images=10, fits_per_image=2, steps=60,
+                                                              extra_train_images=4)),
+                                 TINY_MODEL, ((6, 2), (10, 3))),
+        "cnn": study.StudyRecipe("cnn", ZooRecipe("cnn", dict(activation="relu", n_nets=10, epochs=1, n_eval=64,
+                                                              train_fraction=(0.05,), splits=(0.6, 0.2, 0.2))),
+                                 TINY_MODEL, ((3, 2), (6, 2))),
+    })
+    monkeypatch.setattr(study, "PROTOCOLS", {"pairs": dict(n_pairs=2, lambdas=3),
+                                             "orbit": dict(n_nets=2, actions=("P",), eps=(0.0,), lambdas=3)})
+
+
+def test_study_runs_reports_and_resumes(tiny_study, tmp_path):
+    table = study.run_study(tmp_path, progress=False)
+    text = (tmp_path / "autoencoder.md").read_text()
+    assert (tmp_path / "autoencoder.png").stat().st_size > 10_000
+    assert "## INR: zoo" in text and "## CNN: zoo" in text and "Target (issue 18)" in text
+    for kind, sizes in (("inr", [6, 10]), ("cnn", [3, 6])):
+        sub = table[table.study == kind]
+        assert sorted(sub.method) == sorted([*study.REFERENCES, *(s.split("[")[0] + s[s.index("["):] for s in
+                                                                   study.STUDY_RECIPES[kind].specs())])
+        ae = sub[sub.n_train.notna()]
+        assert ae.n_train.tolist() == sizes  # trained on exactly the first n of the train split
+        # every method scored on the same units: all of the study's test pairs, two orbit networks
+        assert set(sub.pairs_n) == {sub.pairs_n.iloc[0]} and sub.pairs_n.iloc[0] >= 1
+        assert set(sub.orbit_n) == {2}
+        assert ae.r2.map(math.isfinite).all() and ae.ident.between(0, 1).all()
+        # the constant network computes one function for every input: no variance explained
+        assert sub[sub.method == "constant"].r2.iloc[0] <= 1e-9
+        refs = sub[sub.method.isin(["naive", "sign-rebasin"])]
+        assert refs.pairs_loss_excess.map(math.isfinite).all()
+    inr = table[(table.kind == "inr") & table.n_train.notna()].iloc[0]
+    assert inr.psnr_gt_original > inr.psnr_gt_mean_image  # the fitted originals beat the mean image
+    assert 0 < inr.ident_image_chance < 1 and inr.ident_chance == 1 / inr.n_test
+
+    store = ResultStore(tmp_path / "ae-study")
+    parts = len(store.parts())
+    again = study.run_study(tmp_path, progress=False)  # nothing left to do: no new rows, same report
+    assert len(store.parts()) == parts
+    assert again.drop(columns=["train_minutes", "networks_per_s"]).equals(
+        table.drop(columns=["train_minutes", "networks_per_s"]))
+
+
+def test_projection_reads_a_log_linear_trend():
+    import pandas as pd
+
+    table = pd.DataFrame({"n_train": [100.0, 1000.0, float("nan")], "psnr_gt": [12.0, 14.0, 30.0]})
+    assert study.projection(table, "psnr_gt", 20.0) == pytest.approx(1e6)  # +2 dB per decade
+    flat = pd.DataFrame({"n_train": [100.0, 1000.0], "psnr_gt": [12.0, 11.0]})
+    assert study.projection(flat, "psnr_gt", 20.0) is None
