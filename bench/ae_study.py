@@ -36,6 +36,7 @@ from bench.execution.zoo_cache import get_zoo
 from bench.report.stats import mean_ci
 from bench.store.results import ResultStore
 from methods import format_spec, normalise_spec
+from methods.scalegmn_ae import write_pretrained
 from zoos.files import write_bytes_atomic
 from zoos.symmetry import select
 from zoos.tasks import make_task, psnr
@@ -90,9 +91,26 @@ def run_study(results: Path = Path("results"), kinds=("inr", "cnn"), progress: b
     opts = RunOptions(results=root, threads=2, progress=progress, mirror=False, report=False)
     for kind in kinds:
         run_benchmark(STUDY_RECIPES[kind].benchmark(), opts=opts)
+        if STUDY_RECIPES[kind].zoo.kind == "inr":
+            print(f"ae study: committed-model copy of the largest {kind} autoencoder: {export_largest(results, kind)}",
+                  flush=True)
     table = study_table(results, kinds)
     write_report(table, Path(results))
     return table
+
+
+def export_largest(results: Path, name: str) -> Path:
+    """Copy the study's largest autoencoder to <results>/pretrained/<name>-<source>-<n>-<sha8>, where
+    `scalegmn-ae[pretrained=...]` finds it (for results other than the repository's, set REBASIN_PRETRAINED)."""
+    recipe = STUDY_RECIPES[name]
+    root = study_root(results)
+    zoo = get_zoo(recipe.zoo, root / "zoos", progress=False)
+    n = max(size for size, _ in recipe.sizes)
+    spec = [s for s, (size, _) in zip(recipe.specs(), recipe.sizes, strict=True) if size == n][0]
+    method, _ = prepare_method(spec, 0, zoo, make_task(zoo), CheckpointStore.for_results(root))
+    source = zoo.task.get("source", "data")
+    return write_pretrained(method, zoo, f"{name}-{source}-{n}", f"bench ae study --kinds {name}",
+                            {"kind": recipe.zoo.kind, **recipe.zoo.options}, Path(results) / "pretrained")
 
 
 # ---- measurements --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ CLI (`git-rebasin[max_sweeps=10]`) and Optuna sweeps. What a method can handle i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -26,7 +27,8 @@ from zoos.symmetry import GroupElement, stack
 
 @dataclass(frozen=True)
 class Hyper:
-    """A typed hyperparameter: kind is 'int', 'float', 'bool' or 'cat'."""
+    """A typed hyperparameter: kind is 'int', 'float', 'bool', 'cat' or 'name' (a string of letters, digits,
+    '.', '_' and '-' that does not start with '.': safe as a file name)."""
 
     kind: str
     default: Any
@@ -47,6 +49,8 @@ class Hyper:
                 v = type(self.default)(value) if self.default is not None else value
         except (TypeError, ValueError):
             raise ValueError(f"hyperparameter {name}: {value!r} is not a valid {self.kind}") from None
+        if self.kind == "name" and not re.fullmatch(r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]{0,127})?", v):
+            raise ValueError(f"hyperparameter {name}: {v!r} is not a name (letters, digits, '.', '_', '-')")
         if self.kind == "cat" and v not in self.choices:
             raise ValueError(f"hyperparameter {name}: {v!r} not in {self.choices}")
         if self.kind in ("int", "float") and ((self.low is not None and v < self.low)

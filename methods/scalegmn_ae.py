@@ -40,6 +40,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -60,6 +61,13 @@ from zoos.tasks import inr_grid, make_task
 
 if TYPE_CHECKING:  # torch_geometric takes seconds to import: only methods that build a model pay for it
     from methods.scalegmn import GraphAutoencoder
+
+PRETRAINED_ENV = "REBASIN_PRETRAINED"  # where committed models are looked up; default: the repository's
+
+
+def pretrained_root() -> Path:
+    return Path(os.environ.get(PRETRAINED_ENV) or Path(__file__).resolve().parents[1] / "results" / "pretrained")
+
 
 VERSION = 2  # bump when a change to the model or training makes old checkpoints wrong
 
@@ -145,6 +153,61 @@ def _to(params: Params, device, dtype=None) -> Params:
     return {k: v.to(device=device, dtype=dtype or v.dtype) for k, v in params.items()}
 
 
+# ---- committed models ------------------------------------------------------------------------------
+# what a committed model fixes: everything that shapes the network or how it is used (not training-only
+# knobs such as the device, nor the pretrained name itself)
+MODEL_HP = ("hidden", "decoder_hidden", "n_layers", "latent", "graph", "precision", "n_images", "temperature")
+
+
+def pretrained_mismatch(name: str, zoo, method: str = "scalegmn-ae") -> str | None:
+    """Why the committed model `name` cannot serve `zoo` (None when it can): missing or altered files, another
+    architecture, data or method, or a zoo whose validation/test images it was trained on."""
+    directory = pretrained_root() / name
+    redo = "(write one with `bench ae study --kinds inr`)"
+    try:
+        manifest = json.loads(read_input(directory / "manifest.json", 2**24))
+        weights = read_input(directory / "best.safetensors")
+    except (OSError, ValueError) as error:
+        return f"{method}[pretrained={name}]: no usable committed model in {directory} ({error}) {redo}"
+    if hashlib.sha256(weights).hexdigest() != manifest.get("sha256"):
+        return f"{method}[pretrained={name}]: {directory}/best.safetensors does not match its manifest {redo}"
+    if manifest.get("method") != method or manifest.get("version") != VERSION:
+        return (f"{method}[pretrained={name}]: trained as {manifest.get('method')} version {manifest.get('version')}, "
+                f"this code is {method} version {VERSION} {redo}")
+    if manifest.get("space") != zoo.space.to_json():
+        return f"{method}[pretrained={name}]: trained on {manifest.get('space_name')} networks, not {zoo.space.name}"
+    source = zoo.task.get("source", zoo.task.get("dataset"))
+    if manifest.get("source") != source:
+        return f"{method}[pretrained={name}]: trained on {manifest.get('source')} networks, this zoo is {source}"
+    if "image_index" in zoo.meta:
+        held_out = zoo.meta.loc[zoo.meta.split != "train", "image_index"]
+        leaked = set(held_out.tolist()) & set(manifest.get("train_images", []))
+        if leaked:
+            return (f"{method}[pretrained={name}]: trained on {len(leaked)} image(s) of this zoo's validation/test "
+                    "networks; scoring on them would leak")
+    return None
+
+
+def write_pretrained(method: ScaleGMNAutoencoder, zoo, name: str, command: str, recipe: dict, root: Path) -> Path:
+    """Commit-ready copy of a trained model: <root>/<name>-<sha8>/{best.safetensors, manifest.json}."""
+    state = {k: v.detach().cpu().contiguous() for k, v in method.model.state_dict().items()}
+    weights = save(state)
+    digest = hashlib.sha256(weights).hexdigest()
+    directory = Path(root) / f"{name}-{digest[:8]}"
+    train = zoo.indices("train")[: method.hp["n_train"] or None]
+    images = sorted(set(zoo.meta["image_index"].to_numpy()[train].tolist())) if "image_index" in zoo.meta else []
+    manifest = {"name": directory.name, "method": method.name, "version": VERSION, "sha256": digest,
+                "hp": {k: method.hp[k] for k in MODEL_HP}, "training_hp": method.hp, "seed": method.seed,
+                "space": zoo.space.to_json(), "space_name": zoo.space.name,
+                "source": zoo.task.get("source", zoo.task.get("dataset")), "zoo_recipe": recipe,
+                "zoo_hash": zoo.content_hash(), "train_images": images, "command": command,
+                "fit_info": {k: v for k, v in method.fit_info.items() if not isinstance(v, list | dict)}}
+    directory.mkdir(parents=True, exist_ok=True)
+    _atomic(directory / "best.safetensors", weights)
+    _atomic(directory / "manifest.json", json.dumps(manifest, indent=1, default=str).encode())
+    return directory
+
+
 # ---- the method -----------------------------------------------------------------------------------
 class ScaleGMNAutoencoder(Aligner):
     name = "scalegmn-ae"
@@ -170,7 +233,10 @@ class ScaleGMNAutoencoder(Aligner):
         "augment": Hyper("cat", "none", choices=("none", "P", "S", "PS")),
         "n_images": Hyper("int", 256, 1, 60_000, log=True),  # classifiers: fixed image set for the KL
         "temperature": Hyper("float", 0.6, 1e-3, 100.0, log=True),
-        "merge_latent": Hyper("bool", False),  # merge: decode the mean latent instead of averaging decodings
+        "merge_latent": Hyper("bool", False),
+        # a committed model under results/pretrained/<name> (written by `bench ae study`): used as is, its
+        # recipe replaces the model hyperparameters above; skipped on zoos it does not apply to
+        "pretrained": Hyper("name", ""),  # merge: decode the mean latent instead of averaging decodings
         "device": Hyper("cat", "cpu", choices=("cpu", "cuda", "auto")),
         # dense: message passing over the zoo's shared graph (fast); pyg: the torch-geometric reference
         "graph": Hyper("cat", "dense", choices=("dense", "pyg")),
@@ -208,6 +274,12 @@ class ScaleGMNAutoencoder(Aligner):
             return GraphAutoencoder(space, hp["hidden"], hp["n_layers"] or len(space.layers), hp["latent"],
                                     equivariant=self.equivariant, decoder_hidden=hp["decoder_hidden"] or None)
 
+    def skip(self, zoo) -> str | None:
+        reason = super().skip(zoo)
+        if reason is None and self.hp["pretrained"]:
+            reason = pretrained_mismatch(self.hp["pretrained"], zoo, self.name)
+        return reason
+
     def cache_key(self, zoo) -> str:
         # merge_latent acts after training; the device changes float rounding, so it keys (as resolved)
         hp = {**{k: v for k, v in self.hp.items() if k != "merge_latent"}, "device": self.device.type}
@@ -228,6 +300,8 @@ class ScaleGMNAutoencoder(Aligner):
     # ---- training ----------------------------------------------------------------------------
     def fit(self, zoo, store: CheckpointStore | None = None, progress: bool = False) -> None:
         """Train on the zoo's training split, or load the checkpoint `store` holds (None: train, keep nothing)."""
+        if self.hp["pretrained"]:
+            return self._load_pretrained(zoo)
         name = f"{self.name}-{self.cache_key(zoo)}"
         ckpt = self.checkpoint_dir = store.directory(name) if store is not None else None
         # a concurrent run training the same model waits here, then loads it
@@ -368,6 +442,21 @@ class ScaleGMNAutoencoder(Aligner):
             _atomic(ckpt / "best.safetensors", save(state))
             _atomic(ckpt / "done.json", json.dumps(info, indent=1).encode())
         return info
+
+    def _load_pretrained(self, zoo) -> None:
+        name = self.hp["pretrained"]
+        reason = pretrained_mismatch(name, zoo, self.name)
+        if reason is not None:
+            raise ValueError(reason)
+        directory = pretrained_root() / name
+        manifest = json.loads(read_input(directory / "manifest.json", 2**24))
+        self.hp.update({k: v for k, v in manifest["hp"].items() if k in MODEL_HP})
+        self.space = zoo.space
+        model = self.build(zoo.space)
+        model.load_state_dict(load_file(check_input(directory / "best.safetensors")))
+        self.model = model.to(self.device).eval()
+        self.checkpoint_dir = directory
+        self.fit_info = {**manifest["fit_info"], "cached": True, "pretrained": name}
 
     @torch.no_grad()
     def _val_loss(self, model, loss_fn, val) -> float:

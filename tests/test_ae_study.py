@@ -3,7 +3,9 @@ run end to end on tiny recipes (resumable), and the reconstruction measurements 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ import bench.ae_study as study
 from bench.execution.presets import ZooRecipe
 from bench.store.results import ResultStore
 from zoos.inr import build_inr_zoo
+from zoos.space import siren_space
 
 
 def test_extra_training_images_leave_the_base_zoo_alone():
@@ -33,7 +36,8 @@ TINY_MODEL = dict(hidden=4, n_layers=1, latent=8, batch_size=4, warmup=1, patien
 
 
 @pytest.fixture
-def tiny_study(monkeypatch):
+def tiny_study(monkeypatch, tmp_path):
+    monkeypatch.setenv("REBASIN_PRETRAINED", str(tmp_path / "pretrained"))
     monkeypatch.setattr(study, "STUDY_RECIPES", {
         "inr": study.StudyRecipe("inr", ZooRecipe("inr", dict(n_images=10, fits_per_image=2, steps=60,
                                                               extra_train_images=4)),
@@ -75,6 +79,46 @@ def test_study_runs_reports_and_resumes(tiny_study, tmp_path):
     assert len(store.parts()) == parts
     assert again.drop(columns=["train_minutes", "networks_per_s"]).equals(
         table.drop(columns=["train_minutes", "networks_per_s"]))
+
+
+def test_the_largest_inr_model_is_exported_and_serves_zoos_it_applies_to(tiny_study, tmp_path):
+    from bench.execution.batch import prepare_method
+    from bench.execution.checkpoints import CheckpointStore
+    from bench.execution.zoo_cache import get_zoo
+    from methods import make_method
+    from zoos.symmetry import select
+    from zoos.tasks import make_task
+
+    study.run_study(tmp_path, kinds=("inr",), progress=False)
+    (exported,) = (tmp_path / "pretrained").iterdir()
+    assert exported.name.startswith("inr-") and "-10-" in exported.name
+    recipe = study.STUDY_RECIPES["inr"]
+    zoo = get_zoo(recipe.zoo, tmp_path / "ae-study" / "zoos", progress=False)
+    task = make_task(zoo)
+    trained, _ = prepare_method(recipe.specs()[-1], 0, zoo, task, CheckpointStore.for_results(tmp_path / "ae-study"))
+    spec = f"scalegmn-ae[pretrained={exported.name}]"
+    assert make_method(spec).skip(zoo) is None
+    served, _ = prepare_method(spec, 0, zoo, task)
+    assert served.hp["hidden"] == TINY_MODEL["hidden"] and served.fit_info["pretrained"] == exported.name
+    test = select(zoo.params, zoo.indices("test"))
+    a, b = trained.canonicalize(test), served.canonicalize(test)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the very same model
+
+    # zoos it does not apply to are skipped with the reason, never served
+    leaky = dataclasses.replace(zoo, meta=zoo.meta.assign(split="test"))  # its training images held out
+    assert "leak" in make_method(spec).skip(leaky)
+    wider = SimpleNamespace(space=siren_space(16), task=zoo.task, meta=zoo.meta)
+    assert "networks, not" in make_method(spec).skip(wider)
+    digits = dataclasses.replace(zoo, task={**zoo.task, "source": "digits"})
+    assert "this zoo is digits" in make_method(spec).skip(digits)
+    assert "no usable committed model" in make_method("scalegmn-ae[pretrained=absent]").skip(zoo)
+    weights = exported / "best.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert "does not match its manifest" in make_method(spec).skip(zoo)
+    with pytest.raises(ValueError, match="not a name"):
+        make_method("scalegmn-ae[pretrained=../elsewhere]")
 
 
 def test_projection_reads_a_log_linear_trend():

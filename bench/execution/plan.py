@@ -57,7 +57,7 @@ class Group:
 
 
 def method_specs(bench: Benchmark, methods: list[str] | None) -> list[str]:
-    specs = methods or list(bench.methods or METHODS)
+    specs = methods or [*(bench.methods or METHODS), *bench.extra]
     specs = [format_spec(s, bench.overrides[s]) if s in bench.overrides else s for s in specs]
     for spec in specs:  # fail fast, before any zoo is built
         make_method(spec)

@@ -25,6 +25,8 @@ class Benchmark:
     seed: int = 0
     # hyperparameters a preset sets for a method named without any (keeps the budget)
     overrides: dict = field(default_factory=dict)
+    # variants run besides `methods` when the user names no methods (e.g. a committed pretrained model)
+    extra: tuple[str, ...] = ()
 
 
 PRESETS = {
