@@ -54,6 +54,7 @@ from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from methods.base import Aligner, Alignment, CheckpointStore, Hyper, Merged
+from zoos.devices import DEVICES, DeviceError, resolve_device
 from zoos.files import check_input, clean_temp_files, read_input, write_bytes_atomic
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import random_action, select
@@ -114,6 +115,8 @@ def chunk_size(model: GraphAutoencoder) -> int:
     """Networks per forward pass: a batch is split so that one layer's edge features stay under ~4M floats
     (measured on 2 cores: 16-32 networks at d = 128 run at one rate per network, 64 at half of it, as
     the allocator starts mapping fresh pages for every large tensor)."""
+    if model.encoder.in_scale.device.type != "cpu":  # the allocator's cliff is a CPU effect: one pass on a GPU
+        return 2**31
     t = model.encoder.template
     return max(1, 2**22 // (t.n_edges * model.encoder.d))
 
@@ -237,7 +240,7 @@ class ScaleGMNAutoencoder(Aligner):
         # a committed model under results/pretrained/<name> (written by `bench ae study`): used as is, its
         # recipe replaces the model hyperparameters above; skipped on zoos it does not apply to
         "pretrained": Hyper("name", ""),  # merge: decode the mean latent instead of averaging decodings
-        "device": Hyper("cat", "cpu", choices=("cpu", "cuda", "auto")),
+        "device": Hyper("cat", "cpu", choices=DEVICES),
         # dense: message passing over the zoo's shared graph (fast); pyg: the torch-geometric reference
         "graph": Hyper("cat", "dense", choices=("dense", "pyg")),
         # bf16: mixed-precision autocast for training and encoding (~1.6x on CPUs with AVX512-BF16)
@@ -249,9 +252,10 @@ class ScaleGMNAutoencoder(Aligner):
 
     def __init__(self, seed: int = 0, **hyper):
         super().__init__(seed, **hyper)
-        if self.hp["device"] == "cuda" and not torch.cuda.is_available():  # refuse now, not deep inside training
-            raise ValueError(f"{self.name}[device=cuda]: CUDA is not available to this torch {torch.__version__} "
-                             f"(use device=cpu or device=auto)")
+        try:  # refuse now, not deep inside training
+            resolve_device(self.hp["device"])
+        except DeviceError as error:
+            raise ValueError(f"{self.name}[device={self.hp['device']}]: {error}") from None
         self.log_fn: Callable[[dict, int], None] | None = None  # log_fn(metrics, epoch), e.g. MLflow
         self.model: GraphAutoencoder | None = None
         self.fit_info: dict = {}
@@ -260,10 +264,7 @@ class ScaleGMNAutoencoder(Aligner):
     # ---- setup -------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        d = self.hp["device"]
-        if d == "auto":
-            d = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.device(d)
+        return resolve_device(self.hp["device"])
 
     def build(self, space: WeightSpace) -> GraphAutoencoder:
         from methods.scalegmn import GraphAutoencoder

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from methods.assignment import assignment
 from methods.base import Aligner, Alignment, Hyper
 from methods.weight_matching import weight_matching
+from zoos.devices import DEVICES, resolve_device
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import GroupElement, apply_perms, select, sq_distance, stack
 
@@ -168,7 +169,7 @@ def soft_permute(space: WeightSpace, b: Params, mats: dict[str, torch.Tensor]) -
 
 def hard_perm(mat: torch.Tensor) -> torch.Tensor:
     """Nearest permutation to a soft matrix [n, n]: argmax_perm sum_i P[i, perm[i]] (linear assignment)."""
-    score = mat.detach().double().numpy()
+    score = mat.detach().double().cpu().numpy()
     return torch.from_numpy(assignment(score)).long()  # ties (e.g. duplicated units) -> identity
 
 
@@ -208,6 +209,7 @@ class SinkhornRebasin(Aligner):
         "init": Hyper("cat", "identity", choices=("identity", "weight-matching")),
         # classifier tasks: training images in the fixed batch of the task loss (the CNN forward dominates)
         "batch": Hyper("int", 512, 16, 4096, log=True),
+        "device": Hyper("cat", "cpu", choices=DEVICES),  # where the relaxed problem runs (LAP rounding: CPU)
     }
     noise = 0.1  # reference init: I + 0.1 N(0, 1)
     checkpoints = 10  # hard solutions scored this many times along the run (plus the start)
@@ -244,14 +246,15 @@ class SinkhornRebasin(Aligner):
         the loss is a sum over pairs and AdamW acts elementwise). Returns (perms {p: [M, n]}, stats).
         """
         space, hp = self.space, self.hp
-        generator = generator or torch.Generator().manual_seed(self.seed)
-        a = {k: v.detach().float() for k, v in a.items()}
-        b = {k: v.detach().float() for k, v in b.items()}
+        dev = resolve_device(hp["device"])
+        generator = generator or torch.Generator().manual_seed(self.seed)  # CPU draws: the same on any device
+        a = {k: v.detach().float().to(dev) for k, v in a.items()}
+        b = {k: v.detach().float().to(dev) for k, v in b.items()}
         m = next(iter(b.values())).shape[0]
 
         if hp["init"] == "weight-matching":
-            found = [weight_matching(space, {k: v[0] for k, v in a.items()}, {k: v[i] for k, v in b.items()},
-                                     generator=generator)[0] for i in range(m)]
+            found = [weight_matching(space, {k: v[0].cpu() for k, v in a.items()},
+                                     {k: v[i].cpu() for k, v in b.items()}, generator=generator)[0] for i in range(m)]
             start = {p: torch.stack([f[p] for f in found]) for p in space.perm_sizes}
         else:
             start = {p: torch.arange(n).expand(m, n) for p, n in space.perm_sizes.items()}
@@ -262,7 +265,7 @@ class SinkhornRebasin(Aligner):
         xs = {}
         for n, names in groups.items():
             one_hot = torch.stack([F.one_hot(start[p], n).float() for p in names], dim=1)
-            xs[n] = (one_hot + self.noise * torch.randn(one_hot.shape, generator=generator)).requires_grad_()
+            xs[n] = (one_hot + self.noise * torch.randn(one_hot.shape, generator=generator)).to(dev).requires_grad_()
 
         def soft_mats() -> dict[str, torch.Tensor]:
             mats = {}
@@ -271,7 +274,7 @@ class SinkhornRebasin(Aligner):
             return mats
 
         # Hard candidates are scored by a deterministic objective: l2, or the midpoint loss.
-        fixed_lam = torch.full((m,), 0.5)
+        fixed_lam = torch.full((m,), 0.5, device=dev)
 
         @torch.no_grad()
         def score_hard(perms) -> torch.Tensor:
@@ -290,10 +293,10 @@ class SinkhornRebasin(Aligner):
             norm = sum((v**2).flatten(1).sum(1) for v in (*a.values(), *b.values()))
             norm = norm.clamp_min(torch.finfo(norm.dtype).tiny)  # all-zero networks: zero loss, zero gradient
         else:
-            norm = torch.ones(m)
+            norm = torch.ones(m, device=dev)
         history = []
         for step in range(1, hp["steps"] + 1):
-            lam = torch.rand(m, generator=generator) if hp["objective"] == "rnd" else fixed_lam
+            lam = torch.rand(m, generator=generator).to(dev) if hp["objective"] == "rnd" else fixed_lam
             values = self._objective(a, soft_permute(space, b, soft_mats()), lam, target)
             (values / norm).sum().backward()
             opt.step()
@@ -306,8 +309,8 @@ class SinkhornRebasin(Aligner):
                 better = value < best
                 best = torch.where(better, value, best)
                 for p in best_perms:
-                    best_perms[p][better] = perms[p][better]
-        return best_perms, {"objective": best, "history": history}
+                    best_perms[p][better.cpu()] = perms[p][better.cpu()]
+        return best_perms, {"objective": best.cpu(), "history": history}
 
     def align(self, ref, others, target=None):
         t = self._target(target)

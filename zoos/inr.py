@@ -43,13 +43,19 @@ def dwsnets_init(space: WeightSpace, seeds: list[int]) -> Params:
 
 
 def fit_inrs(space: WeightSpace, init: Params, images: torch.Tensor, steps: int = 1000, lr: float = 5e-3,
-             progress: tqdm | None = None) -> tuple[Params, torch.Tensor]:
+             progress: tqdm | None = None, device: str | torch.device = "cpu") -> tuple[Params, torch.Tensor]:
     """Fit N stacked SIRENs (init [N,...]) to images [N, H, W] by full-batch Adam; returns (params, mse [N]).
 
-    Sine MLPs with one output (every INR space we build) take a hand-written forward/backward
-    (`_SirenKernel`); any other space the plain autograd loop (`fit_inrs_autograd`). Both compute
-    the same gradients of the same loss and take the same Adam steps.
+    On the CPU, sine MLPs with one output (every INR space we build) take a hand-written
+    forward/backward (`_SirenKernel`, cache-sized chunks); any other space, and any other device, the
+    plain autograd loop (`fit_inrs_autograd`: on a GPU one pass over all N is what pays). Both compute
+    the same gradients of the same loss and take the same Adam steps. Results come back on the CPU.
     """
+    device = torch.device(device)
+    if device.type != "cpu":
+        on = {k: v.to(device) for k, v in init.items()}
+        params, mse = fit_inrs_autograd(space, on, images.to(device), steps, lr, progress)
+        return {k: v.cpu() for k, v in params.items()}, mse.cpu()
     if not _SirenKernel.supports(space):
         return fit_inrs_autograd(space, init, images, steps, lr, progress)
     kernel = _SirenKernel(space, images.shape[-1])
@@ -77,8 +83,8 @@ def fit_inrs(space: WeightSpace, init: Params, images: torch.Tensor, steps: int 
 def fit_inrs_autograd(space: WeightSpace, init: Params, images: torch.Tensor, steps: int = 1000, lr: float = 5e-3,
                       progress: tqdm | None = None) -> tuple[Params, torch.Tensor]:
     """The reference fitting loop: autograd through `space.forward`, torch's Adam (any space)."""
-    grid = inr_grid(images.shape[-1])
-    target = images.flatten(1)
+    grid = inr_grid(images.shape[-1]).to(images.device)
+    target = images.flatten(1).float()
     params = {k: v.clone().requires_grad_(True) for k, v in init.items()}
     opt = torch.optim.Adam(params.values(), lr=lr)
     for _ in range(steps):
@@ -203,7 +209,7 @@ class _SirenKernel:
 
 def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int = 2, steps: int = 1000,
                   lr: float = 5e-3, hidden: int = 32, depth: int = 2, seed: int = 0, chunk: int = 512,
-                  progress: bool = True, extra_train_images: int = 0) -> Zoo:
+                  progress: bool = True, extra_train_images: int = 0, device: str | torch.device = "cpu") -> Zoo:
     """Fit `fits_per_image` SIRENs to each of `n_images` images drawn (seeded) from `source`'s train split.
 
     `extra_train_images` more images (the next ones of the same draw) are fitted once each and all go to
@@ -230,7 +236,8 @@ def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int
                disable=not progress)
     for start in range(0, n, chunk):
         idx = slice(start, min(start + chunk, n))
-        params, mse = fit_inrs(space, dwsnets_init(space, fit_seeds[idx]), targets[target_of[idx]], steps, lr, bar)
+        params, mse = fit_inrs(space, dwsnets_init(space, fit_seeds[idx]), targets[target_of[idx]], steps, lr, bar,
+                               device)
         parts.append(params)
         mses.append(mse)
     bar.close()
@@ -252,5 +259,7 @@ def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int
                   hidden=hidden, depth=depth, seed=seed)
     if extra_train_images:  # absent otherwise, so that existing zoos keep their config and keys
         config["extra_train_images"] = extra_train_images
+    if torch.device(device).type != "cpu":  # fitted elsewhere: the same recipe, other float rounding
+        config["device"] = str(device)
     task = {"kind": "inr", "source": source, "config": config}
     return Zoo(f"inr-{source}", space, params, meta, task, targets)

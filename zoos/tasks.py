@@ -57,7 +57,7 @@ def grid_first_layer(w: torch.Tensor, b: torch.Tensor, size: int, out: torch.Ten
     4 x size transcendentals per unit instead of 2 x size^2: sin and cos dominate a SIREN's cost.
     """
     n, units = w.shape[:2]
-    lin = torch.linspace(-1, 1, size, dtype=w.dtype)[None, :, None]
+    lin = torch.linspace(-1, 1, size, dtype=w.dtype, device=w.device)[None, :, None]
     a = w[:, None, :, 0] * lin  # [n, column j, unit]
     r = torch.addcmul(b[:, None, :], w[:, None, :, 1], lin)  # [n, row i, unit]
     sa, ca, sr, cr = a.sin()[:, None], a.cos()[:, None], r.sin()[:, :, None], r.cos()[:, :, None]
@@ -74,7 +74,7 @@ def grid_forward(space: WeightSpace, params: Params, size: int) -> torch.Tensor:
     w0 = space.w0
     first = hidden[0]
     n = params[first.weight].shape[0]
-    h = torch.empty(n, size * size, first.n_out, dtype=params[first.weight].dtype)
+    h = params[first.weight].new_empty(n, size * size, first.n_out)
     grid_first_layer(params[first.weight] * w0, params[first.bias] * w0, size, h)
     for layer in hidden[1:]:  # bmm then an in-place bias add: cheaper than baddbmm's broadcast bias here
         h = torch.bmm(h, (params[layer.weight] * w0).transpose(1, 2)).add_((params[layer.bias] * w0).unsqueeze(1))
@@ -88,18 +88,32 @@ def grid_forward(space: WeightSpace, params: Params, size: int) -> torch.Tensor:
 CACHE_FLOATS = 1 << 20
 
 
+def _on(t: torch.Tensor, like: Params | torch.Tensor) -> torch.Tensor:
+    """t on the device of `like` (a tensor, or the first tensor of a parameter dict); no copy when already there."""
+    ref = like if isinstance(like, torch.Tensor) else next(iter(like.values()))
+    return t.to(ref.device)
+
+
 def _chunks(m: int, size: int):
     for start in range(0, m, size):
         yield slice(start, min(start + size, m))
 
 
 class Task:
+    """Scores networks on a task's data. Networks are scored on `device` (set with `to`; the data moves
+    there when used) and every score comes back on the CPU; on the CPU nothing is moved or copied."""
+
     kind: str
     metrics: tuple[str, ...]
     higher_is_better: dict[str, bool]
 
     def __init__(self, space: WeightSpace):
         self.space = space
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Task:
+        self.device = torch.device(device)
+        return self
 
     def inputs(self) -> torch.Tensor:
         raise NotImplementedError
@@ -116,23 +130,26 @@ class Task:
         return self.chunk()
 
     def forward(self, params: Params) -> torch.Tensor:
-        """[M, B, out] on the task's inputs, one pass (no chunking)."""
-        return self.space.forward(params, self.inputs())
+        """[M, B, out] on the task's inputs, one pass (no chunking), on the parameters' device."""
+        return self.space.forward(params, _on(self.inputs(), params))
+
+    def _slice(self, params: Params, s: slice) -> Params:
+        return {k: v[s].to(self.device) for k, v in params.items()}
 
     @torch.no_grad()
     def outputs(self, params: Params) -> torch.Tensor:
         """[M, B, out] on the task's inputs."""
         m = next(iter(params.values())).shape[0]
-        return torch.cat([self.forward({k: v[s] for k, v in params.items()}) for s in _chunks(m, self.eval_chunk())])
+        return torch.cat([self.forward(self._slice(params, s)).cpu() for s in _chunks(m, self.eval_chunk())])
 
     @torch.no_grad()
     def evaluate(self, params: Params, target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         m = next(iter(params.values())).shape[0]
         out: dict[str, list] = {k: [] for k in self.metrics}
         for s in _chunks(m, self.eval_chunk()):
-            y = self.forward({k: v[s] for k, v in params.items()})
+            y = self.forward(self._slice(params, s))
             for k, v in self.score(y, None if target is None else target[s]).items():
-                out[k].append(v)
+                out[k].append(v.cpu())
         return {k: torch.cat(v) for k, v in out.items()}
 
     def score(self, outputs: torch.Tensor, target) -> dict[str, torch.Tensor]:
@@ -190,11 +207,11 @@ class InrTask(Task):
         return super().forward(params)
 
     def score(self, outputs, target):
-        mse = ((outputs[..., 0] - self.targets[target].flatten(1)) ** 2).mean(dim=1)
+        mse = ((outputs[..., 0] - _on(self.targets[target].flatten(1), outputs)) ** 2).mean(dim=1)
         return {"loss": mse, "psnr": psnr(mse)}
 
     def task_loss(self, params, target=None):
-        return self.score(self.space.forward(params, self.grid), target)["loss"]
+        return self.score(self.space.forward(params, _on(self.grid, params)), target)["loss"]
 
     def data(self):
         return (self.targets,)
@@ -236,7 +253,7 @@ class ClassifierTask(Task):
         """Cross-entropy on a fixed training batch of n images (never the evaluation set)."""
         if getattr(self, "_train", None) is None or len(self._train[0]) != n:
             self._train = self.train_batch(n)
-        x, y = self._train
+        x, y = _on(self._train[0], params), _on(self._train[1], params)
         logits = self.space.forward(params, x)
         m = logits.shape[0]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(m), reduction="none")
@@ -247,7 +264,7 @@ class ClassifierTask(Task):
         return torch.log_softmax(outputs, -1).exp().mean(0, keepdim=True).clamp_min(1e-30).log()
 
     def score(self, outputs, target):
-        labels = self._eval[1]
+        labels = _on(self._eval[1], outputs)
         m = outputs.shape[0]
         loss = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), labels.repeat(m), reduction="none")
         acc = (outputs.argmax(-1) == labels).float().mean(1)
