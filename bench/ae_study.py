@@ -18,15 +18,15 @@ path excess and barrier (mean, 95% CI, n).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from bench.evaluation.collapse import distances, signatures
+from bench.evaluation.reconstruction import reconstruction
 from bench.execution.batch import prepare_method
 from bench.execution.checkpoints import CheckpointStore
 from bench.execution.plan import RunOptions
@@ -37,9 +37,8 @@ from bench.report.stats import mean_ci
 from bench.store.results import ResultStore
 from methods import format_spec, normalise_spec
 from methods.scalegmn_ae import write_pretrained
-from zoos.files import write_bytes_atomic
-from zoos.symmetry import select
-from zoos.tasks import make_task, psnr
+from zoos.files import read_input, write_bytes_atomic
+from zoos.tasks import make_task
 
 REFERENCES = ("naive", "sign-rebasin", "constant")
 PROTOCOLS = {"pairs": dict(n_pairs=32, lambdas=7),
@@ -61,17 +60,17 @@ class StudyRecipe:
                          methods=(*REFERENCES, *self.specs()))
 
 
-# d = 64, 4 layers, bf16 autocast: 150 networks/s on 2 cores. Epochs shrink as sets grow so that the
-# largest set gets the most steps and about one hour (see results/autoencoder.md for what each took).
+# d = 64, 4 layers, bf16 autocast: ~120 networks/s on 2 cores. Epochs shrink as sets grow, the largest
+# set still getting the most optimiser steps; the whole study takes about 45 minutes on 2 cores.
 STUDY_RECIPES = {
     "inr": StudyRecipe(
         "inr", ZooRecipe("inr", dict(n_images=160, fits_per_image=2, steps=1000, extra_train_images=3808)),
         dict(hidden=64, n_layers=4, latent=128, batch_size=32, precision="bf16", warmup=500, patience=30),
-        ((192, 200), (1000, 120), (4000, 60))),
+        ((192, 150), (1000, 60), (4000, 30))),
     "cnn": StudyRecipe(
         "cnn", ZooRecipe("cnn", dict(activation="relu", n_nets=320, epochs=3, n_eval=256, splits=(0.8, 0.05, 0.15))),
         dict(hidden=64, n_layers=4, latent=128, batch_size=32, precision="bf16", warmup=500, patience=30),
-        ((12, 300), (64, 200), (256, 100))),
+        ((12, 150), (64, 100), (256, 40))),
     # the reference's INR setting, for a GPU: 55k training networks (the default zoo's 192 first, the
     # same val/test networks), d = 128, 4 layers, batch 128, warmup 1000, 150 epochs, float32
     "paper": StudyRecipe(
@@ -114,41 +113,6 @@ def export_largest(results: Path, name: str) -> Path:
 
 
 # ---- measurements --------------------------------------------------------------------------------
-@torch.no_grad()
-def reconstruction(zoo, task, method) -> dict:
-    """What the decoded test networks compute, against their originals (and the ground truth for INRs)."""
-    idx = zoo.indices("test")
-    params = select(zoo.params, idx)
-    decoded = method.align(select(params, [0]), params).others  # what the method makes of each network
-    out_o, out_d = task.outputs(params), task.outputs(decoded)
-    if task.kind == "classifier":
-        out_o, out_d = out_o.softmax(-1), out_d.softmax(-1)
-    mean = out_o.mean(0, keepdim=True)
-    r2 = 1 - ((out_d - out_o) ** 2).sum() / ((out_o - mean) ** 2).sum()
-    sig_o, sig_d = signatures(task, params), signatures(task, decoded)
-    nearest = distances(task, sig_d, sig_o).argmin(1)
-    res = {"n_test": len(idx), "r2": float(r2), "ident": float((nearest == torch.arange(len(idx))).double().mean()),
-           "ident_chance": 1 / len(idx)}
-    if task.kind == "inr":
-        target = torch.as_tensor(zoo.meta["target"].to_numpy()[idx])
-        images = zoo.targets[target].flatten(1).to(out_o.dtype)
-        render_o, render_d = out_o.flatten(1), out_d.flatten(1)
-        res.update(psnr_gt=float(psnr(((render_d - images) ** 2).mean(1)).mean()),
-                   psnr_gt_original=float(psnr(((render_o - images) ** 2).mean(1)).mean()),
-                   psnr_original=float(psnr(((render_d - render_o) ** 2).mean(1)).mean()),
-                   ident_image=float((target[nearest] == target).double().mean()),
-                   ident_image_chance=1 / len(set(target.tolist())))
-        train_images = zoo.targets[torch.as_tensor(sorted(set(zoo.meta["target"].to_numpy()[zoo.indices("train")])))]
-        mean_image = train_images.flatten(1).mean(0).to(out_o.dtype)
-        res["psnr_gt_mean_image"] = float(psnr(((mean_image - images) ** 2).mean(1)).mean())
-    else:
-        acc_o, acc_d = task.evaluate(params)["acc"].double(), task.evaluate(decoded)["acc"].double()
-        res.update(acc_original=float(acc_o.mean()), acc_decoded=float(acc_d.mean()),
-                   acc_lost=float((acc_o - acc_d).mean()),
-                   agreement=float((out_o.argmax(-1) == out_d.argmax(-1)).double().mean()))
-    return res
-
-
 def _protocol_stats(rows: pd.DataFrame, variant: str, metric: str) -> dict:
     out = {}
     for protocol in PROTOCOLS:
@@ -178,7 +142,8 @@ def study_table(results: Path, kinds=("inr", "cnn")) -> pd.DataFrame:
         metric = "loss"
         for spec in (*REFERENCES, *recipe.specs()):
             variant = normalise_spec(spec)
-            rec = {"study": name, "kind": kind, "zoo": zoo.name, "method": variant, "n_train": math.nan}
+            rec = {"study": name, "kind": kind, "zoo": zoo.name, "zoo_hash": zoo.content_hash(), "method": variant,
+                   "n_train": math.nan}
             rec.update(_protocol_stats(rows_k, variant, metric) if len(rows_k) else {})
             if spec.startswith("scalegmn-ae"):
                 method, _ = prepare_method(spec, 0, zoo, task, CheckpointStore.for_results(root))
@@ -288,9 +253,33 @@ def write_report(table: pd.DataFrame, results: Path) -> None:
                             f"{per_net * 1e3:.1f} ms per network-epoch that is ~{hours:,.1f} h on this CPU "
                             "(an extrapolation from few points: an order of magnitude, not a promise).")
         lines.append("")
+    trial = results / "ae_gpu_trial.json"
+    if trial.is_file():
+        lines += gpu_trial_section(json.loads(read_input(trial, 2**20)), table)
     path = results / "autoencoder.md"
     write_bytes_atomic(path, lambda fh: fh.write("\n".join(lines).encode()))
     figure(table, results / "autoencoder.png")
+
+
+def gpu_trial_section(trial: dict, table: pd.DataFrame) -> list[str]:
+    """The reference-size model trained on an accelerator (`python -m bench.perf.gpu --ae-trial`)."""
+    same = table[(table.study == "inr") & table.n_train.notna()]
+    lines = ["## The reference model size on an accelerator", "",
+             f"`python -m bench.perf.gpu --ae-trial <study INR zoo> --ae-epochs {trial['epochs']}` on "
+             f"{trial['accelerator']} (torch {trial['torch']}): `scalegmn-ae` with "
+             + ", ".join(f"{k}={v}" for k, v in trial["hp"].items()) + f", float32, trained on the study zoo's "
+             f"{trial['n_train']} training networks ({trial['epochs']} epochs, best {trial['best_epoch']}, "
+             f"{trial['train_seconds'] / 60:.1f} min), scored on the same {trial['n_test']} test networks:", "",
+             "| model | n train | PSNR vs GT | PSNR vs original | R^2 | ident (net) | ident (image) |",
+             "|---|---|---|---|---|---|---|",
+             f"| d = 128, accelerator | {trial['n_train']} | {trial['psnr_gt']:.2f} | {trial['psnr_original']:.2f} | "
+             f"{trial['r2']:.3f} | {trial['ident']:.3f} | {trial['ident_image']:.3f} |"]
+    for _, r in same.iterrows():
+        lines.append(f"| study (CPU) | {int(r.n_train)} | {r.psnr_gt:.2f} | {r.psnr_original:.2f} | {r.r2:.3f} | "
+                     f"{r.ident:.3f} | {r.ident_image:.3f} |")
+    if trial.get("zoo_hash") not in set(table.get("zoo_hash", [])) and "zoo_hash" in table:
+        lines += ["", "(the trial's zoo is not this study's zoo: compare with care)"]
+    return lines + [""]
 
 
 def figure(table: pd.DataFrame, path: Path) -> None:

@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   bench report --metric loss_barrier --format csv   # one matrix, every number unrounded
   bench mirror --check                       # is the MLflow mirror the Parquet table? (--rebuild: make it so)
   bench perf --suites evaluation             # timings side by side into results/perf.*
+  bench perf --suites gpu                    # CPU vs accelerator into results/perf_gpu.* (a few minutes)
   bench perf --peer-rebasin /tmp/peer-rebasin/bin/python --peer-sinkhorn /tmp/peer-sinkhorn/bin/python
   bench sweep git-rebasin --zoo default:1 --protocols pairs --trials 20 --workers 2   # Optuna
   bench sweep "sinkhorn-rebasin[objective=l2]" --zoo zoos/cnn --params tau lr --trials 30
@@ -96,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", metavar="tcp://host:port",
                      help="run the units on an existing Dask cluster (zoo directories on a shared filesystem)")
     run.add_argument("--threads", type=COUNT, default=1, help="torch threads for aligning and evaluating (default: 1)")
+    run.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                     help="fit INR zoos, score networks and run device-aware methods here (default: cpu; "
+                          "auto = cuda when torch sees it)")
     run.add_argument("--seed", type=SEED, default=None, help="override the preset's seed")
     run.add_argument("--no-mlflow", action="store_true", help="do not mirror results to MLflow")
     run.add_argument("--no-report", action="store_true", help="do not rewrite the leaderboard and figures")
@@ -122,7 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     perf = command("perf", "speed side by side (batched vs looped, methods vs width)")
     perf.add_argument("--results", type=Path, default=Path("results"))
     perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation memory align autoencoder ae-train "
-                       "(the other suites' rows of an existing perf.parquet are kept)")
+                       "(the other suites' rows of an existing perf.parquet are kept); gpu: CPU vs accelerator "
+                       "into perf_gpu.md")
+    perf.add_argument("--device", default="auto", help="gpu suite: the accelerator (default: auto)")
     perf.add_argument("--threads", type=COUNT, default=1, help="torch threads, pinned (default: 1)")
     perf.add_argument("--repeats", type=COUNT, default=3, help="interleaved repetitions per case (default: 3)")
     perf.add_argument("--widths", type=COUNT, nargs="+", help="align/autoencoder widths (default: 32 64 128 256 512)")
@@ -288,8 +294,11 @@ def _run(args, argv) -> int:
         raise ValueError(f"{args.data}: dataset path does not exist")
     if args.workers < 0:
         raise ValueError(f"--workers {args.workers}: must be >= 0")
+    from zoos.devices import resolve_device
+
+    resolve_device(args.device)  # refuse cuda without CUDA now, in one line
     opts = RunOptions(results=args.results, data=args.data, build_workers=args.build_workers, threads=args.threads,
-                      progress=not args.quiet, workers=args.workers, scheduler=args.scheduler)
+                      progress=not args.quiet, workers=args.workers, scheduler=args.scheduler, device=args.device)
     counts = run_benchmark(bench, args.methods, opts)
     print(f"units: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
     failures = counts.get("failures", [])
@@ -527,6 +536,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "perf":
+            if args.suites and "gpu" in args.suites:  # its own table: results/perf_gpu.md
+                from bench.perf.gpu import markdown, run
+
+                print(markdown(run(args.results, args.device, args.repeats)))
+                args.suites = [s for s in args.suites if s != "gpu"]
+                if not args.suites:
+                    return 0
             from bench.perf.suites import run_perf
 
             run_perf(args.results, args.suites, args.threads, args.repeats, tuple(args.widths or ()) or None,

@@ -98,7 +98,7 @@ class _ScaledSinkhorn(torch.autograd.Function):
         if bool((k.amax(-2) < torch.finfo(x.dtype).tiny ** 0.5).any()):  # a column would vanish
             raise _OutOfRange
         kt = k.transpose(-1, -2)
-        b = torch.ones(k.shape[0], 1, n, dtype=x.dtype)  # [B, 1, n]
+        b = k.new_ones(k.shape[0], 1, n)  # [B, 1, n]
         a_s, b_s = [], [b]
         for _ in range(n_iter):
             a = torch.bmm(b, kt).reciprocal_()  # (K b)^T

@@ -84,6 +84,8 @@ def test_killed_run_resumes_to_the_same_rows(reference, tiny_inr_zoo, tmp_path):
     (["run", "--protocols", "pair"], "unknown protocol 'pair' (did you mean 'pairs'?"),
     (["sweep", "git-rebasin", "--zoo", "default:0", "--protocol", "orbitt"], "did you mean 'orbit'?"),
     (["run", "--methods", "scalegmn-ae[device=cuda]"], "CUDA is not available"),
+    (["run", "--device", "cuda", "--preset", "smoke"], "CUDA is not available"),
+    (["run", "--methods", "sinkhorn-rebasin[device=cuda]"], "CUDA is not available"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle, tmp_path):
     out = bench(*args, "--results", str(tmp_path)) if args[0] == "run" else bench(*args, cwd=tmp_path)

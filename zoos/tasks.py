@@ -196,7 +196,9 @@ class InrTask(Task):
 
     def eval_chunk(self) -> int:
         # scoring only: a few dozen networks at a time, so that activations stay in cache; training-time
-        # batches (task-loss objectives) keep `chunk()`
+        # batches (task-loss objectives) keep `chunk()`, and so does an accelerator (no cache to fit)
+        if self.device.type != "cpu":
+            return self.chunk()
         widest = max(layer.n_out for layer in self.space.layers)
         return max(1, CACHE_FLOATS // (len(self.grid) * widest))
 

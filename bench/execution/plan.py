@@ -21,7 +21,8 @@ from bench.execution.presets import Benchmark
 from bench.execution.zoo_cache import get_zoo, recipe_id
 from bench.protocols import make_protocol
 from bench.store.results import claim_name, unit_key
-from methods import METHODS, format_spec, make_method, normalise_spec
+from methods import METHODS, format_spec, make_method, normalise_spec, parse_method
+from zoos.devices import resolve_device
 from zoos.tasks import make_task, zoo_fingerprint
 from zoos.zoo import Zoo
 
@@ -40,6 +41,13 @@ class RunOptions:
     report: bool = True
     workers: int = 0  # > 0: run the units on a local Dask cluster of this many worker processes
     scheduler: str | None = None  # address of an existing Dask scheduler (tcp://host:port); wins over workers
+    # where INR zoos are fitted, networks scored and device-aware methods run (cpu | cuda | auto);
+    # on the CPU every path is the one without the flag, so rows and keys are the same
+    device: str = "cpu"
+
+    @property
+    def device_type(self) -> str:
+        return resolve_device(self.device).type
 
 
 @dataclass
@@ -56,19 +64,28 @@ class Group:
         return sum(len(b.units) for b in self.batches)
 
 
-def method_specs(bench: Benchmark, methods: list[str] | None) -> list[str]:
+def method_specs(bench: Benchmark, methods: list[str] | None, device: str = "cpu") -> list[str]:
     specs = methods or [*(bench.methods or METHODS), *bench.extra]
     specs = [format_spec(s, bench.overrides[s]) if s in bench.overrides else s for s in specs]
+    if resolve_device(device).type != "cpu":  # methods that can use the device get it, unless the spec says
+        specs = [_on_device(s, resolve_device(device).type) for s in specs]
     for spec in specs:  # fail fast, before any zoo is built
         make_method(spec)
     return specs
+
+
+def _on_device(spec: str, device: str) -> str:
+    name, given = parse_method(spec)
+    if "device" in METHODS[name].search_space and "device" not in given:
+        return format_spec(name, {**given, "device": device})
+    return spec
 
 
 def zoo_directory(recipe, opts: RunOptions) -> Path:
     """Where `get_zoo` keeps (or finds) the recipe's zoo."""
     if recipe.kind == "path":
         return Path(recipe.options["path"]).resolve()
-    return (Path(opts.results) / "zoos" / recipe_id(recipe, opts.data)).resolve()
+    return (Path(opts.results) / "zoos" / recipe_id(recipe, opts.data, opts.device_type)).resolve()
 
 
 def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], run_id: str,
@@ -83,11 +100,14 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
     gaps = counts.setdefault("gaps", [])
     for recipe in bench.zoos:
         torch.set_num_threads(opts.build_threads)
-        zoo = get_zoo(recipe, opts.results / "zoos", opts.data, opts.build_workers, opts.progress)
+        zoo = get_zoo(recipe, opts.results / "zoos", opts.data, opts.build_workers, opts.progress,
+                      opts.device_type)
         torch.set_num_threads(opts.threads)
-        task = make_task(zoo)
+        task = make_task(zoo).to(opts.device_type)
         zoo_hash = zoo.content_hash()
         zoo_spec = zoo_fingerprint(zoo, task)  # what changes a result besides the weights
+        if opts.device_type != "cpu":  # scored on an accelerator: other float rounding, other keys
+            zoo_spec += f"@{opts.device_type}"
         zoo_dir = str(zoo_directory(recipe, opts))
         for proto_name, proto_options in bench.protocols.items():
             gaps += [(zoo.name, proto_name, why) for why in

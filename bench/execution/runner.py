@@ -29,8 +29,11 @@ from methods import normalise_spec
 def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunOptions = RunOptions(),
                   run_id: str | None = None) -> dict:
     """Run (or resume) `bench`; returns counts of units done, skipped and failed."""
-    specs = method_specs(bench, methods)
+    specs = method_specs(bench, methods, opts.device)
     if opts.workers or opts.scheduler:
+        if opts.device_type != "cpu":
+            raise ValueError(f"device {opts.device}: runs on a Dask cluster use the CPU (each worker scores on its "
+                             "own); run without --workers/--scheduler to use the accelerator")
         return run_distributed(bench, specs, opts, run_id)
     return _run_serial(bench, specs, opts, run_id)
 

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
 from filelock import FileLock
 
 from bench.execution.presets import ZooRecipe
@@ -16,40 +17,45 @@ from zoos.inr import build_inr_zoo
 from zoos.zoo import Zoo, load_zoo, save_zoo
 
 
-def recipe_id(recipe: ZooRecipe, data: str) -> str:
-    text = json.dumps({"kind": recipe.kind, "options": recipe.options, "data": resolve_source(data)},
-                      sort_keys=True, default=list)
+def recipe_id(recipe: ZooRecipe, data: str, device: str = "cpu") -> str:
+    fields = {"kind": recipe.kind, "options": recipe.options, "data": resolve_source(data)}
+    if recipe.kind in DEVICE_BUILDERS and torch.device(device).type != "cpu":  # fitted elsewhere: other rounding
+        fields["device"] = torch.device(device).type
+    text = json.dumps(fields, sort_keys=True, default=list)
     return f"{recipe.kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
-def _inr(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None) -> Zoo:
-    return build_inr_zoo(source=data, progress=progress, **options)
+def _inr(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
+    return build_inr_zoo(source=data, progress=progress, device=device, **options)
 
 
-def _cnn(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None) -> Zoo:
+def _cnn(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
+    # trained in worker processes on the CPU whatever the device: small nets, where processes pay more
     return build_cnn_zoo(CnnZooConfig(source=data, **options), workers=workers, progress=progress,
                          checkpoints=checkpoints)
 
 
-# zoo kind -> builder(options, data, workers, progress, checkpoints); a new kind is its generator
-# module in zoos/ plus one line here
+# zoo kind -> builder(options, data, workers, progress, checkpoints, device); a new kind is its
+# generator module in zoos/ plus one line here
 BUILDERS = {"inr": _inr, "cnn": _cnn}
+DEVICE_BUILDERS = ("inr",)  # kinds whose builder uses the device (and whose cache entry names it)
 
 
 def build(recipe: ZooRecipe, data: str = "auto", workers: int = 2, progress: bool = True,
-          checkpoints: Path | None = None) -> Zoo:
+          checkpoints: Path | None = None, device: str = "cpu") -> Zoo:
     if recipe.kind == "path":
         return load_zoo(recipe.options["path"])
     if recipe.kind not in BUILDERS:
         raise ValueError(f"unknown zoo kind {recipe.kind!r} (known: {', '.join(BUILDERS)}, path)")
-    return BUILDERS[recipe.kind](recipe.options, data, workers, progress, checkpoints)
+    return BUILDERS[recipe.kind](recipe.options, data, workers, progress, checkpoints, device)
 
 
-def get_zoo(recipe: ZooRecipe, cache: Path, data: str = "auto", workers: int = 2, progress: bool = True) -> Zoo:
+def get_zoo(recipe: ZooRecipe, cache: Path, data: str = "auto", workers: int = 2, progress: bool = True,
+            device: str = "cpu") -> Zoo:
     """Load the cached zoo for `recipe`, building (and caching) it on first use."""
     if recipe.kind == "path":
         return load_zoo(recipe.options["path"])
-    directory = Path(cache) / recipe_id(recipe, data)
+    directory = Path(cache) / recipe_id(recipe, data, device)
     if (directory / "spec.json").is_file():
         return load_zoo(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +64,6 @@ def get_zoo(recipe: ZooRecipe, cache: Path, data: str = "auto", workers: int = 2
         if not (directory / "spec.json").is_file():
             # networks trained so far are kept here: a killed build resumes with the rest
             partial = directory.parent / f"{directory.name}.partial"
-            save_zoo(build(recipe, data, workers, progress, partial), directory)
+            save_zoo(build(recipe, data, workers, progress, partial, device), directory)
             shutil.rmtree(partial, ignore_errors=True)
     return load_zoo(directory)  # carries the stored content hash

@@ -1,0 +1,77 @@
+"""The device flag on a CPU: every device-aware path, asked for `device="cpu"` explicitly, is the path
+that runs without the flag (same bits), and CUDA where torch has none is refused in one line. The
+accelerator itself is measured by `bench perf --suites gpu` (results/perf_gpu.md), never in CI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.execution.plan import _on_device, method_specs
+from bench.execution.presets import PRESETS, ZooRecipe
+from bench.execution.zoo_cache import recipe_id
+from methods.sinkhorn import SinkhornRebasin
+from zoos.devices import DeviceError, resolve_device
+from zoos.inr import dwsnets_init, fit_inrs
+from zoos.space import siren_space
+from zoos.tasks import InrTask
+
+NO_CUDA = not torch.cuda.is_available()
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DeviceError, match="unknown device"):
+        resolve_device("gpu0")
+    if NO_CUDA:
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def _images(n):
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 28, 28, generator=g)
+
+
+def test_fitting_and_scoring_on_an_explicit_cpu_are_the_default_path():
+    space = siren_space()
+    init, images = dwsnets_init(space, list(range(6))), _images(6)
+    plain, mse = fit_inrs(space, init, images, steps=20)
+    on_cpu, mse_cpu = fit_inrs(space, init, images, steps=20, device="cpu")
+    assert torch.equal(mse, mse_cpu) and all(torch.equal(plain[k], on_cpu[k]) for k in plain)
+    target = torch.arange(6)
+    default = InrTask(space, images).evaluate(plain, target)
+    moved = InrTask(space, images).to("cpu").evaluate(plain, target)
+    assert all(torch.equal(default[k], moved[k]) for k in default)
+
+
+@pytest.mark.parametrize("objective", ["l2", "mid"])
+def test_sinkhorn_on_an_explicit_cpu_is_the_default_path(objective):
+    space = siren_space(8)
+    task = InrTask(space, _images(1))
+    ref, others = dwsnets_init(space, [0]), dwsnets_init(space, [1, 2])
+    results = []
+    for extra in ({}, {"device": "cpu"}):
+        method = SinkhornRebasin(objective=objective, steps=12, **extra)
+        method.space, method.task = space, task
+        results.append(method.align(ref, others, target=0))
+    a, b = results
+    assert all(torch.equal(a.transform.perms[p], b.transform.perms[p]) for p in a.transform.perms)
+    assert a.info["objective"] == b.info["objective"]
+
+
+def test_device_reaches_device_aware_methods_only():
+    assert _on_device("sinkhorn-rebasin", "cuda") == "sinkhorn-rebasin[device=cuda]"
+    assert _on_device("scalegmn-ae[hidden=8]", "cuda") == "scalegmn-ae[device=cuda,hidden=8]"
+    assert _on_device("scalegmn-ae[device=cpu]", "cuda") == "scalegmn-ae[device=cpu]"  # the spec says
+    assert _on_device("git-rebasin", "cuda") == "git-rebasin"  # LAP on the CPU: no device hyperparameter
+    bench = PRESETS["smoke"]
+    assert method_specs(bench, None, "cpu") == method_specs(bench, None)  # the CPU changes no spec, no key
+
+
+def test_a_zoo_fitted_on_an_accelerator_is_cached_apart():
+    inr, cnn = ZooRecipe("inr", dict(n_images=4)), ZooRecipe("cnn", dict(n_nets=4))
+    assert recipe_id(inr, "digits", "cpu") == recipe_id(inr, "digits")
+    assert recipe_id(inr, "digits", "cuda") != recipe_id(inr, "digits")
+    assert recipe_id(cnn, "digits", "cuda") == recipe_id(cnn, "digits")  # CNN zoos train on the CPU
