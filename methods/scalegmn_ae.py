@@ -214,6 +214,7 @@ def write_pretrained(method: ScaleGMNAutoencoder, zoo, name: str, command: str, 
 # ---- the method -----------------------------------------------------------------------------------
 class ScaleGMNAutoencoder(Aligner):
     name = "scalegmn-ae"
+    version = VERSION
     exact = False
     learned = True
     needs = "trained-model"

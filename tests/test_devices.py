@@ -75,3 +75,12 @@ def test_a_zoo_fitted_on_an_accelerator_is_cached_apart():
     assert recipe_id(inr, "digits", "cpu") == recipe_id(inr, "digits")
     assert recipe_id(inr, "digits", "cuda") != recipe_id(inr, "digits")
     assert recipe_id(cnn, "digits", "cuda") == recipe_id(cnn, "digits")  # CNN zoos train on the CPU
+
+
+def test_a_method_version_keys_its_units():
+    from methods import METHODS
+    from methods.scalegmn_ae import VERSION
+
+    assert METHODS["naive"].key_parts() == {}  # version 1: keys of every existing row stay as they are
+    assert METHODS["scalegmn-ae"].key_parts() == {"method_version": VERSION} and VERSION >= 2
+    assert METHODS["gnn-ae"].key_parts() == METHODS["scalegmn-ae"].key_parts()

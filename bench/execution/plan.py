@@ -120,7 +120,8 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
             batches = []
             for proto_name, proto_options in bench.protocols.items():
                 protocol = make_protocol(proto_name, seed=bench.seed, **proto_options)
-                keyed = [(unit_key(variant=normalise_spec(spec), zoo_hash=zoo_hash, zoo_spec=zoo_spec,
+                version = METHODS[parse_method(spec)[0]].key_parts()
+                keyed = [(unit_key(variant=normalise_spec(spec), **version, zoo_hash=zoo_hash, zoo_spec=zoo_spec,
                                    protocol=proto_name, protocol_params=protocol.params(), unit=u.name,
                                    seed=bench.seed), u)
                          for u in protocol.units(zoo)]
