@@ -253,12 +253,58 @@ def write_report(table: pd.DataFrame, results: Path) -> None:
                             f"{per_net * 1e3:.1f} ms per network-epoch that is ~{hours:,.1f} h on this CPU "
                             "(an extrapolation from few points: an order of magnitude, not a promise).")
         lines.append("")
+    lines += paper_estimate_section(results)
     trial = results / "ae_gpu_trial.json"
     if trial.is_file():
         lines += gpu_trial_section(json.loads(read_input(trial, 2**20)), table)
     path = results / "autoencoder.md"
     write_bytes_atomic(path, lambda fh: fh.write("\n".join(lines).encode()))
     figure(table, results / "autoencoder.png")
+
+
+def paper_estimate_section(results: Path) -> list[str]:
+    """Training time of the `paper` study, from measured throughput at its model size (d = 128, 4 layers):
+    this CPU's `bench perf --suites ae-train` rows and, where present, an accelerator's `perf_gpu` rows."""
+    recipe = STUDY_RECIPES["paper"]
+    n, epochs = recipe.sizes[0]
+    work = n * epochs
+    rows = []
+    for path, group, label in ((results / "perf.parquet", "ae-train", "this CPU (2 threads)"),
+                               (results / "perf_gpu.parquet", None, "accelerator")):
+        try:
+            table = pd.read_parquet(path)
+        except (OSError, ValueError):
+            continue
+        if group is not None:  # bench perf: the dense path at the largest batch measured
+            sub = table[(table.get("group") == group) & table.case.str.startswith("dense")]
+            sub = sub[sub.networks == sub.networks.max()] if len(sub) else sub
+            rows += [(f"{label}, {r.case.split(',')[0]} (batch {int(r.networks)})", r.per_item_s)
+                     for _, r in sub.iterrows()]
+        else:
+            sub = table[table.case.str.startswith("ae-train") & (table.device != "cpu")]
+            rows += [(f"{r.accelerator}, {r.case.removeprefix('ae-train ')} ({r.work})", r.per_unit)
+                     for _, r in sub.iterrows()]
+    if not rows:
+        return []
+    lines = ["## The paper preset: what it would take", "",
+             f"`bench ae study --kinds paper` trains the reference setting: {n:,} training INRs x {epochs} epochs = "
+             f"{work / 1e6:.2f}M network-steps at d = 128, 4 layers, batch 128 (fitting its zoo, {n:,} SIRENs, "
+             "comes on top). Estimated from measured training throughput (validation passes not counted):", "",
+             "| where | s per network-step | estimated training time |", "|---|---|---|"]
+    for label, per in rows:
+        hours = work * per / 3600
+        lines.append(f"| {label} | {per:.3g} | {hours:,.1f} h |")
+    try:
+        fits = pd.read_parquet(results / "perf_gpu.parquet")
+        fits = fits[fits.case == "inr-fit"]
+    except (OSError, ValueError):
+        fits = None
+    if fits is not None and len(fits):
+        steps = recipe.zoo.options.get("steps", 1000)
+        lines += ["", f"Fitting its {n:,} SIRENs ({steps} steps each), from the `perf_gpu` fitting rows: " + "; ".join(
+            f"{r.device} ({r.accelerator if r.device != 'cpu' else f'{r.cpu_threads} threads'}) "
+            f"{n * r.per_unit * steps / 1000 / 3600:,.2f} h" for _, r in fits.iterrows()) + "."]
+    return lines + [""]
 
 
 def gpu_trial_section(trial: dict, table: pd.DataFrame) -> list[str]:
