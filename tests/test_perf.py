@@ -88,6 +88,9 @@ def test_suites_at_tiny_sizes_and_report(tmp_path):
     align = perf.alignment(specs=(("mlp", 2), ("cnn", 3)), widths=(4, 8), repeats=1,
                            methods=("git-rebasin", "sign-rebasin", "sinkhorn-l2", "sinkhorn-mid"), fit_steps=5)
     rows += align + perf.autoencoder(widths=(4,), networks=2, repeats=1)
+    ae = perf.autoencoder_training(hidden=4, n_layers=1, batches=(3,), repeats=1)
+    assert [r["case"] for r in ae] == [c[0] for c in perf.AE_CASES] and all(r["per_item_s"] > 0 for r in ae)
+    rows += ae
     cases = {(r["spec"], r["width"], r["case"]) for r in align}
     assert ("mlp", 8, "sinkhorn-mid") in cases and ("cnn", 8, "git-rebasin") in cases
     assert ("cnn", 8, "sinkhorn-mid") not in cases  # task objectives only where a task is cheap (INRs)
@@ -97,6 +100,7 @@ def test_suites_at_tiny_sizes_and_report(tmp_path):
     table = perf.pd.DataFrame(rows).assign(**perf.environment(), load_min=0.0, load_max=1.0)
     text = perf.perf_markdown(table)
     assert "## alignment per pair vs width" in text and "## targets" in text and "| batched |" in text
+    assert "autoencoder training throughput, dense bf16, chunked vs before" in text and "## ae-train" in text
     assert perf.perf_figure(table, tmp_path / "perf.png").stat().st_size > 0
 
 
@@ -140,3 +144,9 @@ def test_cli_perf_writes_table_markdown_and_figure(tmp_path, capsys):
     assert "alignment per pair" in (tmp_path / "perf.md").read_text()
     assert "peer rebasin skipped" in capsys.readouterr().out
     assert main(["perf", "--results", str(tmp_path), "--suites", "nonsense"]) == 2
+    # measuring one suite later keeps the rows of the others (each with its own commit and load)
+    new = perf.pd.DataFrame([{"group": "ae-train", "case": "x", "env_git": "later", "load_min": 0.0, "load_max": 0.0}])
+    merged = perf._keep_other_suites(tmp_path / "perf.parquet", new)
+    assert set(merged.group) == {"align", "ae-train"} and set(merged[merged.group == "align"].env_git) != {"later"}
+    rerun = perf._keep_other_suites(tmp_path / "perf.parquet", merged[merged.group == "align"].assign(env_git="later"))
+    assert set(rerun.env_git) == {"later"}  # a suite measured again replaces its old rows
