@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from bench.evaluation.reconstruction import reconstruction
 from bench.execution.batch import prepare_method
@@ -36,7 +37,7 @@ from bench.execution.zoo_cache import get_zoo
 from bench.report.stats import mean_ci
 from bench.store.results import ResultStore
 from methods import format_spec, normalise_spec
-from methods.scalegmn_ae import write_pretrained
+from methods.scalegmn_ae import ScaleGMNAutoencoder, write_pretrained
 from zoos.files import read_input, write_bytes_atomic
 from zoos.tasks import make_task
 
@@ -75,8 +76,8 @@ STUDY_RECIPES = {
     # same val/test networks), d = 128, 4 layers, batch 128, warmup 1000, 150 epochs, float32
     "paper": StudyRecipe(
         "paper", ZooRecipe("inr", dict(n_images=160, fits_per_image=2, steps=1000, extra_train_images=54_808)),
-        dict(hidden=128, n_layers=4, latent=128, batch_size=128, warmup=1000, patience=50, device="auto"),
-        ((55_000, 150),)),
+        {**{k: v for k, v in ScaleGMNAutoencoder.FULL.items() if k != "epochs"}, "device": "auto"},
+        ((55_000, ScaleGMNAutoencoder.FULL["epochs"]),)),
 }
 
 
@@ -89,6 +90,9 @@ def run_study(results: Path = Path("results"), kinds=("inr", "cnn"), progress: b
     root = study_root(results)
     opts = RunOptions(results=root, threads=2, progress=progress, mirror=False, report=False)
     for kind in kinds:
+        if kind == "paper" and not torch.cuda.is_available():
+            print("ae study: warning: the paper setting has no accelerator here and takes days on a CPU (estimate in "
+                  "autoencoder.md's paper section); it resumes where a kill stopped it", flush=True)
         run_benchmark(STUDY_RECIPES[kind].benchmark(), opts=opts)
         if STUDY_RECIPES[kind].zoo.kind == "inr":
             print(f"ae study: committed-model copy of the largest {kind} autoencoder: {export_largest(results, kind)}",
