@@ -36,7 +36,7 @@ from bench.execution.runner import run_benchmark
 from bench.execution.zoo_cache import get_zoo
 from bench.report.stats import mean_ci
 from bench.store.results import ResultStore
-from methods import format_spec, normalise_spec
+from methods import format_spec, make_method, normalise_spec
 from methods.scalegmn_ae import ScaleGMNAutoencoder, write_pretrained
 from zoos.files import read_input, write_bytes_atomic
 from zoos.tasks import make_task
@@ -150,10 +150,13 @@ def study_table(results: Path, kinds=("inr", "cnn")) -> pd.DataFrame:
                    "n_train": math.nan}
             rec.update(_protocol_stats(rows_k, variant, metric) if len(rows_k) else {})
             if spec.startswith("scalegmn-ae"):
-                method, _ = prepare_method(spec, 0, zoo, task, CheckpointStore.for_results(root))
+                store = CheckpointStore.for_results(root)
+                probe = make_method(spec)
+                if not (store.directory(f"{probe.name}-{probe.cache_key(zoo)}") / "done.json").is_file():
+                    print(f"ae study: {variant} is not trained yet (run `bench ae study`); left out", flush=True)
+                    continue  # the report never trains: it reads what the study run left
+                method, _ = prepare_method(spec, 0, zoo, task, store)
                 info = method.fit_info
-                if not info.get("cached"):
-                    print(f"ae study: warning: {variant} was trained now, not by the study run", flush=True)
                 rec.update(n_train=info["n_train"], epochs=info["epochs"], best_epoch=info["best_epoch"],
                            train_minutes=info["train_seconds"] / 60, best_val_loss=info["best_val_loss"],
                            networks_per_s=info["n_train"] * info["epochs"] / max(info["train_seconds"], 1e-9))

@@ -4,6 +4,7 @@ run end to end on tiny recipes (resumable), and the reconstruction measurements 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from types import SimpleNamespace
 
@@ -79,6 +80,14 @@ def test_study_runs_reports_and_resumes(tiny_study, tmp_path):
     assert len(store.parts()) == parts
     assert again.drop(columns=["train_minutes", "networks_per_s"]).equals(
         table.drop(columns=["train_minutes", "networks_per_s"]))
+    # the report only reads: a model whose checkpoint is gone is left out, not trained again
+    import shutil
+
+    (first,) = [d for d in (tmp_path / "ae-study" / "cache" / "checkpoints").iterdir()
+                if d.is_dir() and json.loads((d / "done.json").read_text())["n_train"] == 6]
+    shutil.rmtree(first)
+    partial = study.study_table(tmp_path, kinds=("inr",))
+    assert partial[partial.n_train.notna()].n_train.tolist() == [10] and not first.exists()
 
 
 def test_the_largest_inr_model_is_exported_and_serves_zoos_it_applies_to(tiny_study, tmp_path):
