@@ -137,3 +137,38 @@ def test_projection_reads_a_log_linear_trend():
     assert study.projection(table, "psnr_gt", 20.0) == pytest.approx(1e6)  # +2 dB per decade
     flat = pd.DataFrame({"n_train": [100.0, 1000.0], "psnr_gt": [12.0, 11.0]})
     assert study.projection(flat, "psnr_gt", 20.0) is None
+
+
+def test_the_committed_model_serves_the_default_inr_zoo():
+    """The default benchmark's pretrained autoencoder is in the repository, intact, and applies to the default
+    INR zoo: its draw of images and splits (computed without fitting) holds no validation/test image it
+    trained on. On a machine without Fashion-MNIST the zoo is digits and the model is skipped instead."""
+    import pandas as pd
+
+    from bench.execution.presets import DEFAULT_PRETRAINED, PRESETS
+    from methods import make_method
+    from methods.scalegmn_ae import pretrained_root
+    from zoos.data import load_images, resolve_source
+    from zoos.inr import image_draw
+
+    (spec,) = PRESETS["default"].extra
+    assert DEFAULT_PRETRAINED in spec
+    manifest = json.loads((pretrained_root() / DEFAULT_PRETRAINED / "manifest.json").read_text())
+    recipe = next(r for r in PRESETS["default"].zoos if r.kind == "inr").options
+    assert manifest["zoo_recipe"] == {"kind": "inr", **study.STUDY_RECIPES["inr"].zoo.options}
+    assert {k: v for k, v in manifest["zoo_recipe"].items() if k not in ("kind", "extra_train_images")} == recipe
+    source = resolve_source("auto")
+    images, _ = load_images(source, "train")
+    pick, split = image_draw(len(images), recipe["n_images"], 0, recipe.get("seed", 0))
+    fits = recipe["fits_per_image"]
+    meta = pd.DataFrame({"image_index": pick.repeat_interleave(fits).numpy(),
+                         "split": [s for s in split for _ in range(fits)]})
+    zoo = SimpleNamespace(space=siren_space(recipe.get("hidden", 32)), task={"kind": "inr", "source": source},
+                          meta=meta)
+    reason = make_method(spec).skip(zoo)
+    if source == manifest["source"]:
+        assert reason is None
+        held_out = set(meta[meta.split != "train"].image_index)
+        assert len(held_out) == 64 and not held_out & set(manifest["train_images"])
+    else:
+        assert f"this zoo is {source}" in reason

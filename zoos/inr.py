@@ -207,6 +207,17 @@ class _SirenKernel:
         return mse
 
 
+def image_draw(n_available: int, n_images: int, extra_train_images: int = 0, seed: int = 0
+               ) -> tuple[torch.Tensor, list[str]]:
+    """Which training images an INR zoo fits (indices into the source's train split) and each one's split:
+    by image, so that every fit of one image lands in the same split; extra images are all 'train'."""
+    if n_images + extra_train_images > n_available:
+        raise ValueError(f"the source has {n_available} training images, fewer than the {n_images} + "
+                         f"{extra_train_images} asked for")
+    pick = torch.randperm(n_available, generator=torch.Generator().manual_seed(seed))[:n_images + extra_train_images]
+    return pick, assign_splits(n_images, seed=seed) + ["train"] * extra_train_images
+
+
 def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int = 2, steps: int = 1000,
                   lr: float = 5e-3, hidden: int = 32, depth: int = 2, seed: int = 0, chunk: int = 512,
                   progress: bool = True, extra_train_images: int = 0, device: str | torch.device = "cpu") -> Zoo:
@@ -218,18 +229,13 @@ def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int
     """
     source = resolve_source(source)
     images, labels = load_images(source, "train")
-    if n_images + extra_train_images > len(images):
-        raise ValueError(f"{source} has {len(images)} training images, fewer than the {n_images} + "
-                         f"{extra_train_images} asked for")
-    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n_images + extra_train_images]
+    pick, image_split = image_draw(len(images), n_images, extra_train_images, seed)
     targets = images[pick]
     space = siren_space(hidden, depth)
     target_of = torch.cat([torch.arange(n_images).repeat_interleave(fits_per_image),
                            torch.arange(n_images, n_images + extra_train_images)])
     n = len(target_of)
     fit_seeds = [seed * 1_000_003 + i for i in range(n)]
-    # split by image so that both fits of one image land in the same split
-    image_split = assign_splits(n_images, seed=seed) + ["train"] * extra_train_images
     parts, mses = [], []
     n_chunks = -(-n // chunk)
     bar = tqdm(total=steps * n_chunks, desc=f"fitting {n} INRs ({n_chunks} stacked chunk(s))", unit="step",
