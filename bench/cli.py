@@ -430,7 +430,7 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
     from bench.execution.runner import RunOptions, run_benchmark
     from bench.execution.sweep import protocol_options, test_protocol
     from bench.report.comparison import comparison, select, to_markdown
-    from bench.store.results import ResultStore
+    from bench.store.results import ResultStore, current_code
     from zoos.zoo import load_zoo
 
     name, options = protocol_options(test_protocol(out["protocol"]), cfg.preset)
@@ -441,16 +441,16 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
     where = cfg.results / "sweeps" / "tuned" / label
     print(f"comparing the tuned specs on the test split ({name}, {len(specs)} methods; rows in {where})")
     run_benchmark(bench, specs, RunOptions(results=where, data=cfg.data, threads=cfg.threads, progress=cfg.progress))
-    table = select(ResultStore(where).table(), methods=specs)
+    table = select(current_code(ResultStore(where).table()), methods=specs)
     sys.stdout.write(to_markdown(comparison(table, cfg.metric)))
 
 
 def _comparison(args) -> int:
     from bench.report.comparison import comparison, render, select
     from bench.report.tables import _write_text
-    from bench.store.results import ResultStore
+    from bench.store.results import ResultStore, current_code
 
-    table = select(ResultStore(args.results).table(), args.methods, args.zoos, args.protocols)
+    table = select(current_code(ResultStore(args.results).table()), args.methods, args.zoos, args.protocols)
     matrices = comparison(table, args.metric)
     if not matrices:
         raise ValueError(f"{args.results}: nothing to compare for this selection"

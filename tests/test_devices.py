@@ -84,3 +84,15 @@ def test_a_method_version_keys_its_units():
     assert METHODS["naive"].key_parts() == {}  # version 1: keys of every existing row stay as they are
     assert METHODS["scalegmn-ae"].key_parts() == {"method_version": VERSION} and VERSION >= 2
     assert METHODS["gnn-ae"].key_parts() == METHODS["scalegmn-ae"].key_parts()
+
+
+def test_reports_count_only_the_newest_code_of_each_method():
+    import pandas as pd
+
+    from bench.store.results import current_code
+
+    table = pd.DataFrame({"method": ["ae", "ae", "ae", "naive"], "unit": ["u1", "u2", "u1", "u1"],
+                          "method_version": [None, None, 2, None]})
+    kept = current_code(table)
+    assert kept.method.tolist() == ["ae", "naive"] and kept.method_version.fillna(1).tolist() == [2, 1]
+    assert current_code(table.drop(columns="method_version")).equals(table.drop(columns="method_version"))

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from bench.report.comparison import FORMATS, comparison, render
 from bench.report.tables import _write_text, html_page, latex, read_sweeps, write_figures, write_markdown
-from bench.store.results import ResultStore
+from bench.store.results import ResultStore, current_code
 from zoos.files import clean_temp_files
 
 
 def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = ()) -> list[Path]:
     """Read the tables under `results_dir`; write the figures and leaderboard.{md,tex,html} there."""
     results_dir = Path(results_dir)
-    table = ResultStore(results_dir).table()
+    table = current_code(ResultStore(results_dir).table())
     clean_temp_files(results_dir)  # of a report killed mid-write
     sweeps = read_sweeps(results_dir)
     figures = write_figures(table, results_dir)

@@ -67,6 +67,16 @@ def unit_key(**parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def current_code(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of each method's newest code version only (`method_version`, 1 where absent): after a method's
+    version is bumped its old rows stay in the store (never deleted) but no longer count in reports."""
+    if table.empty or "method" not in table.columns:
+        return table
+    version = table["method_version"].fillna(1) if "method_version" in table.columns else pd.Series(1, table.index)
+    newest = version.groupby(table["method"]).transform("max")
+    return table[version == newest]
+
+
 def claim_name(keys: Iterable[str]) -> str:
     """Name of the lock on a batch of units (`ResultStore.claim`): a hash of their keys."""
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:24]
