@@ -275,7 +275,9 @@ def write_report(table: pd.DataFrame, results: Path) -> None:
 def paper_estimate_section(results: Path) -> list[str]:
     """Training time of the `paper` study, from measured throughput at its model size (d = 128, 4 layers):
     this CPU's `bench perf --suites ae-train` rows and, where present, an accelerator's `perf_gpu` rows."""
-    recipe = STUDY_RECIPES["paper"]
+    recipe = STUDY_RECIPES.get("paper")
+    if recipe is None:
+        return []
     n, epochs = recipe.sizes[0]
     work = n * epochs
     rows = []

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Protocol
 
 import torch
 
+from zoos.devices import DeviceError, resolve_device
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import GroupElement, stack
 
@@ -125,6 +126,11 @@ class Aligner:
             raise ValueError(f"method {self.name}: unknown hyperparameter(s) {', '.join(sorted(unknown))}"
                              f" (known: {', '.join(self.search_space) or 'none'})")
         self.hp = {k: h.parse(k, hyper.get(k, h.default)) for k, h in self.search_space.items()}
+        if "device" in self.hp:  # refuse a device torch cannot use now, not deep inside a run
+            try:
+                resolve_device(self.hp["device"])
+            except DeviceError as error:
+                raise ValueError(f"{self.name}[device={self.hp['device']}]: {error}") from None
         self.seed = seed
         self.space: WeightSpace | None = None
         self.task = None

@@ -54,7 +54,7 @@ from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from methods.base import Aligner, Alignment, CheckpointStore, Hyper, Merged
-from zoos.devices import DEVICES, DeviceError, resolve_device
+from zoos.devices import DEVICES, resolve_device
 from zoos.files import check_input, clean_temp_files, read_input, write_bytes_atomic
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import random_action, select
@@ -254,10 +254,6 @@ class ScaleGMNAutoencoder(Aligner):
 
     def __init__(self, seed: int = 0, **hyper):
         super().__init__(seed, **hyper)
-        try:  # refuse now, not deep inside training
-            resolve_device(self.hp["device"])
-        except DeviceError as error:
-            raise ValueError(f"{self.name}[device={self.hp['device']}]: {error}") from None
         self.log_fn: Callable[[dict, int], None] | None = None  # log_fn(metrics, epoch), e.g. MLflow
         self.model: GraphAutoencoder | None = None
         self.fit_info: dict = {}

@@ -168,7 +168,7 @@ def test_mid_objective_decreases_on_tiny_classifier():
 def test_hyperparameters_and_errors():
     method = make_method("sinkhorn-rebasin[tau=0.5,n_iter=30,steps=50,lr=0.05,objective=rnd,init=weight-matching]")
     assert method.hp == {"tau": 0.5, "n_iter": 30, "steps": 50, "lr": 0.05, "objective": "rnd",
-                         "init": "weight-matching", "batch": 512}
+                         "init": "weight-matching", "batch": 512, "device": "cpu"}
     assert make_method("sinkhorn-rebasin").hp["objective"] == "mid"
     with pytest.raises(ValueError):
         make_method("sinkhorn-rebasin[objective=kl]")

@@ -380,8 +380,8 @@ class Objective:
         from bench.store.results import unit_key
         from methods import METHODS, parse_method
 
-        return unit_key(study=self.study_name, trial=number, variant=spec,
-                        **METHODS[parse_method(spec)[0]].key_parts(), zoo_hash=self.zoo_hash,
+        version = METHODS[parse_method(spec)[0]].key_parts() if spec else {}  # "": a trial's error row
+        return unit_key(study=self.study_name, trial=number, variant=spec, **version, zoo_hash=self.zoo_hash,
                         zoo_spec=self.zoo_spec, protocol=self.proto_name, protocol_params=self.proto_options,
                         unit=unit, seed=self.cfg.seed)
 
