@@ -108,8 +108,8 @@ def export_largest(results: Path, name: str) -> Path:
     recipe = STUDY_RECIPES[name]
     root = study_root(results)
     zoo = get_zoo(recipe.zoo, root / "zoos", progress=False)
-    n = max(size for size, _ in recipe.sizes)
-    spec = [s for s, (size, _) in zip(recipe.specs(), recipe.sizes, strict=True) if size == n][0]
+    largest = max(range(len(recipe.sizes)), key=lambda i: recipe.sizes[i][0])
+    n, spec = recipe.sizes[largest][0], recipe.specs()[largest]
     method, _ = prepare_method(spec, 0, zoo, make_task(zoo), CheckpointStore.for_results(root))
     source = zoo.task.get("source", "data")
     return write_pretrained(method, zoo, f"{name}-{source}-{n}", f"bench ae study --kinds {name}",
@@ -142,11 +142,12 @@ def study_table(results: Path, kinds=("inr", "cnn")) -> pd.DataFrame:
         kind = recipe.zoo.kind
         zoo = get_zoo(recipe.zoo, root / "zoos", progress=False)
         task = make_task(zoo)
-        rows_k = rows[rows.zoo_hash == zoo.content_hash()] if len(rows) else rows
+        zoo_hash = zoo.content_hash()
+        rows_k = rows[rows.zoo_hash == zoo_hash] if len(rows) else rows
         metric = "loss"
         for spec in (*REFERENCES, *recipe.specs()):
             variant = normalise_spec(spec)
-            rec = {"study": name, "kind": kind, "zoo": zoo.name, "zoo_hash": zoo.content_hash(), "method": variant,
+            rec = {"study": name, "kind": kind, "zoo": zoo.name, "zoo_hash": zoo_hash, "method": variant,
                    "n_train": math.nan}
             rec.update(_protocol_stats(rows_k, variant, metric) if len(rows_k) else {})
             if spec.startswith("scalegmn-ae"):

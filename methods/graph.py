@@ -146,20 +146,6 @@ def graph_template(space: WeightSpace) -> GraphTemplate:
     )
 
 
-def node_edge_features(space: WeightSpace, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dense per-network features: nodes [N, n_nodes], edges [N, E, edge_dim] (template order)."""
-    t = graph_template(space)
-    first = params[space.layers[0].weight]
-    n = first.shape[0]
-    nodes = [first.new_full((n, t.widths[0]), t.input_feature)]
-    edges = []
-    for layer in space.layers:
-        nodes.append(params[layer.bias])
-        w = params[layer.weight].reshape(n, layer.n_out * layer.n_in, -1)
-        edges.append(F.pad(w, (0, t.edge_dim - w.shape[-1])))
-    return torch.cat(nodes, 1), torch.cat(edges, 1)
-
-
 # (role, node slice) pairs along the node axis of dense features; every node in exactly one
 RoleRanges = list[tuple[int, slice]]
 
@@ -173,6 +159,16 @@ def dense_features(space: WeightSpace, params: Params) -> tuple[torch.Tensor, li
                        *(params[layer.bias] for layer in space.layers)], 1)
     edges = [params[layer.weight].reshape(n, layer.n_out, layer.n_in, -1) for layer in space.layers]
     return nodes.unsqueeze(-1), edges
+
+
+def node_edge_features(space: WeightSpace, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat per-network features: nodes [N, n_nodes], edges [N, E, edge_dim] (template order, kernels
+    zero-padded to the longest): `dense_features` laid out for the sparse graph."""
+    t = graph_template(space)
+    nodes, edges = dense_features(space, params)
+    n = nodes.shape[0]
+    flat = [F.pad(w.reshape(n, -1, w.shape[-1]), (0, t.edge_dim - w.shape[-1])) for w in edges]
+    return nodes.squeeze(-1), torch.cat(flat, 1)
 
 
 def to_graph(space: WeightSpace, params: Params) -> Batch:

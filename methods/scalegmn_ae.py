@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
+from safetensors.torch import load, load_file, save
 from tqdm.auto import tqdm
 
 from methods.base import Aligner, Alignment, CheckpointStore, Hyper, Merged
@@ -163,14 +163,21 @@ def _to(params: Params, device, dtype=None) -> Params:
 MODEL_HP = ("hidden", "decoder_hidden", "n_layers", "latent", "graph", "precision", "n_images", "temperature")
 
 
-def pretrained_mismatch(name: str, zoo, method: str = "scalegmn-ae") -> str | None:
+def read_pretrained(name: str) -> tuple[dict, bytes]:
+    """(manifest, weight bytes) of the committed model `name`; OSError/ValueError when unreadable."""
+    directory = pretrained_root() / name
+    return json.loads(read_input(directory / "manifest.json", 2**24)), read_input(directory / "best.safetensors")
+
+
+def pretrained_mismatch(name: str, zoo, method: str = "scalegmn-ae", read: tuple[dict, bytes] | None = None
+                        ) -> str | None:
     """Why the committed model `name` cannot serve `zoo` (None when it can): missing or altered files, another
-    architecture, data or method, or a zoo whose validation/test images it was trained on."""
+    architecture, data or method, or a zoo whose validation/test images it was trained on. `read`: what
+    `read_pretrained` returned, when the caller has it already."""
     directory = pretrained_root() / name
     redo = "(write one with `bench ae study --kinds inr`)"
     try:
-        manifest = json.loads(read_input(directory / "manifest.json", 2**24))
-        weights = read_input(directory / "best.safetensors")
+        manifest, weights = read or read_pretrained(name)
     except (OSError, ValueError) as error:
         return f"{method}[pretrained={name}]: no usable committed model in {directory} ({error}) {redo}"
     if hashlib.sha256(weights).hexdigest() != manifest.get("sha256"):
@@ -445,17 +452,20 @@ class ScaleGMNAutoencoder(Aligner):
 
     def _load_pretrained(self, zoo) -> None:
         name = self.hp["pretrained"]
-        reason = pretrained_mismatch(name, zoo, self.name)
+        try:
+            read = read_pretrained(name)
+        except (OSError, ValueError):
+            read = None  # pretrained_mismatch names the problem
+        reason = pretrained_mismatch(name, zoo, self.name, read)
         if reason is not None:
             raise ValueError(reason)
-        directory = pretrained_root() / name
-        manifest = json.loads(read_input(directory / "manifest.json", 2**24))
+        manifest, weights = read
         self.hp.update({k: v for k, v in manifest["hp"].items() if k in MODEL_HP})
         self.space = zoo.space
         model = self.build(zoo.space)
-        model.load_state_dict(load_file(check_input(directory / "best.safetensors")))
+        model.load_state_dict(load(weights))  # the very bytes whose sha256 was just checked
         self.model = model.to(self.device).eval()
-        self.checkpoint_dir = directory
+        self.checkpoint_dir = pretrained_root() / name
         self.fit_info = {**manifest["fit_info"], "cached": True, "pretrained": name}
 
     @torch.no_grad()
@@ -464,8 +474,9 @@ class ScaleGMNAutoencoder(Aligner):
         params, ref = val
         n = ref.shape[0]
         total = 0.0
-        for s in range(0, n, chunk_size(model)):
-            sl = slice(s, min(s + chunk_size(model), n))
+        chunk = chunk_size(model)
+        for s in range(0, n, chunk):
+            sl = slice(s, min(s + chunk, n))
             with autocast(ref.device, self.hp["precision"]):
                 total += loss_fn(model(select(params, sl), self.hp["graph"]), ref[sl]).float().sum().item()
         return total / n

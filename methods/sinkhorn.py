@@ -308,8 +308,9 @@ class SinkhornRebasin(Aligner):
                 value = score_hard(perms)
                 better = value < best
                 best = torch.where(better, value, best)
+                better = better.cpu()  # the permutations live on the CPU (LAP rounding)
                 for p in best_perms:
-                    best_perms[p][better.cpu()] = perms[p][better.cpu()]
+                    best_perms[p][better] = perms[p][better]
         return best_perms, {"objective": best.cpu(), "history": history}
 
     def align(self, ref, others, target=None):

@@ -96,3 +96,13 @@ def test_reports_count_only_the_newest_code_of_each_method():
     kept = current_code(table)
     assert kept.method.tolist() == ["ae", "naive"] and kept.method_version.fillna(1).tolist() == [2, 1]
     assert current_code(table.drop(columns="method_version")).equals(table.drop(columns="method_version"))
+
+
+def test_the_gpu_script_runs_its_cases_on_the_cpu(tmp_path):
+    from bench.perf import gpu
+
+    table = gpu.run(tmp_path, device="cpu", repeats=1, threads=1, scale=0.02)
+    assert set(table.case) == {"inr-fit", "evaluation", "sinkhorn-l2", "sinkhorn-mid", "ae-train fp32", "ae-train bf16"}
+    assert (table.device == "cpu").all() and (table.per_unit > 0).all()  # no accelerator here: the CPU side only
+    text = (tmp_path / "perf_gpu.md").read_text()
+    assert "| inr-fit |" in text and "| ae-train bf16 |" in text

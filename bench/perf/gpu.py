@@ -183,6 +183,13 @@ def ae_trial(zoo_dir: Path, out: Path, epochs: int = 150, device: str = "auto") 
     return result
 
 
+# each case's work shrunk by `scale` (a CPU smoke run of the script), never below what the case needs
+SCALED = {
+    "inr-fit": lambda f: {"n": max(8, int(1024 * f))},
+    "evaluation": lambda f: {"pairs": max(4, int(512 * f))},
+    "sinkhorn": lambda f: {"width": max(8, int(256 * f)), "steps": max(10, int(50 * f))},
+    "ae-train": lambda f: {"batch": max(4, int(128 * f)), "hidden": max(8, int(128 * f))},
+}
 CASES = {"inr-fit": inr_fit, "evaluation": evaluation, "sinkhorn": sinkhorn, "ae-train": ae_train}
 
 
@@ -195,15 +202,7 @@ def run(out: Path, device: str = "auto", repeats: int = 3, threads: int | None =
     for name in cases:
         print(f"perf gpu: {name} ...", flush=True)
         fn = CASES[name]
-        kwargs = {"repeats": repeats}
-        if scale != 1.0 and name == "inr-fit":
-            kwargs["n"] = max(8, int(1024 * scale))
-        elif scale != 1.0 and name == "evaluation":
-            kwargs["pairs"] = max(4, int(512 * scale))
-        elif scale != 1.0 and name == "sinkhorn":
-            kwargs["width"], kwargs["steps"] = max(8, int(256 * scale)), max(10, int(50 * scale))
-        elif scale != 1.0 and name == "ae-train":
-            kwargs["batch"], kwargs["hidden"] = max(4, int(128 * scale)), max(8, int(128 * scale))
+        kwargs = {"repeats": repeats, **(SCALED[name](scale) if scale != 1.0 else {})}
         rows += fn(devices, **kwargs)
     table = pd.DataFrame(rows)
     name = torch.cuda.get_device_name(accel) if accel.type == "cuda" else "none"
