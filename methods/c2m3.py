@@ -16,9 +16,14 @@ Cost. Since every P is applied on both sides, `<W_a, P_a P_b^T . W_b> = <U_a, U_
 iteration costs O(N) model transforms instead of O(N^2) pairs. All models are processed as one
 batch (the leading network axis).
 
-Line search. Along the Frank-Wolfe segment every U_m is a polynomial in t of degree k (k = the
-number of permuted axes of the parameter), so f(t) is a polynomial of degree 2k; we interpolate it
-exactly at 2k+1 points and take its maximum on [0, 1] (roots of the derivative plus endpoints).
+Line search and updates without products. A Frank-Wolfe step moves every P towards a vertex, a
+(signed) permutation, and contracting with a permutation is a gather. A parameter carries at most
+two permuted axes, so along the segment U_m(t) = U + t U1 + t^2 U2, where U1 and U2 are gathers of
+U, of the one-sided transforms A (universe on the first permuted axis only) and B (on the second
+only) and of W. f(t) is then an exact degree-4 polynomial from inner products, maximised on [0, 1]
+(roots of the derivative plus endpoints), and after the step U, A and B are updated by the same
+gathers. The only O(n^3) work left per iteration is the gradient (two products per weight) and
+the assignments; with the anchor (below) model 0 needs neither.
 
 Gauge (`anchor`, default on; off = the paper's algorithm). The objective only sees products
 `P_a P_b^T`, so the universe is defined up to a common permutation. Left free, all models move
@@ -112,20 +117,11 @@ def _lap(score: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     return cols, signs
 
 
-def _vertex(g: torch.Tensor, signed: bool) -> torch.Tensor:
-    """Batched linear maximisation oracle: [N, n, n] gradient -> [N, n, n] (signed) permutation matrices."""
-    out = torch.zeros_like(g)
-    for m in range(g.shape[0]):
-        cols, signs = _lap(g[m].numpy(), signed)
-        out[m, torch.arange(g.shape[1]), torch.from_numpy(cols)] = torch.from_numpy(signs).to(g)
-    return out
-
-
-def _best_step(f_at, degree: int, f0: float) -> float:
-    """argmax over t in [0, 1] of the polynomial f(t) (degree `degree`), interpolated exactly."""
-    nodes = 0.5 * (1 - np.cos(np.pi * np.arange(degree + 1) / degree))  # Chebyshev-Lobatto, includes 0, 1
-    values = np.array([f0] + [f_at(t) for t in nodes[1:]])
-    poly = np.polynomial.Polynomial.fit(nodes, values, degree, domain=[0, 1])
+def _best_step(poly: np.polynomial.Polynomial, f0: float) -> float:
+    """argmax over t in [0, 1] of the polynomial f(t)."""
+    # leading coefficients at rounding level (e.g. 1e-33 where f is quadratic) make the derivative's
+    # roots ill-conditioned: the genuine root in (0, 1) came back complex
+    poly = poly.trim(1e-13 * max(np.abs(poly.coef).max(), 1e-300))
     candidates = [0.0, 1.0] + [r.real for r in poly.deriv().roots() if abs(r.imag) < 1e-9 and 0 < r.real < 1]
     scores = [poly(t) for t in candidates]
     top = max(scores)
@@ -133,6 +129,98 @@ def _best_step(f_at, degree: int, f0: float) -> float:
     # noisy barycentre start forever, which rounded to a random permutation instead of the vertex (identity).
     return float(max(t for t, v in zip(candidates, scores, strict=True)
                      if v >= top - 1e-12 * max(abs(top), abs(f0))))
+
+
+def _gather(t: torch.Tensor, axis: int, cols: torch.Tensor, signs: torch.Tensor | None) -> torch.Tensor:
+    """`_contract` with a (signed) permutation per model (row i -> column cols[m, i], sign signs[m, i]): a gather."""
+    out = torch.empty_like(t)
+    shape = [1] * (t.dim() - 1)
+    shape[axis] = -1
+    for m in range(t.shape[0]):
+        inv = torch.argsort(cols[m])  # universe unit u <- model unit inv[u]
+        torch.index_select(t[m], axis, inv, out=out[m])
+        if signs is not None:
+            out[m] *= signs[m][inv].reshape(shape)
+    return out
+
+
+def _sq_poly(x0: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> np.ndarray:
+    """Coefficients (t^0..t^4) of ||x0 + t x1 + t^2 x2||^2."""
+    def dot(u, v):
+        return float(torch.dot(u.reshape(-1), v.reshape(-1)))
+    return np.array([dot(x0, x0), 2 * dot(x0, x1), dot(x1, x1) + 2 * dot(x0, x2), 2 * dot(x1, x2), dot(x2, x2)])
+
+
+class _Frames:
+    """Every model's parameters in the universe (U), and for two-axis parameters the one-sided
+    transforms A and B, kept exact along Frank-Wolfe steps by gathers (module docstring)."""
+
+    def __init__(self, space: WeightSpace, W: Params, P: dict, first: int):
+        self.W, self.first = W, first  # models before `first` are anchored: no gradient, no step
+        self.axes = {name: [(ax, p) for ax, p in enumerate(ps) if p is not None] for name, ps in space.axes.items()}
+        for name, axes in self.axes.items():
+            if len(axes) > 2:
+                raise ValueError(f"c2m3: parameter {name} carries {len(axes)} permuted axes (at most 2 supported)")
+        self.U, self.A, self.B = {}, {}, {}
+        for name, axes in self.axes.items():
+            w = W[name]
+            if len(axes) == 2:
+                (a0, p), (a1, q) = axes
+                self.A[name], self.B[name] = _contract(w, a0, P[p]), _contract(w, a1, P[q])
+                self.U[name] = _contract(self.A[name], a1, P[q])
+            else:
+                self.U[name] = _to_universe(space, name, w, P)
+
+    def objective(self) -> float:
+        return sum(0.5 * float((u.sum(0) ** 2).sum() - (u**2).sum()) for u in self.U.values())
+
+    def gradients(self, sizes: dict) -> dict[str, torch.Tensor]:
+        """d f / d P_m^p of the unanchored models: [N - first, n, n] per permutation."""
+        f = self.first
+        grads = {p: 0.0 for p in sizes}
+        for name, axes in self.axes.items():
+            if not axes:
+                continue
+            u = self.U[name]
+            rest = (u.sum(0, keepdim=True) - u)[f:]  # S - U_m: the other models, in the universe
+            for i, (axis, p) in enumerate(axes):
+                # the parameter in the model's frame on `axis`, in the universe on its other axis
+                v = (self.W[name] if len(axes) == 1 else (self.B, self.A)[i][name])[f:]
+                n = v.shape[0]
+                v = v.movedim(axis + 1, 1).reshape(n, v.shape[axis + 1], -1)
+                r = rest.movedim(axis + 1, 1).reshape(n, rest.shape[axis + 1], -1)
+                grads[p] = grads[p] + torch.bmm(v, r.transpose(1, 2))
+        return grads
+
+    def segment(self, vertices: dict) -> tuple[np.polynomial.Polynomial, dict]:
+        """f along the step towards `vertices` ({p: (cols [N, n], signs [N, n])}, anchored models
+        at their own identity), and the per-parameter changes that `step` applies."""
+        coef, moves = np.zeros(5), {}
+        for name, axes in self.axes.items():
+            u = self.U[name]
+            if not axes:
+                u1 = u2 = torch.zeros_like(u)
+            elif len(axes) == 1:
+                (a0, p), = axes
+                u1, u2 = _gather(self.W[name], a0, *vertices[p]) - u, torch.zeros_like(u)
+                moves[name] = (u1, u2, None, None)
+            else:
+                (a0, p), (a1, q) = axes
+                w, a, b = self.W[name], self.A[name], self.B[name]
+                gpb, gqa, gpw = _gather(b, a0, *vertices[p]), _gather(a, a1, *vertices[q]), _gather(w, a0, *vertices[p])
+                u1 = (gpb + gqa).sub_(u, alpha=2)
+                u2 = _gather(gpw, a1, *vertices[q]).sub_(gpb).sub_(gqa).add_(u)
+                moves[name] = (u1, u2, gpw - a, _gather(w, a1, *vertices[q]) - b)
+            coef += 0.5 * (_sq_poly(u.sum(0), u1.sum(0), u2.sum(0)) - _sq_poly(u, u1, u2))
+        return np.polynomial.Polynomial(coef), moves
+
+    def step(self, t: float, moves: dict) -> None:
+        f = self.first
+        for name, (u1, u2, da, db) in moves.items():
+            self.U[name][f:].add_(u1[f:], alpha=t).add_(u2[f:], alpha=t * t)
+            if da is not None:
+                self.A[name][f:].add_(da[f:], alpha=t)
+                self.B[name][f:].add_(db[f:], alpha=t)
 
 
 def _sinkhorn(m: torch.Tensor, iters: int = 100) -> torch.Tensor:
@@ -170,25 +258,27 @@ def c2m3(space: WeightSpace, models: Params, *, init: str = "barycentre", max_it
             raise ValueError(f"c2m3: unknown init {init!r} (identity | barycentre)")
         if anchor:
             P[p][0] = torch.eye(size, dtype=torch.float64)
-    # f along a Frank-Wolfe segment is a polynomial of degree 2 * (most permuted axes of one parameter)
-    degree = 2 * max(sum(p is not None for p in ps) for ps in space.axes.values())
-
-    f = _objective(space, W, P)
+    first = 1 if anchor else 0
+    frames = _Frames(space, W, P, first)
+    f = frames.objective()
     stalled, it = 0, 0
     for it in range(1, max_iter + 1):
-        grads = _gradients(space, W, P)
-        vertices = {p: _vertex(g, p in sign_perms) for p, g in grads.items()}
-        if anchor:
-            for p in vertices:
-                vertices[p][0] = P[p][0]
-        direction = {p: vertices[p] - P[p] for p in P}
-
-        def f_at(t, P=P, direction=direction):
-            return _objective(space, W, {p: P[p] + t * direction[p] for p in P})
-
-        t = _best_step(f_at, degree, f)
-        P = {p: P[p] + t * direction[p] for p in P}
-        f_new = _objective(space, W, P)
+        grads = frames.gradients(space.perm_sizes)
+        vertices = {}
+        for p, g in grads.items():
+            size = space.perm_sizes[p]
+            laps = [_lap(g[m].numpy(), p in sign_perms) for m in range(g.shape[0])]
+            anchored = [(np.arange(size), np.ones(size))] * first  # anchored models step to themselves
+            cols, signs = (torch.from_numpy(np.stack(x)) for x in zip(*(anchored + laps), strict=True))
+            vertices[p] = (cols, signs if p in sign_perms else None)
+        poly, moves = frames.segment(vertices)
+        t = _best_step(poly, f)
+        frames.step(t, moves)
+        for p, (cols, s) in vertices.items():  # P <- (1 - t) P + t vertex, anchored models untouched
+            P[p][first:] *= 1 - t
+            for m in range(first, len(cols)):
+                P[p][m, torch.arange(len(cols[m])), cols[m]] += t * (1.0 if s is None else s[m])
+        f_new = float(poly(t))
         # relative: f scales with the weights squared, so an absolute tol stopped after `patience` steps
         # for weights ~1e-6 (f ~1e-12) and never for weights ~1e6 (f ~1e12, rounding above tol)
         stalled = stalled + 1 if f_new - f <= tol * abs(f) else 0

@@ -56,23 +56,103 @@ def cost_matrix(space: WeightSpace, a: Params, b: Params, p: str, perms, signs,
     return c
 
 
-def _solve(c: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _solve(c: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Best (signed) assignment for cost c: columns per row, and signs when signed (ties: see prefer_identity)."""
-    score = (c.abs() if signed else c).numpy()
-    cols = torch.from_numpy(assignment(score)).long()
+    cols = assignment(np.abs(c) if signed else c)
     if not signed:
         return cols, None
-    s = torch.sign(c[torch.arange(len(c)), cols]).float()
-    return cols, torch.where(s == 0, torch.ones_like(s), s)
+    s = np.sign(c[np.arange(len(c)), cols])
+    return cols, np.where(s == 0, 1.0, s)
 
 
-def forward_init(space: WeightSpace, a: Params, b: Params, signs: dict) -> dict:
+def _gram(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x @ y.T through torch, whose thread count the caller sets (numpy's BLAS keeps its own threads,
+    which spin on after each product and would charge their CPU time to whatever runs next)."""
+    return (torch.from_numpy(x) @ torch.from_numpy(y).T).numpy()
+
+
+class _Costs:
+    """The cost matrices C_p of one matching, kept up to date as the permutations change.
+
+    C_p is a sum of one term per (parameter, axis) that p acts on. A term whose parameter carries
+    exactly one other permutation q depends on q alone: when q changes at k of its positions, the
+    term changes by a rank-k product (A's slices at those positions times the change of B's), far
+    cheaper than the full product when coordinate descent moves a few units. It is recomputed in
+    full when more than half of q changed, which also bounds the rounding the updates accumulate
+    (~1e-16 relative each, far below the 1e-12 the tie rules allow). Terms with no other
+    permutation are computed once. Everything is float64 numpy, A and B converted once.
+    """
+
+    def __init__(self, space: WeightSpace, a: Params, b: Params):
+        self.space = space
+        self.terms: dict[str, list[dict]] = {p: [] for p in space.perm_sizes}
+        for p in space.perm_sizes:
+            for name, axis in space.touches(p):
+                others = [(ax, q) for ax, q in enumerate(space.axes[name]) if q is not None and ax != axis]
+                term = {"name": name, "axis": axis, "others": others, "value": None, "at": None}
+                if len(others) <= 1 and p not in [q for _, q in others]:
+                    order = [axis] + [ax for ax, _ in others]
+                    order += [ax for ax in range(a[name].dim()) if ax not in order]
+                    n = space.perm_sizes[p]
+                    k = a[name].shape[others[0][0]] if others else 1
+                    term["a"] = a[name].double().permute(order).reshape(n, k, -1).numpy()
+                    term["b"] = b[name].double().permute(order).reshape(n, k, -1).numpy()
+                self.terms[p].append(term)
+        self.a, self.b = a, b
+
+    def matrix(self, p: str, perms: dict, signs: dict, incoming_only: bool = False) -> np.ndarray:
+        terms = [self._term(t, perms, signs) for t in self.terms[p] if not incoming_only or t["axis"] == 0]
+        c = terms[0].copy()  # the cached terms stay untouched
+        for term in terms[1:]:
+            c += term
+        return c
+
+    def _term(self, term: dict, perms: dict, signs: dict) -> np.ndarray:
+        if "a" not in term:  # general case (a parameter with several other permutations): in full
+            wa, wb = self.a[term["name"]], self.b[term["name"]]
+            n = wa.shape[term["axis"]]
+            wb = _transformed(self.space, term["name"], wb, {q: torch.from_numpy(v) for q, v in perms.items()},
+                              {q: torch.from_numpy(v) for q, v in signs.items()}, term["axis"])
+            return (wa.movedim(term["axis"], 0).reshape(n, -1).double()
+                    @ wb.movedim(term["axis"], 0).reshape(n, -1).double().T).numpy()
+        wa, wb = term["a"], term["b"]
+        if not term["others"]:
+            if term["value"] is None:
+                term["value"] = _gram(wa.reshape(len(wa), -1), wb.reshape(len(wb), -1))
+            return term["value"]
+        q = term["others"][0][1]
+        perm, sign = perms[q], signs.get(q)
+        if term["value"] is not None:
+            old_perm, old_sign = term["at"]
+            changed = perm != old_perm
+            if sign is not None:
+                changed |= sign != old_sign
+            changed = np.flatnonzero(changed)
+            if len(changed) == 0:
+                return term["value"]
+            if 2 * len(changed) <= len(perm):
+                new, old = wb[:, perm[changed]], wb[:, old_perm[changed]]
+                if sign is not None:
+                    new = new * sign[changed][None, :, None]
+                    old = old * old_sign[changed][None, :, None]
+                n = len(wa)
+                term["value"] += _gram(wa[:, changed].reshape(n, -1), (new - old).reshape(n, -1))
+                term["at"] = (perm.copy(), None if sign is None else sign.copy())
+                return term["value"]
+        moved = wb[:, perm] if sign is None else wb[:, perm] * sign[None, :, None]
+        n = len(wa)
+        term["value"] = _gram(wa.reshape(n, -1), moved.reshape(n, -1))
+        term["at"] = (perm.copy(), None if sign is None else sign.copy())
+        return term["value"]
+
+
+def forward_init(space: WeightSpace, costs: _Costs, signs: dict) -> dict:
     """Greedy start from the input side: each permutation matched on its incoming weights alone,
     given the ones before it. Inputs are never permuted, so a planted permutation is found here
     layer by layer, where coordinate descent from the identity can stall in a local optimum."""
-    perms = {p: torch.arange(n) for p, n in space.perm_sizes.items()}
+    perms = {p: np.arange(n) for p, n in space.perm_sizes.items()}
     for p in space.perm_sizes:  # declaration order is input-to-output
-        cols, s = _solve(cost_matrix(space, a, b, p, perms, signs, incoming_only=True), p in signs)
+        cols, s = _solve(costs.matrix(p, perms, signs, incoming_only=True), p in signs)
         perms[p] = cols
         if s is not None:
             signs[p] = s
@@ -89,13 +169,14 @@ def weight_matching(space: WeightSpace, a: Params, b: Params, *, signed: bool = 
     generator = generator or torch.Generator().manual_seed(0)
     names = list(space.perm_sizes)
     sign_perms = [p for p in names if signed and space.groups[p] == "sign"]
-    signs = {p: torch.ones(space.perm_sizes[p]) for p in sign_perms}
+    signs = {p: np.ones(space.perm_sizes[p]) for p in sign_perms}
     if init not in ("forward", "identity"):
         raise ValueError(f"weight_matching: init must be 'forward' or 'identity', not {init!r}")
+    costs = _Costs(space, a, b)
     if init == "forward":
-        perms = forward_init(space, a, b, signs)
+        perms = forward_init(space, costs, signs)
     else:
-        perms = {p: torch.arange(n) for p, n in space.perm_sizes.items()}
+        perms = {p: np.arange(n) for p, n in space.perm_sizes.items()}
     # C_p depends only on the permutations p shares a parameter with. When none of them changed since
     # p was last solved, C_p and hence its best assignment are the same as then (p holds it already):
     # skip the cost matrix and the assignment. Saves the whole final, confirming sweep. Same result.
@@ -112,14 +193,13 @@ def weight_matching(space: WeightSpace, a: Params, b: Params, *, signed: bool = 
             if solved_at.get(p) == state:
                 continue
             solved_at[p] = state
-            c = cost_matrix(space, a, b, p, perms, signs)
-            rows = torch.arange(len(c))
-            current = signs[p].double() if p in signs else 1.0
-            old = (c[rows, perms[p]] * current).sum().item()
+            c = costs.matrix(p, perms, signs)
+            rows = np.arange(len(c))
+            old = (c[rows, perms[p]] * signs.get(p, 1.0)).sum()
             cols, s = _solve(c, p in signs)
-            new = (c[rows, cols] * (s.double() if s is not None else 1.0)).sum().item()
+            new = (c[rows, cols] * (s if s is not None else 1.0)).sum()
             # improvement beyond rounding, relative to the cost scale (weights ~1e-6 give costs ~1e-12)
-            if new > old + 1e-12 * c.abs().max().item() * len(c):
+            if new > old + 1e-12 * np.abs(c).max() * len(c):
                 improved = True
                 version[p] += 1
                 perms[p] = cols
@@ -127,7 +207,8 @@ def weight_matching(space: WeightSpace, a: Params, b: Params, *, signed: bool = 
                     signs[p] = s
         if not improved:
             break
-    return perms, signs, sweeps
+    return ({p: torch.from_numpy(v).long() for p, v in perms.items()},
+            {p: torch.from_numpy(v).float() for p, v in signs.items()}, sweeps)
 
 
 def apply_matching(space: WeightSpace, params: Params, perms, signs) -> Params:

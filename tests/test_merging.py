@@ -1,5 +1,6 @@
 """Multi-model merging: C2M3 (cycle-consistent), MergeMany, and REPAIR."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +8,19 @@ import torch.nn.functional as F
 from bench.evaluation.cycles import cycle_error as group_cycle_error
 from bench.evaluation.repair import goal_stats, repair, unit_stats
 from methods import make_method
-from methods.c2m3 import _gradients, _objective, _sinkhorn, _to_universe, c2m3, cycle_error, pairwise, to_universe
+from methods.c2m3 import (
+    _best_step,
+    _Frames,
+    _gradients,
+    _lap,
+    _objective,
+    _sinkhorn,
+    _to_universe,
+    c2m3,
+    cycle_error,
+    pairwise,
+    to_universe,
+)
 from methods.weight_matching import apply_matching, weight_matching
 from tests.conftest import random_params
 from zoos.data import load_images
@@ -61,6 +74,53 @@ def test_c2m3_objective_and_gradient_match_the_pairwise_definition(space):
     grads = _gradients(space, W, soft)
     for p in P:
         torch.testing.assert_close(grads[p], P[p].grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("space", [mlp_space([5, 7, 6, 3], "tanh"), cnn_zoo_space("tanh", channels=4)],
+                         ids=lambda s: s.name)
+def test_c2m3_frames_follow_frank_wolfe_exactly(space, signed):
+    """The gather-updated universe frames, their gradient and the line-search polynomial equal the
+    definitions recomputed from the dense P at every step (anchored and free)."""
+    n = 3
+    g = torch.Generator().manual_seed(1)
+    W = {k: torch.randn(n, *s, generator=g, dtype=torch.float64) for k, s in space.shapes().items()}
+    for first in (0, 1):
+        P = {p: _sinkhorn(torch.rand(n, k, k, generator=g, dtype=torch.float64)) for p, k in space.perm_sizes.items()}
+        if first:
+            for p, k in space.perm_sizes.items():
+                P[p][0] = torch.eye(k, dtype=torch.float64)
+        frames = _Frames(space, W, P, first)
+        for _ in range(6):
+            for name in space.axes:
+                torch.testing.assert_close(frames.U[name], _to_universe(space, name, W[name], P),
+                                           rtol=1e-12, atol=1e-12)
+            grads, reference = frames.gradients(space.perm_sizes), _gradients(space, W, P)
+            vertices, dense = {}, {}
+            for p, k in space.perm_sizes.items():
+                torch.testing.assert_close(grads[p], reference[p][first:], rtol=1e-12, atol=1e-12)
+                laps = [(np.arange(k), np.ones(k))] * first + [_lap(grads[p][m].numpy(), signed)
+                                                              for m in range(n - first)]
+                cols, signs = (torch.from_numpy(np.stack(x)) for x in zip(*laps, strict=True))
+                vertices[p] = (cols, signs if signed else None)
+                dense[p] = torch.zeros_like(P[p])
+                for m in range(n):
+                    dense[p][m, torch.arange(k), cols[m]] = signs[m]
+            poly, moves = frames.segment(vertices)
+            for t in (0.0, 0.37, 1.0):
+                along = {p: P[p] + t * (dense[p] - P[p]) for p in P}
+                assert poly(t) == pytest.approx(_objective(space, W, along), rel=1e-12, abs=1e-12)
+            t = _best_step(poly, float(poly(0)))
+            assert 0 <= t <= 1 and poly(t) >= max(poly(s) for s in np.linspace(0, 1, 101)) - 1e-9
+            frames.step(t, moves)
+            P = {p: P[p] + t * (dense[p] - P[p]) for p in P}
+
+
+def test_c2m3_step_finds_the_interior_maximum_of_a_nearly_quadratic_objective():
+    """Rounding-level cubic and quartic coefficients (as a quadratic objective produces) must not hide the
+    genuine root of the derivative: the maximum at t = 0.625 was once missed for t = 1."""
+    poly = np.polynomial.Polynomial([104.77, 7.795, -6.235, -7.1e-17, 4.4e-33])
+    assert _best_step(poly, 104.77) == pytest.approx(7.795 / (2 * 6.235), rel=1e-9)
 
 
 # ---- cycle consistency -----------------------------------------------------------------------------

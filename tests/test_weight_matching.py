@@ -76,3 +76,31 @@ def test_permutation_matching_cannot_undo_sign_flips():
     a = random_params(space, seed=6)
     moved, _, _ = random_action(space, a, "PS", torch.Generator().manual_seed(2))
     assert sq_distance(a, _method(space).align(a, moved).others).item() > 1e-2
+
+
+@pytest.mark.parametrize("space", [mlp_space([6, 24, 24, 24, 3], "tanh"), cnn_zoo_space("tanh", 12),
+                                   siren_space(24, 3)], ids=lambda s: s.name)
+def test_updated_cost_matrices_equal_the_definition(space, monkeypatch):
+    """The rank-k updated cost matrices agree with C_p computed from scratch at every step of a
+    descent long enough to take both update paths (few and many changed units)."""
+    import numpy as np
+
+    from methods import weight_matching as wm
+
+    a, b = random_params(space, seed=5), random_params(space, seed=6)
+    a, b = {k: v[0] for k, v in a.items()}, {k: v[0] for k, v in b.items()}
+    checked, matrix = [], wm._Costs.matrix
+
+    def checked_matrix(self, p, perms, signs, incoming_only=False):
+        c = matrix(self, p, perms, signs, incoming_only)
+        reference = wm.cost_matrix(space, a, b, p, {q: torch.from_numpy(v) for q, v in perms.items()},
+                                   {q: torch.from_numpy(v) for q, v in signs.items()}, incoming_only).numpy()
+        assert np.abs(c - reference).max() <= 1e-12 * np.abs(reference).max()
+        checked.append(p)
+        return c
+
+    monkeypatch.setattr(wm._Costs, "matrix", checked_matrix)
+    for signed in (False, True):
+        perms, signs, sweeps = wm.weight_matching(space, a, b, signed=signed, init="identity")
+        assert sweeps > 2
+    assert len(checked) > 3 * len(space.perm_sizes)
