@@ -125,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
 
     perf = command("perf", "speed side by side (batched vs looped, methods vs width)")
     perf.add_argument("--results", type=Path, default=Path("results"))
-    perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation memory align autoencoder ae-train "
+    perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation memory align lap-share autoencoder "
+                       "ae-train "
                        "(the other suites' rows of an existing perf.parquet are kept); gpu: CPU vs accelerator "
                        "into perf_gpu.md")
     perf.add_argument("--device", default="auto", help="gpu suite: the accelerator (default: auto)")
@@ -136,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="align: CPU seconds per pair above which a method is not repeated nor run wider")
     perf.add_argument("--peer-rebasin", help="python of a separate venv with PyPI `rebasin` (weight matching peer)")
     perf.add_argument("--peer-sinkhorn", help="python of a separate venv with PyPI `sinkhorn-rebasin`")
+    perf.add_argument("--baseline", metavar="REV", help="align: also run git-rebasin and c2m3 as they were at this "
+                      "commit, side by side (speed-ups over an earlier version in one run)")
 
     sweep = command("sweep", "Optuna sweep of a method's hyperparameters (resumable, parallel)")
     sweep.add_argument("methods", nargs="+", metavar="method",
@@ -546,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench.perf.suites import run_perf
 
             run_perf(args.results, args.suites, args.threads, args.repeats, tuple(args.widths or ()) or None,
-                     args.peer_rebasin, args.peer_sinkhorn, args.budget)
+                     args.peer_rebasin, args.peer_sinkhorn, args.budget, args.baseline)
             print((args.results / "perf.md").read_text())
             return 0
         return _zoo(args)
