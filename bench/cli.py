@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
                                                     " 'pairs[n_pairs=8,lambdas=11]' (default: all of them)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
     run.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
-    run.add_argument("--build-workers", type=COUNT, default=2, help="processes for building CNN zoos (default: 2)")
+    run.add_argument("--build-workers", type=COUNT, default=2,
+                     help="processes for building zoos: CNN training, INR fitting (default: 2)")
     run.add_argument("--workers", type=_integer(0), default=0,
                      help="run the units on a local Dask cluster of N single-threaded worker processes"
                           " (default: 0, serially in this process)")
@@ -125,8 +126,8 @@ def _parser() -> argparse.ArgumentParser:
 
     perf = command("perf", "speed side by side (batched vs looped, methods vs width)")
     perf.add_argument("--results", type=Path, default=Path("results"))
-    perf.add_argument("--suites", nargs="+", help="subset of: inr-fit evaluation memory align lap-share autoencoder "
-                       "ae-train "
+    perf.add_argument("--suites", nargs="+", help="subset of: inr-fit zoo-fit evaluation memory align lap-share "
+                       "autoencoder ae-train "
                        "(the other suites' rows of an existing perf.parquet are kept); gpu: CPU vs accelerator "
                        "into perf_gpu.md")
     perf.add_argument("--device", default="auto", help="gpu suite: the accelerator (default: auto)")
@@ -204,8 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     cnn.add_argument("--epochs", type=COUNT, default=3)
     cnn.add_argument("--channels", type=COUNT, default=16, help="channels per conv (width; default: 16)")
     cnn.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
-    cnn.add_argument("--workers", type=COUNT, default=2)
     for b in (inr, cnn):
+        b.add_argument("--workers", type=COUNT, default=2, help="processes fitting / training (default: 2)")
         b.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
         b.add_argument("--seed", type=SEED, default=0)
         b.add_argument("--out", type=Path, required=True, help="output zoo directory")
@@ -380,7 +381,7 @@ def _zoo(args) -> int:
 
         zoo = build_inr_zoo(args.data, args.images, args.fits_per_image, args.steps, args.lr, args.hidden,
                             args.depth, args.seed, progress=not args.quiet,
-                            extra_train_images=args.extra_train_images)
+                            extra_train_images=args.extra_train_images, workers=args.workers)
     else:
         from zoos.cnn import CnnZooConfig, build_cnn_zoo
 

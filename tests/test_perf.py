@@ -20,7 +20,7 @@ from zoos.tasks import InrTask, grid_forward, inr_grid
 
 
 # ---- fast paths compute the same thing ------------------------------------------------------------
-@pytest.mark.parametrize("chunk_floats", [1, 1 << 17], ids=["one-net-chunks", "default-chunks"])
+@pytest.mark.parametrize("chunk_floats", [1, 1 << 18], ids=["one-net-chunks", "default-chunks"])
 def test_hand_written_siren_fitting_equals_autograd_reference(monkeypatch, chunk_floats):
     monkeypatch.setattr(inr._SirenKernel, "CACHE_FLOATS", chunk_floats)
     space = siren_space(8, 3)
@@ -32,6 +32,35 @@ def test_hand_written_siren_fitting_equals_autograd_reference(monkeypatch, chunk
         assert torch.allclose(fast[k], ref[k], atol=2e-5), k
     assert torch.allclose(mse, mse_ref, rtol=1e-4)
     assert (mse < ((images.flatten(1) - 0.5) ** 2).mean(1)).all()  # it did fit
+
+
+def test_fitting_in_worker_processes_gives_the_same_networks_bit_for_bit():
+    space = siren_space(8, 2)
+    images = load_images("digits")[0][:5]
+    init = dwsnets_init(space, list(range(5)))
+    one, mse_one = fit_inrs(space, init, images, steps=6)
+    ticks = []
+    bar = type("Bar", (), {"update": lambda self, n=1: ticks.append(n)})()
+    split, mse_split = fit_inrs(space, init, images, steps=6, workers=2, progress=bar)
+    assert all(torch.equal(one[k], split[k]) for k in one) and torch.equal(mse_one, mse_split)
+    assert sum(ticks) == 6  # the bar counts the steps of the slowest part
+
+
+def test_a_failing_fitting_worker_is_reported_in_one_line(monkeypatch):
+    import os
+
+    space = siren_space(8, 2)
+    images, init = load_images("digits")[0][:4], dwsnets_init(space, list(range(4)))
+    monkeypatch.setattr(inr, "_fit_part", lambda *args: os._exit(3))
+    with pytest.raises(RuntimeError, match="worker process died \\(exit code 3\\)"):
+        fit_inrs(space, init, images, steps=2, workers=2)
+
+    def failing(space, init, images, steps, lr, queue, index):
+        queue.put(("error", index, "ValueError: a bad image"))
+
+    monkeypatch.setattr(inr, "_fit_part", failing)
+    with pytest.raises(RuntimeError, match="INR fitting worker: ValueError: a bad image"):
+        fit_inrs(space, init, images, steps=2, workers=2)
 
 
 def test_fitting_other_spaces_falls_back_to_autograd():
@@ -84,6 +113,10 @@ def test_side_by_side_interleaves_and_reports_cpu_and_wall():
 
 def test_suites_at_tiny_sizes_and_report(tmp_path):
     rows = perf.inr_fitting(n=4, steps=2, repeats=1, singles=2)
+    zoo = perf.zoo_fitting(n=4, steps=2, repeats=1)
+    assert [r["case"] for r in zoo] == ["2 worker processes", "1 process, 2 threads"]
+    assert all(r["per_item_s"] > 0 for r in zoo) and torch.get_num_threads() == 1  # threads put back
+    rows += zoo
     rows += perf.evaluation(pairs=3, points=3, repeats=1)
     align = perf.alignment(specs=(("mlp", 2), ("cnn", 3)), widths=(4, 8), repeats=1,
                            methods=("git-rebasin", "sign-rebasin", "sinkhorn-l2", "sinkhorn-mid"), fit_steps=5)
@@ -101,6 +134,7 @@ def test_suites_at_tiny_sizes_and_report(tmp_path):
     text = perf.perf_markdown(table)
     assert "## alignment per pair vs width" in text and "## targets" in text and "| batched |" in text
     assert "autoencoder training throughput, dense bf16, chunked vs before" in text and "## ae-train" in text
+    assert "## zoo-fit (WALL seconds" in text and "INR zoo fitting on 2 cores" in text
     assert perf.perf_figure(table, tmp_path / "perf.png").stat().st_size > 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -43,13 +44,18 @@ def dwsnets_init(space: WeightSpace, seeds: list[int]) -> Params:
 
 
 def fit_inrs(space: WeightSpace, init: Params, images: torch.Tensor, steps: int = 1000, lr: float = 5e-3,
-             progress: tqdm | None = None, device: str | torch.device = "cpu") -> tuple[Params, torch.Tensor]:
+             progress: tqdm | None = None, device: str | torch.device = "cpu",
+             workers: int = 1) -> tuple[Params, torch.Tensor]:
     """Fit N stacked SIRENs (init [N,...]) to images [N, H, W] by full-batch Adam; returns (params, mse [N]).
 
     On the CPU, sine MLPs with one output (every INR space we build) take a hand-written
     forward/backward (`_SirenKernel`, cache-sized chunks); any other space, and any other device, the
     plain autograd loop (`fit_inrs_autograd`: on a GPU one pass over all N is what pays). Both compute
     the same gradients of the same loss and take the same Adam steps. Results come back on the CPU.
+
+    `workers` > 1 (CPU kernel only) splits the networks over that many single-threaded processes:
+    the kernel's products are too small for intra-op threads to pay (2 threads: 1.1x), separate
+    processes scale. The networks are independent, so the result is the same bit for bit.
     """
     device = torch.device(device)
     if device.type != "cpu":
@@ -58,6 +64,8 @@ def fit_inrs(space: WeightSpace, init: Params, images: torch.Tensor, steps: int 
         return {k: v.cpu() for k, v in params.items()}, mse.cpu()
     if not _SirenKernel.supports(space):
         return fit_inrs_autograd(space, init, images, steps, lr, progress)
+    if workers > 1 and len(images) > 1:
+        return _fit_in_processes(space, init, images, steps, lr, progress, min(workers, len(images)))
     kernel = _SirenKernel(space, images.shape[-1])
     target = images.flatten(1).float()
     n = target.shape[0]
@@ -118,6 +126,66 @@ class _Adam:
         self.param.addcdiv_(self.m, denom, value=-self.lr / (1 - b1**self.t))
 
 
+class _Ticks:
+    """A progress bar stand-in inside a worker: reports steps to the parent."""
+
+    def __init__(self, queue, index: int):
+        self.queue, self.index = queue, index
+
+    def update(self, n: int = 1) -> None:
+        self.queue.put(("step", self.index, n))
+
+
+def _fit_part(space, init, images, steps, lr, queue, index) -> None:
+    torch.set_num_threads(1)
+    try:
+        params, mse = fit_inrs(space, init, images, steps, lr, _Ticks(queue, index))
+        # numpy arrays travel by value; torch tensors would travel as file descriptors of a process that exits
+        queue.put(("done", index, ({k: v.numpy() for k, v in params.items()}, mse.numpy())))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it
+        queue.put(("error", index, f"{type(error).__name__}: {error}"))
+
+
+def _fit_in_processes(space, init, images, steps, lr, progress, workers) -> tuple[Params, torch.Tensor]:
+    """`fit_inrs` with the networks split into `workers` contiguous parts, one forked process each."""
+    import queue as queues
+
+    ctx = torch.multiprocessing.get_context("fork")
+    channel = ctx.Queue()
+    parts = torch.arange(len(images)).tensor_split(workers)
+    procs = [ctx.Process(target=_fit_part, daemon=True,
+                         args=(space, {k: v[idx] for k, v in init.items()}, images[idx], steps, lr, channel, i))
+             for i, idx in enumerate(parts)]
+    for proc in procs:
+        proc.start()
+    done, ticks, shown = {}, [0] * workers, 0
+    try:
+        while len(done) < workers:
+            try:
+                kind, i, payload = channel.get(timeout=1.0)
+            except queues.Empty:
+                dead = [p.exitcode for i, p in enumerate(procs) if i not in done and p.exitcode is not None]
+                if dead:
+                    raise RuntimeError(f"INR fitting: a worker process died (exit code {dead[0]})") from None
+                continue
+            if kind == "error":
+                raise RuntimeError(f"INR fitting worker: {payload}")
+            if kind == "done":
+                done[i] = payload
+            else:
+                ticks[i] += payload
+                if progress is not None and min(ticks) > shown:  # the bar counts steps of the slowest part
+                    progress.update(min(ticks) - shown)
+                    shown = min(ticks)
+    finally:
+        for proc in procs:
+            if proc.is_alive() and len(done) < workers:
+                proc.terminate()
+            proc.join()
+    params = {k: torch.cat([torch.from_numpy(done[i][0][k]) for i in range(workers)]) for k in init}
+    return params, torch.cat([torch.from_numpy(done[i][1]) for i in range(workers)])
+
+
 class _SirenKernel:
     """Loss gradient of stacked sine MLPs on the pixel grid, forward and backward written out.
 
@@ -135,7 +203,7 @@ class _SirenKernel:
     transcendentals per unit instead of 2 x 784, then four cheap broadcast products.
     """
 
-    CACHE_FLOATS = 1 << 17  # floats per [n, pixels, hidden] buffer (0.5 MB): the working set stays in cache
+    CACHE_FLOATS = 1 << 18  # floats per [n, pixels, hidden] buffer (1 MB): the working set stays in cache
 
     @staticmethod
     def supports(space: WeightSpace) -> bool:
@@ -185,8 +253,11 @@ class _SirenKernel:
         for i in range(1, len(hidden)):
             u = torch.baddbmm((params[hidden[i].bias] * w0).unsqueeze(1), h, scaled[i].transpose(1, 2),
                               out=buf["c"][i])
-            h = torch.sin(u, out=buf["h"][i])
-            u.cos_()
+            h = buf["h"][i]
+            # numpy's vectorised float32 sin/cos run ~2.7x faster than torch's here (0.53 vs 1.43 ns an element,
+            # measured on this CPU), and they are a third of a step; the buffers are shared, nothing is copied
+            np.sin(u.numpy(), out=h.numpy())
+            np.cos(u.numpy(), out=u.numpy())
         y = torch.baddbmm(params[last.bias].unsqueeze(1), h, params[last.weight].transpose(1, 2))[..., 0]
         r = y.add_(space.output_offset).sub_(target)
         mse = (r * r).mean(1)
@@ -220,12 +291,14 @@ def image_draw(n_available: int, n_images: int, extra_train_images: int = 0, see
 
 def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int = 2, steps: int = 1000,
                   lr: float = 5e-3, hidden: int = 32, depth: int = 2, seed: int = 0, chunk: int = 512,
-                  progress: bool = True, extra_train_images: int = 0, device: str | torch.device = "cpu") -> Zoo:
+                  progress: bool = True, extra_train_images: int = 0, device: str | torch.device = "cpu",
+                  workers: int = 2) -> Zoo:
     """Fit `fits_per_image` SIRENs to each of `n_images` images drawn (seeded) from `source`'s train split.
 
     `extra_train_images` more images (the next ones of the same draw) are fitted once each and all go to
     the 'train' split: more training networks for learned methods, while the first `n_images` images,
     their networks and their train/val/test split stay exactly those of the zoo without extras.
+    `workers`: CPU processes sharing the fitting (the same zoo whatever the number).
     """
     source = resolve_source(source)
     images, labels = load_images(source, "train")
@@ -243,7 +316,7 @@ def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int
     for start in range(0, n, chunk):
         idx = slice(start, min(start + chunk, n))
         params, mse = fit_inrs(space, dwsnets_init(space, fit_seeds[idx]), targets[target_of[idx]], steps, lr, bar,
-                               device)
+                               device, workers)
         parts.append(params)
         mses.append(mse)
     bar.close()

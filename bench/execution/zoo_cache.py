@@ -26,7 +26,7 @@ def recipe_id(recipe: ZooRecipe, data: str, device: str = "cpu") -> str:
 
 
 def _inr(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
-    return build_inr_zoo(source=data, progress=progress, device=device, **options)
+    return build_inr_zoo(source=data, progress=progress, device=device, workers=workers, **options)
 
 
 def _cnn(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
