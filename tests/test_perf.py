@@ -195,6 +195,8 @@ def test_missing_peers_are_skipped_gracefully(tmp_path):
 
 
 def test_memory_case_reports_a_peak():
+    rows = perf.memory(cases=("eval per-network",))  # the suite's own fresh process (python -m bench.perf)
+    assert rows[0]["case"] == "eval per-network" and rows[0]["rss_before_mb"] > 0
     out = perf._memory_case("eval batched", n=4)
     assert out["peak_mb"] >= 0 and out["rss_before_mb"] > 0
     before, peak = perf._peak_rss_during(lambda: torch.ones(64 * 2**20 // 4).sum())  # a 64 MB tensor
