@@ -15,7 +15,7 @@ import re
 from methods.base import Aligner, Alignment, Hyper, Merged
 from zoos.names import unknown_name
 
-BUILDING_BLOCKS = {"base", "assignment", "graph", "scalegmn"}
+BUILDING_BLOCKS = {"base", "assignment", "activations", "graph", "scalegmn"}
 
 
 def _discover() -> dict[str, type[Aligner]]:

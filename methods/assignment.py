@@ -64,3 +64,15 @@ def prefer_identity(score: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return cols
 
 
+
+
+def signed_assignment(c: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Best (signed) assignment for similarity c: columns per row, and with `signed` a sign per row.
+
+    Signed: the assignment maximises sum |c[i, cols[i]]| and each matched unit takes the sign of
+    c[i, cols[i]] (zero counts as +1); odd activations make a flipped unit an exact symmetry."""
+    cols = assignment(np.abs(c) if signed else c)
+    if not signed:
+        return cols, None
+    s = np.sign(c[np.arange(len(c)), cols])
+    return cols, np.where(s == 0, 1.0, s)

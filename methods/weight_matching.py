@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from methods.assignment import assignment
+from methods.assignment import signed_assignment
 from methods.base import Aligner, Alignment, Hyper
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import GroupElement, apply_perms, apply_scales, select, stack, stack_elements
@@ -54,15 +54,6 @@ def cost_matrix(space: WeightSpace, a: Params, b: Params, p: str, perms, signs,
         # float64 before the product: float32 overflows for large (e.g. scale-canonicalised 1e6) weights
         c += wa.double() @ wb.double().T
     return c
-
-
-def _solve(c: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Best (signed) assignment for cost c: columns per row, and signs when signed (ties: see prefer_identity)."""
-    cols = assignment(np.abs(c) if signed else c)
-    if not signed:
-        return cols, None
-    s = np.sign(c[np.arange(len(c)), cols])
-    return cols, np.where(s == 0, 1.0, s)
 
 
 def _gram(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -152,7 +143,7 @@ def forward_init(space: WeightSpace, costs: _Costs, signs: dict) -> dict:
     layer by layer, where coordinate descent from the identity can stall in a local optimum."""
     perms = {p: np.arange(n) for p, n in space.perm_sizes.items()}
     for p in space.perm_sizes:  # declaration order is input-to-output
-        cols, s = _solve(costs.matrix(p, perms, signs, incoming_only=True), p in signs)
+        cols, s = signed_assignment(costs.matrix(p, perms, signs, incoming_only=True), p in signs)
         perms[p] = cols
         if s is not None:
             signs[p] = s
@@ -196,7 +187,7 @@ def weight_matching(space: WeightSpace, a: Params, b: Params, *, signed: bool = 
             c = costs.matrix(p, perms, signs)
             rows = np.arange(len(c))
             old = (c[rows, perms[p]] * signs.get(p, 1.0)).sum()
-            cols, s = _solve(c, p in signs)
+            cols, s = signed_assignment(c, p in signs)
             new = (c[rows, cols] * (s if s is not None else 1.0)).sum()
             # improvement beyond rounding, relative to the cost scale (weights ~1e-6 give costs ~1e-12)
             if new > old + 1e-12 * np.abs(c).max() * len(c):

@@ -64,7 +64,7 @@ def finish_rows(batch: UnitBatch, rows: list[dict], method: Aligner, env: dict) 
     """Protocol rows (or error rows) with the columns every row carries, keyed."""
     hp = method.hp
     common = {"run_id": batch.run_id, "method": parse_method(batch.spec)[0], "variant": normalise_spec(batch.spec),
-              "method_kind": method_kind(method), "method_version": type(method).version,
+              "method_kind": method_kind(method), "method_version": type(method).version, "method_needs": method.needs,
               "zoo": batch.zoo_name, "zoo_hash": batch.zoo_hash, "protocol": batch.protocol, "seed": batch.seed,
               "fit_s": batch.fit_s, "time": utc_now(), "error": None, **{f"p_{k}": v for k, v in hp.items()},
               **env, **batch.columns}

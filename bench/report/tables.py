@@ -153,6 +153,8 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
             rec["method"] = rows["method"].dropna().iloc[0] if rows["method"].notna().any() else None
         kinds = rows["method_kind"].dropna() if "method_kind" in rows.columns else pd.Series(dtype=object)
         rec["kind"] = kinds.iloc[0] if len(kinds) else None
+        needs = rows["method_needs"].dropna() if "method_needs" in rows.columns else pd.Series(dtype=object)
+        rec["needs"] = needs.iloc[0] if len(needs) else None  # what the method read besides the weights
         rec["n"] = len(good)
         rec["n_errors"] = len(rows) - len(good)
         for c in metrics:
@@ -243,7 +245,9 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
         sub_extra = [c for c in extra if part[c].notna().any()]
         labels = {m.name: m.label for m in _protocol_metrics(protocol, ("rank", "shown"))}
         scores = [c for c in labels if f"{c}_mean" in part.columns and part[f"{c}_mean"].notna().any()]
-        header = ["rank"] + sub_extra + ["variant", "n"] + [labels[c] for c in scores] + ["p vs best"]
+        has_needs = "needs" in part.columns and part["needs"].notna().any()
+        header = (["rank"] + sub_extra + ["variant"] + (["data"] if has_needs else []) + ["n"]
+                  + [labels[c] for c in scores] + ["p vs best"])
         has_dev = "deviation_max" in part.columns and part["deviation_max"].notna().any()
         runtimes = [m.name for m in _protocol_metrics(protocol, ("runtime",))]
         times = [c for c in runtimes if f"{c}_median" in part.columns and part[f"{c}_median"].notna().any()][:1]
@@ -255,7 +259,8 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
             row = [fmt(r["rank"]) if pd.notna(r["rank"]) else "–"]
             row += [_label(r[c]) for c in sub_extra]
             tag = " (reference)" if r.get("kind") == "reference" else " (collapsed)" if r["collapsed"] else ""
-            row += [str(r["variant"]) + tag, str(int(r["n"]))]
+            row += [str(r["variant"]) + tag] + ([_label(r["needs"]) if pd.notna(r["needs"]) else "–"]
+                                                 if has_needs else []) + [str(int(r["n"]))]
             row += [fmt_ci(r[f"{c}_mean"], r[f"{c}_lo"], r[f"{c}_hi"]) for c in scores]
             row += [_p_cell(r)]
             row += ([fmt(r["deviation_max"])] if has_dev else []) + [fmt(r[f"{c}_median"]) for c in times]

@@ -1,0 +1,79 @@
+"""CCA Merge (Horoi et al., ICML 2024, "Harmony in Diversity"): align B to A by linear maps, not permutations.
+
+Per hidden layer, canonical correlation analysis of A's and B's unit activations on a fixed batch
+of the zoo's training inputs (`methods.activations`) gives canonical directions in which the two
+models' features agree best. With whitening S_aa^{-1/2}, S_bb^{-1/2} and the SVD
+S_aa^{-1/2} S_ab S_bb^{-1/2} = U diag(rho) V^T, B's features in A's basis are M h_B with
+M = S_aa^{1/2} U V^T S_bb^{-1/2}; B's weights become M_l W_l M_{l-1}^{-1} (bias M_l b). A
+permutation is the special case M = P. A general M does not commute with the activation, so B's
+function changes: this is a merging method (the harness records what it costs), whose `merge`
+averages the models in A's basis. Two copies of one network give M = I and that network back.
+Covariances are regularised by `reg` times their mean variance (dead units have none).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from methods.activations import hidden_features, method_inputs
+from methods.base import Aligner, Alignment, Hyper
+from zoos.space import WeightSpace
+from zoos.symmetry import stack
+
+
+def _sqrt_and_inverse(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    values, vectors = torch.linalg.eigh(cov)
+    values = values.clamp_min(values.max() * 1e-15)
+    return (vectors * values.sqrt()) @ vectors.T, (vectors * values.rsqrt()) @ vectors.T
+
+
+def cca_map(fa: torch.Tensor, fb: torch.Tensor, reg: float) -> torch.Tensor:
+    """M [n, n] with A's features ~ M (B's features), from samples fa, fb [samples, n]."""
+    fa, fb = fa.double() - fa.double().mean(0), fb.double() - fb.double().mean(0)
+    s = fa.shape[0]
+    saa, sbb, sab = fa.T @ fa / s, fb.T @ fb / s, fa.T @ fb / s
+    eye = torch.eye(len(saa), dtype=saa.dtype)
+    saa = saa + reg * max(float(saa.diagonal().mean()), 1e-30) * eye
+    sbb = sbb + reg * max(float(sbb.diagonal().mean()), 1e-30) * eye
+    (ra, ia), (_, ib) = _sqrt_and_inverse(saa), _sqrt_and_inverse(sbb)
+    u, _, vt = torch.linalg.svd(ia @ sab @ ib)
+    return ra @ u @ vt @ ib
+
+
+def _along(t: torch.Tensor, axis: int, mat: torch.Tensor) -> torch.Tensor:
+    """new[i] = sum_j mat[i, j] t[j] along `axis`."""
+    return torch.tensordot(mat, t, dims=([1], [axis])).movedim(0, axis)
+
+
+def map_units(space: WeightSpace, b: dict, produce: dict[str, torch.Tensor], consume: dict[str, torch.Tensor]) -> dict:
+    """One network (no batch axis) with every hidden layer's units linearly remapped: on producing axes
+    new[i] = sum_j produce[p][i, j] old[j], on consuming axes new[..., i] = sum_j old[..., j] consume[p][j, i].
+    A permutation matrix P with consume = P^T is `apply_perms`; consume = produce^{-1} keeps linear layers'
+    products unchanged."""
+    out = {}
+    for name, t in b.items():
+        t = t.double()
+        for axis, p in enumerate(space.axes[name]):
+            if p is not None:
+                t = _along(t, axis, produce[p] if axis == 0 else consume[p].T)
+        out[name] = t
+    return out
+
+
+class CCAMerge(Aligner):
+    name = "cca-merge"
+    exact = False
+    needs = "activations"
+    search_space = {"batch": Hyper("int", 512, 16, 8192, log=True), "reg": Hyper("float", 1e-4, 1e-8, 1.0, log=True)}
+
+    def align(self, ref, others, target=None) -> Alignment:
+        x = method_inputs(self.task, self.hp["batch"], self.seed)
+        fa, fb = hidden_features(self.space, ref, x), hidden_features(self.space, others, x)
+        out = []
+        for m in range(next(iter(others.values())).shape[0]):
+            maps = {p: cca_map(a[0], b[m], self.hp["reg"]) for p, a, b in zip(self.space.perm_sizes, fa, fb,
+                                                                                  strict=True)}
+            inverse = {p: torch.linalg.inv(v) for p, v in maps.items()}
+            moved = map_units(self.space, {k: v[m] for k, v in others.items()}, maps, inverse)
+            out.append({k: v[None].to(others[k].dtype) for k, v in moved.items()})
+        return Alignment(ref, stack(out), None, None, {})

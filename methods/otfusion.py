@@ -1,0 +1,91 @@
+"""OTFusion (Singh & Jaggi, NeurIPS 2020): layer-wise optimal transport between the units of A and B.
+
+From the input side, each hidden layer's units are matched by an optimal-transport plan T between
+A's and B's units (uniform marginals) for the cost
+
+- `cost=weights`: squared distance of the units' incoming weights and bias, B's incoming weights
+  first mapped through the plan of the layer before (data-free), or
+- `cost=activations`: squared distance of the units' activations on a fixed batch of the zoo's
+  training inputs (`methods.activations`);
+
+B's layer is then carried into A's units by T scaled to rows summing to one (a unit of the result is
+the plan-weighted mean of B's units), on every axis the layer's units touch. The plans are computed
+by POT: `otfusion` solves exactly (`ot.emd`); with equal widths its plan is a vertex of the
+transport polytope, a permutation, applied exactly, so the aligned network computes the same
+function. `otfusion-sinkhorn` solves the entropic problem (`ot.sinkhorn`, log domain, `reg`
+relative to the largest cost): a soft plan, which averages units and changes the function.
+Widths must match within a zoo here, but the plan itself would fuse B into A's size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ot
+import torch
+
+from methods.activations import hidden_features, method_inputs
+from methods.base import Aligner, Alignment, Hyper
+from methods.sinkhorn import soft_permute
+from zoos.symmetry import GroupElement, apply_perms, select, stack
+
+
+class OTFusion(Aligner):
+    name = "otfusion"
+    search_space = {"cost": Hyper("cat", "weights", choices=("weights", "activations")),
+                    "batch": Hyper("int", 512, 16, 8192, log=True)}
+
+    def __init__(self, seed: int = 0, **hyper):
+        super().__init__(seed, **hyper)
+        self.needs = "activations" if self.hp["cost"] == "activations" else "data-free"
+
+    def _plan(self, cost: np.ndarray) -> np.ndarray:
+        n_a, n_b = cost.shape
+        return ot.emd(np.full(n_a, 1.0 / n_a), np.full(n_b, 1.0 / n_b), cost)
+
+    def plans(self, a, b, x: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Row-normalised plans {p: [n_A, n_B]} for one pair (a, b with N = 1)."""
+        space, mats = self.space, {}
+        features = None if x is None else (hidden_features(space, a, x), hidden_features(space, b, x))
+        for i, (p, layer) in enumerate(zip(space.perm_sizes, space.layers, strict=False)):
+            if features is not None:
+                fa, fb = features[0][i][0].double().T, features[1][i][0].double().T  # [units, samples]
+            else:  # incoming weights and bias, B's inputs already carried into A's units
+                moved = soft_permute(space, {k: v[0].double() for k, v in b.items()}, mats)
+                fa = torch.cat([a[layer.weight][0].double().flatten(1), a[layer.bias][0].double()[:, None]], 1)
+                fb = torch.cat([moved[layer.weight].flatten(1), moved[layer.bias][:, None]], 1)
+            cost = torch.cdist(fa, fb).pow(2).numpy()
+            plan = torch.from_numpy(self._plan(cost))
+            mats[p] = plan / plan.sum(1, keepdim=True).clamp_min(1e-300)
+        return mats
+
+    def align(self, ref, others, target=None) -> Alignment:
+        x = method_inputs(self.task, self.hp["batch"], self.seed) if self.needs == "activations" else None
+        out, perms = [], []
+        for m in range(next(iter(others.values())).shape[0]):
+            b = select(others, m)
+            mats = self.plans(ref, b, x)
+            if self.exact:  # a permutation plan: applied as one, exactly
+                perm = {p: t.argmax(1)[None] for p, t in mats.items()}
+                if not all(torch.equal(t.argmax(1).sort().values, torch.arange(len(t))) for t in mats.values()):
+                    raise ValueError("otfusion: the exact plan is not a permutation")
+                out.append(apply_perms(self.space, b, perm))
+                perms.append(perm)
+            else:
+                moved = soft_permute(self.space, {k: v[0].double() for k, v in b.items()}, mats)
+                out.append({k: v[None].to(ref[k].dtype) for k, v in moved.items()})
+        transform = None
+        if self.exact:
+            transform = GroupElement({p: torch.cat([q[p] for q in perms]) for p in self.space.perm_sizes}, {})
+        return Alignment(ref, stack(out), transform, None, {})
+
+
+class OTFusionEntropic(OTFusion):
+    name = "otfusion-sinkhorn"
+    exact = False
+    search_space = {**OTFusion.search_space, "reg": Hyper("float", 0.01, 1e-4, 10.0, log=True)}
+
+    def _plan(self, cost: np.ndarray) -> np.ndarray:
+        n_a, n_b = cost.shape
+        scale = max(float(cost.max()), 1e-300)
+        return ot.sinkhorn(np.full(n_a, 1.0 / n_a), np.full(n_b, 1.0 / n_b), cost / scale, self.hp["reg"],
+                           method="sinkhorn_log", numItermax=10_000)
