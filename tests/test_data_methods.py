@@ -88,7 +88,8 @@ def test_entropic_otfusion_is_soft_and_approaches_the_exact_plan():
     a, b = random_params(MLP, seed=10), random_params(MLP, seed=11)
     exact = _method("otfusion", MLP).align(a, b).others
     assert not METHODS["otfusion-sinkhorn"].exact
-    sharp = _method("otfusion-sinkhorn[reg=0.005]", MLP).align(a, b).others
+    with pytest.warns(UserWarning, match="did not converge"):  # POT says so at this small reg; close anyway
+        sharp = _method("otfusion-sinkhorn[reg=0.001]", MLP).align(a, b).others
     blurred = _method("otfusion-sinkhorn[reg=1.0]", MLP).align(a, b).others
     assert sq_distance(exact, sharp).item() < 0.1 * sq_distance(exact, blurred).item()
 
