@@ -494,10 +494,13 @@ def _mirror(args) -> int:
 def _methods() -> int:
     from methods import METHODS
 
+    width = max(map(len, METHODS)) + 1
+    print(f"{'method':{width}s} {'kind':8s} {'reads':14s} {'tasks':22s} hyperparameters (default)")
     for name, cls in METHODS.items():
-        hp = ", ".join(f"{k}={h.default!r} ({h.kind})" for k, h in cls.search_space.items()) or "no hyperparameters"
+        hp = ", ".join(f"{k}={h.default!r} ({h.kind})" for k, h in cls.search_space.items()) or "none"
         kind = "learned" if cls.learned else "exact" if cls.exact else "inexact"
-        print(f"{name:18s} {kind:8s} {cls.needs:14s} tasks: {','.join(cls.tasks):15s} {hp}")
+        # what the default variant reads besides the weights (a hyperparameter may change it, e.g. otfusion's cost)
+        print(f"{name:{width}s} {kind:8s} {cls().needs:14s} {','.join(cls.tasks):22s} {hp}")
     return 0
 
 

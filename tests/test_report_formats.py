@@ -180,3 +180,16 @@ def test_probe_order_matches_the_protocol():
     from bench.protocols.combine import PROBES
 
     assert report.PROBE_ORDER == PROBES  # kept apart so that reports need no torch
+
+
+def test_leaderboard_says_what_each_method_read(tmp_path):
+    """Rows carry the data a method read besides the weights (`method_needs`): a `data` column appears."""
+    rows = [{"key": f"k{i}", "run_id": "r", "seed": 0, "error": None, "zoo": "z", "zoo_hash": "h", "protocol": "pairs",
+             "unit": f"pair={i % 3}", "variant": variant, "method": variant, "method_needs": needs,
+             "loss_barrier": 0.1 * (i % 3), "lambdas": [0.0, 1.0], "curve_loss": [1.0, 1.0]}
+            for i, (variant, needs) in enumerate([("naive", "data-free")] * 3
+                                                 + [("activation-matching", "activations")] * 3)]
+    ResultStore(tmp_path).append(rows)
+    md = report.markdown(ResultStore(tmp_path).table())
+    assert "| variant | data | n |" in md.replace("| rank | ", "| ")
+    assert "| activation-matching | activations | 3 |" in md
