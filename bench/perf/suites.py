@@ -774,14 +774,21 @@ TARGETS = {  # (what, measured by, target)
 # Why the targets are bounded on a CPU (profiled with pyinstrument / torch.profiler while building this).
 NOTES = """## why targets can be missed (profiled on a 2-core CPU; the table above has the measured ratios)
 
+- Weight matching vs its own LAP solves: the cost matrices are kept up to date by rank-k updates
+  (only the units that moved), but each must be formed in full once: for 784-w-w-w-10 that is
+  (784 + 4w) w^2 float64 multiply-adds, ~70 ms at w = 512 and ~0.27 s at w = 1024 on one core of
+  this CPU, against ~0.1 s and ~0.9 s of LAP solves in a whole matching of trained MLPs (they
+  converge in a few sweeps). That alone puts the floor near 1.6x and 1.3x; at w = 128 Python's
+  per-call cost (~0.1 ms a solve) adds to it. Float32 products would halve the floor but break the
+  1e-12 tie rules that make duplicated units, zero costs and self-matches give the identity.
 - Weight matching vs `rebasin`: at small widths the peer's per-cost-matrix deep copies and graph
   tracing dominate and we are far ahead. From width ~128 on, both spend most of their time in the
-  same solver, scipy's `linear_sum_assignment` (~35 ms per 512 x 512 assignment; fitted SIRENs take
-  ~25 coordinate-descent sweeps under the same 1e-12 stopping rule), so the ratio tends to ~2x.
+  same solver, scipy's `linear_sum_assignment`, so the ratio tends to ~2x.
 - Sinkhorn re-basin vs `sinkhorn-rebasin` at equal steps: our Sinkhorn operator is ~5x faster than a
   log-domain one at n = 512 (scaling form, hand-written backward), but both spend most of a step in
-  the same soft-permutation products (P W Q^T and their gradients, O(n^3) per layer) and, for Mid,
-  the same task forward/backward; at small widths ~1 ms of PyTorch op overhead per step remains.
+  the same soft-permutation products (P W Q^T and their gradients, O(n^3) per layer; 52-72% of our
+  time on the CNN at widths 128-256, measured with torch.profiler) and, for Mid, the same task
+  forward/backward; at small widths ~1 ms of PyTorch op overhead per step remains.
 - Batched evaluation and fitting: batching removes per-network overhead, not arithmetic. One
   28 x 28 SIREN costs ~40-50 us of unavoidable work per point (a 784 x 32 x 32 product and 25k
   sines; fitting adds 25k cosines and two more products), against ~270 us (evaluation) and
