@@ -79,6 +79,7 @@ def test_exact_otfusion_on_weights_is_the_greedy_forward_matching():
     product by terms every plan pays alike: exact OTFusion on weights = weight matching's forward pass."""
     a, b = random_params(MLP, seed=8), random_params(MLP, seed=9)
     out = _method("otfusion", MLP).align(a, b)
+    assert out.info["marginal_error"] < 1e-9  # an exact plan meets its marginals
     greedy = forward_init(MLP, _Costs(MLP, {k: v[0] for k, v in a.items()}, {k: v[0] for k, v in b.items()}), {})
     for p, perm in greedy.items():
         assert out.transform.perms[p][0].tolist() == perm.tolist()
@@ -88,8 +89,9 @@ def test_entropic_otfusion_is_soft_and_approaches_the_exact_plan():
     a, b = random_params(MLP, seed=10), random_params(MLP, seed=11)
     exact = _method("otfusion", MLP).align(a, b).others
     assert not METHODS["otfusion-sinkhorn"].exact
-    with pytest.warns(UserWarning, match="did not converge"):  # POT says so at this small reg; close anyway
-        sharp = _method("otfusion-sinkhorn[reg=0.001]", MLP).align(a, b).others
+    sharp = _method("otfusion-sinkhorn[reg=0.001]", MLP).align(a, b)
+    assert 0 <= sharp.info["marginal_error"] < 0.5  # not converged at this small reg in 1000 iterations; close
+    sharp = sharp.others
     blurred = _method("otfusion-sinkhorn[reg=1.0]", MLP).align(a, b).others
     assert sq_distance(exact, sharp).item() < 0.1 * sq_distance(exact, blurred).item()
 
