@@ -323,7 +323,9 @@ def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = 
     from bench.store.results import ResultStore
 
     if report:
-        for path in write_report(results, _header(argv) + list(notes)):
+        from methods import METHODS
+
+        for path in write_report(results, _header(argv) + list(notes), {n: c.needs for n, c in METHODS.items()}):
             print(f"wrote {path}")
     if mirror:
         from bench.store.tracking import EXPERIMENT, mirror_report, resolve_uri

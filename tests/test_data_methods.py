@@ -149,5 +149,26 @@ def test_zipit_halves_average_to_the_zipped_network_and_cross_only_zipping_is_ex
     cross = _method("zipit[same_model=false]", MLP).align(a, b)
     assert sq_distance(cross.ref, a).item() < 1e-12  # one of each model per pair: A stays, B is permuted
     torch.testing.assert_close(_outputs(MLP, cross.others), _outputs(MLP, b), rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="merges 2 models"):
-        _method("zipit", MLP).merge(random_params(MLP, n=3, seed=20))
+    three = random_params(MLP, n=3, seed=20)
+    merged = _method("zipit", MLP).merge(three)
+    torch.testing.assert_close(merged.merged["seq.0.weight"], merged.frame["seq.0.weight"].mean(0, keepdim=True))
+    net = random_params(MLP, seed=21)  # three copies, two of them permuted: that network again
+    copies = [net] + [random_action(MLP, net, "P", torch.Generator().manual_seed(s))[0] for s in (22, 23)]
+    merged = _method("zipit", MLP).merge({k: torch.cat([c[k] for c in copies]) for k in net}).merged
+    torch.testing.assert_close(_outputs(MLP, merged), _outputs(MLP, net), rtol=1e-4, atol=1e-5)
+
+
+def test_zipit_groups_partition_the_features_into_pairs_for_two_models():
+    from methods.zipit import greedy_groups
+
+    for models in (2, 3):
+        f = torch.randn(200, models * 6, generator=torch.Generator().manual_seed(models))
+        for same_model in (False, True):
+            groups = greedy_groups(f, models, same_model)
+            assert len(groups) == 6 and sorted(sum(groups, [])) == list(range(models * 6))
+            if models == 2:
+                assert all(len(g) == 2 for g in groups)
+                assert same_model or all(g[0] < 6 <= g[1] for g in groups)  # one feature of each model
+    f = torch.randn(200, 12, generator=torch.Generator().manual_seed(9))
+    f[:, 1] = f[:, 0]  # model 0's units 0 and 1 are duplicates: zipped together only when same_model allows
+    assert [0, 1] in greedy_groups(f, 2, True) and [0, 1] not in greedy_groups(f, 2, False)

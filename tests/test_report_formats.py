@@ -193,3 +193,9 @@ def test_leaderboard_says_what_each_method_read(tmp_path):
     md = report.markdown(ResultStore(tmp_path).table())
     assert "| variant | data | n |" in md.replace("| rank | ", "| ")
     assert "| activation-matching | activations | 3 |" in md
+    older = [{**r, "key": f"old{i}", "variant": "git-rebasin", "method": "git-rebasin"} for i, r in enumerate(rows[:3])]
+    for r in older:
+        del r["method_needs"]  # rows written before rows carried it
+    ResultStore(tmp_path).append(older)
+    report_files.write_all(tmp_path, [], {"git-rebasin": "data-free"})
+    assert "| git-rebasin | data-free | 3 |" in (tmp_path / "leaderboard.md").read_text()

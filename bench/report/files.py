@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench.report.comparison import FORMATS, comparison, render
@@ -12,10 +12,16 @@ from bench.store.results import ResultStore, current_code
 from zoos.files import clean_temp_files
 
 
-def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = ()) -> list[Path]:
-    """Read the tables under `results_dir`; write the figures and leaderboard.{md,tex,html} there."""
+def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = (),
+              method_needs: Mapping[str, str] | None = None) -> list[Path]:
+    """Read the tables under `results_dir`; write the figures and leaderboard.{md,tex,html} there.
+    `method_needs` (method name -> what it reads) fills the data column of rows written before rows
+    carried it (every such method read the same whatever its hyperparameters)."""
     results_dir = Path(results_dir)
     table = current_code(ResultStore(results_dir).table())
+    if method_needs and "method" in table.columns:
+        known = table["method"].map(dict(method_needs))
+        table["method_needs"] = table["method_needs"].fillna(known) if "method_needs" in table.columns else known
     clean_temp_files(results_dir)  # of a report killed mid-write
     sweeps = read_sweeps(results_dir)
     figures = write_figures(table, results_dir)
@@ -28,7 +34,8 @@ def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence
             *(_write_text(results_dir / f"comparison.{fmt}", render(matrices, fmt, header_lines)) for fmt in FORMATS)]
 
 
-def write_report(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = ()) -> tuple[Path, Path]:
+def write_report(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = (),
+                 method_needs: Mapping[str, str] | None = None) -> tuple[Path, Path]:
     """`write_all`; returns (leaderboard.md, curves.png) (every file is listed by `write_all`)."""
-    paths = write_all(results_dir, header_lines)
+    paths = write_all(results_dir, header_lines, method_needs)
     return paths[0], paths[3]
