@@ -8,7 +8,11 @@ M = S_aa^{1/2} U V^T S_bb^{-1/2}; B's weights become M_l W_l M_{l-1}^{-1} (bias 
 permutation is the special case M = P. A general M does not commute with the activation, so B's
 function changes: this is a merging method (the harness records what it costs), whose `merge`
 averages the models in A's basis. Two copies of one network give M = I and that network back.
-Covariances are regularised by `reg` times their mean variance (dead units have none).
+Covariances are regularised by `reg` times their mean variance. ReLU nets need it: their dead and
+near-dead units make S^{-1/2} explode (reg 1e-4 gave merged losses up to 45 on the default ReLU CNN
+zoo's training networks); 0.1, the default, was best there (mean merged loss 1.12 over 6 pairs of
+training networks, against 1.39 at 0.01 and 1.13 at 1) and as good as any on the tanh zoo. As reg
+grows, M tends to the orthogonal Procrustes map U V^T of the cross-covariance.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ class CCAMerge(Aligner):
     name = "cca-merge"
     exact = False
     needs = "activations"
-    search_space = {"batch": Hyper("int", 512, 16, 8192, log=True), "reg": Hyper("float", 1e-4, 1e-8, 1.0, log=True)}
+    version = 2  # 2: default reg 0.1 (was 1e-4)
+    search_space = {"batch": Hyper("int", 512, 16, 8192, log=True), "reg": Hyper("float", 0.1, 1e-8, 10.0, log=True)}
 
     def align(self, ref, others, target=None) -> Alignment:
         x = method_inputs(self.task, self.hp["batch"], self.seed)
