@@ -32,8 +32,20 @@ def _sqrt_and_inverse(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def cca_map(fa: torch.Tensor, fb: torch.Tensor, reg: float) -> torch.Tensor:
-    """M [n, n] with A's features ~ M (B's features), from samples fa, fb [samples, n]."""
-    fa, fb = fa.double() - fa.double().mean(0), fb.double() - fb.double().mean(0)
+    """M [n, n] with A's features ~ M (B's features), from samples fa, fb [samples, n].
+
+    Units that never vary (dead ReLUs) carry no signal, so their canonical directions are arbitrary:
+    a sign flip there revives a dead unit and changes the function. When both models have equally
+    many, those are matched to each other in order and the canonical analysis runs on the rest."""
+    fa, fb = fa.double(), fb.double()
+    dead_a, dead_b = _constant(fa), _constant(fb)
+    if dead_a.any() and int(dead_a.sum()) == int(dead_b.sum()) and not dead_a.all():
+        m = torch.zeros(fa.shape[1], fb.shape[1], dtype=torch.float64)
+        live_a, live_b = torch.nonzero(~dead_a)[:, 0], torch.nonzero(~dead_b)[:, 0]
+        m[live_a[:, None], live_b[None, :]] = cca_map(fa[:, live_a], fb[:, live_b], reg)
+        m[torch.nonzero(dead_a)[:, 0], torch.nonzero(dead_b)[:, 0]] = 1.0
+        return m
+    fa, fb = fa - fa.mean(0), fb - fb.mean(0)
     s = fa.shape[0]
     saa, sbb, sab = fa.T @ fa / s, fb.T @ fb / s, fa.T @ fb / s
     eye = torch.eye(len(saa), dtype=saa.dtype)
@@ -42,6 +54,12 @@ def cca_map(fa: torch.Tensor, fb: torch.Tensor, reg: float) -> torch.Tensor:
     (ra, ia), (_, ib) = _sqrt_and_inverse(saa), _sqrt_and_inverse(sbb)
     u, _, vt = torch.linalg.svd(ia @ sab @ ib)
     return ra @ u @ vt @ ib
+
+
+def _constant(f: torch.Tensor) -> torch.Tensor:
+    """Units whose activations do not vary over the samples (relative to the liveliest unit)."""
+    var = f.var(0)
+    return var <= 1e-12 * max(float(var.max()), 1e-300)
 
 
 def _along(t: torch.Tensor, axis: int, mat: torch.Tensor) -> torch.Tensor:
@@ -68,7 +86,7 @@ class CCAMerge(Aligner):
     name = "cca-merge"
     exact = False
     needs = "activations"
-    version = 2  # 2: default reg 0.1 (was 1e-4)
+    version = 3  # 2: default reg 0.1 (was 1e-4); 3: dead units matched to dead units
     search_space = {"batch": Hyper("int", 512, 16, 8192, log=True), "reg": Hyper("float", 0.1, 1e-8, 10.0, log=True)}
 
     def align(self, ref, others, target=None) -> Alignment:
