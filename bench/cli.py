@@ -205,7 +205,13 @@ def _parser() -> argparse.ArgumentParser:
     cnn.add_argument("--epochs", type=COUNT, default=3)
     cnn.add_argument("--channels", type=COUNT, default=16, help="channels per conv (width; default: 16)")
     cnn.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
-    for b in (inr, cnn):
+    mlp = command("mlp", "MLPs 784-w1-..-wk-10 trained on the data like the CNN zoo", build)
+    mlp.add_argument("--widths", type=COUNT, nargs="+", required=True, help="hidden widths, e.g. 512 512 512")
+    mlp.add_argument("--activation", default="relu", choices=("relu", "tanh"))
+    mlp.add_argument("--nets", type=COUNT, default=16)
+    mlp.add_argument("--epochs", type=COUNT, default=3)
+    mlp.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
+    for b in (inr, cnn, mlp):
         b.add_argument("--workers", type=COUNT, default=2, help="processes fitting / training (default: 2)")
         b.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
         b.add_argument("--seed", type=SEED, default=0)
@@ -387,9 +393,9 @@ def _zoo(args) -> int:
     else:
         from zoos.cnn import CnnZooConfig, build_cnn_zoo
 
+        shape = {"widths": tuple(args.widths)} if args.kind == "mlp" else {"channels": args.channels}
         config = CnnZooConfig(activation=args.activation, n_nets=args.nets, epochs=args.epochs,
-                              channels=args.channels, train_fraction=tuple(args.train_fraction), source=args.data,
-                              seed=args.seed)
+                              train_fraction=tuple(args.train_fraction), source=args.data, seed=args.seed, **shape)
         zoo = build_cnn_zoo(config, workers=args.workers, progress=not getattr(args, "quiet", False))
     save_zoo(zoo, args.out)
     print(f"wrote {args.out}: {len(zoo)} networks of {zoo.space.name}")

@@ -139,3 +139,38 @@ def test_zoo_builders_are_deterministic_given_the_seed():
     one, two = build_cnn_zoo(config, workers=1, progress=False), build_cnn_zoo(config, workers=2, progress=False)
     assert all(torch.equal(one.params[k], two.params[k]) for k in one.params)  # worker processes change nothing
     pd.testing.assert_frame_equal(one.meta, two.meta)
+
+
+def test_mlp_zoo_trains_plain_mlps_that_the_methods_align(tmp_path):
+    """The `mlp` kind: CNN-zoo training of MLPs 784-w..-10 on the data; tasks read the images flattened."""
+    from bench.execution.presets import PRESETS, ZooRecipe
+    from bench.execution.zoo_cache import build
+    from methods import make_method
+    from zoos.symmetry import select
+    from zoos.tasks import make_task
+    from zoos.zoo import load_zoo, save_zoo
+
+    zoo = build(ZooRecipe("mlp", dict(widths=[24, 16], n_nets=4, epochs=3, train_fraction=(1.0,))), data="digits",
+                workers=1, progress=False)
+    assert zoo.name == "mlp-relu-digits" and zoo.space.name == "mlp-relu-784-24-16-10"
+    assert zoo.task["config"]["widths"] == (24, 16) and set(zoo.meta["widths"]) == {"24-16"}
+    zoo = load_zoo(save_zoo(zoo, tmp_path / "mlp"))
+    task = make_task(zoo)
+    assert task.inputs().shape[1:] == (784,) and task.train_batch(8)[0].shape == (8, 784)
+    assert (task.evaluate(zoo.params)["acc"] > 0.5).all()  # trained: far above chance (0.1)
+    method = make_method("git-rebasin")
+    method.setup(zoo, task)
+    out = method.align(select(zoo.params, 0), select(zoo.params, 1))
+    torch.testing.assert_close(task.outputs(out.others), task.outputs(select(zoo.params, 1)), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="needs its hidden widths"):
+        build(ZooRecipe("mlp", dict(n_nets=2)), data="digits", workers=1, progress=False)
+    assert [r.kind for r in PRESETS["mlp"].zoos] == ["mlp", "mlp"]
+
+
+def test_cnn_zoo_config_records_no_mlp_widths():
+    """Existing CNN zoos keep their config (and so their keys): `widths` only appears for MLP zoos."""
+    from zoos.cnn import CnnZooConfig, build_cnn_zoo
+
+    zoo = build_cnn_zoo(CnnZooConfig(n_nets=1, epochs=1, train_fraction=(0.05,), source="digits", channels=4),
+                        workers=1, progress=False)
+    assert "widths" not in zoo.task["config"] and "widths" not in zoo.meta.columns and zoo.name.startswith("cnn-")

@@ -1,4 +1,5 @@
-"""CNN zoo generator: Unterthiner et al.'s small CNN trained on Fashion-MNIST with varied hyperparameters.
+"""CNN zoo generator: Unterthiner et al.'s small CNN trained on Fashion-MNIST with varied hyperparameters;
+with `widths`, plain MLPs 784-w1-..-wk-10 trained the same way (the `mlp` zoo kind).
 
 Each network samples its hyperparameters (activation fixed per zoo; seed, optimizer, learning
 rate, L2, dropout, init, train fraction) from a seeded `CnnZooConfig`. Batching many CNNs did not
@@ -25,10 +26,11 @@ from tqdm.auto import tqdm
 
 from zoos.data import load_images, resolve_source
 from zoos.files import write_bytes_atomic
-from zoos.space import WeightSpace, cnn_zoo_space
+from zoos.space import WeightSpace, cnn_zoo_space, mlp_space
 from zoos.tasks import classifier_inputs
 from zoos.zoo import Zoo, assign_splits
 
+IMAGE_PIXELS = 28 * 28
 INITS = ("glorot_normal", "he_normal", "orthogonal", "normal", "truncated_normal")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
@@ -51,6 +53,17 @@ class CnnZooConfig:
     seed: int = 0
     n_eval: int = 2000  # test images the task scores networks on
     splits: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train/val/test fractions of the networks
+    # hidden widths of an MLP 784-w1-..-wk-10 trained instead of the CNN (the `mlp` zoo kind); () = the CNN
+    widths: tuple[int, ...] = ()
+
+    def space(self) -> WeightSpace:
+        if self.widths:
+            return mlp_space([IMAGE_PIXELS, *self.widths, 10], self.activation)
+        return cnn_zoo_space(self.activation, self.channels)
+
+    @property
+    def kind(self) -> str:
+        return "mlp" if self.widths else "cnn"
 
     def sample(self, i: int) -> dict:
         """Hyperparameters of network i (deterministic in seed and i)."""
@@ -63,19 +76,27 @@ class CnnZooConfig:
 
 
 class CnnZooNet(torch.nn.Module):
-    """The zoo CNN as a module, state_dict names matching `cnn_zoo_space` (dropout after each conv)."""
+    """The zoo net (CNN, or MLP for `widths`) as a module (dropout after each conv). `params()` gives
+    its parameters under the space's names (module names cannot hold the '.' of an MLP's 'seq.0')."""
 
     def __init__(self, space: WeightSpace, dropout: float = 0.0):
         super().__init__()
         for layer in space.layers:
             module = (torch.nn.Conv2d(layer.n_in, layer.n_out, layer.kernel, layer.stride) if layer.kind == "conv"
                       else torch.nn.Linear(layer.n_in, layer.n_out))
-            self.add_module(layer.name, module)
+            self.add_module(layer.name.replace(".", "_"), module)
         self.space, self.dropout = space, dropout
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return {f"{layer.name}.{k}": getattr(self._layer(layer), k).detach().clone()
+                for layer in self.space.layers for k in ("weight", "bias")}
+
+    def _layer(self, layer) -> torch.nn.Module:
+        return getattr(self, layer.name.replace(".", "_"))
 
     def forward(self, x):
         for layer in self.space.layers:
-            x = self.space.activate(getattr(self, layer.name)(x), layer.act)
+            x = self.space.activate(self._layer(layer)(x), layer.act)
             if layer.kind == "conv":
                 x = F.dropout(x, self.dropout, self.training)
             if layer.pool:
@@ -124,6 +145,7 @@ def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int) -> tup
     net = CnnZooNet(space, hp["dropout"])
     _init(net, hp, g)
     x, y = _DATA["x"], _DATA["y"]
+    x = x.reshape(len(x), *space.input_shape)  # an MLP reads the image flattened
     keep = torch.randperm(len(x), generator=g)[: int(hp["train_fraction"] * len(x))]
     x, y = x[keep], y[keep]
     opt = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[hp["optimizer"]]
@@ -137,9 +159,9 @@ def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int) -> tup
             loss.backward()
             opt.step()
     train_loss, train_acc = _evaluate(net, x[:10000], y[:10000])
-    test_loss, test_acc = _evaluate(net, _DATA["xt"], _DATA["yt"])
+    test_loss, test_acc = _evaluate(net, _DATA["xt"].reshape(len(_DATA["xt"]), *space.input_shape), _DATA["yt"])
     metrics = dict(train_loss=train_loss, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc)
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}, metrics
+    return net.params(), metrics
 
 
 def _job(args):
@@ -176,13 +198,16 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     """Train the zoo's networks. With `checkpoints` (a directory) every trained network is kept there
     as it finishes, so a build killed midway resumes with the networks still to train."""
     source = resolve_source(config.source)
-    space = cnn_zoo_space(config.activation, config.channels)
+    space = config.space()
     hps = [config.sample(i) for i in range(config.n_nets)]
+    if config.widths:  # named in each network's record (and so in its checkpoint's key)
+        hps = [{**hp, "widths": "-".join(map(str, config.widths))} for hp in hps]
     jobs = [(space, hp, config.epochs, config.batch_size) for hp in hps]
     paths = [_checkpoint(checkpoints, i, hp) for i, hp in enumerate(hps)]
     results: list = [_load_trained(path) for path in paths]
     todo = [i for i, r in enumerate(results) if r is None]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"training {len(jobs)} {config.activation} CNNs",
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo),
+               desc=f"training {len(jobs)} {config.activation} {config.kind.upper()}s",
                unit="net", disable=not progress)
     if todo and workers <= 1:
         _worker_init(source)
@@ -204,5 +229,7 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     meta = pd.DataFrame([{"id": i, **hp, **r[1]} for i, (hp, r) in enumerate(zip(hps, results, strict=True))])
     meta["split"] = assign_splits(len(meta), config.splits, seed=config.seed)
     cfg = asdict(config) | {"source": source}
+    if not config.widths:  # absent for CNN zoos, so that their config and keys stay as they were
+        del cfg["widths"]
     task = {"kind": "classifier", "dataset": source, "n_eval": config.n_eval, "config": cfg}
-    return Zoo(f"cnn-{config.activation}-{source}", space, params, meta, task)
+    return Zoo(f"{config.kind}-{config.activation}-{source}", space, params, meta, task)

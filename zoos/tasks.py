@@ -236,7 +236,11 @@ class ClassifierTask(Task):
     def _eval(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = load_images(self.dataset, "test")
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))[: self.n_eval]
-        return classifier_inputs(images[idx]), labels[idx]
+        return self._shaped(classifier_inputs(images[idx])), labels[idx]
+
+    def _shaped(self, x: torch.Tensor) -> torch.Tensor:
+        """An MLP's first layer reads the image flattened."""
+        return x.flatten(1) if self.space.layers[0].kind == "linear" else x
 
     def inputs(self) -> torch.Tensor:
         return self._eval[0]
@@ -249,7 +253,7 @@ class ClassifierTask(Task):
         """A fixed batch of training images (REPAIR statistics, task-loss objectives)."""
         images, labels = load_images(self.dataset, "train")
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
-        return classifier_inputs(images[idx]), labels[idx]
+        return self._shaped(classifier_inputs(images[idx])), labels[idx]
 
     def task_loss(self, params, target=None, n: int = 512):
         """Cross-entropy on a fixed training batch of n images (never the evaluation set)."""

@@ -85,8 +85,9 @@ class Zoo:
             raise bad("spec", f"task {self.task!r}: expected an object with kind {' or '.join(TASK_KINDS)}")
         shape = self.space.input_shape
         if kind == "classifier":
-            if len(shape) != 3:
-                raise bad("spec", f"a classifier zoo takes images [channels, height, width], not input_shape {shape}")
+            if len(shape) not in (1, 3):
+                raise bad("spec", f"a classifier zoo takes images [channels, height, width] (or flattened, [pixels], "
+                                  f"for an MLP), not input_shape {shape}")
             n_eval, dataset = self.task.get("n_eval", 1), self.task.get("dataset", "auto")
             if not isinstance(dataset, str) or (n_eval is not None and (isinstance(n_eval, bool)
                                                                         or not isinstance(n_eval, int) or n_eval < 1)):

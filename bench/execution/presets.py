@@ -84,6 +84,17 @@ PRESETS = {
     ),
 }
 
+# The plain-MLP setting of the re-basin papers on Fashion-MNIST: Git Re-Basin's 784-512-512-512-10 and
+# C2M3's 784-512-512-512-256-10, 16 networks each (seeds and hyperparameters varied as in the CNN zoo)
+PRESETS["mlp"] = Benchmark(
+    "mlp",
+    zoos=(ZooRecipe("mlp", dict(widths=(512, 512, 512), n_nets=16, epochs=3, n_eval=1000, splits=(0.25, 0.0, 0.75))),
+          ZooRecipe("mlp", dict(widths=(512, 512, 512, 256), n_nets=16, epochs=3, n_eval=1000,
+                                splits=(0.25, 0.0, 0.75)))),
+    protocols={"pairs": dict(n_pairs=4, lambdas=11), "merge": dict(sizes=(2, 3), n_groups=2, max_triples=1)},
+    methods=("naive", "git-rebasin", "activation-matching", "otfusion", "c2m3", "mergemany", "zipit", "cca-merge"),
+)
+
 # Width ablation: the same zoo recipes at several widths (CNN channels, SIREN hidden units); pairs
 # and the combinability probes, which record each zoo's width so that reports can plot against it.
 WIDTHS = {"cnn": (4, 8, 16, 32, 64), "inr": (8, 16, 32, 64, 128)}

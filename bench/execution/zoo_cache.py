@@ -35,9 +35,17 @@ def _cnn(options: dict, data: str, workers: int, progress: bool, checkpoints: Pa
                          checkpoints=checkpoints)
 
 
+def _mlp(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
+    if not options.get("widths"):
+        raise ValueError("an mlp zoo recipe needs its hidden widths, e.g. widths=(512, 512, 512)")
+    options = {**options, "widths": tuple(options["widths"])}
+    return build_cnn_zoo(CnnZooConfig(source=data, **options), workers=workers, progress=progress,
+                         checkpoints=checkpoints)
+
+
 # zoo kind -> builder(options, data, workers, progress, checkpoints, device); a new kind is its
 # generator module in zoos/ plus one line here
-BUILDERS = {"inr": _inr, "cnn": _cnn}
+BUILDERS = {"inr": _inr, "cnn": _cnn, "mlp": _mlp}
 DEVICE_BUILDERS = ("inr",)  # kinds whose builder uses the device (and whose cache entry names it)
 
 
