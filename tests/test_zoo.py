@@ -152,7 +152,7 @@ def test_mlp_zoo_trains_plain_mlps_that_the_methods_align(tmp_path):
 
     zoo = build(ZooRecipe("mlp", dict(widths=[24, 16], n_nets=4, epochs=3, train_fraction=(1.0,))), data="digits",
                 workers=1, progress=False)
-    assert zoo.name == "mlp-relu-digits" and zoo.space.name == "mlp-relu-784-24-16-10"
+    assert zoo.name == "mlp-relu-24-16-digits" and zoo.space.name == "mlp-relu-784-24-16-10"
     assert zoo.task["config"]["widths"] == (24, 16) and set(zoo.meta["widths"]) == {"24-16"}
     zoo = load_zoo(save_zoo(zoo, tmp_path / "mlp"))
     task = make_task(zoo)

@@ -232,4 +232,5 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     if not config.widths:  # absent for CNN zoos, so that their config and keys stay as they were
         del cfg["widths"]
     task = {"kind": "classifier", "dataset": source, "n_eval": config.n_eval, "config": cfg}
-    return Zoo(f"{config.kind}-{config.activation}-{source}", space, params, meta, task)
+    shape = "".join(f"-{w}" for w in config.widths)  # MLP zoos of other widths keep apart by name
+    return Zoo(f"{config.kind}-{config.activation}{shape}-{source}", space, params, meta, task)
