@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from methods.assignment import assignment
+from methods.assignment import signed_assignment
 from methods.base import Aligner, Alignment, Hyper, Merged
 from methods.weight_matching import apply_matching, as_element
 from zoos.space import Params, WeightSpace
@@ -110,11 +110,8 @@ def _gradients(space: WeightSpace, W: Params, P: dict) -> dict[str, torch.Tensor
 
 def _lap(score: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     """Vertex maximising <score, Pi>: a (signed) permutation; returns column per row and sign per row."""
-    magnitude = np.abs(score) if signed else score
-    cols = assignment(magnitude)  # ties (duplicated units, flat objectives) -> identity
-    rows = np.arange(len(cols))
-    signs = np.where(score[rows, cols] < 0, -1.0, 1.0) if signed else np.ones(len(rows))
-    return cols, signs
+    cols, signs = signed_assignment(score, signed)  # ties (duplicated units, flat objectives) -> identity
+    return cols, np.ones(len(cols)) if signs is None else signs
 
 
 def _best_step(poly: np.polynomial.Polynomial, f0: float) -> float:

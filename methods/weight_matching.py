@@ -43,7 +43,10 @@ def _transformed(space: WeightSpace, name: str, w: torch.Tensor, perms, signs, s
 
 def cost_matrix(space: WeightSpace, a: Params, b: Params, p: str, perms, signs,
                 incoming_only: bool = False) -> torch.Tensor:
-    """C_p[i, j] = similarity of A's unit i with B's unit j given all other current assignments."""
+    """C_p[i, j] = similarity of A's unit i with B's unit j given all other current assignments.
+
+    The definition, computed from scratch: `_Costs` keeps the same matrices up to date (and is tested
+    against this at every step)."""
     n = space.perm_sizes[p]
     c = torch.zeros(n, n, dtype=torch.float64)
     for name, axis in space.touches(p):
