@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 FMNIST  = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data run smoke test lint report reliability clean
+.PHONY: setup data run smoke test lint report claims reliability clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -38,6 +38,10 @@ test: setup data
 
 report: setup
 	$(BIN)/bench report
+
+# The papers' claims tested on our zoos (runs what they need, resumable): results/claims.md
+claims: setup data
+	$(BIN)/bench report --claims
 
 # SIGKILLs, concurrent runs, repeat runs and hostile input against a reference: results/reliability.md
 reliability: setup data

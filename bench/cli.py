@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   bench report                               # leaderboard.*, comparison.* and figures from results/
   bench report --zoos 'cnn-*' --methods naive git-rebasin --protocols pairs --format tex --out table.tex
   bench report --metric loss_barrier --format csv   # one matrix, every number unrounded
+  bench report --claims                      # the papers' claims tested: runs what they need, results/claims.md
   bench mirror --check                       # is the MLflow mirror the Parquet table? (--rebuild: make it so)
   bench perf --suites evaluation             # timings side by side into results/perf.*
   bench perf --suites gpu                    # CPU vs accelerator into results/perf_gpu.* (a few minutes)
@@ -115,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--metric", help="a declared metric (e.g. loss_barrier); default: each protocol's ranking one")
     rep.add_argument("--format", choices=("md", "tex", "html", "csv"), help="comparison matrix format (default: md)")
     rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it")
+    rep.add_argument("--claims", action="store_true",
+                     help="test the papers' claims: run what they need (resumable), write CLAIMS.md (results/claims.md)"
+                          " and the other reports")
+    rep.add_argument("--quiet", action="store_true", help="--claims: no progress bars")
 
     command("methods", "list registered methods and their hyperparameters")
 
@@ -351,6 +356,27 @@ def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = 
             print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
 
 
+def _claims(args, argv) -> int:
+    from bench.execution.claims import run_claims
+    from bench.execution.plan import RunOptions
+    from bench.report.claims import evaluate, markdown
+    from bench.report.paper_claims import CLAIMS
+    from bench.report.tables import _write_text
+    from bench.store.results import ResultStore, current_code
+
+    if any((args.methods, args.zoos, args.protocols, args.metric, args.format, args.out)):
+        raise ValueError("--claims runs and reads a fixed set of zoos and methods: it takes no selection or format")
+    counts, hashes = run_claims(RunOptions(results=args.results, progress=not args.quiet))
+    print(f"units: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
+    results = evaluate(CLAIMS, current_code(ResultStore(args.results).table()), hashes)
+    path = _write_text(args.results / "claims.md", markdown(results, _header(argv)))
+    for r in results:
+        print(f"claim {r.claim.number}: {r.verdict}")
+    print(f"wrote {path}")
+    _finish(args.results, argv)
+    return 1 if counts["failed"] else 0
+
+
 def _zoo(args) -> int:
     from zoos.zoo import check_replaceable, load_zoo, save_zoo
 
@@ -523,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args, argv)
+        if args.command == "report" and args.claims:
+            return _claims(args, argv)
         if args.command == "report":
             if not (args.results / "rows").is_dir():  # a typo must not create a folder and exit 0
                 raise FileNotFoundError(f"{args.results}: no results table here (expected {args.results / 'rows'}/;"

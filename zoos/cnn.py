@@ -232,5 +232,6 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     if not config.widths:  # absent for CNN zoos, so that their config and keys stay as they were
         del cfg["widths"]
     task = {"kind": "classifier", "dataset": source, "n_eval": config.n_eval, "config": cfg}
-    shape = "".join(f"-{w}" for w in config.widths)  # MLP zoos of other widths keep apart by name
+    # zoos of other widths keep apart by name: MLPs by their widths, CNNs by channels unless the usual 16
+    shape = "".join(f"-{w}" for w in config.widths) or ("" if config.channels == 16 else f"-c{config.channels}")
     return Zoo(f"{config.kind}-{config.activation}{shape}-{source}", space, params, meta, task)

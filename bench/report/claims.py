@@ -1,0 +1,307 @@
+"""The alignment papers' claims, tested on our zoos: `results/claims.md`, a pure function of the table.
+
+A claim is tested in one or more settings (a zoo, and where it matters a noise level, a number of
+models, a probe); a setting holds one or more checks, each an effect with its 95% CI and n. The
+verdict of every check, setting and claim follows RULE below, mechanically; nothing is decided by
+hand. `bench.execution.claims` runs what the checks read (`bench report --claims`).
+
+Zoos are named by label ("inr", "cnn-tanh", "mlp-512", ...) and found by content hash (the caller
+maps labels to hashes), so a zoo of the same name built from another recipe is never read.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bench.report.stats import ALPHA, CONFIDENCE, RESAMPLES, mean_ci, paired_p
+from bench.store.results import is_missing
+
+HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "inconclusive"
+
+RULE = f"""\
+**Verdict rule.** Every check measures an effect *e*, signed so that *e* > 0 is what the claim says,
+with its {CONFIDENCE:.0%} confidence interval [lo, hi] over n units, and a margin m >= 0 (0 unless the
+check says "at least as well as", where m is the loss tolerated):
+
+- a check **holds** when lo > -m; **does not hold** when hi < -m; otherwise it is **inconclusive**.
+  With m = 0 this is "significant in the claimed direction" / "significant in the opposite one".
+- A paired comparison with m = 0 must also pass the Wilcoxon signed-rank test (two-sided, p < {ALPHA})
+  to hold or not hold; when interval and test disagree, or fewer than 6 units are shared, it is
+  inconclusive.
+- Effects and intervals: a **paired comparison** is the mean per-unit difference (claimed worse minus
+  claimed better, units matched by name), CI by BCa bootstrap ({RESAMPLES} resamples, seed 0); a
+  **rate** (share of units recovered, of cycles closed) is compared with its threshold through the exact
+  Clopper-Pearson interval; a **trend** is minus Spearman's rho between width and the metric over all
+  units (claimed: shrinks with width), CI by a bootstrap within widths (percentile), p from Spearman's test.
+- Margins of "at least as well as" checks: 5% of the inputs' mean loss (the networks merged or combined).
+- A setting holds when all its checks hold, does not hold when one of them does not, and is inconclusive
+  otherwise; a claim likewise over its settings (each claim is stated for all of its settings, so one
+  counterexample refutes it).
+"""
+
+
+# ---- what a check reads ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Select:
+    """Rows of one variant on one zoo (by label) and protocol, narrowed by section values."""
+
+    zoo: str
+    protocol: str
+    variant: str
+    where: tuple[tuple[str, object], ...] = ()
+
+    def rows(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> pd.DataFrame:
+        if self.zoo not in hashes or table.empty:
+            return table.iloc[0:0]
+        keep = ((table["zoo_hash"].astype(str) == hashes[self.zoo]) & (table["protocol"] == self.protocol)
+                & (table["variant"] == self.variant))
+        for column, value in self.where:
+            if column not in table.columns:
+                return table.iloc[0:0]
+            values = table[column]
+            keep &= np.isclose(pd.to_numeric(values, errors="coerce"), value) if isinstance(value, float) \
+                else values == value
+        return table[keep]
+
+
+def _unit_id(name: str) -> str:
+    """A unit's name without its probe, so that probes of one pair (combine) are paired with each other."""
+    return re.sub(r"\s*probe=\S+", "", str(name))
+
+
+def _values(rows: pd.DataFrame, metric: str) -> dict[str, float]:
+    if metric not in rows.columns:
+        return {}
+    values = pd.to_numeric(rows[metric], errors="coerce")
+    return {_unit_id(u): float(v) for u, v in zip(rows["unit"], values, strict=True) if math.isfinite(v)}
+
+
+def _cell(values) -> str:
+    mean, lo, hi, n = mean_ci(list(values))
+    return "–" if n == 0 else f"{_num(mean)} [{_num(lo)}, {_num(hi)}]"
+
+
+def _num(x: float) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
+
+# ---- checks ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    check: str
+    n: int
+    values: str  # what was measured, each with its CI
+    effect: float
+    lo: float
+    hi: float
+    p: float  # NaN where the check has no test
+    margin: float
+    verdict: str
+
+
+def verdict(lo: float, hi: float, margin: float = 0.0, p: float | None = None) -> str:
+    """RULE for one check: CI [lo, hi] of the effect (> 0 = as claimed), margin m, and the paired or trend
+    test's p where there is one (it must agree when m = 0)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return UNDECIDED
+    tested = p is None or margin > 0 or (math.isfinite(p) and p < ALPHA)
+    if lo > -margin and tested:
+        return HOLDS
+    if hi < -margin and tested:
+        return FAILS
+    return UNDECIDED
+
+
+def combined(verdicts: Sequence[str]) -> str:
+    """All hold: holds; one does not: does not hold; otherwise (or none): inconclusive."""
+    if verdicts and all(v == HOLDS for v in verdicts):
+        return HOLDS
+    return FAILS if FAILS in verdicts else UNDECIDED
+
+
+@dataclass(frozen=True)
+class Lower:
+    """Paired: `better`'s metric is lower than `worse`'s (or, with `tolerant`, at most 5% of the inputs'
+    loss above it: "at least as well as")."""
+
+    better: Select
+    worse: Select
+    metric: str
+    text: str
+    tolerant: bool = False
+    worse_metric: str | None = None  # the other side's column, when it differs (e.g. another probe's)
+
+    def run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
+        good_rows, bad_rows = self.better.rows(table, hashes), self.worse.rows(table, hashes)
+        good, bad = _values(good_rows, self.metric), _values(bad_rows, self.worse_metric or self.metric)
+        shared = sorted(set(good) & set(bad))
+        d = [bad[u] - good[u] for u in shared]
+        effect, lo, hi, n = mean_ci(d)
+        margin = 0.0
+        if self.tolerant and n:
+            scale = _values(pd.concat([good_rows, bad_rows]), "loss_endpoints")
+            margin = 0.05 * float(np.mean([scale[u] for u in shared if u in scale])) if scale else math.nan
+        p = paired_p({u: good[u] for u in shared}, {u: bad[u] for u in shared})[0] if n else math.nan
+        values = f"{self.better.variant}: {_cell(good[u] for u in shared)}; {self.worse.variant}: " \
+                 f"{_cell(bad[u] for u in shared)}"
+        return Outcome(self.text, n, values, effect, lo, hi, p, margin,
+                       verdict(lo, hi, margin, None if self.tolerant else p))
+
+
+@dataclass(frozen=True)
+class Rate:
+    """The share of units whose metric passes (`recovered` = 1, or a value <= `zero`) is at least / at most
+    `threshold`."""
+
+    select: Select
+    metric: str
+    threshold: float
+    at_least: bool
+    text: str
+    zero: float | None = None  # count a unit as passing when metric <= zero (e.g. cycle error 0)
+
+    def run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
+        values = list(_values(self.select.rows(table, hashes), self.metric).values())
+        n = len(values)
+        passed = sum((v <= self.zero) if self.zero is not None else v >= 0.5 for v in values)
+        if n == 0:
+            return Outcome(self.text, 0, "not measured", math.nan, math.nan, math.nan, math.nan, 0.0, UNDECIDED)
+        ci = stats.binomtest(passed, n).proportion_ci(CONFIDENCE, method="exact")
+        sign = 1 if self.at_least else -1
+        lo, hi = sorted((sign * (ci.low - self.threshold), sign * (ci.high - self.threshold)))
+        rate = passed / n
+        values_text = f"{self.select.variant}: {passed}/{n} = {rate:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+        return Outcome(self.text, n, values_text, sign * (rate - self.threshold), lo, hi, math.nan, 0.0,
+                       verdict(lo, hi))
+
+
+@dataclass(frozen=True)
+class Shrinks:
+    """The metric falls as width grows: minus Spearman's rho over every unit of every width."""
+
+    selects: tuple[tuple[int, Select], ...]  # (width, rows of that width)
+    metric: str
+    text: str
+
+    def run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
+        widths, values, cells = [], [], []
+        for width, select in self.selects:
+            got = list(_values(select.rows(table, hashes), self.metric).values())
+            widths += [width] * len(got)
+            values += got
+            cells.append(f"{width}: {_cell(got)}" + (f" (n={len(got)})" if got else ""))
+        n = len(values)
+        if n < 3 or len(set(widths)) < 2:
+            return Outcome(self.text, n, "; ".join(cells), math.nan, math.nan, math.nan, math.nan, 0.0, UNDECIDED)
+        w, v = np.array(widths, float), np.array(values, float)
+        rho, p = stats.spearmanr(w, v)
+        rng = np.random.default_rng(0)
+        groups = [np.flatnonzero(w == x) for x in np.unique(w)]
+        boot = []
+        for _ in range(RESAMPLES):  # resample units within each width: the design (widths, counts) stays
+            idx = np.concatenate([rng.choice(g, len(g)) for g in groups])
+            r = stats.spearmanr(w[idx], v[idx])[0]
+            if math.isfinite(r):
+                boot.append(r)
+        q_lo, q_hi = np.quantile(boot, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2]) if boot else (math.nan,) * 2
+        lo, hi = -float(q_hi), -float(q_lo)
+        text = f"{self.selects[0][1].variant} by width: " + "; ".join(cells) + f"; rho = {rho:.2f}"
+        return Outcome(self.text, n, text, -float(rho), lo, hi, float(p), 0.0, verdict(lo, hi, 0.0, float(p)))
+
+
+@dataclass(frozen=True)
+class Setting:
+    text: str
+    checks: tuple
+
+
+@dataclass(frozen=True)
+class Claim:
+    number: int
+    text: str
+    source: str
+    settings: tuple[Setting, ...]
+    paper: str = ""  # a published figure of a comparable setting, and how that setting differs
+    note: str = ""
+    ours: tuple[int, int] = (0, 0)  # (setting, check) whose measurement the "paper vs ours" column quotes
+
+
+@dataclass
+class ClaimResult:
+    claim: Claim
+    settings: list[tuple[Setting, list[Outcome], str]] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return combined([v for _, _, v in self.settings])
+
+
+def evaluate(claims: Sequence[Claim], table: pd.DataFrame, hashes: Mapping[str, str]) -> list[ClaimResult]:
+    """Every check of every claim on the table's good rows (the newest row of a unit when it was run twice)."""
+    table = _latest(table)
+    out = []
+    for claim in claims:
+        result = ClaimResult(claim)
+        for setting in claim.settings:
+            outcomes = [check.run(table, hashes) for check in setting.checks]
+            result.settings.append((setting, outcomes, combined([o.verdict for o in outcomes])))
+        out.append(result)
+    return out
+
+
+def _latest(table: pd.DataFrame) -> pd.DataFrame:
+    """Good rows only, one per (zoo, protocol, variant, unit): a unit run again under other protocol
+    options (another number of interpolation points) counts once, with its newest row."""
+    if table.empty:
+        return table
+    if "error" in table.columns:
+        table = table[table["error"].map(is_missing).astype(bool)]
+    order = table.sort_values("time", kind="mergesort") if "time" in table.columns else table
+    return order.drop_duplicates(["zoo_hash", "protocol", "variant", "unit"], keep="last")
+
+
+# ---- rendering -------------------------------------------------------------------------------------
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(results: Sequence[ClaimResult], header_lines: Sequence[str] = ()) -> str:
+    lines = ["# The papers' claims, tested", ""] + [f"{h}  " for h in header_lines] + [""]
+    lines += [RULE, "## Verdicts", "",
+              "| # | claim | verdict | settings (holds / not / inconclusive) | published | ours |",
+              "|---|---|---|---|---|---|"]
+    for r in results:
+        counts = [sum(v == x for _, _, v in r.settings) for x in (HOLDS, FAILS, UNDECIDED)]
+        setting, check = r.claim.ours
+        quoted = r.settings[setting] if setting < len(r.settings) else None
+        ours = f"{quoted[0].text}: {quoted[1][check].values}" if quoted and check < len(quoted[1]) else "–"
+        lines.append(f"| {r.claim.number} | {_md(r.claim.text)} ({_md(r.claim.source)}) | **{r.verdict}** | "
+                     f"{' / '.join(map(str, counts))} | {_md(r.claim.paper) or 'no published figure found'} | "
+                     f"{_md(ours)} |")
+    for r in results:
+        lines += ["", f"## {r.claim.number}. {r.claim.text}", "",
+                  f"Source: {r.claim.source}. Verdict: **{r.verdict}**.", ""]
+        if r.claim.note:
+            lines += [r.claim.note, ""]
+        lines += ["| setting | check | n | measured: mean [95% CI] | effect [95% CI] | margin | p | verdict |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for setting, outcomes, setting_verdict in r.settings:
+            for i, o in enumerate(outcomes):
+                name = f"{_md(setting.text)} (**{setting_verdict}**)" if i == 0 else ""
+                effect = "–" if not math.isfinite(o.effect) else f"{_num(o.effect)} [{_num(o.lo)}, {_num(o.hi)}]"
+                p = "–" if not math.isfinite(o.p) else f"{o.p:.2g}"
+                margin = "–" if o.margin == 0 else _num(o.margin)
+                lines.append(f"| {name} | {_md(o.check)} | {o.n} | {_md(o.values)} | {effect} | {margin} | {p} | "
+                             f"{o.verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Claim", "ClaimResult", "FAILS", "HOLDS", "Lower", "Outcome", "RULE", "Rate", "Select", "Setting", "Shrinks",
+           "UNDECIDED", "combined", "evaluate", "markdown", "verdict"]
