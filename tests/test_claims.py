@@ -10,8 +10,23 @@ import pytest
 
 from bench.execution.claims import AE_PRETRAINED, CLAIM_RUNS, CLAIM_ZOOS, CNN_CHANNELS, MLP_WIDTHS, WIDTH_STUDIES
 from bench.report import paper_claims
-from bench.report.claims import (FAILS, HOLDS, RULE, UNDECIDED, Claim, Lower, Rate, Select, Setting, Shrinks,
-                                 combined, evaluate, markdown, verdict)
+from bench.report.claims import (
+    FAILS,
+    HOLDS,
+    RULE,
+    UNDECIDED,
+    AboveChance,
+    Claim,
+    Lower,
+    Rate,
+    Select,
+    Setting,
+    Shrinks,
+    combined,
+    evaluate,
+    markdown,
+    verdict,
+)
 from methods import normalise_spec
 
 HASHES = {"z": "hash-z", "w1": "hash-w1", "w2": "hash-w2", "w3": "hash-w3"}
@@ -110,6 +125,17 @@ def test_rate_uses_the_exact_interval():
     assert Rate(Select("missing", "orbit", "a"), "recovered", 0.75, True, "x").run(all32, HASHES).n == 0
 
 
+def test_above_chance_is_the_collapse_gate():
+    check = AboveChance(Select("z", "pairs", "ae"))
+    chance = {"ident_chance": [1 / 32] * 16}
+    named = _rows("ae", [1.0, 0.5] * 8, metric="ident", **chance)  # 24 of 32 endpoints name their source
+    collapsed = _rows("ae", [0.0] * 16, metric="ident", **chance)  # none: 0/32, interval [0, 0.11] holds chance
+    out = check.run(named, HASHES)
+    assert out.n == 16 and "24/32" in out.values and out.verdict == HOLDS
+    assert _one(check, collapsed) == UNDECIDED
+    assert _one(check, _rows("ae", [0.0] * 16, metric="ident", ident_chance=[0.5] * 16)) == FAILS
+
+
 def test_shrinks_with_width():
     rng = np.random.default_rng(2)
     check = Shrinks(tuple((w, Select(z, "pairs", "a")) for w, z in ((8, "w1"), (16, "w2"), (32, "w3"))),
@@ -154,7 +180,7 @@ def test_markdown_states_the_rule_and_every_verdict():
 def _selects(check):
     if isinstance(check, Lower):
         return [check.better, check.worse]
-    if isinstance(check, Rate):
+    if isinstance(check, Rate | AboveChance):
         return [check.select]
     return [s for _, s in check.selects]
 

@@ -37,7 +37,8 @@ check says "at least as well as", where m is the loss tolerated):
   inconclusive.
 - Effects and intervals: a **paired comparison** is the mean per-unit difference (claimed worse minus
   claimed better, units matched by name), CI by BCa bootstrap ({RESAMPLES} resamples, seed 0); a
-  **rate** (share of units recovered, of cycles closed) is compared with its threshold through the exact
+  **rate** (share of units recovered, of cycles closed, of decoded networks whose nearest original is
+  their own source) is compared with its threshold (for the last: chance) through the exact
   Clopper-Pearson interval; a **trend** is minus Spearman's rho between width and the metric over all
   units (claimed: shrinks with width), CI by a bootstrap within widths (percentile), p from Spearman's test.
 - Margins of "at least as well as" checks: 5% of the inputs' mean loss (the networks merged or combined).
@@ -183,6 +184,32 @@ class Rate:
 
 
 @dataclass(frozen=True)
+class AboveChance:
+    """A function-changing method's decoded endpoints name their own source (nearest original by function)
+    more often than chance (`ident` against `ident_chance`, two endpoints per unit): the leaderboard's
+    collapse gate as a check. A decoder that maps every input near one network fails it, and its low
+    barriers then say nothing."""
+
+    select: Select
+    text: str = "its decoded networks identify their own sources above chance (not collapsed)"
+
+    def run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
+        rows = self.select.rows(table, hashes)
+        ident, chance = _values(rows, "ident"), _values(rows, "ident_chance")
+        units = sorted(set(ident) & set(chance))
+        if not units:
+            return Outcome(self.text, 0, "not measured", math.nan, math.nan, math.nan, math.nan, 0.0, UNDECIDED)
+        trials = 2 * len(units)
+        hits = int(round(sum(2 * ident[u] for u in units)))
+        level = float(np.mean([chance[u] for u in units]))
+        ci = stats.binomtest(hits, trials).proportion_ci(CONFIDENCE, method="exact")
+        lo, hi = ci.low - level, ci.high - level
+        values = f"{self.select.variant}: {hits}/{trials} = {hits / trials:.2f} [{ci.low:.2f}, {ci.high:.2f}], " \
+                 f"chance {level:.3f}"
+        return Outcome(self.text, len(units), values, hits / trials - level, lo, hi, math.nan, 0.0, verdict(lo, hi))
+
+
+@dataclass(frozen=True)
 class Shrinks:
     """The metric falls as width grows: minus Spearman's rho over every unit of every width."""
 
@@ -303,5 +330,5 @@ def markdown(results: Sequence[ClaimResult], header_lines: Sequence[str] = ()) -
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Claim", "ClaimResult", "FAILS", "HOLDS", "Lower", "Outcome", "RULE", "Rate", "Select", "Setting", "Shrinks",
-           "UNDECIDED", "combined", "evaluate", "markdown", "verdict"]
+__all__ = ["AboveChance", "Claim", "ClaimResult", "FAILS", "HOLDS", "Lower", "Outcome", "RULE", "Rate", "Select",
+           "Setting", "Shrinks", "UNDECIDED", "combined", "evaluate", "markdown", "verdict"]
