@@ -14,7 +14,9 @@ EXAMPLES = """examples:
   bench run --workers 2                      # units on a local Dask cluster of 2 worker processes
   bench zoo build inr --images 64 --fits-per-image 2 --out zoos/inr64
   bench zoo build cnn --activation tanh --nets 16 --epochs 3 --out zoos/cnn-tanh
+  bench zoo build resnet --channels 8 --blocks 1 --nets 16 --out zoos/resnet   # BatchNorm, residual streams
   bench zoo import cnnzoo path/to/mnist_cnn_zoo --activation relu --out zoos/cnnzoo-relu
+  bench zoo import state-dicts path/to/checkpoints --module mypkg.nets:ResNet --kwargs '{"width": 16}' --out zoos/mine
   bench zoo import dwsnets path/to/mnist-inrs --images path/to/mnist-idx --out zoos/mnist-inr
   bench zoo info zoos/inr64
   bench methods                              # registered methods and their hyperparameters
@@ -216,20 +218,40 @@ def _parser() -> argparse.ArgumentParser:
     mlp.add_argument("--nets", type=COUNT, default=16)
     mlp.add_argument("--epochs", type=COUNT, default=3)
     mlp.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
-    for b in (inr, cnn, mlp):
+    archs = []
+    for arch, text in (("vgg", "VGG nets (3x3 conv-BN-act stages, max pooling, GAP) trained like the CNN zoo"),
+                       ("resnet", "ResNet-20-style nets (conv-BN basic blocks, residual streams) trained like the CNN "
+                                  "zoo")):
+        a = command(arch, text, build)
+        a.add_argument("--activation", default="relu", choices=("relu", "tanh"))
+        a.add_argument("--nets", type=COUNT, default=16)
+        a.add_argument("--epochs", type=COUNT, default=2)
+        a.add_argument("--channels", type=COUNT, default=8, help="first stage's channels (width; default: 8)")
+        a.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
+        if arch == "resnet":
+            a.add_argument("--blocks", type=COUNT, default=1, help="basic blocks per stage (3: ResNet-20; default: 1)")
+        archs.append(a)
+    for b in (inr, cnn, mlp, *archs):
         b.add_argument("--workers", type=COUNT, default=2, help="processes fitting / training (default: 2)")
         b.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
         b.add_argument("--seed", type=SEED, default=0)
         b.add_argument("--out", type=Path, required=True, help="output zoo directory")
         b.add_argument("--quiet", action="store_true")
     imp = command("import", "read a published zoo format into our format", zoo)
-    imp.add_argument("format", choices=("dwsnets", "nfn", "cnnzoo"))
-    imp.add_argument("path", type=Path)
+    imp.add_argument("format", choices=("dwsnets", "nfn", "cnnzoo", "state-dicts"))
+    imp.add_argument("path", type=Path, help="the published zoo; state-dicts: a folder of *.pt, *.pth or "
+                                             "*.safetensors files, one network each")
+    imp.add_argument("--module", help="state-dicts: the networks' module, package.module:Class (its weight space is "
+                                      "derived with torch.fx)")
+    imp.add_argument("--kwargs", default="{}", help="state-dicts: JSON keyword arguments for the module (default: {})")
+    imp.add_argument("--input-shape", type=COUNT, nargs="+", default=[1, 28, 28],
+                     help="state-dicts: one input's shape (default: 1 28 28)")
     imp.add_argument("--images", type=Path, help="dwsnets, nfn: IDX directory with the INRs' source images")
     imp.add_argument("--splits", type=Path, help="dwsnets: the zoo's splits JSON, which then decides the networks "
                                                  "and their splits exactly (default: PATH/splits.json when present)")
     imp.add_argument("--activation", help="cnnzoo: keep networks with this activation")
-    imp.add_argument("--dataset", help="cnnzoo: the images it was trained on, scored on their full test split: "
+    imp.add_argument("--dataset", help="cnnzoo, state-dicts: the images it was trained on, scored on their test "
+                                       "split: "
                                        "fashion-mnist, or a folder of MNIST IDX files, CIFAR-10 batches (bin or "
                                        "py) or SVHN *_32x32.mat (default: from metrics' config.dataset)")
     imp.add_argument("--n-eval", default="all", help="cnnzoo: test images each network is scored on: 'all' (the "
@@ -404,6 +426,22 @@ def _zoo(args) -> int:
         elif args.format == "nfn":
             zoo = formats.load_nfn_sirens(args.path, images=args.images, prefix=args.prefix,
                                           value_range=tuple(args.value_range))
+        elif args.format == "state-dicts":
+            import json
+
+            from zoos.state_dicts import load_state_dicts, module_from_path
+
+            if not args.module:
+                raise ValueError("state-dicts: --module package.module:Class is required")
+            try:
+                kwargs = json.loads(args.kwargs)
+            except ValueError as error:
+                raise ValueError(f"--kwargs {args.kwargs!r}: not JSON ({error})") from None
+            if not isinstance(kwargs, dict):
+                raise ValueError(f"--kwargs {args.kwargs!r}: expected a JSON object")
+            n_eval = None if args.n_eval == "all" else _positive(args.n_eval, "--n-eval")
+            zoo = load_state_dicts(args.path, module_from_path(args.module, kwargs), tuple(args.input_shape),
+                                   args.dataset or "auto", n_eval)
         else:
             step = None if args.step == "all" else args.step if args.step == "final" else _step(args.step)
             zoo = formats.load_cnn_zoo(args.path, activation=args.activation, step=step, order=args.order,
@@ -420,6 +458,9 @@ def _zoo(args) -> int:
         from zoos.cnn import CnnZooConfig, build_cnn_zoo
 
         shape = {"widths": tuple(args.widths)} if args.kind == "mlp" else {"channels": args.channels}
+        if args.kind in ("vgg", "resnet"):
+            shape |= {"arch": args.kind, "dropout": (0.0, 0.0), **({"blocks": args.blocks} if args.kind == "resnet"
+                                                                   else {})}
         config = CnnZooConfig(activation=args.activation, n_nets=args.nets, epochs=args.epochs,
                               train_fraction=tuple(args.train_fraction), source=args.data, seed=args.seed, **shape)
         zoo = build_cnn_zoo(config, workers=args.workers, progress=not getattr(args, "quiet", False))

@@ -21,6 +21,7 @@ from zoos.symmetry import select, stack, stack_elements
 class ActivationMatching(Aligner):
     name = "activation-matching"
     needs = "activations"
+    stack_only = True
     search_space = {"batch": Hyper("int", 512, 16, 8192, log=True), "signed": Hyper("bool", False)}
 
     def align(self, ref, others, target=None) -> Alignment:

@@ -111,6 +111,9 @@ class Aligner:
     learned: ClassVar[bool] = False  # fit trains a model (on the zoo's training split)
     tasks: ClassVar[tuple[str, ...]] = ("inr", "classifier")  # task kinds it can align
     needs: ClassVar[str] = "data-free"  # one of DATA_NEEDS
+    # reads the network as a stack of layers (per-layer activations, a layer graph): not graph spaces with
+    # residual sums or normalisations (`zoos.graph_space`)
+    stack_only: ClassVar[bool] = False
     search_space: ClassVar[dict[str, Hyper]] = {}
     # bump when a code change changes the method's results: the harness keys units on it (from 2 on), so
     # rows of the old code are not taken for the new one's
@@ -140,6 +143,8 @@ class Aligner:
         kind = zoo.task.get("kind")
         if kind not in self.tasks:
             return f"{self.name} aligns {', '.join(self.tasks)} zoos, not {kind}"
+        if self.stack_only and not hasattr(zoo.space, "layers"):
+            return f"{self.name} reads a stack of layers; {zoo.space.name} is a graph (residual sums, normalisation)"
         return None
 
     def setup(self, zoo, task, store: CheckpointStore | None = None, progress: bool = False) -> None:

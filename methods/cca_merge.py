@@ -86,6 +86,7 @@ class CCAMerge(Aligner):
     name = "cca-merge"
     exact = False
     needs = "activations"
+    stack_only = True
     version = 3  # 2: default reg 0.1 (was 1e-4); 3: dead units matched to dead units
     search_space = {"batch": Hyper("int", 512, 16, 8192, log=True), "reg": Hyper("float", 0.1, 1e-8, 10.0, log=True)}
 

@@ -31,6 +31,7 @@ from zoos.symmetry import GroupElement, apply_perms, select, stack
 
 class OTFusion(Aligner):
     name = "otfusion"
+    stack_only = True
     search_space = {"cost": Hyper("cat", "weights", choices=("weights", "activations")),
                     "batch": Hyper("int", 512, 16, 8192, log=True)}
 

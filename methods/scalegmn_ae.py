@@ -226,6 +226,7 @@ class ScaleGMNAutoencoder(Aligner):
     exact = False
     learned = True
     needs = "trained-model"
+    stack_only = True
     equivariant = True  # False: the permutation-only GNN ablation
     # SMALL defaults: a few hundred INRs train in ~2-3 minutes on 2 CPU cores. FULL: paper-sized.
     search_space = {

@@ -321,7 +321,7 @@ class SinkhornRebasin(Aligner):
         # (measured 46 vs 31 ms fwd+bwd per CNN-zoo net at 8 vs 1), so those go one by one.
         if self.hp["objective"] == "l2":
             size = self.max_pairs
-        elif any(layer.kind == "conv" for layer in self.space.layers):
+        elif self.space.has_conv:
             size = 1
         else:
             size = max(1, min(self.max_pairs, self.task.chunk()))

@@ -96,6 +96,7 @@ class ZipIt(Aligner):
     name = "zipit"
     exact = False
     needs = "activations"
+    stack_only = True
     search_space = {"batch": Hyper("int", 512, 16, 8192, log=True), "same_model": Hyper("bool", True)}
 
     def align(self, ref, others, target=None) -> Alignment:

@@ -55,15 +55,41 @@ class CnnZooConfig:
     splits: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train/val/test fractions of the networks
     # hidden widths of an MLP 784-w1-..-wk-10 trained instead of the CNN (the `mlp` zoo kind); () = the CNN
     widths: tuple[int, ...] = ()
+    # a module of `zoos.models` trained instead ("vgg", "resnet"), `channels` wide; "" = the CNN Zoo net
+    arch: str = ""
+    blocks: int = 1  # resnet: basic blocks per stage (3 = ResNet-20)
 
-    def space(self) -> WeightSpace:
+    def space(self):
+        if self.arch:
+            from zoos.trace import trace_space
+
+            return trace_space(self.module(), (1, 28, 28), name=f"{self.arch}-{self.activation}-{self.channels}"
+                               + (f"x{self.blocks}" if self.arch == "resnet" else ""))
         if self.widths:
             return mlp_space([IMAGE_PIXELS, *self.widths, 10], self.activation)
         return cnn_zoo_space(self.activation, self.channels)
 
+    def module(self) -> torch.nn.Module:
+        """A fresh module of `arch` (its initial weights are replaced by `_init`)."""
+        from zoos.models import ARCHITECTURES
+
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r} (known: {', '.join(ARCHITECTURES)})")
+        extra = {"blocks": self.blocks} if self.arch == "resnet" else {}
+        return ARCHITECTURES[self.arch](width=self.channels, activation=self.activation, **extra)
+
+    def recorded(self) -> dict:
+        """The config as the zoo records it; fields at their defaults that older zoos lack are left out, so
+        that their task, hence their result keys, stay as they were."""
+        cfg = asdict(self)
+        for key, default in (("widths", ()), ("arch", ""), ("blocks", 1)):
+            if cfg[key] == default or (key == "blocks" and self.arch != "resnet"):
+                del cfg[key]
+        return cfg
+
     @property
     def kind(self) -> str:
-        return "mlp" if self.widths else "cnn"
+        return "mlp" if self.widths else self.arch or "cnn"
 
     def sample(self, i: int) -> dict:
         """Hyperparameters of network i (deterministic in seed and i)."""
@@ -104,8 +130,11 @@ class CnnZooNet(torch.nn.Module):
         return x
 
 
-def _init(net: CnnZooNet, hp: dict, g: torch.Generator) -> None:
-    for module in net.children():
+def _init(net: torch.nn.Module, hp: dict, g: torch.Generator) -> None:
+    """Initialise every conv and linear layer (normalisation layers keep PyTorch's ones and zeros)."""
+    for module in net.modules():
+        if not isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
+            continue
         w = module.weight
         if hp["init"] == "glorot_normal":
             torch.nn.init.xavier_normal_(w, generator=g)
@@ -118,7 +147,8 @@ def _init(net: CnnZooNet, hp: dict, g: torch.Generator) -> None:
         else:
             torch.nn.init.trunc_normal_(w, std=hp["init_std"], a=-2 * hp["init_std"], b=2 * hp["init_std"],
                                         generator=g)
-        torch.nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            torch.nn.init.zeros_(module.bias)
 
 
 _DATA: dict = {}
@@ -138,11 +168,13 @@ def _evaluate(net, x, y) -> tuple[float, float]:
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
-def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int) -> tuple[dict, dict]:
-    """Train one network in this process (data from `_worker_init`); returns (state_dict, metrics)."""
+def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int,
+              module: torch.nn.Module | None = None) -> tuple[dict, dict]:
+    """Train one network in this process (data from `_worker_init`); returns (state_dict, metrics).
+    `module` (a zoo architecture's, e.g. a ResNet) is trained instead of the zoo net of `space`."""
     g = torch.Generator().manual_seed(hp["seed"])
     torch.manual_seed(hp["seed"])  # dropout masks
-    net = CnnZooNet(space, hp["dropout"])
+    net = CnnZooNet(space, hp["dropout"]) if module is None else module
     _init(net, hp, g)
     x, y = _DATA["x"], _DATA["y"]
     x = x.reshape(len(x), *space.input_shape)  # an MLP reads the image flattened
@@ -150,7 +182,7 @@ def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int) -> tup
     x, y = x[keep], y[keep]
     opt = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[hp["optimizer"]]
     opt = opt(net.parameters(), lr=hp["lr"])
-    kernels = [m.weight for m in net.children()]
+    kernels = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
     for _ in range(epochs):
         net.train()
         for idx in torch.randperm(len(x), generator=g).split(batch_size):
@@ -161,12 +193,16 @@ def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int) -> tup
     train_loss, train_acc = _evaluate(net, x[:10000], y[:10000])
     test_loss, test_acc = _evaluate(net, _DATA["xt"].reshape(len(_DATA["xt"]), *space.input_shape), _DATA["yt"])
     metrics = dict(train_loss=train_loss, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc)
-    return net.params(), metrics
+    if module is None:
+        return net.params(), metrics
+    # evaluation-mode state: BatchNorm's running statistics are part of the network (its step counter is not)
+    return {k: v.detach().clone() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}, \
+        metrics
 
 
 def _job(args):
-    space, hp, epochs, batch_size = args
-    return train_one(space, hp, epochs, batch_size)
+    space, hp, epochs, batch_size, config = args
+    return train_one(space, hp, epochs, batch_size, config.module() if config.arch else None)
 
 
 def _checkpoint(checkpoints: Path | None, i: int, hp: dict) -> Path | None:
@@ -202,7 +238,9 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     hps = [config.sample(i) for i in range(config.n_nets)]
     if config.widths:  # named in each network's record (and so in its checkpoint's key)
         hps = [{**hp, "widths": "-".join(map(str, config.widths))} for hp in hps]
-    jobs = [(space, hp, config.epochs, config.batch_size) for hp in hps]
+    if config.arch:
+        hps = [{**hp, "arch": space.name} for hp in hps]
+    jobs = [(space, hp, config.epochs, config.batch_size, config) for hp in hps]
     paths = [_checkpoint(checkpoints, i, hp) for i, hp in enumerate(hps)]
     results: list = [_load_trained(path) for path in paths]
     todo = [i for i, r in enumerate(results) if r is None]
@@ -228,10 +266,10 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     params = {k: torch.stack([r[0][k] for r in results]) for k in space.shapes()}
     meta = pd.DataFrame([{"id": i, **hp, **r[1]} for i, (hp, r) in enumerate(zip(hps, results, strict=True))])
     meta["split"] = assign_splits(len(meta), config.splits, seed=config.seed)
-    cfg = asdict(config) | {"source": source}
-    if not config.widths:  # absent for CNN zoos, so that their config and keys stay as they were
-        del cfg["widths"]
+    cfg = config.recorded() | {"source": source}
     task = {"kind": "classifier", "dataset": source, "n_eval": config.n_eval, "config": cfg}
     # zoos of other widths keep apart by name: MLPs by their widths, CNNs by channels unless the usual 16
     shape = "".join(f"-{w}" for w in config.widths) or ("" if config.channels == 16 else f"-c{config.channels}")
+    if config.arch == "resnet":
+        shape += f"-b{config.blocks}"
     return Zoo(f"{config.kind}-{config.activation}{shape}-{source}", space, params, meta, task)

@@ -32,6 +32,86 @@ class SpecError(ValueError):
     """A weight space or parameter set that does not fit together."""
 
 
+class ParamLayout:
+    """What every weight space offers besides its forward: named parameter shapes (`shapes()`), the
+    permutation spec (`axes`, `perm_sizes`, `groups`) and the operations on parameter sets that
+    need nothing else. `WeightSpace` (a stack of layers) and `zoos.graph_space.GraphSpace` (any
+    feed-forward graph) share them."""
+
+    axes: dict[str, tuple[str | None, ...]]
+    perm_sizes: dict[str, int]
+    groups: dict[str, str]
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError
+
+    @property
+    def n_params(self) -> int:
+        return sum(math.prod(s) for s in self.shapes().values())
+
+    def touches(self, perm: str) -> list[tuple[str, int]]:
+        """(parameter, axis) pairs a permutation acts on; axis 0 produces, later axes consume."""
+        return [(name, ax) for name, ps in self.axes.items() for ax, p in enumerate(ps) if p == perm]
+
+    def check(self, params: Params, where: str = "parameters") -> int:
+        """Validate names, shapes, dtype and finiteness; return the batch size N.
+
+        Messages start with `where: ` (no prefix when `where` is empty)."""
+        at = f"{where}: " if where else ""
+        shapes = self.shapes()
+        missing = sorted(set(shapes) - set(params))
+        unknown = sorted(map(str, set(params) - set(shapes)))
+        if missing:
+            raise SpecError(f"{at}missing parameter(s) {', '.join(missing)} for weight space {self.name}")
+        if unknown:
+            raise SpecError(f"{at}parameter(s) {', '.join(unknown)} not in weight space {self.name}")
+        n = None
+        for name, shape in shapes.items():
+            t = params[name]
+            if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t):
+                raise SpecError(f"{at}{name} has dtype {getattr(t, 'dtype', type(t).__name__)}, "
+                                f"expected a floating point tensor")
+            if t.dim() == 0 or tuple(t.shape[1:]) != shape:
+                raise SpecError(f"{at}{name} has shape {tuple(t.shape[1:])}, expected {shape}")
+            n = t.shape[0] if n is None else n
+            if t.shape[0] != n:
+                raise SpecError(f"{at}{name} holds {t.shape[0]} networks, others {n}")
+            if not torch.isfinite(t).all():
+                raise SpecError(f"{at}{name} contains NaN or inf weights")
+        return n
+
+    def flatten(self, params: Params) -> torch.Tensor:
+        n = next(iter(params.values())).shape[0]
+        return torch.cat([params[k].reshape(n, -1) for k in self.shapes()], dim=1)
+
+    def unflatten(self, flat: torch.Tensor) -> Params:
+        """Per-parameter tensors [N, *shape]; views into `flat` (no copy) whenever strides allow."""
+        out, i = {}, 0
+        for k, s in self.shapes().items():
+            size = math.prod(s)
+            out[k] = flat[:, i : i + size].reshape(flat.shape[0], *s)
+            i += size
+        return out
+
+    @property
+    def widest(self) -> int:
+        """The most units any layer produces (sizes activation buffers)."""
+        raise NotImplementedError
+
+    @property
+    def has_conv(self) -> bool:
+        raise NotImplementedError
+
+    def activate(self, z: torch.Tensor, act: str) -> torch.Tensor:
+        if act == "relu":
+            return torch.relu(z)
+        if act == "tanh":
+            return torch.tanh(z)
+        if act == "sin":
+            return torch.sin(self.w0 * z)
+        return z
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str  # module prefix: parameters are f"{name}.weight" and f"{name}.bias"
@@ -58,7 +138,7 @@ class Layer:
 
 
 @dataclass(frozen=True)
-class WeightSpace:
+class WeightSpace(ParamLayout):
     name: str
     layers: tuple[Layer, ...]
     input_shape: tuple[int, ...]  # per example, e.g. (2,) or (1, 28, 28)
@@ -103,63 +183,12 @@ class WeightSpace:
         return out
 
     @property
-    def n_params(self) -> int:
-        return sum(math.prod(s) for s in self.shapes().values())
+    def widest(self) -> int:
+        return max(layer.n_out for layer in self.layers)
 
-    def touches(self, perm: str) -> list[tuple[str, int]]:
-        """(parameter, axis) pairs a permutation acts on; axis 0 produces, later axes consume."""
-        return [(name, ax) for name, ps in self.axes.items() for ax, p in enumerate(ps) if p == perm]
-
-    def check(self, params: Params, where: str = "parameters") -> int:
-        """Validate names, shapes, dtype and finiteness; return the batch size N.
-
-        Messages start with `where: ` (no prefix when `where` is empty)."""
-        at = f"{where}: " if where else ""
-        shapes = self.shapes()
-        missing = sorted(set(shapes) - set(params))
-        unknown = sorted(map(str, set(params) - set(shapes)))
-        if missing:
-            raise SpecError(f"{at}missing parameter(s) {', '.join(missing)} for weight space {self.name}")
-        if unknown:
-            raise SpecError(f"{at}parameter(s) {', '.join(unknown)} not in weight space {self.name}")
-        n = None
-        for name, shape in shapes.items():
-            t = params[name]
-            if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t):
-                raise SpecError(f"{at}{name} has dtype {getattr(t, 'dtype', type(t).__name__)}, "
-                                f"expected a floating point tensor")
-            if t.dim() == 0 or tuple(t.shape[1:]) != shape:
-                raise SpecError(f"{at}{name} has shape {tuple(t.shape[1:])}, expected {shape}")
-            n = t.shape[0] if n is None else n
-            if t.shape[0] != n:
-                raise SpecError(f"{at}{name} holds {t.shape[0]} networks, others {n}")
-            if not torch.isfinite(t).all():
-                raise SpecError(f"{at}{name} contains NaN or inf weights")
-        return n
-
-    # ---- flat vectors ------------------------------------------------------------------------
-    def flatten(self, params: Params) -> torch.Tensor:
-        n = next(iter(params.values())).shape[0]
-        return torch.cat([params[k].reshape(n, -1) for k in self.shapes()], dim=1)
-
-    def unflatten(self, flat: torch.Tensor) -> Params:
-        """Per-parameter tensors [N, *shape]; views into `flat` (no copy) whenever strides allow."""
-        out, i = {}, 0
-        for k, s in self.shapes().items():
-            size = math.prod(s)
-            out[k] = flat[:, i : i + size].reshape(flat.shape[0], *s)
-            i += size
-        return out
-
-    # ---- forward ----------------------------------------------------------------------------
-    def activate(self, z: torch.Tensor, act: str) -> torch.Tensor:
-        if act == "relu":
-            return torch.relu(z)
-        if act == "tanh":
-            return torch.tanh(z)
-        if act == "sin":
-            return torch.sin(self.w0 * z)
-        return z
+    @property
+    def has_conv(self) -> bool:
+        return any(layer.kind == "conv" for layer in self.layers)
 
     def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """Outputs of N networks: x is [B, *input_shape] (shared) or [N, B, *input_shape].
@@ -168,7 +197,7 @@ class WeightSpace:
         with the N networks as groups.
         """
         n = params[self.layers[0].weight].shape[0]
-        if n > 1 and not x.is_cuda and any(layer.kind == "conv" for layer in self.layers):
+        if n > 1 and not x.is_cuda and self.has_conv:
             # on CPU a loop of ordinary convs beats one grouped conv over the networks (~1.7x, measured)
             shared = x.dim() == len(self.input_shape) + 1
             return torch.cat([self.forward({k: v[i : i + 1] for k, v in params.items()}, x if shared else x[i : i + 1])
@@ -224,18 +253,24 @@ class WeightSpace:
         names = [layer.name for layer in layers]
         if len(set(names)) < len(names):
             raise SpecError(f"weight space: layer names repeat ({', '.join(names)})")
-        shape = d["input_shape"]
-        if not isinstance(shape, list) or not shape or not all(_count(s) for s in shape):
-            raise SpecError(f"weight space: input_shape {shape!r} must be a list of positive integers")
-        numbers = {}
-        for key, default in (("w0", 1.0), ("output_offset", 0.0)):
-            v = d.get(key, default)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise SpecError(f"weight space: {key} {v!r} must be a finite number")
-            numbers[key] = float(v)
-        space = cls(_text(d["name"], "weight space: name"), layers, tuple(shape), **numbers)
+        name, shape, numbers = space_fields(d, "weight space")
+        space = cls(name, layers, shape, **numbers)
         _check_flow(space)
         return space
+
+
+def space_fields(d: dict, what: str) -> tuple[str, tuple[int, ...], dict[str, float]]:
+    """The fields every stored space has: name, input shape, and the numbers w0 and output_offset."""
+    shape = d.get("input_shape")
+    if not isinstance(shape, list) or not shape or not all(_count(s) for s in shape):
+        raise SpecError(f"{what}: input_shape {shape!r} must be a list of positive integers")
+    numbers = {}
+    for key, default in (("w0", 1.0), ("output_offset", 0.0)):
+        v = d.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise SpecError(f"{what}: {key} {v!r} must be a finite number")
+        numbers[key] = float(v)
+    return _text(d.get("name"), f"{what}: name"), tuple(shape), numbers
 
 
 def _text(v, what: str) -> str:

@@ -41,6 +41,8 @@ def classifier_inputs(images: torch.Tensor) -> torch.Tensor:
 
 def grid_sine_mlp(space: WeightSpace) -> bool:
     """Sine MLPs on 2-D coordinates (SIRENs): `grid_forward` can render them."""
+    if not hasattr(space, "layers"):  # a graph space
+        return False
     *hidden, _ = space.layers
     return (bool(hidden) and hidden[0].n_in == 2 and all(layer.kind == "linear" for layer in space.layers)
             and all(layer.act == "sin" for layer in hidden))
@@ -121,7 +123,7 @@ class Task:
     def chunk(self) -> int:
         """Networks per forward pass: keeps the widest activation tensor near 64M floats."""
         x = self.inputs()
-        widest = max(layer.n_out for layer in self.space.layers)
+        widest = self.space.widest
         per_net = x.shape[0] * widest * max(1, math.prod(x.shape[2:]) // 4)
         return max(1, 64_000_000 // per_net)
 
@@ -199,7 +201,7 @@ class InrTask(Task):
         # batches (task-loss objectives) keep `chunk()`, and so does an accelerator (no cache to fit)
         if self.device.type != "cpu":
             return self.chunk()
-        widest = max(layer.n_out for layer in self.space.layers)
+        widest = self.space.widest
         return max(1, CACHE_FLOATS // (len(self.grid) * widest))
 
     def forward(self, params):
@@ -240,7 +242,7 @@ class ClassifierTask(Task):
 
     def _shaped(self, x: torch.Tensor) -> torch.Tensor:
         """An MLP's first layer reads the image flattened."""
-        return x.flatten(1) if self.space.layers[0].kind == "linear" else x
+        return x.flatten(1) if len(self.space.input_shape) == 1 else x
 
     def inputs(self) -> torch.Tensor:
         return self._eval[0]

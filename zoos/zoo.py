@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from zoos.files import TMP_PREFIX, InputError, check_input, check_parquet, read_input, tmp_owner_dead, tmp_suffix
+from zoos.graph_space import space_from_dict
 from zoos.space import Params, SpecError, WeightSpace
 
 TARGETS_KEY = "__targets__"
@@ -267,7 +268,7 @@ def _read_spec(path: Path, default_name: str, fail) -> tuple:
     if not isinstance(spec, dict) or "space" not in spec:
         raise fail("spec", "not a zoo spec: expected an object with 'space', 'task', 'name'")
     try:
-        space = WeightSpace.from_dict(spec["space"])
+        space = space_from_dict(spec["space"])
     except SpecError as e:
         raise fail("spec", e) from None
     stored_hash = spec.get("content_hash")

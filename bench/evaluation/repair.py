@@ -13,13 +13,17 @@ unit is a channel and the statistics run over batch and spatial positions.
 
 The forward pass here walks `space.layers` with `WeightSpace.forward`'s own layer steps
 (`preactivation`, `postactivation`), stopping at each pre-activation.
+
+Networks with BatchNorm (graph spaces) get its counterpart instead, the BatchNorm reset: the merged
+network's running statistics are recomputed on training inputs, so that every normalisation sees
+the statistics of the merged network's own activations rather than an average of the endpoints'.
 """
 
 from __future__ import annotations
 
 import torch
 
-from zoos.space import Params, WeightSpace
+from zoos.space import ParamLayout, Params, WeightSpace
 
 EPS = 1e-8  # floor on a unit's std: a dead unit is left at its scale instead of blowing up
 
@@ -82,3 +86,26 @@ def repair(space: WeightSpace, merged: Params, endpoints: Params, x: torch.Tenso
             z = space.preactivation(layer, out[layer.weight], out[layer.bias], h)
         h = space.postactivation(layer, z)
     return {k: v.to(dtypes[k]) for k, v in out.items()}
+
+
+@torch.no_grad()
+def reset_batchnorm(space, params: Params, x: torch.Tensor) -> Params:
+    """Network(s) [N] with every BatchNorm's running mean and variance recomputed on the batch `x` (one
+    forward in training mode, in float64: each normalisation sees the corrected ones before it)."""
+    stats: dict = {}
+    space.forward({k: v.double() for k, v in params.items()}, x.double(), batch_stats=stats)
+    out = dict(params)
+    for name, (mean, var) in stats.items():
+        out[f"{name}.running_mean"] = mean.to(params[f"{name}.running_mean"].dtype)
+        out[f"{name}.running_var"] = var.to(params[f"{name}.running_var"].dtype)
+    return out
+
+
+def repair_merged(space: ParamLayout, merged: Params, endpoints: Params, x: torch.Tensor) -> Params | None:
+    """The statistics correction that fits the space: REPAIR for stacks of layers, the BatchNorm reset for
+    graphs with BatchNorm; None where neither applies (a graph without BatchNorm)."""
+    if isinstance(space, WeightSpace):
+        return repair(space, merged, endpoints, x)
+    if any(op.kind == "batchnorm" for op in getattr(space, "ops", ())):
+        return reset_batchnorm(space, merged, x)
+    return None

@@ -43,9 +43,16 @@ def _mlp(options: dict, data: str, workers: int, progress: bool, checkpoints: Pa
                          checkpoints=checkpoints)
 
 
+def _arch(kind: str):
+    def build(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
+        return build_cnn_zoo(CnnZooConfig(source=data, arch=kind, **options), workers=workers, progress=progress,
+                             checkpoints=checkpoints)
+    return build
+
+
 # zoo kind -> builder(options, data, workers, progress, checkpoints, device); a new kind is its
 # generator module in zoos/ plus one line here
-BUILDERS = {"inr": _inr, "cnn": _cnn, "mlp": _mlp}
+BUILDERS = {"inr": _inr, "cnn": _cnn, "mlp": _mlp, "vgg": _arch("vgg"), "resnet": _arch("resnet")}
 DEVICE_BUILDERS = ("inr",)  # kinds whose builder uses the device (and whose cache entry names it)
 
 

@@ -42,6 +42,7 @@ from zoos.symmetry import apply_perms, select, stack
 from zoos.zoo import Zoo
 
 RANDOM_PROBES = ("uniform", "subcube", "hyperplane", "bernoulli")
+STACK_PROBES = ("stitch", "robustness")  # read the network layer by layer: not on graph spaces
 PAIR_PROBES = ("line", *RANDOM_PROBES, "stitch", "minmax", "extrapolate", "robustness")
 PROBES = (*PAIR_PROBES, "transitivity")
 
@@ -220,9 +221,19 @@ class Combine(Protocol):
         shuffled = pick(pool, len(pool), seed)
         return [tuple(shuffled[i : i + size]) for i in range(0, len(shuffled) - size + 1, size)][:count]
 
+    def _pair_probes(self, zoo: Zoo) -> list[str]:
+        stack = hasattr(zoo.space, "layers")
+        return [p for p in self.probes if p in PAIR_PROBES and (stack or p not in STACK_PROBES)]
+
+    def gaps(self, zoo: Zoo) -> list[str]:
+        missing = [p for p in self.probes if p in STACK_PROBES and p not in self._pair_probes(zoo)]
+        why = [f"probes {', '.join(missing)}: they read a stack of layers, {zoo.space.name} is a graph"] if missing \
+            else []
+        return super().gaps(zoo) + why
+
     def units(self, zoo: Zoo) -> list[Unit]:
         units = []
-        pair_probes = [p for p in self.probes if p in PAIR_PROBES]
+        pair_probes = self._pair_probes(zoo)
         for a, b in self._groups(zoo, 2, self.n_pairs, self.seed) if pair_probes else []:
             units += [Unit(f"pair={a}-{b} probe={p}", (a, b), probe=p) for p in pair_probes]
         if "transitivity" in self.probes:

@@ -1,7 +1,8 @@
 """`merge`: N networks merged into one.
 
 Records the merged network's loss/accuracy (PSNR for INRs) against the endpoints' mean, the same
-after REPAIR, and the cycle-consistency error of the method's pairwise maps over triples.
+after REPAIR (for BatchNorm networks: after resetting BatchNorm's statistics), and the
+cycle-consistency error of the method's pairwise maps over triples.
 
 INR groups are fits of one image (so N is at most the zoo's fits per image); classifier groups
 are drawn from the evaluation split, or from the whole zoo when that is too small.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.evaluation.cycles import all_triples, mean_cycle_error
-from bench.evaluation.repair import repair
+from bench.evaluation.repair import repair_merged
 from bench.protocols.base import Metric, Protocol, Unit, info_columns, pick, register, target
 from methods.base import Aligner, Merged
 from zoos.space import Params
@@ -106,7 +107,8 @@ class Merge(Protocol):
             row[f"{k}_ensemble"] = float(ensemble[k][0])
         if self.repair:
             x = task.inputs() if task.kind == "inr" else task.train_batch(512)[0]
-            for k, v in task.evaluate(repair(zoo.space, out.merged, out.frame, x), tgt).items():
+            repaired = repair_merged(zoo.space, out.merged, out.frame, x)
+            for k, v in task.evaluate(repaired, tgt).items() if repaired is not None else ():
                 row[f"{k}_merged_repair"] = float(v[0])
         row["cycle_error"] = float("nan")
         if method.exact and len(members) >= 3:
