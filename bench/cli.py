@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=("md", "tex", "html", "csv"), help="comparison matrix format (default: md)")
     rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it")
     rep.add_argument("--claims", action="store_true",
-                     help="test the papers' claims: run what they need (resumable), write CLAIMS.md (results/claims.md)"
+                     help="test the papers' claims: run what they need (resumable), write RESULTS/claims.md"
                           " and the other reports")
     rep.add_argument("--quiet", action="store_true", help="--claims: no progress bars")
 
