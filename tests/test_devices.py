@@ -98,6 +98,23 @@ def test_reports_count_only_the_newest_code_of_each_method():
     assert current_code(table.drop(columns="method_version")).equals(table.drop(columns="method_version"))
 
 
+def test_a_unit_measured_twice_counts_once_with_its_newest_row():
+    import pandas as pd
+
+    from bench.store.results import current_code
+
+    base = {"zoo_hash": "z", "protocol": "pairs", "variant": "naive", "method": "naive", "seed": 0}
+    table = pd.DataFrame([
+        {**base, "unit": "pair=1-2", "lambdas": 7, "time": pd.Timestamp("2026-01-01"), "loss_excess": 1.0},
+        {**base, "unit": "pair=3-4", "lambdas": 7, "time": pd.Timestamp("2026-01-01"), "loss_excess": 2.0},
+        {**base, "unit": "pair=1-2", "lambdas": 25, "time": pd.Timestamp("2026-02-01"), "loss_excess": 1.5},
+        {**base, "unit": "pair=1-2", "seed": 1, "time": pd.Timestamp("2026-01-01"), "loss_excess": 9.0},
+    ])
+    kept = current_code(table)
+    got = sorted(zip(kept.unit, kept.seed, kept.loss_excess, strict=True))
+    assert got == [("pair=1-2", 0, 1.5), ("pair=1-2", 1, 9.0), ("pair=3-4", 0, 2.0)]
+
+
 def test_the_gpu_script_runs_its_cases_on_the_cpu(tmp_path):
     from bench.perf import gpu
 

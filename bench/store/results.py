@@ -67,14 +67,24 @@ def unit_key(**parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+UNIT_IDENTITY = ("zoo_hash", "protocol", "variant", "unit", "seed")
+
+
 def current_code(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows of each method's newest code version only (`method_version`, 1 where absent): after a method's
-    version is bumped its old rows stay in the store (never deleted) but no longer count in reports."""
+    """The rows reports count: each method's newest code version only (`method_version`, 1 where absent),
+    and of a unit measured more than once (the same zoo, protocol, variant, unit and seed under other
+    protocol options, e.g. another number of interpolation points) only its newest row, so that no
+    unit counts twice in a cell. Older rows stay in the store (never deleted)."""
     if table.empty or "method" not in table.columns:
         return table
     version = table["method_version"].fillna(1) if "method_version" in table.columns else pd.Series(1, table.index)
     newest = version.groupby(table["method"]).transform("max")
-    return table[version == newest]
+    table = table[version == newest]
+    identity = [c for c in UNIT_IDENTITY if c in table.columns]
+    if len(identity) < 4 or "time" not in table.columns:
+        return table
+    order = table.sort_values("time", kind="mergesort")
+    return order[~order.duplicated(identity, keep="last")].sort_index()
 
 
 def claim_name(keys: Iterable[str]) -> str:
