@@ -143,7 +143,7 @@ class Aligner:
         kind = zoo.task.get("kind")
         if kind not in self.tasks:
             return f"{self.name} aligns {', '.join(self.tasks)} zoos, not {kind}"
-        if self.stack_only and not hasattr(zoo.space, "layers"):
+        if self.stack_only and not zoo.space.stacked:
             return f"{self.name} reads a stack of layers; {zoo.space.name} is a graph (residual sums, normalisation)"
         return None
 

@@ -153,6 +153,14 @@ class GraphSpace(ParamLayout):
     def has_conv(self) -> bool:
         return any(op.kind == "conv" for op in self.ops)
 
+    @property
+    def stacked(self) -> bool:
+        return False
+
+    @property
+    def has_batchnorm(self) -> bool:
+        return any(op.kind == "batchnorm" for op in self.ops)
+
     # ---- forward ----------------------------------------------------------------------------
     def forward(self, params: Params, x: torch.Tensor, batch_stats: dict | None = None) -> torch.Tensor:
         """Outputs of N networks: x is [B, *input_shape] (shared) or [N, B, *input_shape]; returns
@@ -177,8 +185,7 @@ class GraphSpace(ParamLayout):
     def apply(self, op: Op, params: Params, args: list[torch.Tensor], batch_stats: dict | None = None) -> torch.Tensor:
         """One op on the activations of N networks, each [N, B, ...]."""
         h = args[0] if args else None
-        p = {k.rpartition(".")[2]: v for k, v in params.items() if k.rpartition(".")[0] == op.name} \
-            if op.kind in ("conv", "linear", "batchnorm", "layernorm") else {}
+        p = {name.rpartition(".")[2]: params[name] for name in op.params()}
         if op.kind == "linear":
             w = p["weight"].transpose(1, 2)
             return torch.baddbmm(p["bias"].unsqueeze(1), h, w) if op.bias else torch.bmm(h, w)

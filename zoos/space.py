@@ -102,6 +102,11 @@ class ParamLayout:
     def has_conv(self) -> bool:
         raise NotImplementedError
 
+    @property
+    def stacked(self) -> bool:
+        """A stack of layers (`layers`), which layer-by-layer readers need; False for graph spaces."""
+        raise NotImplementedError
+
     def activate(self, z: torch.Tensor, act: str) -> torch.Tensor:
         if act == "relu":
             return torch.relu(z)
@@ -189,6 +194,10 @@ class WeightSpace(ParamLayout):
     @property
     def has_conv(self) -> bool:
         return any(layer.kind == "conv" for layer in self.layers)
+
+    @property
+    def stacked(self) -> bool:
+        return True
 
     def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         """Outputs of N networks: x is [B, *input_shape] (shared) or [N, B, *input_shape].

@@ -41,7 +41,7 @@ def classifier_inputs(images: torch.Tensor) -> torch.Tensor:
 
 def grid_sine_mlp(space: WeightSpace) -> bool:
     """Sine MLPs on 2-D coordinates (SIRENs): `grid_forward` can render them."""
-    if not hasattr(space, "layers"):  # a graph space
+    if not space.stacked:
         return False
     *hidden, _ = space.layers
     return (bool(hidden) and hidden[0].n_in == 2 and all(layer.kind == "linear" for layer in space.layers)

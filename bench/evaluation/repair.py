@@ -104,8 +104,8 @@ def reset_batchnorm(space, params: Params, x: torch.Tensor) -> Params:
 def repair_merged(space: ParamLayout, merged: Params, endpoints: Params, x: torch.Tensor) -> Params | None:
     """The statistics correction that fits the space: REPAIR for stacks of layers, the BatchNorm reset for
     graphs with BatchNorm; None where neither applies (a graph without BatchNorm)."""
-    if isinstance(space, WeightSpace):
+    if space.stacked:
         return repair(space, merged, endpoints, x)
-    if any(op.kind == "batchnorm" for op in getattr(space, "ops", ())):
+    if space.has_batchnorm:
         return reset_batchnorm(space, merged, x)
     return None

@@ -222,8 +222,7 @@ class Combine(Protocol):
         return [tuple(shuffled[i : i + size]) for i in range(0, len(shuffled) - size + 1, size)][:count]
 
     def _pair_probes(self, zoo: Zoo) -> list[str]:
-        stack = hasattr(zoo.space, "layers")
-        return [p for p in self.probes if p in PAIR_PROBES and (stack or p not in STACK_PROBES)]
+        return [p for p in self.probes if p in PAIR_PROBES and (zoo.space.stacked or p not in STACK_PROBES)]
 
     def gaps(self, zoo: Zoo) -> list[str]:
         missing = [p for p in self.probes if p in STACK_PROBES and p not in self._pair_probes(zoo)]

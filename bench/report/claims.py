@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from bench.report.stats import ALPHA, CONFIDENCE, RESAMPLES, mean_ci, paired_p
-from bench.store.results import is_missing
+from bench.store.results import is_missing, newest_per_unit
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "inconclusive"
 
@@ -156,6 +156,16 @@ class Lower:
                        verdict(lo, hi, margin, None if self.tolerant else p))
 
 
+def _share_outcome(text: str, n: int, variant: str, hits: int, trials: int, threshold: float,
+                   at_least: bool) -> Outcome:
+    """A share of `hits` in `trials` against `threshold` (at least / at most), by its exact interval."""
+    ci = stats.binomtest(hits, trials).proportion_ci(CONFIDENCE, method="exact")
+    sign = 1 if at_least else -1
+    lo, hi = sorted((sign * (ci.low - threshold), sign * (ci.high - threshold)))
+    values = f"{variant}: {hits}/{trials} = {hits / trials:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+    return Outcome(text, n, values, sign * (hits / trials - threshold), lo, hi, math.nan, 0.0, verdict(lo, hi))
+
+
 @dataclass(frozen=True)
 class Rate:
     """The share of units whose metric passes (`recovered` = 1, or a value <= `zero`) is at least / at most
@@ -174,13 +184,7 @@ class Rate:
         passed = sum((v <= self.zero) if self.zero is not None else v >= 0.5 for v in values)
         if n == 0:
             return Outcome(self.text, 0, "not measured", math.nan, math.nan, math.nan, math.nan, 0.0, UNDECIDED)
-        ci = stats.binomtest(passed, n).proportion_ci(CONFIDENCE, method="exact")
-        sign = 1 if self.at_least else -1
-        lo, hi = sorted((sign * (ci.low - self.threshold), sign * (ci.high - self.threshold)))
-        rate = passed / n
-        values_text = f"{self.select.variant}: {passed}/{n} = {rate:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
-        return Outcome(self.text, n, values_text, sign * (rate - self.threshold), lo, hi, math.nan, 0.0,
-                       verdict(lo, hi))
+        return _share_outcome(self.text, n, self.select.variant, passed, n, self.threshold, self.at_least)
 
 
 @dataclass(frozen=True)
@@ -202,11 +206,8 @@ class AboveChance:
         trials = 2 * len(units)
         hits = int(round(sum(2 * ident[u] for u in units)))
         level = float(np.mean([chance[u] for u in units]))
-        ci = stats.binomtest(hits, trials).proportion_ci(CONFIDENCE, method="exact")
-        lo, hi = ci.low - level, ci.high - level
-        values = f"{self.select.variant}: {hits}/{trials} = {hits / trials:.2f} [{ci.low:.2f}, {ci.high:.2f}], " \
-                 f"chance {level:.3f}"
-        return Outcome(self.text, len(units), values, hits / trials - level, lo, hi, math.nan, 0.0, verdict(lo, hi))
+        out = _share_outcome(self.text, len(units), self.select.variant, hits, trials, level, True)
+        return replace(out, values=f"{out.values}, chance {level:.3f}")
 
 
 @dataclass(frozen=True)
@@ -290,8 +291,7 @@ def _latest(table: pd.DataFrame) -> pd.DataFrame:
         return table
     if "error" in table.columns:
         table = table[table["error"].map(is_missing).astype(bool)]
-    order = table.sort_values("time", kind="mergesort") if "time" in table.columns else table
-    return order.drop_duplicates(["zoo_hash", "protocol", "variant", "unit"], keep="last")
+    return newest_per_unit(table)
 
 
 # ---- rendering -------------------------------------------------------------------------------------

@@ -79,7 +79,11 @@ def current_code(table: pd.DataFrame) -> pd.DataFrame:
         return table
     version = table["method_version"].fillna(1) if "method_version" in table.columns else pd.Series(1, table.index)
     newest = version.groupby(table["method"]).transform("max")
-    table = table[version == newest]
+    return newest_per_unit(table[version == newest])
+
+
+def newest_per_unit(table: pd.DataFrame) -> pd.DataFrame:
+    """The newest row of each unit (zoo, protocol, variant, unit, seed), in the table's order."""
     identity = [c for c in UNIT_IDENTITY if c in table.columns]
     if len(identity) < 4 or "time" not in table.columns:
         return table
