@@ -230,6 +230,9 @@ def _parser() -> argparse.ArgumentParser:
         a.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
         if arch == "resnet":
             a.add_argument("--blocks", type=COUNT, default=1, help="basic blocks per stage (3: ResNet-20; default: 1)")
+        else:
+            a.add_argument("--no-batchnorm", action="store_true",
+                           help="no BatchNorm (ReLU then keeps its positive-scale group, tanh its signs)")
         archs.append(a)
     for b in (inr, cnn, mlp, *archs):
         b.add_argument("--workers", type=COUNT, default=2, help="processes fitting / training (default: 2)")
@@ -459,8 +462,8 @@ def _zoo(args) -> int:
 
         shape = {"widths": tuple(args.widths)} if args.kind == "mlp" else {"channels": args.channels}
         if args.kind in ("vgg", "resnet"):
-            shape |= {"arch": args.kind, "dropout": (0.0, 0.0), **({"blocks": args.blocks} if args.kind == "resnet"
-                                                                   else {})}
+            shape |= {"arch": args.kind, "dropout": (0.0, 0.0),
+                      **({"blocks": args.blocks} if args.kind == "resnet" else {"batchnorm": not args.no_batchnorm})}
         config = CnnZooConfig(activation=args.activation, n_nets=args.nets, epochs=args.epochs,
                               train_fraction=tuple(args.train_fraction), source=args.data, seed=args.seed, **shape)
         zoo = build_cnn_zoo(config, workers=args.workers, progress=not getattr(args, "quiet", False))

@@ -11,14 +11,23 @@ import pytest
 import torch
 from torch import nn
 
-from bench.evaluation.repair import reset_batchnorm
+from bench.evaluation.curves import curves, interpolate
+from bench.evaluation.repair import (
+    recount_statistics,
+    repair,
+    repair_graph,
+    reset_batchnorm,
+    statistics_inputs,
+    unit_stats,
+)
 from bench.protocols import make_protocol
 from methods import make_method
 from methods.weight_matching import apply_matching, weight_matching
-from tests.conftest import run_protocol
+from tests.conftest import random_params, run_protocol
 from zoos.graph_space import GraphSpace, space_from_dict, stack_graph
 from zoos.space import SpecError, cnn_zoo_space, mlp_space, siren_space
 from zoos.symmetry import apply_perms, apply_scales, random_perms, random_scales, select
+from zoos.tasks import make_task
 from zoos.trace import state_params, trace_space
 from zoos.zoo import Zoo, load_zoo, save_zoo
 
@@ -300,6 +309,7 @@ def test_exact_methods_run_unchanged_on_a_residual_zoo(resnet_copies):
         assert merged["cycle_error"].iloc[0] == 0 and np.isfinite(merged["loss_merged_repair"].iloc[0])
     pairs = run_protocol("git-rebasin", zoo, make_protocol("pairs", n_pairs=2, lambdas=3))
     assert (pairs["loss_barrier"].abs() < 1e-5).all()  # copies aligned: a flat path
+    assert (pairs["recon_loss"].abs() < 1e-5).all()  # recounted statistics commute with the permutation
     naive = run_protocol("naive", zoo, make_protocol("pairs", n_pairs=2, lambdas=3))
     assert (naive["loss_barrier"] > 1e-3).any()
 
@@ -372,3 +382,95 @@ def test_a_damaged_stored_graph_is_one_spec_error(change):
     with pytest.raises(SpecError) as error:
         space_from_dict(d)
     assert "\n" not in str(error.value)
+
+
+# ---- statistics on paths; REPAIR on graphs; planted scalings where the group allows -----------------------
+def test_paths_of_batchnorm_networks_are_scored_with_recounted_statistics(resnet_copies):
+    """Every network on a path (endpoints included) gets its own statistics: an average of two networks'
+    running statistics is not the statistics of the average network."""
+    zoo, task = resnet_copies, make_task(resnet_copies)
+    a, b = select(zoo.params, [0]), select(zoo.params, [1])  # one network, two unit orders: a naive path
+    lambdas = torch.linspace(0, 1, 3)
+    path = interpolate(a, b, lambdas)
+    recounted = reset_batchnorm(zoo.space, path, statistics_inputs(task))
+    curve = curves(task, a, b, lambdas)
+    assert torch.allclose(curve["loss"][0], task.evaluate(recounted)["loss"], rtol=1e-6)
+    assert not torch.allclose(curve["loss"][0], task.evaluate(path)["loss"], rtol=1e-3)
+    assert recount_statistics(task, path) is not path
+
+
+def test_paths_of_other_networks_are_scored_as_they_are(tiny_inr_zoo):
+    zoo = load_zoo(tiny_inr_zoo)
+    params = select(zoo.params, [0, 1])
+    assert recount_statistics(make_task(zoo), params) is params
+
+
+def test_repair_on_a_graph_is_repair_on_the_stack(space):
+    """One correction, two walks: REPAIR over a stack's layers and over the same stack written as a graph."""
+    a, b = random_params(space, 2, seed=1), random_params(space, 2, seed=2)
+    merged = {k: (a[k][:1] + b[k][:1]) / 2 for k in a}
+    x = torch.randn(64, *space.input_shape, generator=torch.Generator().manual_seed(3))
+    want = repair(space, merged, a, x)
+    got = repair_graph(stack_graph(space), merged, a, x)
+    assert any(not torch.allclose(want[k], merged[k]) for k in want)
+    for k in want:
+        assert torch.allclose(got[k], want[k], rtol=1e-5, atol=1e-6), k
+
+
+def test_repair_on_a_graph_gives_hidden_units_the_goal_statistics():
+    """On the test VGG (BatchNorm, LayerNorm, pooling): after REPAIR the merged network's hidden pre-activations
+    have the endpoints' mean statistics, and a network repaired against itself is unchanged."""
+    _, space, a = _space_and_params(VGG, seed=1)
+    _, _, b = _space_and_params(VGG, seed=2)
+    ends = {k: torch.cat([a[k], b[k]]) for k in a}
+    merged = {k: (a[k] + b[k]) / 2 for k in a}
+    repaired = repair_graph(space, merged, ends, X)
+    op = next(o for o in space.ops if o.name == "features.4")  # conv -> ReLU (no normalisation)
+    stats = {}
+    for name, params in (("ends", ends), ("repaired", repaired)):
+        values = {space.ops[0].name: X.unsqueeze(0).expand(next(iter(params.values())).shape[0], *X.shape)}
+        for o in space.ops[1:]:
+            values[o.name] = space.apply(o, params, [values[i] for i in o.inputs])
+        stats[name] = unit_stats(values[op.name].double())
+    assert torch.allclose(stats["repaired"][0][0], stats["ends"][0].mean(0), atol=1e-4)
+    assert torch.allclose(stats["repaired"][1][0], stats["ends"][1].mean(0), rtol=1e-4)
+    same = repair_graph(space, a, a, X)
+    assert all(torch.allclose(same[k], a[k], rtol=1e-5, atol=1e-6) for k in a)
+
+
+@pytest.fixture(scope="module")
+def vgg_copies(tmp_path_factory):
+    """A VGG without BatchNorm (ReLU: positive-scale groups) and copies moved by planted P and S."""
+    from zoos.models import VGG as ZooVGG
+
+    module = _randomised(ZooVGG(width=4, batchnorm=False), 0)
+    space = trace_space(module, (1, 28, 28))
+    base = state_params(space, module.state_dict())
+    gen = torch.Generator().manual_seed(9)
+    copies = [base] + [apply_perms(space, apply_scales(space, base, random_scales(space, 1, gen)),
+                                   random_perms(space, 1, gen)) for _ in range(3)]
+    nets = {k: torch.cat([c[k] for c in copies]) for k in base}
+    meta = pd.DataFrame({"id": range(4), "split": ["test"] * 4})
+    zoo = Zoo("vgg-copies", space, nets, meta, {"kind": "classifier", "dataset": "digits", "n_eval": 100})
+    return load_zoo(save_zoo(zoo, tmp_path_factory.mktemp("zoo") / "vgg"))
+
+
+def test_planted_scalings_are_recovered_where_the_group_allows(vgg_copies, resnet_copies):
+    assert set(vgg_copies.space.groups.values()) == {"scale"}  # conv -> ReLU (-> max pool) everywhere
+    orbit = make_protocol("orbit", n_nets=2, actions=("P", "PS"), eps=(0.0,), lambdas=3)
+    signed = run_protocol("sign-rebasin", vgg_copies, orbit)
+    assert set(signed["action"]) == {"P", "PS"} and signed["recovered"].all()
+    assert (signed["deviation"] < 1e-5).all()
+    plain = run_protocol("git-rebasin", vgg_copies, orbit).set_index("action")
+    assert plain.loc["P", "recovered"].all() and not plain.loc["PS", "recovered"].any()
+    # BatchNorm everywhere: no scaling group, so PS would plant P; the protocol says so and runs P only
+    assert [u.action for u in orbit.units(resnet_copies)] == ["P", "P"]
+    assert any("no scaling group" in g for g in orbit.gaps(resnet_copies))
+
+
+def test_merging_a_graph_without_batchnorm_is_repaired(vgg_copies):
+    merged = run_protocol("sign-rebasin", vgg_copies, make_protocol("merge", sizes=(3,), n_groups=1, max_triples=1))
+    # copies of one network merge into it and REPAIR leaves it be: the same loss three ways
+    row = merged.iloc[0]
+    assert row["loss_merged"] == pytest.approx(row["loss_endpoints"], rel=1e-5)
+    assert row["loss_merged_repair"] == pytest.approx(row["loss_endpoints"], rel=1e-4)

@@ -58,13 +58,14 @@ class CnnZooConfig:
     # a module of `zoos.models` trained instead ("vgg", "resnet"), `channels` wide; "" = the CNN Zoo net
     arch: str = ""
     blocks: int = 1  # resnet: basic blocks per stage (3 = ResNet-20)
+    batchnorm: bool = True  # vgg: BatchNorm after each conv (without it ReLU keeps its positive-scale group)
 
     def space(self):
         if self.arch:
             from zoos.trace import trace_space
 
             return trace_space(self.module(), (1, 28, 28), name=f"{self.arch}-{self.activation}-{self.channels}"
-                               + (f"x{self.blocks}" if self.arch == "resnet" else ""))
+                               + (f"x{self.blocks}" if self.arch == "resnet" else "") + self._norm_tag)
         if self.widths:
             return mlp_space([IMAGE_PIXELS, *self.widths, 10], self.activation)
         return cnn_zoo_space(self.activation, self.channels)
@@ -75,15 +76,23 @@ class CnnZooConfig:
 
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r} (known: {', '.join(ARCHITECTURES)})")
-        extra = {"blocks": self.blocks} if self.arch == "resnet" else {}
+        if self.arch == "resnet":
+            extra = {"blocks": self.blocks}
+        else:
+            extra = {"batchnorm": self.batchnorm}
         return ARCHITECTURES[self.arch](width=self.channels, activation=self.activation, **extra)
+
+    @property
+    def _norm_tag(self) -> str:
+        return "-nobn" if self.arch == "vgg" and not self.batchnorm else ""
 
     def recorded(self) -> dict:
         """The config as the zoo records it; fields at their defaults that older zoos lack are left out, so
         that their task, hence their result keys, stay as they were."""
         cfg = asdict(self)
-        for key, default in (("widths", ()), ("arch", ""), ("blocks", 1)):
-            if cfg[key] == default or (key == "blocks" and self.arch != "resnet"):
+        for key, default, arch in (("widths", (), None), ("arch", "", None), ("blocks", 1, "resnet"),
+                                   ("batchnorm", True, "vgg")):
+            if cfg[key] == default or (arch is not None and self.arch != arch):
                 del cfg[key]
         return cfg
 
@@ -272,4 +281,5 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     shape = "".join(f"-{w}" for w in config.widths) or ("" if config.channels == 16 else f"-c{config.channels}")
     if config.arch == "resnet":
         shape += f"-b{config.blocks}"
+    shape += config._norm_tag
     return Zoo(f"{config.kind}-{config.activation}{shape}-{source}", space, params, meta, task)

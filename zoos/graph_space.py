@@ -109,6 +109,7 @@ class GraphSpace(ParamLayout):
     perm_sizes: dict[str, int] = field(init=False, compare=False, repr=False)
     groups: dict[str, str] = field(init=False, compare=False, repr=False)
     out_shapes: dict[str, tuple[int, ...]] = field(init=False, compare=False, repr=False)
+    last_read: dict[str, int] = field(init=False, compare=False, repr=False)  # op name -> index of its last reader
 
     def __post_init__(self):
         shapes = _infer_shapes(self.ops, self.input_shape)
@@ -140,6 +141,7 @@ class GraphSpace(ParamLayout):
         object.__setattr__(self, "perm_sizes", sizes)
         object.__setattr__(self, "groups", groups)
         object.__setattr__(self, "out_shapes", shapes)
+        object.__setattr__(self, "last_read", {name: i for i, op in enumerate(self.ops) for name in op.inputs})
 
     # ---- layout ---------------------------------------------------------------------------
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -174,13 +176,20 @@ class GraphSpace(ParamLayout):
             return torch.cat([self.forward({k: v[i : i + 1] for k, v in params.items()}, x if shared else x[i : i + 1])
                               for i in range(n)])
         values: dict[str, torch.Tensor] = {}
-        for op in self.ops:
+        for i, op in enumerate(self.ops):
             if op.kind == "input":
                 values[op.name] = x.unsqueeze(0).expand(n, *x.shape) if shared else x
             else:
-                values[op.name] = self.apply(op, params, [values[i] for i in op.inputs], batch_stats)
+                values[op.name] = self.apply(op, params, [values[a] for a in op.inputs], batch_stats)
+                self.release(values, i)
         out = values[self.ops[-1].name]
         return out + self.output_offset if self.output_offset else out
+
+    def release(self, values: dict[str, torch.Tensor], i: int) -> None:
+        """Drop the activations no op after op i reads (a deep net's activations need not all be held)."""
+        for name in self.ops[i].inputs:
+            if self.last_read[name] == i:
+                values.pop(name, None)
 
     def apply(self, op: Op, params: Params, args: list[torch.Tensor], batch_stats: dict | None = None) -> torch.Tensor:
         """One op on the activations of N networks, each [N, B, ...]."""

@@ -107,6 +107,11 @@ class ParamLayout:
         """A stack of layers (`layers`), which layer-by-layer readers need; False for graph spaces."""
         raise NotImplementedError
 
+    @property
+    def has_batchnorm(self) -> bool:
+        """Whether networks of this space carry BatchNorm running statistics (none in a stack of layers)."""
+        return False
+
     def activate(self, z: torch.Tensor, act: str) -> torch.Tensor:
         if act == "relu":
             return torch.relu(z)

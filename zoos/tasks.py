@@ -279,6 +279,10 @@ class ClassifierTask(Task):
         return {"loss": loss.reshape(m, -1).mean(1), "acc": acc}
 
 
+# training images that statistics corrections (REPAIR, BatchNorm recounts) are measured on
+STATISTICS_BATCH = 512
+
+
 def zoo_fingerprint(zoo, task: Task) -> str:
     """What changes a result besides the weights: the architecture's spec (activation, w0, output
     offset), the task's options, the metadata (splits, INR targets), and the data scored against."""
@@ -287,6 +291,8 @@ def zoo_fingerprint(zoo, task: Task) -> str:
     parts = {"space": zoo.space.to_json(), "task": zoo.task, "data": task.fingerprint(),
              "meta": hashlib.sha256(pd.util.hash_pandas_object(meta, index=True).to_numpy().tobytes()).hexdigest(),
              "meta_columns": list(map(str, zoo.meta.columns))}
+    if zoo.space.has_batchnorm:  # paths and combinations are scored with recounted statistics (bench.evaluation)
+        parts["statistics"] = f"BatchNorm recounted on {STATISTICS_BATCH} training images"
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

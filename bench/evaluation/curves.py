@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from bench.evaluation import metrics
+from bench.evaluation.repair import recount_statistics
 from zoos.space import Params
 from zoos.tasks import Task
 
@@ -21,10 +22,11 @@ def interpolate(a: Params, b: Params, lambdas: torch.Tensor) -> Params:
 
 def curves(task: Task, a: Params, b: Params, lambdas: torch.Tensor,
            target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Metric curves [P, K] along the straight paths a[p] -> b[p]. `target[p]` is pair p's INR image."""
+    """Metric curves [P, K] along the straight paths a[p] -> b[p]. `target[p]` is pair p's INR image.
+    BatchNorm statistics of every network on a path, endpoints included, are recounted first."""
     n_pairs, k = next(iter(a.values())).shape[0], len(lambdas)
     path_target = None if target is None else target.repeat_interleave(k)
-    scores = task.evaluate(interpolate(a, b, lambdas), path_target)
+    scores = task.evaluate(recount_statistics(task, interpolate(a, b, lambdas)), path_target)
     return {name: v.reshape(n_pairs, k) for name, v in scores.items()}
 
 

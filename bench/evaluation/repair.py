@@ -14,9 +14,12 @@ unit is a channel and the statistics run over batch and spatial positions.
 The forward pass here walks `space.layers` with `WeightSpace.forward`'s own layer steps
 (`preactivation`, `postactivation`), stopping at each pre-activation.
 
-Networks with BatchNorm (graph spaces) get its counterpart instead, the BatchNorm reset: the merged
-network's running statistics are recomputed on training inputs, so that every normalisation sees
-the statistics of the merged network's own activations rather than an average of the endpoints'.
+Graph spaces without BatchNorm get the same correction at every conv / linear layer with a bias
+whose output units are hidden (`repair_graph`, walking `GraphSpace.apply`); in a residual stream each
+layer writing into it is corrected on its own output, before the sum. Networks with BatchNorm get
+its counterpart instead, the BatchNorm reset: the merged network's running statistics are
+recomputed on training inputs, so that every normalisation sees the statistics of the merged
+network's own activations rather than an average of the endpoints'.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from zoos.space import ParamLayout, Params, WeightSpace
+from zoos.tasks import STATISTICS_BATCH
 
 EPS = 1e-8  # floor on a unit's std: a dead unit is left at its scale instead of blowing up
 
@@ -77,35 +81,97 @@ def repair(space: WeightSpace, merged: Params, endpoints: Params, x: torch.Tenso
             break
         z = space.preactivation(layer, out[layer.weight], out[layer.bias], h)
         if i in goals:
-            goal_mean, goal_std = goals[i]
-            mean, std = unit_stats(z)  # measured after the corrections of the earlier layers
-            scale = goal_std / std.clamp_min(EPS)  # [N, n]
-            w = out[layer.weight]
-            out[layer.weight] = w * scale.reshape(*scale.shape, *([1] * (w.dim() - 2)))
-            out[layer.bias] = (out[layer.bias] - mean) * scale + goal_mean
+            out[layer.weight], out[layer.bias] = _corrected(z, out[layer.weight], out[layer.bias], goals[i])
             z = space.preactivation(layer, out[layer.weight], out[layer.bias], h)
         h = space.postactivation(layer, z)
     return {k: v.to(dtypes[k]) for k, v in out.items()}
 
 
+def _corrected(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, goal: tuple[torch.Tensor, torch.Tensor]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's weight and bias [N, ...] folded with the affine map that gives its outputs z the goal's
+    per-unit mean and std."""
+    mean, std = unit_stats(z)  # measured after the corrections of the earlier layers
+    scale = goal[1] / std.clamp_min(EPS)  # [N, n]
+    return w * scale.reshape(*scale.shape, *([1] * (w.dim() - 2))), (b - mean) * scale + goal[0]
+
+
+@torch.no_grad()
+def repair_graph(space, merged: Params, endpoints: Params, x: torch.Tensor) -> Params:
+    """`repair` on a graph space: every conv / linear layer with a bias and hidden output units, in
+    execution order (layers without a bias cannot take the mean shift and are left as they are)."""
+    dtypes = {k: v.dtype for k, v in merged.items()}
+    endpoints = {k: v.double() for k, v in endpoints.items()}
+    out = {k: v.double() for k, v in merged.items()}
+    repaired = [op for op in space.ops if op.kind in ("conv", "linear") and op.bias
+                and space.axes[f"{op.name}.weight"][0] is not None]
+    goals = {}
+    for op, z in _walk(space, endpoints, x.double(), {op.name for op in repaired}):
+        mean, std = unit_stats(z)
+        goals[op.name] = (mean.mean(0), std.mean(0))
+    for op, z in _walk(space, out, x.double(), set(goals)):
+        w, b = f"{op.name}.weight", f"{op.name}.bias"
+        out[w], out[b] = _corrected(z, out[w], out[b], goals[op.name])
+    return {k: v.to(dtypes[k]) for k, v in out.items()}
+
+
+def _walk(space, params: Params, x: torch.Tensor, stops: set[str]):
+    """Yields (op, its output) at each op named in `stops`, then recomputes that output from `params`, so
+    that a caller correcting the op's parameters in between passes the corrected output on."""
+    last = max((i for i, op in enumerate(space.ops) if op.name in stops), default=-1)
+    values = {}
+    n = next(iter(params.values())).shape[0]
+    for i, op in enumerate(space.ops[: last + 1]):
+        if op.kind == "input":
+            values[op.name] = x.unsqueeze(0).expand(n, *x.shape)
+            continue
+        args = [values[a] for a in op.inputs]
+        values[op.name] = space.apply(op, params, args)
+        if op.name in stops:
+            yield op, values[op.name]
+            values[op.name] = space.apply(op, params, args)
+        space.release(values, i)
+
+
 @torch.no_grad()
 def reset_batchnorm(space, params: Params, x: torch.Tensor) -> Params:
     """Network(s) [N] with every BatchNorm's running mean and variance recomputed on the batch `x` (one
-    forward in training mode, in float64: each normalisation sees the corrected ones before it)."""
-    stats: dict = {}
-    space.forward({k: v.double() for k, v in params.items()}, x.double(), batch_stats=stats)
+    forward in training mode per network, in float64: each normalisation sees the corrected ones
+    before it)."""
     out = dict(params)
-    for name, (mean, var) in stats.items():
-        out[f"{name}.running_mean"] = mean.to(params[f"{name}.running_mean"].dtype)
-        out[f"{name}.running_var"] = var.to(params[f"{name}.running_var"].dtype)
+    n = next(iter(params.values())).shape[0]
+    for i in range(n):  # one network at a time: a deep net's activations on the batch are large
+        stats: dict = {}
+        space.forward({k: v[i : i + 1].double() for k, v in params.items()}, x.double(), batch_stats=stats)
+        for name, (mean, var) in stats.items():
+            for key, value in ((f"{name}.running_mean", mean), (f"{name}.running_var", var)):
+                if i == 0:
+                    out[key] = params[key].clone()
+                out[key][i] = value[0].to(params[key].dtype)
     return out
 
 
-def repair_merged(space: ParamLayout, merged: Params, endpoints: Params, x: torch.Tensor) -> Params | None:
-    """The statistics correction that fits the space: REPAIR for stacks of layers, the BatchNorm reset for
-    graphs with BatchNorm; None where neither applies (a graph without BatchNorm)."""
+def statistics_inputs(task) -> torch.Tensor:
+    """The inputs statistics corrections are measured on: a fixed training batch for classifiers (never the
+    evaluation set), the coordinate grid for INRs."""
+    return task.inputs() if task.kind == "inr" else task.train_batch(STATISTICS_BATCH)[0]
+
+
+def repair_merged(space: ParamLayout, merged: Params, endpoints: Params, x: torch.Tensor) -> Params:
+    """The statistics correction that fits the space: REPAIR for stacks of layers and for graphs without
+    BatchNorm, the BatchNorm reset for graphs with BatchNorm."""
     if space.stacked:
         return repair(space, merged, endpoints, x)
     if space.has_batchnorm:
         return reset_batchnorm(space, merged, x)
-    return None
+    return repair_graph(space, merged, endpoints, x)
+
+
+def recount_statistics(task, params: Params) -> Params:
+    """Networks as paths and combinations score them. A BatchNorm network made from others (a point between
+    two networks, an element-wise combination) has no running statistics of its own: the average of the
+    endpoints' is not the statistics of its activations, and scoring it with them measures that mismatch
+    rather than the basin (Git Re-Basin and REPAIR recount them before scoring interpolated networks). On
+    BatchNorm spaces every network is recounted on `statistics_inputs`; other spaces' networks come back
+    as they are."""
+    return reset_batchnorm(task.space, params, statistics_inputs(task)) if task.space.has_batchnorm else params

@@ -114,16 +114,18 @@ PRESETS["combine"] = Benchmark(
     protocols={"combine": dict(n_pairs=4, n_triples=2)},
     methods=("naive", "git-rebasin", "sign-rebasin"),
 )
-# Architectures with BatchNorm and residual streams (weight spaces derived by torch.fx): a narrow VGG and a
-# ResNet-20-style net with one basic block per stage, 8 channels at the first stage, on Fashion-MNIST; the
-# exact methods on pairs, planted permutations (recovery rates) and merges with the BatchNorm reset
+# Architectures with BatchNorm and residual streams (weight spaces derived by torch.fx): a narrow VGG, a
+# ResNet-20-style net with one basic block per stage and the VGG without BatchNorm (whose ReLU keeps its
+# positive-scale group: planted PS), 8 channels at the first stage, on Fashion-MNIST; the exact methods on
+# pairs, planted group elements (recovery rates) and merges with the BatchNorm reset or REPAIR
 _ARCH_ZOO = dict(activation="relu", channels=8, n_nets=24, epochs=2, n_eval=1000, train_fraction=(0.1,),
                  dropout=(0.0, 0.0), splits=(0.25, 0.0, 0.75))
 PRESETS["archs"] = Benchmark(
     "archs",
-    zoos=(ZooRecipe("vgg", dict(_ARCH_ZOO)), ZooRecipe("resnet", dict(_ARCH_ZOO, blocks=1))),
+    zoos=(ZooRecipe("vgg", dict(_ARCH_ZOO)), ZooRecipe("resnet", dict(_ARCH_ZOO, blocks=1)),
+          ZooRecipe("vgg", dict(_ARCH_ZOO, batchnorm=False))),
     protocols={"pairs": dict(n_pairs=9, lambdas=7),
-               "orbit": dict(n_nets=18, actions=("P",), eps=(0.0,), lambdas=5),
+               "orbit": dict(n_nets=18, actions=("P", "PS"), eps=(0.0,), lambdas=5),
                "merge": dict(sizes=(2, 3, 5), n_groups=8, max_triples=1)},
     methods=("naive", "constant", "git-rebasin", "sign-rebasin", "mergemany", "c2m3"),
 )

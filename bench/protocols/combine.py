@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.evaluation.repair import recount_statistics
 from bench.protocols.base import Metric, Protocol, Unit, info_columns, pick, register, target
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import apply_perms, select, stack
@@ -301,7 +302,7 @@ class Combine(Protocol):
             sizes = [sum(next(iter(x.values())).shape[0] for x in plan[6]) for plan in plans]
             targets = torch.cat([torch.full((s,), target(zoo, plan[1][0]), dtype=torch.long)
                                  for s, plan in zip(sizes, plans, strict=True)])
-        scores = task.evaluate(nets_all, targets)
+        scores = task.evaluate(recount_statistics(task, nets_all), targets)
         rows, offset = [], 0
         for unit, nets, probe, seconds, info, grid, batches in plans:
             row = {"unit": unit.name, "a": nets[0], "b": nets[1], "c": nets[2] if len(nets) > 2 else None,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.evaluation.cycles import all_triples, mean_cycle_error
-from bench.evaluation.repair import repair_merged
+from bench.evaluation.repair import repair_merged, statistics_inputs
 from bench.protocols.base import Metric, Protocol, Unit, info_columns, pick, register, target
 from methods.base import Aligner, Merged
 from zoos.space import Params
@@ -106,9 +106,8 @@ class Merge(Protocol):
             row[f"{k}_gap"] = row[f"{k}_merged"] - row[f"{k}_endpoints"]
             row[f"{k}_ensemble"] = float(ensemble[k][0])
         if self.repair:
-            x = task.inputs() if task.kind == "inr" else task.train_batch(512)[0]
-            repaired = repair_merged(zoo.space, out.merged, out.frame, x)
-            for k, v in task.evaluate(repaired, tgt).items() if repaired is not None else ():
+            repaired = repair_merged(zoo.space, out.merged, out.frame, statistics_inputs(task))
+            for k, v in task.evaluate(repaired, tgt).items():
                 row[f"{k}_merged_repair"] = float(v[0])
         row["cycle_error"] = float("nan")
         if method.exact and len(members) >= 3:

@@ -42,7 +42,18 @@ class Orbit(Protocol):
     def units(self, zoo: Zoo) -> list[Unit]:
         nets = pick(zoo.indices(self.split), self.n_nets, self.seed)  # an empty split has no units
         return [Unit(f"net={n} action={act} eps={eps:g}", (n,), act, float(eps))
-                for n in nets for act in self.actions for eps in self.eps]
+                for n in nets for act in self._actions(zoo) for eps in self.eps]
+
+    def _actions(self, zoo: Zoo) -> list[str]:
+        """The actions that plant something: with no scaling group anywhere, S is the identity and PS is P."""
+        scales = any(group != "none" for group in zoo.space.groups.values())
+        return [act for act in self.actions if scales or "S" not in act]
+
+    def gaps(self, zoo: Zoo) -> list[str]:
+        dropped = [act for act in self.actions if act not in self._actions(zoo)]
+        out = [f"action {act}: {zoo.space.name} has no scaling group (BatchNorm or residual sums remove it), "
+               f"so it would plant {'nothing' if act == 'S' else 'P'}: not run" for act in dropped]
+        return out + super().gaps(zoo)
 
     def run(self, method, zoo, task, units):
         return interpolation_rows(self, method, zoo, task, units, [self._one(method, zoo, u) for u in units])

@@ -1,0 +1,70 @@
+"""The rows of the existing benchmark are unchanged by the graph weight spaces (issue 20).
+
+`tests/data/golden_smoke/rows.json` holds every row of the smoke benchmark (15 methods, both zoos, 180
+rows) as the code before graph weight spaces wrote them (`tests/harness/golden.py` says how). Running
+the same benchmark now on the same zoos must give the same keys (so no cached row is orphaned or rerun)
+and the same measured values, timings aside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.execution.plan import RunOptions
+from bench.execution.presets import Benchmark, ZooRecipe
+from bench.execution.runner import run_benchmark
+from bench.store.results import ResultStore
+from tests.harness.golden import IDENTITY, measured
+from zoos.data import resolve_source
+
+GOLDEN = Path(__file__).parent / "data" / "golden_smoke"
+# the smoke preset's protocol options when the reference was written (frozen here: they are part of the keys)
+PROTOCOLS = {"pairs": dict(n_pairs=2, lambdas=5),
+             "orbit": dict(n_nets=1, actions=("P", "PS"), eps=(0.0, 0.01), lambdas=5),
+             "merge": dict(sizes=(2, 3), n_groups=1, max_triples=1)}
+# float tolerance: the reference was computed on another CPU than CI's may be
+RTOL, ATOL = 1e-4, 1e-6
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(map(_close, a, b))
+    return math.isclose(float(a), float(b), rel_tol=RTOL, abs_tol=ATOL)
+
+
+@pytest.fixture(scope="module")
+def rerun(tmp_path_factory):
+    if resolve_source("auto") != "fashion-mnist":
+        pytest.skip("the reference rows are scored on Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+    reference = json.loads((GOLDEN / "rows.json").read_text())
+    zoos = tuple(ZooRecipe("path", {"path": str(GOLDEN / "zoos" / kind)}) for kind in ("inr", "cnn"))
+    results = tmp_path_factory.mktemp("golden")
+    counts = run_benchmark(Benchmark("golden", zoos, PROTOCOLS), reference["variants"],
+                           RunOptions(results=results, progress=False, mirror=False, report=False))
+    assert counts["failed"] == 0
+    return reference["rows"], ResultStore(results).table().to_dict("records")
+
+
+def test_every_reference_row_has_the_same_key(rerun):
+    reference, rows = rerun
+    now = {r["key"]: {k: r[k] for k in IDENTITY} for r in rows}
+    missing = [r for r in reference if r["key"] not in now]
+    assert not missing, f"{len(missing)} of {len(reference)} keys changed, e.g. {missing[0]['variant']} " \
+                        f"{missing[0]['protocol']} {missing[0]['unit']}"
+    assert all(now[r["key"]] == {k: r[k] for k in IDENTITY} for r in reference)
+    assert len(rows) == len(reference)
+
+
+def test_every_measured_value_is_unchanged(rerun):
+    reference, rows = rerun
+    now = {r["key"]: measured(r) for r in rows}
+    differing = [f"{r['variant']} {r['protocol']} {r['unit']}: {k} {v} -> {now[r['key']].get(k)}"
+                 for r in reference if r["key"] in now for k, v in r["values"].items()
+                 if k not in now[r["key"]] or not _close(v, now[r["key"]][k])]
+    new_columns = {k for r in reference if r["key"] in now for k in set(now[r["key"]]) - set(r["values"])}
+    assert not differing, f"{len(differing)} values differ:\n" + "\n".join(differing[:20])
+    assert not new_columns, f"rows gained measured columns {sorted(new_columns)}"
