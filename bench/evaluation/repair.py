@@ -135,19 +135,20 @@ def _walk(space, params: Params, x: torch.Tensor, stops: set[str]):
 
 @torch.no_grad()
 def reset_batchnorm(space, params: Params, x: torch.Tensor) -> Params:
-    """Network(s) [N] with every BatchNorm's running mean and variance recomputed on the batch `x` (one
-    forward in training mode per network, in float64: each normalisation sees the corrected ones
-    before it)."""
+    """Network(s) [N] with every BatchNorm's running mean and variance recomputed on the batch `x`: one forward
+    in training mode per network, in the parameters' precision as PyTorch's own recount (each normalisation
+    sees the recounted ones before it)."""
     out = dict(params)
     n = next(iter(params.values())).shape[0]
     for i in range(n):  # one network at a time: a deep net's activations on the batch are large
         stats: dict = {}
-        space.forward({k: v[i : i + 1].double() for k, v in params.items()}, x.double(), batch_stats=stats)
+        one = {k: v[i : i + 1] for k, v in params.items()}
+        space.forward(one, x.to(next(iter(one.values())).dtype), batch_stats=stats)
         for name, (mean, var) in stats.items():
             for key, value in ((f"{name}.running_mean", mean), (f"{name}.running_var", var)):
                 if i == 0:
                     out[key] = params[key].clone()
-                out[key][i] = value[0].to(params[key].dtype)
+                out[key][i] = value[0]
     return out
 
 

@@ -125,7 +125,7 @@ PRESETS["archs"] = Benchmark(
     zoos=(ZooRecipe("vgg", dict(_ARCH_ZOO)), ZooRecipe("resnet", dict(_ARCH_ZOO, blocks=1)),
           ZooRecipe("vgg", dict(_ARCH_ZOO, batchnorm=False))),
     protocols={"pairs": dict(n_pairs=9, lambdas=7),
-               "orbit": dict(n_nets=18, actions=("P", "PS"), eps=(0.0,), lambdas=5),
+               "orbit": dict(n_nets=18, actions=("P", "PS"), eps=(0.0,), lambdas=3),
                "merge": dict(sizes=(2, 3, 5), n_groups=8, max_triples=1)},
     methods=("naive", "constant", "git-rebasin", "sign-rebasin", "mergemany", "c2m3"),
 )
