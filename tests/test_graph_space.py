@@ -82,6 +82,21 @@ class VGG(nn.Module):
         return self.classifier(self.features(x))
 
 
+class Kernels(nn.Module):
+    """The other layer kinds: a strided 5x5 conv with padding, average pooling, a 1x1 conv, padded max pooling
+    with stride 2, a linear layer reading a flattened map (its channels fixed), a hidden linear layer."""
+
+    def __init__(self, w: int = 5):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, w, 5, stride=2, padding=2), nn.ReLU(), nn.AvgPool2d(2),
+                                      nn.Conv2d(w, w, 1), nn.BatchNorm2d(w), nn.Tanh(),
+                                      nn.MaxPool2d(3, stride=2, padding=1), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(w * 4, 7), nn.Tanh(), nn.Linear(7, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
 def _randomised(module: nn.Module, seed: int) -> nn.Module:
     """Random weights and running statistics (trained-like BN), in evaluation mode."""
     torch.manual_seed(seed)
@@ -106,7 +121,7 @@ def _space_and_params(cls, seed=0):
     return module, space, state_params(space, module.state_dict())
 
 
-@pytest.mark.parametrize("cls", [ResNet, VGG])
+@pytest.mark.parametrize("cls", [ResNet, VGG, Kernels])
 def test_derived_space_computes_the_module(cls):
     module, space, params = _space_and_params(cls)
     with torch.no_grad():
@@ -142,7 +157,15 @@ def test_scaling_groups_only_where_exact():
     assert space.groups[space.axes["classifier.0.weight"][0]] == "none"  # LayerNorm mixes its units
 
 
-@pytest.mark.parametrize("cls", [ResNet, VGG])
+def test_average_pooling_keeps_the_scale_group_and_a_flattened_map_fixes_its_channels():
+    _, space, _ = _space_and_params(Kernels)
+    perm = {name: space.axes[f"{name}.weight"][0] for name in ("features.0", "features.3", "head.0")}
+    assert space.groups[perm["features.0"]] == "scale" and space.groups[perm["head.0"]] == "sign"
+    # flattened with a 2 x 2 extent: the linear layer reads blocks of each channel, which stay in place
+    assert perm["features.3"] is None and space.axes["head.0.weight"][1] is None
+
+
+@pytest.mark.parametrize("cls", [ResNet, VGG, Kernels])
 def test_group_actions_preserve_the_function(cls):
     _, space, params = _space_and_params(cls)
     gen = torch.Generator().manual_seed(3)
@@ -162,7 +185,7 @@ def test_forgetting_batchnorm_statistics_would_change_the_output():
     assert (space.forward(broken, X) - space.forward(params, X)).abs().max() > 1e-2
 
 
-@pytest.mark.parametrize("cls", [ResNet, VGG])
+@pytest.mark.parametrize("cls", [ResNet, VGG, Kernels])
 def test_weight_matching_recovers_a_planted_permutation(cls):
     _, space, params = _space_and_params(cls, seed=5)
     gen = torch.Generator().manual_seed(6)
@@ -320,6 +343,10 @@ def test_layer_reading_methods_and_probes_say_why_they_skip_a_graph(resnet_copie
     combine = make_protocol("combine", n_pairs=1, n_triples=0, lambdas=3)
     assert {u.probe for u in combine.units(resnet_copies)}.isdisjoint({"stitch", "robustness"})
     assert any("stitch" in g for g in combine.gaps(resnet_copies))
+    # the probes that do run work on BatchNorm networks (combinations recounted): aligned copies score flat
+    rows = run_protocol("git-rebasin", resnet_copies, make_protocol("combine", n_pairs=1, n_triples=0, lambdas=3,
+                                                                    samples=2))
+    assert len(rows) and (rows["loss_barrier"].abs() < 1e-4).all()
 
 
 # ---- importing a user's state_dicts ----------------------------------------------------------------------

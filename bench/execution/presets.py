@@ -129,3 +129,13 @@ PRESETS["archs"] = Benchmark(
                "merge": dict(sizes=(2, 3, 5), n_groups=8, max_triples=1)},
     methods=("naive", "constant", "git-rebasin", "sign-rebasin", "mergemany", "c2m3"),
 )
+# ResNet-20 itself (three basic blocks per stage) at half width (8 channels), 16 nets: Git Re-Basin's and
+# REPAIR's architecture at a size this CPU runs in about 20 minutes; the exact methods that differ on it
+PRESETS["resnet20"] = Benchmark(
+    "resnet20",
+    zoos=(ZooRecipe("resnet", dict(_ARCH_ZOO, blocks=3, n_nets=16)),),
+    protocols={"pairs": dict(n_pairs=6, lambdas=5),
+               "orbit": dict(n_nets=6, actions=("P",), eps=(0.0,), lambdas=3),
+               "merge": dict(sizes=(2, 3), n_groups=4, max_triples=1)},
+    methods=("naive", "git-rebasin", "mergemany", "c2m3"),
+)
