@@ -130,7 +130,8 @@ PRESETS["archs"] = Benchmark(
     methods=("naive", "constant", "git-rebasin", "sign-rebasin", "mergemany", "c2m3"),
 )
 # ResNet-20 itself (three basic blocks per stage) at half width (8 channels), 16 nets: Git Re-Basin's and
-# REPAIR's architecture at a size this CPU runs in about 20 minutes; the exact methods that differ on it
+# REPAIR's architecture at a size this CPU runs in about 13 minutes (4 of them training the zoo); the exact
+# methods that differ on it
 PRESETS["resnet20"] = Benchmark(
     "resnet20",
     zoos=(ZooRecipe("resnet", dict(_ARCH_ZOO, blocks=3, n_nets=16)),),
