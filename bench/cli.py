@@ -347,9 +347,8 @@ def _run(args, argv) -> int:
     if len(failures) > SHOWN_FAILURES:
         print(f"  ... and {len(failures) - SHOWN_FAILURES} more failed units (the `error` column of the results table)")
     notes = [f"Skipped `{spec}` on {zoo}: {reason}." for spec, zoo, reason in counts.get("skipped_pairs", [])]
-    notes += [f"Not measured: {zoo} / {protocol}: {why}." for zoo, protocol, why in counts.get("gaps", [])]
-    for line in notes:
-        print(line)
+    for line in notes + [f"Not measured: {zoo} / {protocol}: {why}." for zoo, protocol, why in counts.get("gaps", [])]:
+        print(line)  # the report lists what the store recorded as not measured (of this run and earlier ones)
     _finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report, notes=notes)
     return 1 if counts["failed"] else 0
 

@@ -501,3 +501,23 @@ def test_merging_a_graph_without_batchnorm_is_repaired(vgg_copies):
     row = merged.iloc[0]
     assert row["loss_merged"] == pytest.approx(row["loss_endpoints"], rel=1e-5)
     assert row["loss_merged_repair"] == pytest.approx(row["loss_endpoints"], rel=1e-4)
+
+
+def test_the_report_says_which_actions_a_graph_could_not_take(resnet_copies, tmp_path):
+    """A section missing from the tables is named in the report, also when the report is written later."""
+    from bench.execution.plan import RunOptions
+    from bench.execution.presets import Benchmark, ZooRecipe
+    from bench.execution.runner import run_benchmark
+    from bench.report.files import write_all
+    from bench.store.results import ResultStore
+
+    stored = save_zoo(resnet_copies, tmp_path / "zoo")
+    bench = Benchmark("gaps", (ZooRecipe("path", {"path": str(stored)}),),
+                      {"orbit": dict(n_nets=1, actions=("P", "PS"), eps=(0.0,), lambdas=3)})
+    results = tmp_path / "results"
+    run_benchmark(bench, ["naive"], RunOptions(results=results, progress=False, mirror=False, report=False))
+    assert ResultStore(results).gaps() == [("resnet-copies", "orbit", g) for g in
+                                            make_protocol("orbit", actions=("P", "PS")).gaps(resnet_copies)]
+    write_all(results)  # as `bench report` does, without the run's counts
+    assert "Not measured: resnet-copies / orbit: action PS: ResNet has no scaling group" in \
+        (results / "leaderboard.md").read_text()

@@ -211,3 +211,21 @@ def test_group_metrics_log_declared_metrics_per_section():
     assert out["action_P/eps_0.001/loss_barrier_mean"] == pytest.approx(0.2)
     assert out["action_PS/eps_0/loss_barrier_mean"] == pytest.approx(0.5)
     assert "action_P/eps_0.001/i_sweeps_mean" in out and not any("stray" in k for k in out)
+
+
+def test_gaps_are_kept_per_zoo_and_protocol_and_replaced_by_the_next_run(tmp_path):
+    store = ResultStore(tmp_path)
+    assert store.gaps() == []
+    store.record_gaps("z", "orbit", ["action PS: no group"])
+    store.record_gaps("z", "merge", ["n=8: no group of 8 networks"])
+    assert ResultStore(tmp_path).gaps() == [("z", "merge", "n=8: no group of 8 networks"),
+                                            ("z", "orbit", "action PS: no group")]
+    store.record_gaps("z", "orbit", [])  # a later run measured everything it asked for
+    assert store.gaps() == [("z", "merge", "n=8: no group of 8 networks")]
+
+
+def test_a_damaged_gaps_file_is_one_clear_error(tmp_path):
+    store = ResultStore(tmp_path)
+    (tmp_path / "gaps.json").write_text("{not json")
+    with pytest.raises(ValueError, match="gaps.json: not a gaps file"):
+        store.gaps()

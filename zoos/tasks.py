@@ -257,11 +257,15 @@ class ClassifierTask(Task):
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
         return self._shaped(classifier_inputs(images[idx])), labels[idx]
 
-    def task_loss(self, params, target=None, n: int = 512):
-        """Cross-entropy on a fixed training batch of n images (never the evaluation set)."""
+    def fixed_train_batch(self, n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """`train_batch(n)`, drawn once and kept (task-loss objectives, statistics corrections)."""
         if getattr(self, "_train", None) is None or len(self._train[0]) != n:
             self._train = self.train_batch(n)
-        x, y = _on(self._train[0], params), _on(self._train[1], params)
+        return self._train
+
+    def task_loss(self, params, target=None, n: int = 512):
+        """Cross-entropy on a fixed training batch of n images (never the evaluation set)."""
+        x, y = (_on(t, params) for t in self.fixed_train_batch(n))
         logits = self.space.forward(params, x)
         m = logits.shape[0]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(m), reduction="none")

@@ -155,7 +155,7 @@ def reset_batchnorm(space, params: Params, x: torch.Tensor) -> Params:
 def statistics_inputs(task) -> torch.Tensor:
     """The inputs statistics corrections are measured on: a fixed training batch for classifiers (never the
     evaluation set), the coordinate grid for INRs."""
-    return task.inputs() if task.kind == "inr" else task.train_batch(STATISTICS_BATCH)[0]
+    return task.inputs() if task.kind == "inr" else task.fixed_train_batch(STATISTICS_BATCH)[0]
 
 
 def repair_merged(space: ParamLayout, merged: Params, endpoints: Params, x: torch.Tensor) -> Params:

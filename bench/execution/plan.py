@@ -20,7 +20,7 @@ from bench.execution.checkpoints import CheckpointStore
 from bench.execution.presets import Benchmark
 from bench.execution.zoo_cache import get_zoo, recipe_id
 from bench.protocols import make_protocol
-from bench.store.results import claim_name, unit_key
+from bench.store.results import ResultStore, claim_name, unit_key
 from methods import METHODS, format_spec, make_method, normalise_spec, parse_method
 from zoos.devices import resolve_device
 from zoos.tasks import make_task, zoo_fingerprint
@@ -98,6 +98,7 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
     """
     checkpoints = str(CheckpointStore.for_results(opts.results).root)
     gaps = counts.setdefault("gaps", [])
+    store = ResultStore(opts.results)
     for recipe in bench.zoos:
         torch.set_num_threads(opts.build_threads)
         zoo = get_zoo(recipe, opts.results / "zoos", opts.data, opts.build_workers, opts.progress,
@@ -110,8 +111,9 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
             zoo_spec += f"@{opts.device_type}"
         zoo_dir = str(zoo_directory(recipe, opts))
         for proto_name, proto_options in bench.protocols.items():
-            gaps += [(zoo.name, proto_name, why) for why in
-                     make_protocol(proto_name, seed=bench.seed, **proto_options).gaps(zoo)]
+            reasons = make_protocol(proto_name, seed=bench.seed, **proto_options).gaps(zoo)
+            gaps += [(zoo.name, proto_name, why) for why in reasons]
+            store.record_gaps(zoo.name, proto_name, reasons)  # reports written later say so too
         for spec in specs:
             reason = make_method(spec).skip(zoo)
             if reason:

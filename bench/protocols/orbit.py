@@ -51,7 +51,8 @@ class Orbit(Protocol):
 
     def gaps(self, zoo: Zoo) -> list[str]:
         dropped = [act for act in self.actions if act not in self._actions(zoo)]
-        out = [f"action {act}: {zoo.space.name} has no scaling group (BatchNorm or residual sums remove it), "
+        out = [f"action {act}: {zoo.space.name} has no scaling group (BatchNorm, residual sums or identity "
+               f"activations remove it), "
                f"so it would plant {'nothing' if act == 'S' else 'P'}: not run" for act in dropped]
         return out + super().gaps(zoo)
 

@@ -18,7 +18,11 @@ def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence
     `method_needs` (method name -> what it reads) fills the data column of rows written before rows
     carried it (every such method read the same whatever its hyperparameters)."""
     results_dir = Path(results_dir)
-    table = current_code(ResultStore(results_dir).table())
+    store = ResultStore(results_dir)
+    table = current_code(store.table())
+    # what the runs could not measure, so that a missing section or cell is never silent
+    header_lines = [*header_lines, *(f"Not measured: {zoo} / {protocol}: {why}."
+                                     for zoo, protocol, why in store.gaps())]
     if method_needs and "method" in table.columns:
         known = table["method"].map(dict(method_needs))
         table["method_needs"] = table["method_needs"].fillna(known) if "method_needs" in table.columns else known

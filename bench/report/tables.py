@@ -567,7 +567,7 @@ def curves_long(table: pd.DataFrame, metric: str = "loss") -> pd.DataFrame:
     rows = table[_ok_rows(table) & table["protocol"].isin(whole)].reindex(columns=cols)
     same = [isinstance(a, list | tuple) and isinstance(b, list | tuple) and len(a) == len(b) > 0
             for a, b in zip(rows["lambdas"], rows[col], strict=True)]
-    rows = rows[same]
+    rows = rows[pd.Series(same, index=rows.index, dtype=bool)]  # a plain empty list would select no columns
     long = rows.explode(["lambdas", col]).rename(columns={"lambdas": "lambda", col: metric})
     long["lambda"] = long["lambda"].astype(float)
     long[metric] = long[metric].astype(float)

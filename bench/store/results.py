@@ -33,6 +33,7 @@ PART_PREFIX = "part-"
 STALE_TMP_S = 3600.0  # a temp file this old belongs to a dead writer (a live one renames within seconds)
 QUARANTINE = "quarantine"  # unreadable parts are moved here (under rows/), out of the glob
 CLAIMS_DIR = ".claims"  # per-batch lock files of concurrent `bench run`s on one results directory
+GAPS_FILE = "gaps.json"  # what each (zoo, protocol) last asked for could not measure (`record_gaps`)
 
 # Leading columns of `table()`, in this order; the rest follow alphabetically.
 ID_COLUMNS = ("key", "run_id", "method", "variant", "zoo", "zoo_hash", "protocol", "unit", "action", "eps", "seed")
@@ -265,6 +266,39 @@ class ResultStore:
             yield True
         finally:
             lock.release()
+
+    def record_gaps(self, zoo: str, protocol: str, reasons: list[str]) -> None:
+        """Keep what a run's protocol could not measure on a zoo (`Protocol.gaps`), replacing what an earlier
+        run recorded for that zoo and protocol, so that reports written later still say why a section or a
+        cell is missing."""
+        from filelock import FileLock
+
+        lock_dir = self.root / CLAIMS_DIR
+        lock_dir.mkdir(exist_ok=True)
+        with FileLock(lock_dir / f"{GAPS_FILE}.lock"):
+            gaps = self._read_gaps()
+            if gaps.get(zoo, {}).get(protocol, []) == list(reasons):
+                return
+            gaps.setdefault(zoo, {})[protocol] = list(reasons)
+            text = json.dumps(gaps, indent=1, sort_keys=True).encode()
+            write_bytes_atomic(self.root / GAPS_FILE, lambda fh: fh.write(text))
+
+    def gaps(self) -> list[tuple[str, str, str]]:
+        """(zoo, protocol, reason) for everything the latest runs recorded as not measurable."""
+        return [(zoo, protocol, why) for zoo, by_protocol in sorted(self._read_gaps().items())
+                for protocol, reasons in sorted(by_protocol.items()) for why in reasons]
+
+    def _read_gaps(self) -> dict:
+        path = self.root / GAPS_FILE
+        if not path.is_file():
+            return {}
+        try:
+            gaps = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a gaps file written by bench run ({e})") from None
+        if not isinstance(gaps, dict) or not all(isinstance(v, dict) for v in gaps.values()):
+            raise ValueError(f"{path}: not a gaps file written by bench run (expected zoo -> protocol -> reasons)")
+        return gaps
 
     def compact(self) -> Path | None:
         """Merge the current parts into one (atomically), then delete them.
