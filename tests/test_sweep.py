@@ -20,6 +20,7 @@ from bench.execution.sweep import (
     reclaim_stale,
     run_sweep,
     searched,
+    trial_params,
 )
 from bench.store.results import ResultStore
 from methods import METHODS, format_spec, make_method
@@ -98,6 +99,36 @@ def test_stale_running_trial_is_failed_and_retried(tmp_path):
     assert retry.suggest_float("x", 0, 1) == x and retry.user_attrs["retry_of"] == trial.number
 
 
+def _stamp_dead(trial, pid):
+    trial.set_user_attr("host", __import__("socket").gethostname())
+    trial.set_user_attr("pid", pid)
+
+
+@pytest.mark.parametrize("suggested", [False, True])
+def test_queued_trial_killed_before_or_after_suggesting_is_retried_with_its_parameters(tmp_path, suggested):
+    """The interleaving behind issue 36, forced: the worker stamps its pid on the queued defaults trial and
+    dies before (or after) its objective suggests the parameters. Before, `trial.params` was empty in the
+    first case and the defaults were never run again."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study = optuna.create_study(storage=make_storage(None, tmp_path), study_name="s")
+    study.enqueue_trial({"x": 0.25}, user_attrs={"default": True})
+    trial = study.ask()
+    if suggested:
+        assert trial.suggest_float("x", 0, 1) == 0.25
+    _stamp_dead(trial, dead.pid)
+    assert trial_params(study.get_trials()[trial.number]) == {"x": 0.25}
+    assert reclaim_stale(study) == [trial.number]
+    retry = study.ask()
+    assert retry.user_attrs["retry_of"] == trial.number and retry.user_attrs["default"] is True
+    assert retry.suggest_float("x", 0, 1) == 0.25
+    # a sampled trial killed before it drew anything is failed and not queued again: nothing of it existed
+    sampled = study.ask()
+    _stamp_dead(sampled, dead.pid)
+    assert reclaim_stale(study) == [sampled.number]
+    assert [t for t in study.get_trials() if t.state == TrialState.WAITING] == []
+
+
 def test_two_workers_finish_n_trials_none_lost_or_duplicated(tiny_inr_zoo, tmp_path):
     cfg = SweepConfig("git-rebasin", str(tiny_inr_zoo), PAIRS, trials=6, workers=2, results=tmp_path, mlflow=False,
                       progress=False)
@@ -144,7 +175,9 @@ def test_killed_sweep_resumes_and_mirrors_nested_runs(tiny_inr_zoo, tmp_path):
     complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
     assert len(complete) == 3 and trials[killed.number].user_attrs.get("stale")
     retry = [t for t in trials if t.user_attrs.get("retry_of") == killed.number]
-    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == killed.params
+    # the kill may land before the trial's objective suggested its parameters: a queued trial holds them
+    # in fixed_params then, and the retry must carry them all the same
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == trial_params(killed)
     rows, per_trial = _trial_rows(tmp_path)
     assert set(per_trial) - {killed.number} == complete and all(per_trial[n] == 2 for n in complete)
     best = [line for line in done.stdout.splitlines() if line.startswith("best")]

@@ -20,7 +20,11 @@ such trials ahead of it: the study ends with exactly N complete trials, none run
 Resuming: a worker stamps its trials with host, pid and a heartbeat (a user attr renewed every
 HEARTBEAT_S). A RUNNING trial whose process is gone (same host) or whose heartbeat is older than
 GRACE_S is failed (user attr `stale`) by whichever worker sees it first and its parameters are
-queued again, so a killed sweep resumes by rerunning the same command.
+queued again, so a killed sweep resumes by rerunning the same command. The guarantee: a reclaimed
+trial that was queued (the defaults, a retry) or had drawn its parameters is queued again with those
+parameters, whenever the kill came; a sampled trial killed before its objective drew anything is not
+(nothing of it existed). A queued trial holds its parameters only in `fixed_params` until its
+objective suggests them, so a kill in that window must read them there (`trial_params`).
 
 MLflow: one parent run per study, one nested run per finished trial, written by one process only
 (the single worker, or the parent of several workers while it waits for them).
@@ -259,8 +263,8 @@ def reclaim_stale(study: optuna.Study, grace: float = GRACE_S) -> list[int]:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except Exception:  # another worker failed it first (or it just finished): it is theirs
             continue
-        if trial.params:
-            retry(study, trial)
+        if trial_params(trial) or trial.user_attrs.get("default"):
+            retry(study, trial)  # a sampled trial killed before it drew its parameters lost nothing
         reclaimed.append(trial.number)
     return reclaimed
 
@@ -270,10 +274,16 @@ def first_attempt(trial) -> int:
     return int(trial.user_attrs.get("retry_of", trial.number))
 
 
+def trial_params(trial) -> dict:
+    """The parameters a trial runs: those it suggested, else those it was queued with (a queued trial,
+    defaults or a retry, holds them in `fixed_params` until its objective suggests them)."""
+    return dict(trial.params or trial.system_attrs.get("fixed_params") or {})
+
+
 def retry(study: optuna.Study, trial) -> None:
     """Queue the parameters of a trial that was killed or interrupted again, remembering its first attempt."""
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": first_attempt(trial),
-                                                  "default": trial.user_attrs.get("default", False)})
+    study.enqueue_trial(trial_params(trial), user_attrs={"retry_of": first_attempt(trial),
+                                                         "default": trial.user_attrs.get("default", False)})
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -654,4 +664,4 @@ def rerun_command(out: dict, cfg: SweepConfig, spec: str) -> str:
 
 __all__ = ["SweepConfig", "SweepError", "MlflowSweepMirror", "run_sweep", "rerun_command", "test_protocol",
            "work", "prepare", "summary", "searched", "make_storage", "protocol_options", "resolve_zoo",
-           "reclaim_stale", "direction"]
+           "reclaim_stale", "direction", "trial_params"]
