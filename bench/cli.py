@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   bench report --zoos 'cnn-*' --methods naive git-rebasin --protocols pairs --format tex --out table.tex
   bench report --metric loss_barrier --format csv   # one matrix, every number unrounded
   bench report --claims                      # the papers' claims tested: runs what they need, results/claims.md
+  bench reproduce git-rebasin --peer-rebasin /tmp/peer-rebasin/bin/python   # the paper's regime, results/reproductions.md
   bench mirror --check                       # is the MLflow mirror the Parquet table? (--rebuild: make it so)
   bench perf --suites evaluation             # timings side by side into results/perf.*
   bench perf --suites gpu                    # CPU vs accelerator into results/perf_gpu.* (a few minutes)
@@ -83,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog="examples:\n" + "\n".join(mine) if mine else None)
         return cmd
 
+    from bench import reproduce
+
+    reproduce.add_parser(sub, command)
     run = command("run", "run (or resume) a benchmark")
     presets = " | ".join(PRESETS)
     run.add_argument("--preset", default="default", help=f"{presets} (default: default)")
@@ -413,6 +417,10 @@ def _zoo(args) -> int:
             n_eval = zoo.task.get("n_eval", 2000)
             print(f"evaluated on: {zoo.task.get('dataset', 'auto')}, "
                   f"{'the full test split' if n_eval is None else f'{n_eval} test images'}")
+            if zoo.task.get("config"):
+                from zoos.recipes import describe
+
+                print(f"trained with: {describe(zoo.task['config'])}")
         numeric = zoo.meta.select_dtypes("number").drop(columns=["id"], errors="ignore")
         print(numeric.describe().T[["mean", "min", "max"]].to_string())
         return 0
@@ -604,6 +612,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "methods":
             return _methods()
+        if args.command == "reproduce":
+            from bench import reproduce
+
+            return reproduce.main(args)
         if args.command == "mirror":
             return _mirror(args)
         if args.command == "ae" and args.ae_command == "study":

@@ -27,6 +27,8 @@ ALLOWED = {
     "bench.autoencoder": ("bench.execution", "methods", "zoos"),
     "bench.ae_study": ("bench.execution", "bench.evaluation", "bench.store", "bench.report", "methods", "zoos"),
     "bench.api": ("bench.execution", "bench.evaluation", "methods", "zoos"),
+    "bench.reproduce": ("bench.execution", "bench.evaluation", "bench.perf", "bench.protocols", "bench.report",
+                        "bench.store", "methods", "zoos"),
     "bench.cli": ("bench", "methods", "zoos"),
 }
 

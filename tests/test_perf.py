@@ -145,7 +145,7 @@ def test_peer_protocol_with_an_identity_peer(tmp_path):
                       "from _common import load_pair, run\n"
                       "run(lambda spec, settings, case, job_dir: (load_pair(job_dir, case)[1], {}))\n")
     pairs = {f"w{w}": perf.make_pair("mlp", w, 2, fit_steps=2) for w in (4, 6)}
-    perf._write_job(tmp_path / "job", pairs, {"budget_s": -1.0})  # every case is over budget
+    perf.write_job(tmp_path / "job", pairs, {"budget_s": -1.0})  # every case is over budget
     got = perf.run_peer(sys.executable, str(script), tmp_path / "job", tmp_path / "out")
     assert set(got) == {"w4", "w6"} and got["w6"] == {"skipped": True} and got["w4"]["cpu_seconds"] >= 0
     from safetensors.torch import load_file

@@ -27,11 +27,16 @@ from tqdm.auto import tqdm
 from zoos.data import load_images, resolve_source
 from zoos.files import write_bytes_atomic
 from zoos.space import WeightSpace, cnn_zoo_space, mlp_space
-from zoos.tasks import classifier_inputs
+from zoos.recipes import lr_factor
+from zoos.tasks import scale_inputs
 from zoos.zoo import Zoo, assign_splits
 
 IMAGE_PIXELS = 28 * 28
-INITS = ("glorot_normal", "he_normal", "orthogonal", "normal", "truncated_normal")
+INITS = ("glorot_normal", "he_normal", "orthogonal", "normal", "truncated_normal", "lecun_normal")
+# training fields beyond the CNN Zoo's sampled ones, with the values every zoo had before they existed: a
+# config records them only when they differ, so older zoos keep their keys (zoos.recipes reads them back)
+TRAINING_DEFAULTS = dict(input_scaling="signed", schedule="constant", warmup_steps=0, momentum=0.0, weight_decay=0.0,
+                         recipe="")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 
@@ -59,6 +64,21 @@ class CnnZooConfig:
     arch: str = ""
     blocks: int = 1  # resnet: basic blocks per stage (3 = ResNet-20)
     batchnorm: bool = True  # vgg: BatchNorm after each conv (without it ReLU keeps its positive-scale group)
+    # how inputs are scaled: "signed" pixels*2-1 in [-1, 1] (CNN Zoo), "unit" pixels/255 in [0, 1] (Git Re-Basin)
+    input_scaling: str = "signed"
+    schedule: str = "constant"  # or "warmup_cosine" (zoos.recipes.lr_factor)
+    warmup_steps: int = 0
+    momentum: float = 0.0  # SGD
+    weight_decay: float = 0.0  # decoupled (AdamW) when > 0
+    recipe: str = ""  # the zoos.recipes entry these fields came from ("" = sampled as above)
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides) -> CnnZooConfig:
+        """A zoo trained with a paper's recipe (zoos.recipes); `overrides` (e.g. epochs for a
+        barrier-vs-epoch study) are recorded like every field, so they change the key."""
+        from zoos.recipes import get
+
+        return cls(**{**get(name).config_fields(), **overrides})
 
     def space(self):
         if self.arch:
@@ -91,10 +111,14 @@ class CnnZooConfig:
         that their task, hence their result keys, stay as they were."""
         cfg = asdict(self)
         for key, default, arch in (("widths", (), None), ("arch", "", None), ("blocks", 1, "resnet"),
-                                   ("batchnorm", True, "vgg")):
+                                   ("batchnorm", True, "vgg"), *((k, v, None) for k, v in TRAINING_DEFAULTS.items())):
             if cfg[key] == default or (arch is not None and self.arch != arch):
                 del cfg[key]
         return cfg
+
+    def training(self) -> dict:
+        """The training fields a network's record carries besides its sampled ones (non-default only)."""
+        return {k: getattr(self, k) for k, v in TRAINING_DEFAULTS.items() if k != "recipe" and getattr(self, k) != v}
 
     @property
     def kind(self) -> str:
@@ -103,11 +127,17 @@ class CnnZooConfig:
     def sample(self, i: int) -> dict:
         """Hyperparameters of network i (deterministic in seed and i)."""
         r = random.Random(self.seed * 1_000_003 + i)
-        log_uniform = lambda lo, hi: math.exp(r.uniform(math.log(lo), math.log(hi)))
+
+        def log_uniform(lo, hi):
+            if lo == hi:  # a recipe's fixed value (a draw is still taken: the stream stays aligned)
+                r.random()
+                return lo
+            return math.exp(r.uniform(math.log(lo), math.log(hi)))
+
         return dict(seed=self.seed * 1_000_003 + i, activation=self.activation,
                     train_fraction=r.choice(self.train_fraction), optimizer=r.choice(self.optimizers),
                     lr=log_uniform(*self.lr), l2=log_uniform(*self.l2), dropout=r.uniform(*self.dropout),
-                    init=r.choice(self.inits), init_std=log_uniform(*self.init_std))
+                    init=r.choice(self.inits), init_std=log_uniform(*self.init_std), **self.training())
 
 
 class CnnZooNet(torch.nn.Module):
@@ -149,6 +179,10 @@ def _init(net: torch.nn.Module, hp: dict, g: torch.Generator) -> None:
             torch.nn.init.xavier_normal_(w, generator=g)
         elif hp["init"] == "he_normal":
             torch.nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g)
+        elif hp["init"] == "lecun_normal":  # flax's default Dense / Conv kernel init
+            fan_in = w[0].numel()
+            std = math.sqrt(1.0 / fan_in) / 0.87962566103423978  # truncated at 2 std, as jax's variance_scaling
+            torch.nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std, generator=g)
         elif hp["init"] == "orthogonal":
             torch.nn.init.orthogonal_(w, generator=g)
         elif hp["init"] == "normal":
@@ -163,11 +197,11 @@ def _init(net: torch.nn.Module, hp: dict, g: torch.Generator) -> None:
 _DATA: dict = {}
 
 
-def _worker_init(source: str) -> None:
-    torch.set_num_threads(1)  # two single-threaded workers beat one two-threaded trainer here
+def _worker_init(source: str, threads: int = 1) -> None:
+    torch.set_num_threads(threads)  # two single-threaded workers beat one two-threaded trainer here
     images, labels = load_images(source, "train")
     test_images, test_labels = load_images(source, "test")
-    _DATA.update(x=classifier_inputs(images), y=labels, xt=classifier_inputs(test_images), yt=test_labels)
+    _DATA.update(x=images, y=labels, xt=test_images, yt=test_labels)  # in [0, 1]; scaled per recipe
 
 
 @torch.no_grad()
@@ -178,29 +212,45 @@ def _evaluate(net, x, y) -> tuple[float, float]:
 
 
 def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int,
-              module: torch.nn.Module | None = None) -> tuple[dict, dict]:
+              module: torch.nn.Module | None = None, snapshots: dict[int, Path] | None = None) -> tuple[dict, dict]:
     """Train one network in this process (data from `_worker_init`); returns (state_dict, metrics).
-    `module` (a zoo architecture's, e.g. a ResNet) is trained instead of the zoo net of `space`."""
+    `module` (a zoo architecture's, e.g. a ResNet) is trained instead of the zoo net of `space`.
+    `snapshots` {epoch: path}: the network as it is after that epoch is saved there too (with a constant
+    learning rate, the network an `epoch`-epoch training would give: one run serves a barrier-vs-epoch study)."""
     g = torch.Generator().manual_seed(hp["seed"])
     torch.manual_seed(hp["seed"])  # dropout masks
     net = CnnZooNet(space, hp["dropout"]) if module is None else module
     _init(net, hp, g)
-    x, y = _DATA["x"], _DATA["y"]
+    scaling = hp.get("input_scaling", "signed")
+    x, y = scale_inputs(_DATA["x"], scaling), _DATA["y"]
     x = x.reshape(len(x), *space.input_shape)  # an MLP reads the image flattened
     keep = torch.randperm(len(x), generator=g)[: int(hp["train_fraction"] * len(x))]
     x, y = x[keep], y[keep]
-    opt = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}[hp["optimizer"]]
-    opt = opt(net.parameters(), lr=hp["lr"])
+    opt = _optimizer(net, hp)
+    steps = epochs * math.ceil(len(x) / batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(
+        hp.get("schedule", "constant"), step, steps, hp.get("warmup_steps", 0)))
     kernels = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         net.train()
         for idx in torch.randperm(len(x), generator=g).split(batch_size):
-            loss = F.cross_entropy(net(x[idx]), y[idx]) + hp["l2"] * sum((k**2).sum() for k in kernels)
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            if hp["l2"]:
+                loss = loss + hp["l2"] * sum((k**2).sum() for k in kernels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
+        if snapshots and epoch in snapshots and epoch < epochs:
+            _save_trained(snapshots[epoch], _trained(net, space, x, y, scaling, module))
+    return _trained(net, space, x, y, scaling, module)
+
+
+def _trained(net, space, x, y, scaling, module) -> tuple[dict, dict]:
+    """(state, metrics) of a network as it is now."""
     train_loss, train_acc = _evaluate(net, x[:10000], y[:10000])
-    test_loss, test_acc = _evaluate(net, _DATA["xt"].reshape(len(_DATA["xt"]), *space.input_shape), _DATA["yt"])
+    xt = scale_inputs(_DATA["xt"], scaling)
+    test_loss, test_acc = _evaluate(net, xt.reshape(len(xt), *space.input_shape), _DATA["yt"])
     metrics = dict(train_loss=train_loss, train_accuracy=train_acc, test_loss=test_loss, test_accuracy=test_acc)
     if module is None:
         return net.params(), metrics
@@ -209,15 +259,30 @@ def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int,
         metrics
 
 
+def _optimizer(net: torch.nn.Module, hp: dict) -> torch.optim.Optimizer:
+    lr, decay = hp["lr"], hp.get("weight_decay", 0.0)
+    if hp["optimizer"] == "adam":
+        return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=decay) if decay else \
+            torch.optim.Adam(net.parameters(), lr=lr)
+    if hp["optimizer"] == "sgd":
+        return torch.optim.SGD(net.parameters(), lr=lr, momentum=hp.get("momentum", 0.0), weight_decay=decay)
+    return torch.optim.RMSprop(net.parameters(), lr=lr, weight_decay=decay)
+
+
 def _job(args):
-    space, hp, epochs, batch_size, config = args
-    return train_one(space, hp, epochs, batch_size, config.module() if config.arch else None)
+    space, hp, epochs, batch_size, config, snapshots = args
+    return train_one(space, hp, epochs, batch_size, config.module() if config.arch else None, snapshots)
 
 
 def _checkpoint(checkpoints: Path | None, i: int, hp: dict) -> Path | None:
     # named by the network's hyperparameters too: a changed recipe never reuses another's network
     key = hashlib.sha256(json.dumps(hp, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return Path(checkpoints) / f"net-{i:05d}-{key}.safetensors" if checkpoints is not None else None
+
+
+def _snapshot(directory: Path | None, i: int, hp: dict, epochs: int, batch_size: int, source: str) -> Path | None:
+    """Where network i after `epochs` epochs is kept across zoos (everything that shapes it is in the name)."""
+    return _checkpoint(directory, i, {**hp, "epochs": epochs, "batch_size": batch_size, "source": source})
 
 
 def _load_trained(path: Path | None) -> tuple[dict, dict] | None:
@@ -239,9 +304,12 @@ def _save_trained(path: Path | None, result: tuple[dict, dict]) -> None:
 
 
 def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progress: bool = True,
-                  checkpoints: Path | None = None) -> Zoo:
+                  checkpoints: Path | None = None, snapshots: tuple[int, ...] = (),
+                  snapshot_dir: Path | None = None) -> Zoo:
     """Train the zoo's networks. With `checkpoints` (a directory) every trained network is kept there
-    as it finishes, so a build killed midway resumes with the networks still to train."""
+    as it finishes, so a build killed midway resumes with the networks still to train. With `snapshot_dir`,
+    networks after each epoch in `snapshots` are kept there, and a zoo of fewer epochs takes its networks
+    from there instead of training them (constant learning rate only: otherwise the schedule differs)."""
     source = resolve_source(config.source)
     space = config.space()
     hps = [config.sample(i) for i in range(config.n_nets)]
@@ -249,9 +317,14 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
         hps = [{**hp, "widths": "-".join(map(str, config.widths))} for hp in hps]
     if config.arch:
         hps = [{**hp, "arch": space.name} for hp in hps]
-    jobs = [(space, hp, config.epochs, config.batch_size, config) for hp in hps]
+    shared = snapshot_dir if config.schedule == "constant" else None
+    snaps = [{e: _snapshot(shared, i, hp, e, config.batch_size, source) for e in snapshots} if shared else None
+             for i, hp in enumerate(hps)]
+    jobs = [(space, hp, config.epochs, config.batch_size, config, snap) for hp, snap in zip(hps, snaps, strict=True)]
     paths = [_checkpoint(checkpoints, i, hp) for i, hp in enumerate(hps)]
-    results: list = [_load_trained(path) for path in paths]
+    results: list = [_load_trained(path) or _load_trained(_snapshot(shared, i, hp, config.epochs, config.batch_size,
+                                                                     source))
+                     for i, (path, hp) in enumerate(zip(paths, hps, strict=True))]
     todo = [i for i, r in enumerate(results) if r is None]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo),
                desc=f"training {len(jobs)} {config.activation} {config.kind.upper()}s",
@@ -277,6 +350,8 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     meta["split"] = assign_splits(len(meta), config.splits, seed=config.seed)
     cfg = config.recorded() | {"source": source}
     task = {"kind": "classifier", "dataset": source, "n_eval": config.n_eval, "config": cfg}
+    if config.input_scaling != "signed":  # the task scores networks on inputs scaled as they were trained
+        task["input_scaling"] = config.input_scaling
     # zoos of other widths keep apart by name: MLPs by their widths, CNNs by channels unless the usual 16
     shape = "".join(f"-{w}" for w in config.widths) or ("" if config.channels == 16 else f"-c{config.channels}")
     if config.arch == "resnet":

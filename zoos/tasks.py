@@ -39,6 +39,16 @@ def classifier_inputs(images: torch.Tensor) -> torch.Tensor:
     return (images * 2 - 1).unsqueeze(1)
 
 
+def scale_inputs(images: torch.Tensor, scaling: str = "signed") -> torch.Tensor:
+    """Grey images in [0, 1] as a recipe feeds them: "signed" (CNN Zoo, [-1, 1]) or "unit" (pixels / 255,
+    as Git Re-Basin's ByteToFloat), channel axis added."""
+    if scaling == "signed":
+        return classifier_inputs(images)
+    if scaling == "unit":
+        return images.unsqueeze(1)
+    raise ValueError(f"unknown input scaling {scaling!r} (known: signed, unit)")
+
+
 def grid_sine_mlp(space: WeightSpace) -> bool:
     """Sine MLPs on 2-D coordinates (SIRENs): `grid_forward` can render them."""
     if not space.stacked:
@@ -229,16 +239,17 @@ class ClassifierTask(Task):
     metrics = ("loss", "acc")
     higher_is_better = {"loss": False, "acc": True}
 
-    def __init__(self, space: WeightSpace, dataset: str = "auto", n_eval: int | None = 2000, seed: int = 0):
+    def __init__(self, space: WeightSpace, dataset: str = "auto", n_eval: int | None = 2000, seed: int = 0,
+                 input_scaling: str = "signed"):
         # n_eval: a seeded sample of that many test images; None: the whole test split
         super().__init__(space)
-        self.dataset, self.n_eval, self.seed = dataset, n_eval, seed
+        self.dataset, self.n_eval, self.seed, self.input_scaling = dataset, n_eval, seed, input_scaling
 
     @cached_property
     def _eval(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = load_images(self.dataset, "test")
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))[: self.n_eval]
-        return self._shaped(classifier_inputs(images[idx])), labels[idx]
+        return self._shaped(scale_inputs(images[idx], self.input_scaling)), labels[idx]
 
     def _shaped(self, x: torch.Tensor) -> torch.Tensor:
         """An MLP's first layer reads the image flattened."""
@@ -255,7 +266,7 @@ class ClassifierTask(Task):
         """A fixed batch of training images (REPAIR statistics, task-loss objectives)."""
         images, labels = load_images(self.dataset, "train")
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
-        return self._shaped(classifier_inputs(images[idx])), labels[idx]
+        return self._shaped(scale_inputs(images[idx], self.input_scaling)), labels[idx]
 
     def fixed_train_batch(self, n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
         """`train_batch(n)`, drawn once and kept (task-loss objectives, statistics corrections)."""
@@ -305,5 +316,6 @@ def make_task(zoo) -> Task:
     if kind == "inr":
         return InrTask(zoo.space, zoo.targets)
     if kind == "classifier":
-        return ClassifierTask(zoo.space, zoo.task.get("dataset", "auto"), zoo.task.get("n_eval", 2000))
+        return ClassifierTask(zoo.space, zoo.task.get("dataset", "auto"), zoo.task.get("n_eval", 2000),
+                              input_scaling=zoo.task.get("input_scaling", "signed"))
     raise ValueError(f"zoo {zoo.name}: unknown task kind {kind!r}")

@@ -29,24 +29,32 @@ def _inr(options: dict, data: str, workers: int, progress: bool, checkpoints: Pa
     return build_inr_zoo(source=data, progress=progress, device=device, workers=workers, **options)
 
 
-def _cnn(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
+def _trained(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, **fixed) -> Zoo:
+    """A zoo of trained classifiers. `recipe` names a paper's recipe (zoos.recipes) the other options
+    override; `snapshots` (epochs) keeps networks of those epochs where zoos of fewer epochs find them."""
+    options = {**options, **fixed}
+    snapshots = tuple(options.pop("snapshots", ()))
+    recipe = options.pop("recipe", None)
+    config = CnnZooConfig.from_recipe(recipe, source=data, **options) if recipe else \
+        CnnZooConfig(source=data, **options)
     # trained in worker processes on the CPU whatever the device: small nets, where processes pay more
-    return build_cnn_zoo(CnnZooConfig(source=data, **options), workers=workers, progress=progress,
-                         checkpoints=checkpoints)
+    return build_cnn_zoo(config, workers=workers, progress=progress, checkpoints=checkpoints, snapshots=snapshots,
+                         snapshot_dir=checkpoints.parent / "snapshots" if checkpoints is not None else None)
+
+
+def _cnn(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
+    return _trained(options, data, workers, progress, checkpoints)
 
 
 def _mlp(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
     if not options.get("widths"):
         raise ValueError("an mlp zoo recipe needs its hidden widths, e.g. widths=(512, 512, 512)")
-    options = {**options, "widths": tuple(options["widths"])}
-    return build_cnn_zoo(CnnZooConfig(source=data, **options), workers=workers, progress=progress,
-                         checkpoints=checkpoints)
+    return _trained({**options, "widths": tuple(options["widths"])}, data, workers, progress, checkpoints)
 
 
 def _arch(kind: str):
     def build(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
-        return build_cnn_zoo(CnnZooConfig(source=data, arch=kind, **options), workers=workers, progress=progress,
-                             checkpoints=checkpoints)
+        return _trained(options, data, workers, progress, checkpoints, arch=kind)
     return build
 
 

@@ -377,7 +377,7 @@ def score(space, ref, aligned, task, target, x: torch.Tensor, original) -> dict:
     return out
 
 
-def _write_job(job_dir: Path, pairs: dict, settings: dict) -> None:
+def write_job(job_dir: Path, pairs: dict, settings: dict) -> None:
     """Pairs (our names, no batch axis) + the spec for a peer script; INR pairs carry grid and pixels."""
     from safetensors.torch import save_file
 
@@ -456,7 +456,7 @@ def alignment(specs=(("mlp", 2), ("mlp", 4), ("cnn", 3)), widths=(32, 64, 128, 2
             for label in peer_labels:
                 flag, script, settings, _ = table[label]
                 case_pairs = {f"{kind}-d{depth}-w{w}": pairs[w] for w in widths}
-                _write_job(tmp / label.replace(" ", "_"), case_pairs, {**settings, "budget_s": budget_s})
+                write_job(tmp / label.replace(" ", "_"), case_pairs, {**settings, "budget_s": budget_s})
             for lab in labels:  # one untimed call each (first-call costs), at the smallest width
                 sp, a, b, task, target = pairs[widths[0]]
                 _method(lab, sp, task).align(a, b, target)

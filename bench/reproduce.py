@@ -1,0 +1,279 @@
+"""`bench reproduce <paper>`: a paper's headline experiment in its own regime, beside its reference code.
+
+Runs the paper's benchmarks (`bench.execution.reproductions`: zoos trained with the paper's recipe, its
+protocol and methods; resumable by key), then, where the reference package is installed in a virtualenv
+of its own (`--peer-rebasin PYTHON`), aligns the very same pairs with it and scores its output with our
+evaluation; finally writes `results/reproductions.md` (and its figure) from everything measured so far.
+What the paper published, and the rule each number is held to, is declared here (`REPORTS`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.reproductions import Setting, markdown_table, settings_table, trend, trend_figure, trend_lines
+
+PEERS_FILE = "reproductions/peers.parquet"
+TIMES_FILE = "reproductions/times.json"
+REPORT_FILE = "reproductions.md"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a reproduction's section shows: settings against published numbers, trends, notes."""
+
+    title: str
+    zoos: dict  # label -> (benchmark name, index of the zoo in it)
+    settings: tuple[Setting, ...]
+    trends: dict = field(default_factory=dict)  # title -> ({zoo label: x}, x name, variants)
+    peers: dict = field(default_factory=dict)  # peer name -> (venv flag, script, settings, zoo labels)
+    notes: tuple[str, ...] = ()
+
+
+_GR_FIG = ("Ainsworth et al. (2023), Fig. 2 (MNIST MLP): loss along the path after matching stays at the "
+           "endpoints' (barrier ~ 0, read from the figure; no number is tabulated)")
+GIT_REBASIN_REPORT = Report(
+    title="Git Re-Basin: MLP 784-512-512-512-10",
+    zoos={"mlp-512": ("git-rebasin-mlp", 0),
+          **{f"mlp-512-e{e}": ("git-rebasin-epochs", i) for i, e in enumerate((1, 2, 5, 10))},
+          **{f"mlp-{w}": ("git-rebasin-widths", i) for i, w in enumerate((32, 64, 128, 256))}},
+    settings=(
+        Setting("naive averaging", "mlp-512", "naive", "loss_barrier",
+                "Fig. 2: a large barrier (MNIST: test loss ~ 1 at the midpoint, read from the figure)"),
+        Setting("weight matching", "mlp-512", "git-rebasin", "loss_barrier", _GR_FIG,
+                at_most=0.05),
+        Setting("weight matching, rebasin (PyPI) on the same pairs", "mlp-512", "peer:rebasin", "loss_barrier",
+                _GR_FIG, at_most=0.05),
+        Setting("activation matching", "mlp-512", "activation-matching[batch=8192]", "loss_barrier",
+                _GR_FIG, at_most=0.05),
+        Setting("straight-through estimator", "mlp-512", "ste", "loss_barrier", _GR_FIG, at_most=0.05),
+        Setting("weight matching (accuracy barrier)", "mlp-512", "git-rebasin",
+                "acc_barrier", "Fig. 2: accuracy barrier ~ 0 (read from the figure)", at_most=0.01),
+    ),
+    trends={
+        "barrier vs training epoch (width 512)": (
+            {"mlp-512-e1": 1, "mlp-512-e2": 2, "mlp-512-e5": 5, "mlp-512-e10": 10, "mlp-512": 20}, "epoch",
+            ("naive", "git-rebasin")),
+        "barrier vs hidden width (20 epochs)": (
+            {"mlp-32": 32, "mlp-64": 64, "mlp-128": 128, "mlp-256": 256, "mlp-512": 512}, "hidden width",
+            ("naive", "git-rebasin")),
+    },
+    peers={"rebasin": ("peer_rebasin", "peer_rebasin.py", {"max_sweeps": 100}, ("mlp-512",))},
+    notes=("Barrier = the leaderboard's `loss_barrier`: max over 25 points of the test loss minus the line between "
+           "the endpoints' losses (as the reference's `src/mnist_mlp_weight_matching.py`), on all 10,000 "
+           "Fashion-MNIST test images; n = disjoint pairs of independently trained networks (different seeds).",
+           "Paper's barrier-vs-epoch figure (src/mnist_barrier_vs_epoch_plot.py) shows epochs 1-25 of its MNIST "
+           "MLP; its width study is on CIFAR-10 VGG-16 / ResNet-20 (x1-x32): our width trend is the MLP's."),
+)
+
+REPORTS = {"git-rebasin": GIT_REBASIN_REPORT}
+
+
+def add_parser(sub, command) -> None:
+    p = command("reproduce", "a paper's headline experiment in its own regime (resumable), results/reproductions.md")
+    p.add_argument("papers", nargs="*", help=f"{' | '.join(REPORTS)} (default: all)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto: where networks are scored (default: cpu)")
+    p.add_argument("--peer-rebasin", help="python of a virtualenv with the PyPI `rebasin` package: aligns the same "
+                                          "pairs for comparison (python3 -m venv V && V/bin/pip install "
+                                          "torch==2.13.0 safetensors rebasin)")
+    p.add_argument("--report-only", action="store_true", help="write results/reproductions.md from what is measured")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def main(args) -> int:
+    from bench.execution.reproductions import get
+
+    papers = args.papers or list(REPORTS)
+    for paper in papers:
+        get(paper)  # an unknown name is refused before any work
+    if not args.report_only:
+        for paper in papers:
+            _run(paper, args)
+    for path in write(args.results, papers=tuple(REPORTS)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _run(paper: str, args) -> None:
+    from bench.execution.reproductions import get
+    from bench.execution.runner import RunOptions, run_benchmark
+
+    opts = RunOptions(results=args.results, device=args.device, progress=not args.quiet)
+    for bench in get(paper).benchmarks:
+        start = time.perf_counter()
+        counts = run_benchmark(bench, None, opts)
+        _add_time(args.results, paper, bench.name, time.perf_counter() - start, counts["done"])
+        print(f"{paper} / {bench.name}: {counts['done']} run, {counts['skipped']} already done, "
+              f"{counts['failed']} failed")
+    report = REPORTS[paper]
+    for name, (flag, script, settings, labels) in report.peers.items():
+        python = getattr(args, flag, None)
+        if python:
+            _run_peer(args.results, paper, name, python, script, settings, labels, opts)
+
+
+def _add_time(results: Path, paper: str, bench: str, seconds: float, units: int) -> None:
+    """Wall time spent running a benchmark, summed over the invocations that ran units (resumes add up)."""
+    from zoos.files import write_bytes_atomic
+
+    path = results / TIMES_FILE
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    entry = times.setdefault(f"{paper}/{bench}", {"seconds": 0.0, "units": 0})
+    if units:
+        entry["seconds"] += seconds
+        entry["units"] += units
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, lambda fh: fh.write(json.dumps(times, indent=1, sort_keys=True).encode()))
+
+
+def zoo_hashes(results: Path, paper: str, device: str = "cpu") -> dict[str, str]:
+    """Setting label -> content hash of the zoo it reads (only zoos already built)."""
+    from bench.execution.plan import RunOptions, zoo_directory
+    from bench.execution.reproductions import get
+    from zoos.zoo import load_zoo
+
+    benches = {b.name: b for b in get(paper).benchmarks}
+    out = {}
+    for label, (bench, index) in REPORTS[paper].zoos.items():
+        directory = zoo_directory(benches[bench].zoos[index], RunOptions(results=results, device=device))
+        if (directory / "spec.json").is_file():
+            out[label] = load_zoo(directory).content_hash()
+    return out
+
+
+def _zoo_of(results: Path, paper: str, label: str):
+    from bench.execution.plan import RunOptions, zoo_directory
+    from bench.execution.reproductions import get
+    from zoos.zoo import load_zoo
+
+    bench, index = REPORTS[paper].zoos[label]
+    benches = {b.name: b for b in get(paper).benchmarks}
+    return benches[bench], load_zoo(zoo_directory(benches[bench].zoos[index], RunOptions(results=results)))
+
+
+def _run_peer(results: Path, paper: str, name: str, python: str, script: str, settings: dict, labels, opts) -> None:
+    """Align the pairs units of `labels`' zoos with a reference package; score them as our rows are scored."""
+    import torch
+
+    from bench.evaluation.curves import curve_summary, curves
+    from bench.perf.suites import peer_available, run_peer, write_job
+    from bench.protocols import make_protocol
+    from zoos.symmetry import select
+    from zoos.tasks import make_task
+
+    why = peer_available(python)
+    if why is not None:
+        print(f"{paper}: peer {name} skipped ({why})")
+        return
+    records = []
+    for label in labels:
+        bench, zoo = _zoo_of(results, paper, label)
+        task = make_task(zoo)
+        options = dict(bench.protocols["pairs"])
+        lambdas = torch.linspace(0, 1, options["lambdas"])
+        units = make_protocol("pairs", seed=bench.seed, **options).units(zoo)
+        pairs = {f"u{i}": (zoo.space, select(zoo.params, u.a), select(zoo.params, u.b), None, None)
+                 for i, u in enumerate(units)}
+        with tempfile.TemporaryDirectory() as tmp:
+            job, out = Path(tmp) / "job", Path(tmp) / "out"
+            write_job(job, pairs, {**settings, "seed": bench.seed})
+            got = run_peer(python, script, job, out)
+            for i, unit in enumerate(units):
+                record = {"zoo_hash": zoo.content_hash(), "zoo": zoo.name, "unit": unit.name, "peer": name,
+                          "error": got.get("_error")}
+                aligned_path = out / f"u{i}.safetensors"
+                if record["error"] is None and aligned_path.is_file():
+                    record.update(_score_peer(task, pairs[f"u{i}"], aligned_path, lambdas, curves, curve_summary))
+                    record["seconds"] = got.get(f"u{i}", {}).get("seconds", math.nan)
+                elif record["error"] is None:
+                    record["error"] = "the peer wrote no aligned network"
+                records.append(record)
+    _save_peers(results, pd.DataFrame(records))
+    print(f"{paper}: peer {name} aligned {sum(r['error'] is None for r in records)} of {len(records)} pairs")
+
+
+def _score_peer(task, pair, aligned_path: Path, lambdas, curves, curve_summary) -> dict:
+    import torch
+    from safetensors.torch import load_file
+
+    _, a, b, _, _ = pair
+    aligned = {k: v.unsqueeze(0) for k, v in load_file(str(aligned_path)).items()}
+    summary = curve_summary(task, curves(task, a, aligned, lambdas), lambdas)
+    before, after = task.outputs(b), task.outputs(aligned)
+    deviation = float((after - before).abs().max() / before.abs().max().clamp_min(1e-12))
+    return {"loss_barrier": float(summary["loss_barrier"][0]), "acc_barrier": float(summary["acc_barrier"][0]),
+            "deviation": deviation, "exact": bool(deviation < 1e-4 and torch.isfinite(after).all())}
+
+
+def _save_peers(results: Path, new: pd.DataFrame) -> None:
+    from zoos.files import write_bytes_atomic
+
+    path = results / PEERS_FILE
+    old = pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+    both = pd.concat([old, new], ignore_index=True) if len(old) else new
+    both = both.drop_duplicates(["zoo_hash", "unit", "peer"], keep="last")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, lambda fh: both.to_parquet(fh, index=False))
+
+
+def write(results: Path, papers=tuple(REPORTS)) -> list[Path]:
+    """results/reproductions.md (+ one figure per paper with trends) from the table and the peers' rows."""
+    from bench.execution.reproductions import get
+    from bench.store.results import ResultStore
+    from zoos.files import write_bytes_atomic
+    from zoos.recipes import describe
+
+    table = ResultStore(results).table() if (results / "rows").is_dir() else pd.DataFrame()
+    peers = pd.read_parquet(results / PEERS_FILE) if (results / PEERS_FILE).is_file() else pd.DataFrame()
+    times = json.loads((results / TIMES_FILE).read_text()) if (results / TIMES_FILE).is_file() else {}
+    lines = ["# The papers' headline results, reproduced in their own regimes", "",
+             "Written by `bench reproduce` (resumable; `--report-only` rewrites this file from the table). Each "
+             "number: mean [95% BCa bootstrap CI] (n units). A verdict holds a number to the published figure by "
+             "the rule in its row; `-` where the paper gives no number to hold it to.", ""]
+    written = []
+    for paper in papers:
+        spec, report = get(paper), REPORTS[paper]
+        zoos = zoo_hashes(results, paper)
+        lines += [f"## {report.title}", "", f"Paper: {spec.paper}", ""]
+        for label in report.zoos:
+            if label in zoos:
+                _, zoo = _zoo_of(results, paper, label)
+                lines.append(f"- zoo `{label}` ({zoo.name}, {len(zoo)} networks, test accuracy "
+                             f"{zoo.meta['test_accuracy'].min():.3f}-{zoo.meta['test_accuracy'].max():.3f}): "
+                             f"{describe(zoo.task.get('config', {}))}")
+            else:
+                lines.append(f"- zoo `{label}`: not built yet")
+        lines += [""]
+        lines += markdown_table(["setting", "metric", "published", "ours", "verdict", "rule"],
+                                settings_table(table, peers, zoos, report.settings))
+        panels = {}
+        for title, (labels, x_name, variants) in report.trends.items():
+            frame = trend(table, zoos, labels, variants, "loss_barrier")
+            lines += ["", f"### {title}: loss_barrier", ""] + trend_lines(frame, x_name)
+            if not frame.empty and frame["n"].sum():
+                panels[title] = (frame, x_name)
+        if panels:
+            figure = results / f"reproduction_{paper.replace('-', '_')}.png"
+            trend_figure(panels, "test loss barrier", figure)
+            written.append(figure)
+            lines += ["", f"![{report.title}]({figure.name})"]
+        spent = {k.split("/", 1)[1]: v for k, v in times.items() if k.startswith(f"{paper}/")}
+        if spent:
+            lines += ["", "Wall time of `bench reproduce " + paper + "` on this machine (units, scoring and zoos it "
+                      "built; summed over resumed invocations): " + ", ".join(
+                          f"{k} {v['seconds'] / 60:.1f} min for {v['units']} units" for k, v in sorted(spent.items()))]
+        lines += ["", f"Budget: {spec.budget}", "", "Deviations from the paper's regime:", ""]
+        lines += [f"- {d}" for d in spec.deviations] + [f"- {n}" for n in report.notes]
+        lines += [f"- not runnable here: {n}" for n in spec.not_runnable] + [""]
+    path = results / REPORT_FILE
+    text = "\n".join(lines) + "\n"
+    write_bytes_atomic(path, lambda fh: fh.write(text.encode()))
+    return [path, *written]
