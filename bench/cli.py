@@ -26,7 +26,7 @@ EXAMPLES = """examples:
   bench report --zoos 'cnn-*' --methods naive git-rebasin --protocols pairs --format tex --out table.tex
   bench report --metric loss_barrier --format csv   # one matrix, every number unrounded
   bench report --claims                      # the papers' claims tested: runs what they need, results/claims.md
-  bench reproduce git-rebasin --peer-rebasin /tmp/peer-rebasin/bin/python   # the paper's regime, results/reproductions.md
+  bench reproduce git-rebasin --peer-rebasin /tmp/peer-rebasin/bin/python   # a paper in its regime: reproductions.md
   bench mirror --check                       # is the MLflow mirror the Parquet table? (--rebuild: make it so)
   bench perf --suites evaluation             # timings side by side into results/perf.*
   bench perf --suites gpu                    # CPU vs accelerator into results/perf_gpu.* (a few minutes)

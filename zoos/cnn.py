@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from zoos.data import load_images, resolve_source
 from zoos.files import write_bytes_atomic
-from zoos.space import WeightSpace, cnn_zoo_space, mlp_space
 from zoos.recipes import lr_factor
+from zoos.space import WeightSpace, cnn_zoo_space, mlp_space
 from zoos.tasks import scale_inputs
 from zoos.zoo import Zoo, assign_splits
 
