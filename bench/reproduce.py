@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.execution.reproductions import GR_STE
 from bench.report.reproductions import Setting, markdown_table, settings_table, trend, trend_figure, trend_lines
 
 PEERS_FILE = "reproductions/peers.parquet"
@@ -37,6 +38,13 @@ class Report:
     notes: tuple[str, ...] = ()
 
 
+def _spec(text: str) -> str:
+    """A method spec as rows name it."""
+    from methods import normalise_spec
+
+    return normalise_spec(text)
+
+
 _GR_FIG = ("Ainsworth et al. (2023), Fig. 2 (MNIST MLP): loss along the path after matching stays at the "
            "endpoints' (barrier ~ 0, read from the figure; no number is tabulated)")
 GIT_REBASIN_REPORT = Report(
@@ -53,7 +61,8 @@ GIT_REBASIN_REPORT = Report(
                 _GR_FIG, at_most=0.05),
         Setting("activation matching", "mlp-512", "activation-matching[batch=8192]", "loss_barrier",
                 _GR_FIG, at_most=0.05),
-        Setting("straight-through estimator", "mlp-512", "ste", "loss_barrier", _GR_FIG, at_most=0.05),
+        Setting("straight-through estimator (200 steps)", "mlp-512", _spec(GR_STE), "loss_barrier", _GR_FIG,
+                at_most=0.05),
         Setting("weight matching (accuracy barrier)", "mlp-512", "git-rebasin",
                 "acc_barrier", "Fig. 2: accuracy barrier ~ 0 (read from the figure)", at_most=0.01),
     ),
@@ -73,7 +82,61 @@ GIT_REBASIN_REPORT = Report(
            "MLP; its width study is on CIFAR-10 VGG-16 / ResNet-20 (x1-x32): our width trend is the MLP's."),
 )
 
-REPORTS = {"git-rebasin": GIT_REBASIN_REPORT}
+_SR_FIG = ("Pena et al. (2023), LMC figure (docs/images/lmc.png; MNIST, 2 hidden layers): midpoint loss ~ 0.07-0.1 "
+           "for every re-basin method against ~ 1.25 for naive; order Mid < Rnd < STE < L2 < WM (read from the "
+           "figure, no table)")
+SR_OBJECTIVES = {o: f"sinkhorn-rebasin[batch=1000,objective={o},steps=180]" for o in ("l2", "mid", "rnd")}
+SINKHORN_REPORT = Report(
+    title="Sinkhorn re-basin: MLP 784-512-512-10",
+    zoos={"mlp-512x2": ("sinkhorn-rebasin-mlp", 0)},
+    settings=(
+        Setting("naive averaging", "mlp-512x2", "naive", "loss_barrier", _SR_FIG),
+        Setting("weight matching", "mlp-512x2", "git-rebasin", "loss_barrier", _SR_FIG, at_most=0.05),
+        *(Setting(f"Sinkhorn, {o} objective", "mlp-512x2", _spec(v), "loss_barrier", _SR_FIG, at_most=0.05)
+          for o, v in SR_OBJECTIVES.items()),
+        Setting("Mid at most Rnd's barrier", "mlp-512x2", _spec(SR_OBJECTIVES["rnd"]), "loss_barrier",
+                "Mid < Rnd (figure)", versus=_spec(SR_OBJECTIVES["mid"]), at_least=0.0),
+        Setting("Mid at most L2's barrier", "mlp-512x2", _spec(SR_OBJECTIVES["l2"]), "loss_barrier",
+                "Mid < L2 (figure)", versus=_spec(SR_OBJECTIVES["mid"]), at_least=0.0),
+    ),
+    notes=("Barrier = the leaderboard's `loss_barrier` over 50 points (the reference's), all 10,000 test images; "
+           "rule for 'reproduced': the barrier's CI upper end at most 0.05 (a midpoint at the endpoints' loss, as "
+           "the figure shows), and for the ordering a paired difference whose CI stays at or above 0.",),
+)
+
+_C2_TAB = ("Crisostomi et al. (2024), results table (README misc/figures/results.png; EMNIST letters MLP, test): "
+           "naive acc 0.03 / loss 3.28, MergeMany 0.86 / 1.13, C2M3 0.87 / 1.10; with REPAIR the same")
+C2M3_REPORT = Report(
+    title="C2M3: merging MLPs 784-512-512-512-256-10",
+    zoos={"mlp-c2m3": ("c2m3-mlp", 0)},
+    settings=tuple(
+        s for n in (3, 5) for s in (
+            Setting(f"N={n}: naive, merged accuracy", "mlp-c2m3", "naive", "acc_merged", _C2_TAB, protocol="merge",
+                    where=(("n_models", n),)),
+            Setting(f"N={n}: MergeMany, merged accuracy", "mlp-c2m3", "mergemany", "acc_merged", _C2_TAB,
+                    protocol="merge", where=(("n_models", n),)),
+            Setting(f"N={n}: C2M3, merged accuracy", "mlp-c2m3", "c2m3", "acc_merged", _C2_TAB, protocol="merge",
+                    where=(("n_models", n),)),
+            Setting(f"N={n}: C2M3, merged accuracy after REPAIR", "mlp-c2m3", "c2m3", "acc_merged_repair", _C2_TAB,
+                    protocol="merge", where=(("n_models", n),)),
+            Setting(f"N={n}: pairwise weight matching to the first, merged accuracy", "mlp-c2m3", "git-rebasin",
+                    "acc_merged", "(not in the table)", protocol="merge", where=(("n_models", n),)),
+            Setting(f"N={n}: C2M3 at least MergeMany (-0.01)", "mlp-c2m3", "c2m3", "acc_merged",
+                    "C2M3 0.87 vs MergeMany 0.86", protocol="merge", where=(("n_models", n),), versus="mergemany",
+                    at_least=-0.01),
+            Setting(f"N={n}: C2M3 far above naive (+0.5)", "mlp-c2m3", "c2m3", "acc_merged",
+                    "C2M3 0.87 vs naive 0.03", protocol="merge", where=(("n_models", n),), versus="naive",
+                    at_least=0.5),
+            Setting(f"N={n}: cycle error of pairwise weight matching", "mlp-c2m3", "git-rebasin", "cycle_error",
+                    "non-zero for pairwise methods", protocol="merge", where=(("n_models", n),)),
+            Setting(f"N={n}: cycle error of C2M3 (a control: 0 by construction)", "mlp-c2m3", "c2m3", "cycle_error",
+                    "0 by construction", protocol="merge", where=(("n_models", n),), at_most=1e-9),
+        )),
+    notes=("Accuracy on all 10,000 Fashion-MNIST test images; a unit is a group of N networks; REPAIR corrects "
+           "the merged network's hidden-unit statistics toward the inputs' on 512 training images.",),
+)
+
+REPORTS = {"git-rebasin": GIT_REBASIN_REPORT, "sinkhorn-rebasin": SINKHORN_REPORT, "c2m3": C2M3_REPORT}
 
 
 def add_parser(sub, command) -> None:

@@ -113,3 +113,34 @@ def test_reproduction_report_holds_numbers_to_the_rule():
     assert out[2][3] == "not measured"
     curve = trend(table, {"z": "h"}, {"z": 512}, ["git-rebasin", "naive"], "loss_barrier")
     assert curve.set_index("variant").loc["git-rebasin", "n"] == 8 and curve.set_index("variant").loc["naive", "n"] == 0
+
+
+def test_c2m3_recipe_standardises_inputs_clips_and_restarts(monkeypatch):
+    seen, clipped = [], []
+    forward = cnn.CnnZooNet.forward
+
+    def spy(self, x):
+        if self.training:
+            seen.append(float(x.min()))
+        return forward(self, x)
+
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(cnn.CnnZooNet, "forward", spy)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, m: clipped.append(m) or clip(p, m))
+    config = CnnZooConfig.from_recipe("c2m3-mlp", widths=(8, 4), n_nets=1, epochs=1, source="digits", n_eval=64)
+    zoo = build_cnn_zoo(config, workers=1, progress=False)
+    assert min(seen) == pytest.approx(-0.1307 / 0.3081, rel=1e-5)  # a black pixel, standardised
+    assert clipped and set(clipped) == {10.0}
+    assert zoo.task["input_scaling"] == "mnist_standard" and "gradient norm clipped at 10" in describe(
+        zoo.task["config"])
+    # CosineAnnealingWarmRestarts(T_0=10 epochs, T_mult=2), stepped per epoch
+    factors = [lr_factor("cosine_restarts", e * 5, 0, 0, 5, 10) for e in (0, 5, 10, 20, 30)]
+    assert factors == pytest.approx([1.0, 0.5, 1.0, 0.5, 1.0])
+
+
+def test_pytorch_default_init_is_torchs_own_distribution():
+    layer = torch.nn.Linear(200, 50)
+    cnn._init(layer, {"init": "pytorch_default"}, torch.Generator().manual_seed(0))
+    bound = 1 / 200**0.5
+    assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
+    assert layer.weight.abs().max() > 0.9 * bound and layer.bias.abs().max() > 0.5 * bound  # uniform, not zero

@@ -32,11 +32,11 @@ from zoos.tasks import scale_inputs
 from zoos.zoo import Zoo, assign_splits
 
 IMAGE_PIXELS = 28 * 28
-INITS = ("glorot_normal", "he_normal", "orthogonal", "normal", "truncated_normal", "lecun_normal")
+INITS = ("glorot_normal", "he_normal", "orthogonal", "normal", "truncated_normal", "lecun_normal", "pytorch_default")
 # training fields beyond the CNN Zoo's sampled ones, with the values every zoo had before they existed: a
 # config records them only when they differ, so older zoos keep their keys (zoos.recipes reads them back)
-TRAINING_DEFAULTS = dict(input_scaling="signed", schedule="constant", warmup_steps=0, momentum=0.0, weight_decay=0.0,
-                         recipe="")
+TRAINING_DEFAULTS = dict(input_scaling="signed", schedule="constant", warmup_steps=0, restart_epochs=0, grad_clip=0.0,
+                         momentum=0.0, weight_decay=0.0, recipe="")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 
@@ -68,6 +68,8 @@ class CnnZooConfig:
     input_scaling: str = "signed"
     schedule: str = "constant"  # or "warmup_cosine" (zoos.recipes.lr_factor)
     warmup_steps: int = 0
+    restart_epochs: int = 0  # cosine_restarts: T_0 in epochs
+    grad_clip: float = 0.0  # max global gradient norm (0: none)
     momentum: float = 0.0  # SGD
     weight_decay: float = 0.0  # decoupled (AdamW) when > 0
     recipe: str = ""  # the zoos.recipes entry these fields came from ("" = sampled as above)
@@ -187,10 +189,15 @@ def _init(net: torch.nn.Module, hp: dict, g: torch.Generator) -> None:
             torch.nn.init.orthogonal_(w, generator=g)
         elif hp["init"] == "normal":
             torch.nn.init.normal_(w, std=hp["init_std"], generator=g)
+        elif hp["init"] == "pytorch_default":  # nn.Linear / nn.Conv2d's own reset_parameters, from our generator
+            torch.nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g)
         else:
             torch.nn.init.trunc_normal_(w, std=hp["init_std"], a=-2 * hp["init_std"], b=2 * hp["init_std"],
                                         generator=g)
-        if module.bias is not None:
+        if module.bias is not None and hp["init"] == "pytorch_default":
+            bound = 1 / math.sqrt(w[0].numel())
+            torch.nn.init.uniform_(module.bias, -bound, bound, generator=g)
+        elif module.bias is not None:
             torch.nn.init.zeros_(module.bias)
 
 
@@ -227,9 +234,10 @@ def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int,
     keep = torch.randperm(len(x), generator=g)[: int(hp["train_fraction"] * len(x))]
     x, y = x[keep], y[keep]
     opt = _optimizer(net, hp)
-    steps = epochs * math.ceil(len(x) / batch_size)
+    per_epoch = math.ceil(len(x) / batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(
-        hp.get("schedule", "constant"), step, steps, hp.get("warmup_steps", 0)))
+        hp.get("schedule", "constant"), step, epochs * per_epoch, hp.get("warmup_steps", 0), per_epoch,
+        hp.get("restart_epochs", 0)))
     kernels = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
     for epoch in range(1, epochs + 1):
         net.train()
@@ -239,6 +247,8 @@ def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int,
                 loss = loss + hp["l2"] * sum((k**2).sum() for k in kernels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if hp.get("grad_clip"):
+                torch.nn.utils.clip_grad_norm_(net.parameters(), hp["grad_clip"])
             opt.step()
             schedule.step()
         if snapshots and epoch in snapshots and epoch < epochs:

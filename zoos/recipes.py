@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-INPUT_SCALINGS = {"signed": "[-1, 1]", "unit": "[0, 1]"}  # pixels*2-1 (CNN Zoo) or pixels/255 (Git Re-Basin)
-SCHEDULES = ("constant", "warmup_cosine")
+# pixels*2-1 (CNN Zoo), pixels/255 (Git Re-Basin), (pixels/255 - 0.1307) / 0.3081 (MNIST's mean and std: C2M3)
+INPUT_SCALINGS = {"signed": "[-1, 1]", "unit": "[0, 1]", "mnist_standard": "standardised by MNIST's mean/std"}
+SCHEDULES = ("constant", "warmup_cosine", "cosine_restarts")
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,11 @@ class Recipe:
     reference: str  # repository, file and commit it was read from
     optimizer: str = "adam"
     lr: float = 1e-3
-    schedule: str = "constant"  # warmup_cosine: linear warm-up over `warmup_steps`, cosine decay to 0
+    schedule: str = "constant"  # warmup_cosine: linear warm-up over `warmup_steps`, cosine decay to 0;
+    # cosine_restarts: PyTorch's CosineAnnealingWarmRestarts stepped per epoch, T_0 = `restart_epochs`, T_mult 2
     warmup_steps: int = 0
+    restart_epochs: int = 0
+    grad_clip: float = 0.0  # max global gradient norm (0: none)
     momentum: float = 0.0  # SGD only
     weight_decay: float = 0.0  # decoupled (AdamW); 0: plain Adam
     l2: float = 0.0  # added to the loss on kernels (Keras convention)
@@ -42,8 +46,8 @@ class Recipe:
         return dict(optimizers=(self.optimizer,), lr=(self.lr, self.lr), l2=(self.l2, self.l2),
                     dropout=(self.dropout, self.dropout), inits=(self.init,), train_fraction=(self.train_fraction,),
                     batch_size=self.batch_size, epochs=self.epochs, input_scaling=self.input_scaling,
-                    schedule=self.schedule, warmup_steps=self.warmup_steps, momentum=self.momentum,
-                    weight_decay=self.weight_decay, recipe=self.name)
+                    schedule=self.schedule, warmup_steps=self.warmup_steps, restart_epochs=self.restart_epochs,
+                    grad_clip=self.grad_clip, momentum=self.momentum, weight_decay=self.weight_decay, recipe=self.name)
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -61,6 +65,33 @@ def register(recipe: Recipe) -> Recipe:
 # samuela/git-re-basin src/mnist_mlp_train.py @ 7a989c1b2562361be4f04070f87da8d518d22c55 (lr: its Adam runs)
 register(Recipe("git-rebasin-mlp", "samuela/git-re-basin src/mnist_mlp_train.py @ 7a989c1",
                 optimizer="adam", lr=1e-3, batch_size=500, epochs=100, init="lecun_normal", input_scaling="unit"))
+
+# Sinkhorn re-basin's MLP (MLP2: 784-512-512-10, ReLU, PyTorch's default Linear init) on the first 10k MNIST
+# training images (9000 train / 1000 val), inputs /255, AdamW lr 1e-3 (weight decay: torch's default 0.01),
+# batch 1000, 50 epochs; model A without dropout, model B with 0.25 (here: none for either).
+# fagp/sinkhorn-rebasin examples/main_lmc_mlp.py, examples/utils/train.py, examples/models/mlp.py @ 1c601d4
+register(Recipe("sinkhorn-rebasin-mlp", "fagp/sinkhorn-rebasin examples/main_lmc_mlp.py @ 1c601d4",
+                optimizer="adam", lr=1e-3, weight_decay=0.01, batch_size=1000, epochs=50, init="pytorch_default",
+                input_scaling="unit", train_fraction=0.15))
+
+# C2M3's MLP 784-512-512-512-256-C (ReLU, PyTorch's default init) on EMNIST letters, inputs standardised
+# with MNIST's mean/std, Adam lr 1e-3, batch 512, CosineAnnealingWarmRestarts(T_0=10, T_mult=2) per epoch,
+# gradient clipping 10, 100 epochs capped at 10k steps (~45 EMNIST epochs).
+# crisostomi/cycle-consistent-model-merging conf/nn/mlp.yaml, src/ccmm/models/mlp.py @ ea1eca7
+# (conf/train/mlp.yaml @ ac14746)
+register(Recipe("c2m3-mlp", "crisostomi/cycle-consistent-model-merging conf/nn/mlp.yaml @ ea1eca7",
+                optimizer="adam", lr=1e-3, batch_size=512, epochs=45, init="pytorch_default",
+                input_scaling="mnist_standard", schedule="cosine_restarts", restart_epochs=10, grad_clip=10.0))
+
+# The Small CNN Zoo (Unterthiner et al. 2020): 86 epochs, batch 512, inputs /255 then [-1, 1], L2 on kernels,
+# dropout after each conv, zero biases; per network: train fraction {0.1, 0.25, 0.5, 1.0}, optimizer, lr,
+# L2, dropout and init sampled (ranges from the paper, arXiv:2002.11448, as ZOOS.md has them; the code's flags
+# do not fix them). google-research/google-research dnn_predict_accuracy/train_network.py @ 0c1bbe5, README @ 0ff5644.
+# Sampled, not fixed: `CNN_ZOO` below holds the CnnZooConfig fields (no Recipe).
+CNN_ZOO = dict(epochs=86, batch_size=512, train_fraction=(0.1, 0.25, 0.5, 1.0), optimizers=("adam", "rmsprop", "sgd"),
+               lr=(5e-4, 5e-2), l2=(1e-8, 1e-2), dropout=(0.0, 0.7),
+               inits=("glorot_normal", "he_normal", "orthogonal", "normal", "truncated_normal"), init_std=(1e-3, 0.5))
+CNN_ZOO_REFERENCE = "google-research/google-research dnn_predict_accuracy/train_network.py @ 0c1bbe5"
 
 
 def get(name: str) -> Recipe:
@@ -83,8 +114,12 @@ def describe(config: dict) -> str:
     opt = "/".join(o if o != "adam" or not config.get("weight_decay") else "adamw" for o in opts)
     lr = config.get("lr", (1e-3, 5e-3))
     parts.append(f"{opt} lr {_range(*lr)}")
-    if config.get("schedule", "constant") != "constant":
-        parts.append(f"{config['schedule']} ({config.get('warmup_steps', 0)} warm-up steps)")
+    if config.get("schedule", "constant") == "warmup_cosine":
+        parts.append(f"warm-up cosine ({config.get('warmup_steps', 0)} warm-up steps)")
+    elif config.get("schedule", "constant") == "cosine_restarts":
+        parts.append(f"cosine restarts per epoch (T_0 {config.get('restart_epochs')}, T_mult 2)")
+    if config.get("grad_clip"):
+        parts.append(f"gradient norm clipped at {config['grad_clip']:g}")
     if config.get("momentum"):
         parts.append(f"momentum {config['momentum']:g}")
     if config.get("weight_decay"):
@@ -108,10 +143,17 @@ def describe(config: dict) -> str:
     return text
 
 
-def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
-    """Multiplier of the peak learning rate at `step` of `total` (optax's warmup_cosine_decay to 0)."""
+def lr_factor(schedule: str, step: int, total: int, warmup: int, steps_per_epoch: int = 1,
+              restart_epochs: int = 0) -> float:
+    """Multiplier of the peak learning rate at `step` of `total` (warmup_cosine: optax's
+    warmup_cosine_decay_schedule to 0; cosine_restarts: CosineAnnealingWarmRestarts stepped per epoch)."""
     if schedule == "constant":
         return 1.0
+    if schedule == "cosine_restarts":
+        epoch, period = step // steps_per_epoch, restart_epochs
+        while epoch >= period:  # T_mult = 2: each cycle twice as long as the last
+            epoch, period = epoch - period, 2 * period
+        return 0.5 * (1 + math.cos(math.pi * epoch / period))
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)

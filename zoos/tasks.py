@@ -46,7 +46,9 @@ def scale_inputs(images: torch.Tensor, scaling: str = "signed") -> torch.Tensor:
         return classifier_inputs(images)
     if scaling == "unit":
         return images.unsqueeze(1)
-    raise ValueError(f"unknown input scaling {scaling!r} (known: signed, unit)")
+    if scaling == "mnist_standard":
+        return ((images - 0.1307) / 0.3081).unsqueeze(1)
+    raise ValueError(f"unknown input scaling {scaling!r} (known: signed, unit, mnist_standard)")
 
 
 def grid_sine_mlp(space: WeightSpace) -> bool:

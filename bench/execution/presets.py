@@ -41,6 +41,7 @@ PRESETS = {
         protocols={"pairs": dict(n_pairs=2, lambdas=5),
                    "orbit": dict(n_nets=1, actions=("P", "PS"), eps=(0.0, 0.01), lambdas=5),
                    "merge": dict(sizes=(2, 3), n_groups=1, max_triples=1)},
+        overrides={"ste": {"batch": 128, "steps": 5}},
     ),
     "default": Benchmark(
         "default",
@@ -57,7 +58,7 @@ PRESETS = {
         protocols={"pairs": dict(n_pairs=16, lambdas=7),
                    "orbit": dict(n_nets=16, actions=("P", "PS"), eps=(1e-2,), lambdas=7),
                    "merge": dict(sizes=(2, 3), n_groups=16, max_triples=1)},
-        overrides={"sinkhorn-rebasin": {"batch": 128, "steps": 30}},
+        overrides={"sinkhorn-rebasin": {"batch": 128, "steps": 30}, "ste": {"batch": 128, "steps": 10}},
         # the best autoencoder the budget allows: the committed model of `bench ae study` (4000 training
         # INRs; used on the INR zoo it applies to, skipped with the reason elsewhere), beside the one
         # trained here on the zoo's own 192 training networks

@@ -31,6 +31,7 @@ GR_WIDTHS = (32, 64, 128, 256)  # barrier vs width (512 is the main zoo)
 _GR_ZOO = dict(recipe="git-rebasin-mlp", n_nets=16, epochs=GR_EPOCHS, n_eval=None, splits=(0.0, 0.0, 1.0))
 # 16 networks, every one in the test split: 8 disjoint pairs, scored on all 10k test images at 25 points
 _GR_PAIRS = {"pairs": dict(n_pairs=8, lambdas=25)}
+GR_STE = "ste[steps=200]"  # the reference: 15,000 steps (250 epochs of 60 batches), each a full weight matching
 GIT_REBASIN = Reproduction(
     paper="Ainsworth, Hayase, Srinivasa. Git Re-Basin: Merging Models modulo Permutation Symmetries. ICLR 2023. "
           "arXiv:2209.04836",
@@ -38,7 +39,7 @@ GIT_REBASIN = Reproduction(
         Benchmark("git-rebasin-mlp",
                   zoos=(ZooRecipe("mlp", dict(_GR_ZOO, widths=(512, 512, 512), snapshots=GR_SNAPSHOTS)),),
                   protocols=_GR_PAIRS,
-                  methods=("naive", "git-rebasin", "activation-matching", "ste"),
+                  methods=("naive", "git-rebasin", "activation-matching", GR_STE),
                   # activation matching reads 8192 training images (the reference: all 60k)
                   overrides={"activation-matching": {"batch": 8192}}),
         Benchmark("git-rebasin-epochs",
@@ -52,14 +53,61 @@ GIT_REBASIN = Reproduction(
         "Fashion-MNIST instead of MNIST (the same 28x28 grey format; a harder task, so higher losses)",
         f"{GR_EPOCHS} epochs instead of 100 (CPU budget); barrier vs epoch shows where the barrier stands by then",
         "activation matching correlates 8192 training images, not all 60k",
-        "the straight-through estimator runs far fewer steps than the reference's 250 epochs (see `ste`'s docstring)",
+        "the straight-through estimator runs 200 steps of batch 1000 instead of the reference's 15,000 (250 epochs)",
         "barrier vs width: the reference studies width on CIFAR-10 VGG-16 / ResNet-20; here the MLP's hidden width",
         "PyTorch instead of JAX/flax; LeCun-normal init reimplemented as flax's truncated-normal variance scaling",
     ),
     budget="measured in results/reproductions.md",
 )
 
-REPRODUCTIONS: dict[str, Reproduction] = {"git-rebasin": GIT_REBASIN}
+# ---- Sinkhorn re-basin (Pena, Medeiros, Dubail, Aminbeidokhti, Granger, Pedersoli; CVPR 2023) ------------------
+# the reference's alignment: tau 1, 20 Sinkhorn iterations, I + 0.1 N(0, 1) start, AdamW lr 0.1, 20 epochs of
+# 9 batches of 1000 images = 180 steps (fagp/sinkhorn-rebasin examples/main_lmc_mlp.py @ 1c601d4)
+# (our method's defaults are the reference's tau, iterations, start and lr; steps and batch are set here)
+SINKHORN_OBJECTIVES = tuple(f"sinkhorn-rebasin[batch=1000,objective={o},steps=180]" for o in ("l2", "mid", "rnd"))
+SINKHORN = Reproduction(
+    paper="Pena, Medeiros, Dubail, Aminbeidokhti, Granger, Pedersoli. Re-basin via implicit Sinkhorn "
+          "differentiation. CVPR 2023. arXiv:2212.12042",
+    benchmarks=(
+        Benchmark("sinkhorn-rebasin-mlp",
+                  zoos=(ZooRecipe("mlp", dict(recipe="sinkhorn-rebasin-mlp", widths=(512, 512), n_nets=16, n_eval=None,
+                                              splits=(0.0, 0.0, 1.0))),),
+                  # the reference interpolates at 50 points on the whole test set
+                  protocols={"pairs": dict(n_pairs=8, lambdas=50)},
+                  methods=("naive", "git-rebasin", *SINKHORN_OBJECTIVES)),
+    ),
+    deviations=(
+        "Fashion-MNIST instead of MNIST; a random 15% of the training images (9000) instead of MNIST's first 10k "
+        "split 9000 / 1000",
+        "no dropout in either network (the reference trains model B with dropout 0.25: our MLP zoo applies none)",
+        "the task-loss objectives read one fixed batch of 1000 training images; the reference cycles over 9 batches",
+    ),
+    budget="measured in results/reproductions.md",
+)
+
+# ---- C2M3 (Crisostomi, Fumero, Baieri, Bernard, Rodola; NeurIPS 2024) ------------------------------------------
+C2M3_EPOCHS = 10  # the reference: 100 epochs capped at 10k steps (~45 EMNIST epochs)
+C2M3 = Reproduction(
+    paper="Crisostomi, Fumero, Baieri, Bernard, Rodola. C2M3: Cycle-Consistent Multi-Model Merging. NeurIPS 2024. "
+          "arXiv:2405.17897",
+    benchmarks=(
+        Benchmark("c2m3-mlp",
+                  zoos=(ZooRecipe("mlp", dict(recipe="c2m3-mlp", widths=(512, 512, 512, 256), n_nets=16,
+                                              epochs=C2M3_EPOCHS, n_eval=None, splits=(0.0, 0.0, 1.0))),),
+                  protocols={"merge": dict(sizes=(3, 5), n_groups=8, max_triples=4)},
+                  methods=("naive", "git-rebasin", "mergemany", "c2m3")),
+    ),
+    deviations=(
+        "Fashion-MNIST (10 classes) instead of EMNIST letters (26 classes): absolute accuracies are not comparable",
+        f"{C2M3_EPOCHS} epochs (one cosine cycle of the reference's warm restarts) instead of 10k steps",
+        "groups of N are drawn at random from 16 networks (8 groups per N; groups share networks), not fixed seeds",
+        "REPAIR here corrects every hidden linear layer; the reference's REPAIR wraps only Conv2d layers, so its "
+        "MLP numbers with and without REPAIR are equal",
+    ),
+    budget="measured in results/reproductions.md",
+)
+
+REPRODUCTIONS: dict[str, Reproduction] = {"git-rebasin": GIT_REBASIN, "sinkhorn-rebasin": SINKHORN, "c2m3": C2M3}
 
 
 def get(name: str) -> Reproduction:

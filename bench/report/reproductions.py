@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -29,6 +29,11 @@ class Setting:
     published: str  # the paper's figure, with where it stands
     at_most: float | None = None  # reproduced when the CI's upper end is at most this (None: no verdict)
     protocol: str = "pairs"
+    where: tuple = ()  # (column, value) pairs the rows must match, e.g. (("n_models", 3),)
+    # a comparison: the effect is metric(variant) - metric(versus), paired by unit; reproduced when the CI's
+    # lower end is at least `at_least` (the paper's ordering, within that margin)
+    versus: str | None = None
+    at_least: float | None = None
 
 
 def summarise(rows: pd.DataFrame, metric: str) -> tuple[float, float, float, int]:
@@ -69,19 +74,50 @@ def setting_rows(table: pd.DataFrame, peers: pd.DataFrame, zoos: Mapping[str, st
     if table.empty:
         return pd.DataFrame()
     rows = table[(table["zoo_hash"] == zoo_hash) & (table["protocol"] == s.protocol) & (table["variant"] == s.variant)]
+    for column, value in s.where:
+        rows = rows[rows[column] == value] if column in rows.columns else rows.iloc[:0]
     rows = newest_per_unit(rows)
     return rows[rows["error"].isna()] if "error" in rows.columns else rows
+
+
+def paired_effect(table: pd.DataFrame, zoos: Mapping[str, str], s: Setting) -> tuple[float, float, float, int]:
+    """metric(variant) - metric(versus) on the units both measured (mean, CI, n)."""
+    mine = setting_rows(table, pd.DataFrame(), zoos, s)
+    base = setting_rows(table, pd.DataFrame(), zoos, replace(s, variant=s.versus))
+    if mine.empty or base.empty or s.metric not in mine.columns:
+        return math.nan, math.nan, math.nan, 0
+    a = mine.set_index(["unit", "seed"])[s.metric].astype(float)
+    b = base.set_index(["unit", "seed"])[s.metric].astype(float)
+    shared = a.index.intersection(b.index)
+    return mean_ci((a[shared] - b[shared]).tolist())
 
 
 def settings_table(table: pd.DataFrame, peers: pd.DataFrame, zoos: Mapping[str, str],
                    settings: Sequence[Setting]) -> list[list[str]]:
     out = []
     for s in settings:
+        if s.versus is not None:
+            mean, low, high, n = paired_effect(table, zoos, s)
+            rule = f"paired difference vs {s.versus}: CI lower end >= {s.at_least:g}"
+            decided = at_least_verdict(low, high, n, s.at_least)
+            out.append([s.label, f"{s.metric} minus {s.versus}'s", s.published, fmt(mean, low, high, n), decided,
+                        rule])
+            continue
         mean, low, high, n = summarise(setting_rows(table, peers, zoos, s), s.metric)
         rule = f"CI upper end <= {s.at_most:g}" if s.at_most is not None else "no published number to hold it to"
         out.append([s.label, s.metric, s.published, fmt(mean, low, high, n), verdict(mean, low, high, n, s.at_most)
                     or "-", rule])
     return out
+
+
+def at_least_verdict(low: float, high: float, n: int, at_least: float) -> str:
+    if n < 2:
+        return UNDECIDED if n else "-"
+    if low >= at_least:
+        return REPRODUCED
+    if high < at_least:
+        return NOT_REPRODUCED
+    return UNDECIDED
 
 
 def trend(table: pd.DataFrame, zoos: Mapping[str, str], labels: Mapping[str, float], variants: Sequence[str],
