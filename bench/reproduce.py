@@ -45,8 +45,7 @@ def _spec(text: str) -> str:
     return normalise_spec(text)
 
 
-_GR_FIG = ("Ainsworth et al. (2023), Fig. 2 (MNIST MLP): loss along the path after matching stays at the "
-           "endpoints' (barrier ~ 0, read from the figure; no number is tabulated)")
+_GR_FIG = "~0 (Fig. 2, MNIST, read from the figure)"
 GIT_REBASIN_REPORT = Report(
     title="Git Re-Basin: MLP 784-512-512-512-10",
     zoos={"mlp-512": ("git-rebasin-mlp", 0),
@@ -54,7 +53,7 @@ GIT_REBASIN_REPORT = Report(
           **{f"mlp-{w}": ("git-rebasin-widths", i) for i, w in enumerate((32, 64, 128, 256))}},
     settings=(
         Setting("naive averaging", "mlp-512", "naive", "loss_barrier",
-                "Fig. 2: a large barrier (MNIST: test loss ~ 1 at the midpoint, read from the figure)"),
+                "large (Fig. 2)"),
         Setting("weight matching", "mlp-512", "git-rebasin", "loss_barrier", _GR_FIG,
                 at_most=0.05),
         Setting("weight matching, rebasin (PyPI) on the same pairs", "mlp-512", "peer:rebasin", "loss_barrier",
@@ -64,7 +63,7 @@ GIT_REBASIN_REPORT = Report(
         Setting("straight-through estimator (200 steps)", "mlp-512", _spec(GR_STE), "loss_barrier", _GR_FIG,
                 at_most=0.05),
         Setting("weight matching (accuracy barrier)", "mlp-512", "git-rebasin",
-                "acc_barrier", "Fig. 2: accuracy barrier ~ 0 (read from the figure)", at_most=0.01),
+                "acc_barrier", "~0 (Fig. 2)", at_most=0.01),
     ),
     trends={
         "barrier vs training epoch (width 512)": (
@@ -75,22 +74,23 @@ GIT_REBASIN_REPORT = Report(
             ("naive", "git-rebasin")),
     },
     peers={"rebasin": ("peer_rebasin", "peer_rebasin.py", {"max_sweeps": 100}, ("mlp-512",))},
-    notes=("Barrier = the leaderboard's `loss_barrier`: max over 25 points of the test loss minus the line between "
+    notes=("Published: Ainsworth et al. (2023), Fig. 2 (MNIST MLP): after weight matching, activation matching and "
+           "the STE the test loss along the path stays at the endpoints' (barrier ~ 0); naive averaging crosses a "
+           "barrier of ~1 nat. Read from the figure: the paper tabulates no number.",
+           "Barrier = the leaderboard's `loss_barrier`: max over 25 points of the test loss minus the line between "
            "the endpoints' losses (as the reference's `src/mnist_mlp_weight_matching.py`), on all 10,000 "
            "Fashion-MNIST test images; n = disjoint pairs of independently trained networks (different seeds).",
            "Paper's barrier-vs-epoch figure (src/mnist_barrier_vs_epoch_plot.py) shows epochs 1-25 of its MNIST "
            "MLP; its width study is on CIFAR-10 VGG-16 / ResNet-20 (x1-x32): our width trend is the MLP's."),
 )
 
-_SR_FIG = ("Pena et al. (2023), LMC figure (docs/images/lmc.png; MNIST, 2 hidden layers): midpoint loss ~ 0.07-0.1 "
-           "for every re-basin method against ~ 1.25 for naive; order Mid < Rnd < STE < L2 < WM (read from the "
-           "figure, no table)")
+_SR_FIG = "~0 (LMC figure, MNIST)"
 SR_OBJECTIVES = {o: f"sinkhorn-rebasin[batch=1000,objective={o},steps=180]" for o in ("l2", "mid", "rnd")}
 SINKHORN_REPORT = Report(
     title="Sinkhorn re-basin: MLP 784-512-512-10",
     zoos={"mlp-512x2": ("sinkhorn-rebasin-mlp", 0)},
     settings=(
-        Setting("naive averaging", "mlp-512x2", "naive", "loss_barrier", _SR_FIG),
+        Setting("naive averaging", "mlp-512x2", "naive", "loss_barrier", "~1.2 at the midpoint"),
         Setting("weight matching", "mlp-512x2", "git-rebasin", "loss_barrier", _SR_FIG, at_most=0.05),
         *(Setting(f"Sinkhorn, {o} objective", "mlp-512x2", _spec(v), "loss_barrier", _SR_FIG, at_most=0.05)
           for o, v in SR_OBJECTIVES.items()),
@@ -99,25 +99,27 @@ SINKHORN_REPORT = Report(
         Setting("Mid at most L2's barrier", "mlp-512x2", _spec(SR_OBJECTIVES["l2"]), "loss_barrier",
                 "Mid < L2 (figure)", versus=_spec(SR_OBJECTIVES["mid"]), at_least=0.0),
     ),
-    notes=("Barrier = the leaderboard's `loss_barrier` over 50 points (the reference's), all 10,000 test images; "
+    notes=("Published: Pena et al. (2023), LMC figure (repository docs/images/lmc.png; MNIST, two hidden layers): "
+           "midpoint loss ~0.07-0.1 for every re-basin method against ~1.25 for naive, order Mid < Rnd < STE < L2 "
+           "< WM (read from the figure; no table).",
+           "Barrier = the leaderboard's `loss_barrier` over 50 points (the reference's), all 10,000 test images; "
            "rule for 'reproduced': the barrier's CI upper end at most 0.05 (a midpoint at the endpoints' loss, as "
            "the figure shows), and for the ordering a paired difference whose CI stays at or above 0.",),
 )
 
-_C2_TAB = ("Crisostomi et al. (2024), results table (README misc/figures/results.png; EMNIST letters MLP, test): "
-           "naive acc 0.03 / loss 3.28, MergeMany 0.86 / 1.13, C2M3 0.87 / 1.10; with REPAIR the same")
+_C2_TAB = "see note (EMNIST)"
 C2M3_REPORT = Report(
     title="C2M3: merging MLPs 784-512-512-512-256-10",
     zoos={"mlp-c2m3": ("c2m3-mlp", 0)},
     settings=tuple(
         s for n in (3, 5) for s in (
-            Setting(f"N={n}: naive, merged accuracy", "mlp-c2m3", "naive", "acc_merged", _C2_TAB, protocol="merge",
+            Setting(f"N={n}: naive, merged accuracy", "mlp-c2m3", "naive", "acc_merged", "0.03", protocol="merge",
                     where=(("n_models", n),)),
-            Setting(f"N={n}: MergeMany, merged accuracy", "mlp-c2m3", "mergemany", "acc_merged", _C2_TAB,
+            Setting(f"N={n}: MergeMany, merged accuracy", "mlp-c2m3", "mergemany", "acc_merged", "0.86",
                     protocol="merge", where=(("n_models", n),)),
-            Setting(f"N={n}: C2M3, merged accuracy", "mlp-c2m3", "c2m3", "acc_merged", _C2_TAB, protocol="merge",
+            Setting(f"N={n}: C2M3, merged accuracy", "mlp-c2m3", "c2m3", "acc_merged", "0.87", protocol="merge",
                     where=(("n_models", n),)),
-            Setting(f"N={n}: C2M3, merged accuracy after REPAIR", "mlp-c2m3", "c2m3", "acc_merged_repair", _C2_TAB,
+            Setting(f"N={n}: C2M3, merged accuracy after REPAIR", "mlp-c2m3", "c2m3", "acc_merged_repair", "0.87",
                     protocol="merge", where=(("n_models", n),)),
             Setting(f"N={n}: pairwise weight matching to the first, merged accuracy", "mlp-c2m3", "git-rebasin",
                     "acc_merged", "(not in the table)", protocol="merge", where=(("n_models", n),)),
@@ -132,11 +134,36 @@ C2M3_REPORT = Report(
             Setting(f"N={n}: cycle error of C2M3 (a control: 0 by construction)", "mlp-c2m3", "c2m3", "cycle_error",
                     "0 by construction", protocol="merge", where=(("n_models", n),), at_most=1e-9),
         )),
-    notes=("Accuracy on all 10,000 Fashion-MNIST test images; a unit is a group of N networks; REPAIR corrects "
+    notes=("Published: Crisostomi et al. (2024), results table (repository README, misc/figures/results.png; "
+           "EMNIST letters MLP, test): naive accuracy 0.03 / loss 3.28, MergeMany 0.86 / 1.13, C2M3 0.87 / 1.10, "
+           "the same with REPAIR; 26 classes, so only the ordering carries over to Fashion-MNIST.",
+           "Accuracy on all 10,000 Fashion-MNIST test images; a unit is a group of N networks; REPAIR corrects "
            "the merged network's hidden-unit statistics toward the inputs' on 512 training images.",),
 )
 
-REPORTS = {"git-rebasin": GIT_REBASIN_REPORT, "sinkhorn-rebasin": SINKHORN_REPORT, "c2m3": C2M3_REPORT}
+_CNN_NOTE = "no number (figure only)"
+CNN_ZOO_REPORT = Report(
+    title="The Small CNN Zoo's recipe: 86 epochs, sampled hyperparameters",
+    zoos={"cnn-zoo": ("cnn-zoo-recipe", 0)},
+    settings=(
+        Setting("pairs: naive", "cnn-zoo", "naive", "loss_barrier", _CNN_NOTE),
+        Setting("pairs: weight matching", "cnn-zoo", "git-rebasin", "loss_barrier", _CNN_NOTE),
+        Setting("pairs: weight matching, accuracy barrier", "cnn-zoo", "git-rebasin", "acc_barrier", _CNN_NOTE),
+        Setting("pairs: C2M3", "cnn-zoo", "c2m3", "loss_barrier", _CNN_NOTE),
+        Setting("pairs: weight matching below naive", "cnn-zoo", "naive", "loss_barrier",
+                "alignment lowers the barrier (every re-basin paper)", versus="git-rebasin", at_least=0.0),
+        *(Setting(f"merge N={n}: {v}, merged accuracy after REPAIR", "cnn-zoo", v, "acc_merged_repair",
+                  "-", protocol="merge", where=(("n_models", n),))
+          for n in (2, 3, 5) for v in ("naive", "git-rebasin", "mergemany", "c2m3")),
+    ),
+    notes=("Published: Boufalis et al., CNN experiment (figure only): the autoencoder lowers the barrier between "
+           "random CNN Zoo pairs at a cost in reconstructed accuracy.",
+           "What this zoo adds: the claims report's CNN zoos train 3 epochs; these networks train the CNN Zoo's 86.",),
+)
+RESNET20_REPORT = Report(title="Git Re-Basin: ResNet-20 at its widths", zoos={}, settings=())
+
+REPORTS = {"git-rebasin": GIT_REBASIN_REPORT, "sinkhorn-rebasin": SINKHORN_REPORT, "c2m3": C2M3_REPORT,
+           "cnn-zoo": CNN_ZOO_REPORT, "resnet20": RESNET20_REPORT}
 
 
 def add_parser(sub, command) -> None:
