@@ -98,6 +98,8 @@ def test_reproduction_report_holds_numbers_to_the_rule():
     assert verdict(0.2, 0.1, 0.3, 8, 0.05) == "not reproduced"
     assert verdict(0.04, 0.02, 0.08, 8, 0.05) == UNDECIDED
     assert verdict(0.0, 0.0, 0.0, 1, 0.05) == UNDECIDED  # one unit decides nothing
+    assert verdict(0.0, 0.0, 0.0, 2, 0.05) == UNDECIDED  # nor two
+    assert verdict(0.0, 0.0, 0.0, 8, 0.05) == REPRODUCED  # eight exact zeros do
     rows = pd.DataFrame({"zoo_hash": "h", "protocol": "pairs", "variant": "git-rebasin", "unit": [f"u{i}" for i in
                                                                                                  range(8)],
                          "seed": 0, "loss_barrier": [0.0, 0.01, 0.02, 0.0, 0.01, 0.03, 0.0, 0.02],
@@ -144,3 +146,19 @@ def test_pytorch_default_init_is_torchs_own_distribution():
     bound = 1 / 200**0.5
     assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
     assert layer.weight.abs().max() > 0.9 * bound and layer.bias.abs().max() > 0.5 * bound  # uniform, not zero
+
+
+def test_every_report_describes_how_its_zoos_were_made(tmp_path):
+    from bench.execution.plan import RunOptions
+    from bench.execution.presets import Benchmark, ZooRecipe
+    from bench.execution.runner import run_benchmark
+    from bench.report.files import write_report
+
+    zoo = ZooRecipe("mlp", dict(recipe="git-rebasin-mlp", widths=(8,), n_nets=4, epochs=1, n_eval=64,
+                                splits=(0.0, 0.0, 1.0)))
+    opts = RunOptions(results=tmp_path, data="digits", progress=False)
+    run_benchmark(Benchmark("t", (zoo,), {"pairs": dict(n_pairs=2, lambdas=3)}, methods=("naive",)), None, opts)
+    board = write_report(tmp_path)[0].read_text()
+    line = next(ln for ln in board.splitlines() if "Zoo #" in ln)
+    assert "mlp-relu-8-digits: 4 networks" in line and "git-rebasin-mlp recipe: adam lr 0.001" in line
+    assert "batch 500, 1 epochs" in line and "inputs [0, 1]" in line

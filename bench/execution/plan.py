@@ -81,6 +81,14 @@ def _on_device(spec: str, device: str) -> str:
     return spec
 
 
+def zoo_description(zoo) -> str:
+    """One line: what the zoo holds and how its networks were made (its recipe), for every report."""
+    from zoos.recipes import describe
+
+    made = describe(zoo.task.get("config", {})) if zoo.task.get("kind") == "classifier" else ""
+    return f"{zoo.name}: {len(zoo)} networks of {zoo.space.name}" + (f"; trained with {made}" if made else "")
+
+
 def zoo_directory(recipe, opts: RunOptions) -> Path:
     """Where `get_zoo` keeps (or finds) the recipe's zoo."""
     if recipe.kind == "path":
@@ -110,6 +118,7 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
         if opts.device_type != "cpu":  # scored on an accelerator: other float rounding, other keys
             zoo_spec += f"@{opts.device_type}"
         zoo_dir = str(zoo_directory(recipe, opts))
+        store.record_zoo(zoo_hash, zoo_description(zoo))
         for proto_name, proto_options in bench.protocols.items():
             reasons = make_protocol(proto_name, seed=bench.seed, **proto_options).gaps(zoo)
             gaps += [(zoo.name, proto_name, why) for why in reasons]

@@ -23,6 +23,11 @@ def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence
     # what the runs could not measure, so that a missing section or cell is never silent
     header_lines = [*header_lines, *(f"Not measured: {zoo} / {protocol}: {why}."
                                      for zoo, protocol, why in store.gaps())]
+    # how each zoo in the table was made (its recipe), as the runs recorded it
+    if "zoo_hash" in table.columns:
+        shown = set(table["zoo_hash"].dropna().astype(str))
+        header_lines += [f"Zoo #{h[:6]}: {text}." for h, text in sorted(store.zoo_descriptions().items())
+                         if h in shown]
     if method_needs and "method" in table.columns:
         known = table["method"].map(dict(method_needs))
         table["method_needs"] = table["method_needs"].fillna(known) if "method_needs" in table.columns else known

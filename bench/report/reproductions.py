@@ -44,7 +44,7 @@ def summarise(rows: pd.DataFrame, metric: str) -> tuple[float, float, float, int
 def verdict(mean: float, low: float, high: float, n: int, at_most: float | None) -> str:
     if at_most is None or n == 0:
         return ""
-    if n < 2:
+    if n < 3:  # too few units for an interval (mean_ci gives none below three distinct values)
         return UNDECIDED
     if high <= at_most:
         return REPRODUCED
@@ -111,7 +111,7 @@ def settings_table(table: pd.DataFrame, peers: pd.DataFrame, zoos: Mapping[str, 
 
 
 def at_least_verdict(low: float, high: float, n: int, at_least: float) -> str:
-    if n < 2:
+    if n < 3:
         return UNDECIDED if n else "-"
     if low >= at_least:
         return REPRODUCED

@@ -33,6 +33,7 @@ PART_PREFIX = "part-"
 STALE_TMP_S = 3600.0  # a temp file this old belongs to a dead writer (a live one renames within seconds)
 QUARANTINE = "quarantine"  # unreadable parts are moved here (under rows/), out of the glob
 CLAIMS_DIR = ".claims"  # per-batch lock files of concurrent `bench run`s on one results directory
+ZOOS_FILE = "zoos.json"  # zoo content hash -> how its networks were made (`record_zoo`), for reports
 GAPS_FILE = "gaps.json"  # what each (zoo, protocol) last asked for could not measure (`record_gaps`)
 
 # Leading columns of `table()`, in this order; the rest follow alphabetically.
@@ -282,6 +283,29 @@ class ResultStore:
             gaps.setdefault(zoo, {})[protocol] = list(reasons)
             text = json.dumps(gaps, indent=1, sort_keys=True).encode()
             write_bytes_atomic(self.root / GAPS_FILE, lambda fh: fh.write(text))
+
+    def record_zoo(self, zoo_hash: str, description: str) -> None:
+        """Keep how a zoo's networks were made (its recipe, in words), so that every report describes it."""
+        from filelock import FileLock
+
+        lock_dir = self.root / CLAIMS_DIR
+        lock_dir.mkdir(exist_ok=True)
+        with FileLock(lock_dir / f"{ZOOS_FILE}.lock"):
+            zoos = self.zoo_descriptions()
+            if zoos.get(zoo_hash) == description:
+                return
+            zoos[zoo_hash] = description
+            text = json.dumps(zoos, indent=1, sort_keys=True).encode()
+            write_bytes_atomic(self.root / ZOOS_FILE, lambda fh: fh.write(text))
+
+    def zoo_descriptions(self) -> dict[str, str]:
+        """zoo content hash -> description, as the runs recorded them ({} for a damaged or foreign file)."""
+        path = self.root / ZOOS_FILE
+        try:
+            zoos = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {}  # descriptions only: a report goes on without them
+        return {str(k): str(v) for k, v in zoos.items()} if isinstance(zoos, dict) else {}
 
     def gaps(self) -> list[tuple[str, str, str]]:
         """(zoo, protocol, reason) for everything the latest runs recorded as not measurable."""
