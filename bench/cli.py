@@ -68,6 +68,14 @@ SEED = _integer(0, 2**31 - 1)
 SHOWN_FAILURES = 10  # failed units listed in the run summary
 
 
+def _recipe_option(parser) -> None:
+    from zoos.recipes import RECIPES
+
+    parser.add_argument("--recipe", choices=sorted(RECIPES),
+                        help="train with a paper's recipe (zoos/recipes.py: optimizer, lr, schedule, batch, epochs, "
+                             "init, input scaling); --epochs and --train-fraction override it only when given")
+
+
 def _parser() -> argparse.ArgumentParser:
     from bench.execution.presets import PRESETS
 
@@ -213,15 +221,19 @@ def _parser() -> argparse.ArgumentParser:
     cnn = command("cnn", "Unterthiner CNN Zoo nets trained on the data", build)
     cnn.add_argument("--activation", default="relu", choices=("relu", "tanh"))
     cnn.add_argument("--nets", type=COUNT, default=16)
-    cnn.add_argument("--epochs", type=COUNT, default=3)
+    cnn.add_argument("--epochs", type=COUNT, help="(default: 3, or the recipe's)")
     cnn.add_argument("--channels", type=COUNT, default=16, help="channels per conv (width; default: 16)")
-    cnn.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
+    cnn.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+",
+                     help="(default: 0.1 0.25, or the recipe's)")
+    _recipe_option(cnn)
     mlp = command("mlp", "MLPs 784-w1-..-wk-10 trained on the data like the CNN zoo", build)
     mlp.add_argument("--widths", type=COUNT, nargs="+", required=True, help="hidden widths, e.g. 512 512 512")
     mlp.add_argument("--activation", default="relu", choices=("relu", "tanh"))
     mlp.add_argument("--nets", type=COUNT, default=16)
-    mlp.add_argument("--epochs", type=COUNT, default=3)
-    mlp.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
+    mlp.add_argument("--epochs", type=COUNT, help="(default: 3, or the recipe's)")
+    mlp.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+",
+                     help="(default: 0.1 0.25, or the recipe's)")
+    _recipe_option(mlp)
     archs = []
     for arch, text in (("vgg", "VGG nets (3x3 conv-BN-act stages, max pooling, GAP) trained like the CNN zoo"),
                        ("resnet", "ResNet-20-style nets (conv-BN basic blocks, residual streams) trained like the CNN "
@@ -229,9 +241,12 @@ def _parser() -> argparse.ArgumentParser:
         a = command(arch, text, build)
         a.add_argument("--activation", default="relu", choices=("relu", "tanh"))
         a.add_argument("--nets", type=COUNT, default=16)
-        a.add_argument("--epochs", type=COUNT, default=2)
+        a.add_argument("--epochs", type=COUNT, help="(default: 2, or the recipe's)")
+        a.set_defaults(default_epochs=2)
         a.add_argument("--channels", type=COUNT, default=8, help="first stage's channels (width; default: 8)")
-        a.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
+        a.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+",
+                       help="(default: 0.1 0.25, or the recipe's)")
+        _recipe_option(a)
         if arch == "resnet":
             a.add_argument("--blocks", type=COUNT, default=1, help="basic blocks per stage (3: ResNet-20; default: 1)")
         else:
@@ -471,8 +486,15 @@ def _zoo(args) -> int:
         if args.kind in ("vgg", "resnet"):
             shape |= {"arch": args.kind, "dropout": (0.0, 0.0),
                       **({"blocks": args.blocks} if args.kind == "resnet" else {"batchnorm": not args.no_batchnorm})}
-        config = CnnZooConfig(activation=args.activation, n_nets=args.nets, epochs=args.epochs,
-                              train_fraction=tuple(args.train_fraction), source=args.data, seed=args.seed, **shape)
+        given = {k: v for k, v in (("epochs", args.epochs), ("train_fraction", args.train_fraction)) if v is not None}
+        given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+        if args.recipe:  # the recipe's values, except those given on the command line
+            config = CnnZooConfig.from_recipe(args.recipe, activation=args.activation, n_nets=args.nets,
+                                              source=args.data, seed=args.seed, **given, **shape)
+        else:
+            given = {"epochs": getattr(args, "default_epochs", 3), "train_fraction": (0.1, 0.25), **given}
+            config = CnnZooConfig(activation=args.activation, n_nets=args.nets, source=args.data, seed=args.seed,
+                                  **given, **shape)
         zoo = build_cnn_zoo(config, workers=args.workers, progress=not getattr(args, "quiet", False))
     save_zoo(zoo, args.out)
     print(f"wrote {args.out}: {len(zoo)} networks of {zoo.space.name}")

@@ -161,4 +161,15 @@ def test_every_report_describes_how_its_zoos_were_made(tmp_path):
     board = write_report(tmp_path)[0].read_text()
     line = next(ln for ln in board.splitlines() if "Zoo #" in ln)
     assert "mlp-relu-8-digits: 4 networks" in line and "git-rebasin-mlp recipe: adam lr 0.001" in line
-    assert "batch 500, 1 epochs" in line and "inputs [0, 1]" in line
+    assert "batch 500, 1 epoch," in line and "inputs [0, 1]" in line
+
+
+def test_zoo_build_takes_a_recipe_and_overrides_only_what_is_given(tmp_path):
+    from bench.cli import main
+    from zoos.zoo import load_zoo
+
+    assert main(["zoo", "build", "mlp", "--widths", "8", "--nets", "2", "--recipe", "git-rebasin-mlp", "--epochs", "1",
+                 "--data", "digits", "--out", str(tmp_path / "z"), "--quiet"]) == 0
+    config = load_zoo(tmp_path / "z").task["config"]
+    assert config["recipe"] == "git-rebasin-mlp" and config["epochs"] == 1 and config["batch_size"] == 500
+    assert tuple(config["train_fraction"]) == (1.0,)  # the recipe's, not the CLI's default

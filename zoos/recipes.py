@@ -127,7 +127,8 @@ def describe(config: dict) -> str:
     l2 = config.get("l2", (1e-8, 1e-4))
     if l2[1] > 0:
         parts.append(f"L2 {_range(*l2)}")
-    parts.append(f"batch {config.get('batch_size', 128)}, {config.get('epochs', 3)} epochs")
+    epochs = config.get("epochs", 3)
+    parts.append(f"batch {config.get('batch_size', 128)}, {epochs} epoch{'s' if epochs != 1 else ''}")
     inits = config.get("inits", ("glorot_normal",))
     parts.append(f"init {'/'.join(inits)}")
     fractions = config.get("train_fraction", (1.0,))
