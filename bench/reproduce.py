@@ -94,11 +94,16 @@ SINKHORN_REPORT = Report(
         Setting("weight matching", "mlp-512x2", "git-rebasin", "loss_barrier", _SR_FIG, at_most=0.05),
         *(Setting(f"Sinkhorn, {o} objective", "mlp-512x2", _spec(v), "loss_barrier", _SR_FIG, at_most=0.05)
           for o, v in SR_OBJECTIVES.items()),
+        Setting("Sinkhorn, l2, sinkhorn-rebasin (PyPI) on the same pairs", "mlp-512x2", "peer:sinkhorn-rebasin l2",
+                "loss_barrier", _SR_FIG, at_most=0.05),
         Setting("Mid at most Rnd's barrier", "mlp-512x2", _spec(SR_OBJECTIVES["rnd"]), "loss_barrier",
                 "Mid < Rnd (figure)", versus=_spec(SR_OBJECTIVES["mid"]), at_least=0.0),
         Setting("Mid at most L2's barrier", "mlp-512x2", _spec(SR_OBJECTIVES["l2"]), "loss_barrier",
                 "Mid < L2 (figure)", versus=_spec(SR_OBJECTIVES["mid"]), at_least=0.0),
     ),
+    peers={"sinkhorn-rebasin l2": ("peer_sinkhorn", "peer_sinkhorn.py",
+                                   {"objective": "l2", "steps": 180, "tau": 1.0, "n_iter": 20, "lr": 0.1},
+                                   ("mlp-512x2",))},
     notes=("Published: Pena et al. (2023), LMC figure (repository docs/images/lmc.png; MNIST, two hidden layers): "
            "midpoint loss ~0.07-0.1 for every re-basin method against ~1.25 for naive, order Mid < Rnd < STE < L2 "
            "< WM (read from the figure; no table).",
@@ -174,6 +179,8 @@ def add_parser(sub, command) -> None:
     p.add_argument("--peer-rebasin", help="python of a virtualenv with the PyPI `rebasin` package: aligns the same "
                                           "pairs for comparison (python3 -m venv V && V/bin/pip install "
                                           "torch==2.13.0 safetensors rebasin)")
+    p.add_argument("--peer-sinkhorn", help="python of a virtualenv with the PyPI `sinkhorn-rebasin` package (its "
+                                           "L2 objective on the same pairs)")
     p.add_argument("--report-only", action="store_true", help="write results/reproductions.md from what is measured")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
