@@ -34,12 +34,14 @@ ROLES = ("rank", "shown", "diagnostic", "runtime")
 @dataclass(frozen=True)
 class Metric:
     """A column a protocol writes. `role`: rank (orders a table; the first declared one present ranks), shown
-    (a table column), diagnostic (kept in the table, not shown), runtime (seconds; median shown)."""
+    (a table column), diagnostic (kept in the table, not shown), runtime (seconds; median shown). `trials` > 0:
+    a rate, each unit's value the fraction of that many yes/no trials (reports give exact binomial intervals)."""
 
     name: str
     label: str
     higher_is_better: bool = False
     role: str = "shown"
+    trials: int = 0
 
     @property
     def direction(self) -> str:
@@ -76,7 +78,7 @@ def curve_metrics() -> tuple[Metric, ...]:
            Metric("acc_excess", "acc path excess"), Metric("acc_barrier", "acc barrier"),
            Metric("psnr_excess", "PSNR path excess"), Metric("psnr_barrier", "PSNR barrier"),
            Metric("recon_loss", "recon loss cost"), Metric("recon_acc", "recon acc cost"),
-           Metric("recon_psnr", "recon PSNR cost"), Metric("ident", "identifies source", True),
+           Metric("recon_psnr", "recon PSNR cost"), Metric("ident", "identifies source", True, trials=2),
            Metric("spread_ratio", "spread ratio", True)]
     for score, hib in (("loss", False), ("acc", True), ("psnr", True)):
         out += [Metric(f"{score}_area", f"{score} area", role="diagnostic"),

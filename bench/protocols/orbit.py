@@ -32,7 +32,7 @@ from zoos.zoo import Zoo
 @dataclass
 class Orbit(Protocol):
     name = "orbit"
-    metrics = curve_metrics() + (Metric("recovered", "recovered", True),
+    metrics = curve_metrics() + (Metric("recovered", "recovered", True, trials=1),
                                  Metric("recovery_error", "recovery error", role="diagnostic"))
     sections = ("action", "eps")
     n_nets: int = 8
