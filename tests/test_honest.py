@@ -28,6 +28,8 @@ def test_constant_baseline_is_charged_its_reconstruction_cost(inr_zoo):
         assert (rows["loss_barrier"].abs() < 1e-6).all()  # a flat path: the barrier alone would call it perfect
         assert (rows["recon_loss"] > 0).all()
         np.testing.assert_allclose(rows["loss_excess"], rows["recon_loss"], rtol=1e-5, atol=1e-7)
+        if proto.name == "orbit":  # no group element returned: nothing recovered, the rate is empty (not 1)
+            assert rows["recovered"].isna().all() and rows["recovery_error"].isna().all()
         np.testing.assert_allclose(rows["psnr_excess"], rows["recon_psnr"], rtol=1e-5, atol=1e-5)
         assert (rows["ident"] <= 0.5).all() and (rows["ident_chance"] > 0).all()
 
@@ -247,3 +249,41 @@ def test_rates_carry_exact_intervals_and_two_valued_columns_keep_theirs():
     assert (cell["recovered_mean"], cell["recovered_lo"]) == (0.25, pytest.approx(0.0727, abs=1e-3))
     assert "identifies source" in report.markdown(pd.DataFrame(rows)) and "Clopper-Pearson" in report.markdown(
         pd.DataFrame(rows))
+
+
+def test_a_method_declared_exact_that_changes_the_function_has_its_units_failed(tiny_inr_zoo, tmp_path, monkeypatch):
+    """A toy 'exact' method that adds weight noise: every unit fails with its deviation in the reason, the
+    failures head "Read first", and the method is not ranked on them (issue 32)."""
+    from bench.execution.plan import RunOptions
+    from bench.execution.presets import Benchmark, ZooRecipe
+    from bench.execution.runner import run_benchmark
+    from bench.protocols.base import EXACT_TOLERANCE
+    from bench.store.results import ResultStore
+    from methods import METHODS
+    from methods.base import Alignment
+    from methods.naive import Naive
+
+    class NoisyExact(Naive):
+        name = "noisy-exact"
+
+        def align(self, ref, others, target=None):
+            out = super().align(ref, others, target)
+            g = torch.Generator().manual_seed(0)
+            noisy = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in out.others.items()}
+            return Alignment(out.ref, noisy, out.transform, out.ref_transform, out.info)
+
+    monkeypatch.setitem(METHODS, "noisy-exact", NoisyExact)
+    bench = Benchmark("b", (ZooRecipe("path", {"path": str(tiny_inr_zoo)}),), {"pairs": dict(n_pairs=2, lambdas=3)})
+    counts = run_benchmark(bench, ["noisy-exact", "git-rebasin"], RunOptions(results=tmp_path, progress=False,
+                                                                               mirror=False, report=False))
+    table = ResultStore(tmp_path).table()
+    noisy = table[table["variant"] == "noisy-exact"]
+    assert counts["failed"] == 2 and noisy["error"].str.startswith("not exact: functional deviation").all()
+    assert (noisy["deviation"] > EXACT_TOLERANCE).all()
+    exact = table[table["variant"] == "git-rebasin"]
+    assert exact["error"].isna().all() and (exact["deviation"] < 1e-5).all()
+    text = report.markdown(table)
+    read_first = text[text.index("## Read first"):text.index("## ", text.index("## Read first") + 3)]
+    assert "noisy-exact | 2 unit(s) failed: not exact: functional deviation" in read_first
+    board = report.leaderboard(table).set_index("variant")
+    assert board.loc["noisy-exact", "n"] == 0 and board.loc["git-rebasin", "rank"] == 1
