@@ -141,9 +141,10 @@ def test_leaderboard_and_markdown(tmp_path):
     assert a.read_bytes() == b.read_bytes()
     text = a.read_text(encoding="utf-8")
     assert text.startswith("# Leaderboard\ncommand: make run\n") and "## z / pairs" in text
-    # git-rebasin: loss {0.1, 0.3} -> 0.2, acc {0.01, 0.03} -> 0.02 (two units: no CI; too few for a paired test)
-    assert "| 1 | git-rebasin | 2 | 0.2 | 0.02 | best |" in text
-    assert "| 2 | naive | 2 | 0.7 | 0.3 | n/a (2 shared) |" in text
+    # git-rebasin: loss {0.1, 0.3} -> 0.2, acc {0.01, 0.03} -> 0.02 (two distinct units: a bootstrap CI, which with
+    # two values spans them; too few for a paired test)
+    assert "| 1 | git-rebasin | 2 | 0.2 [0.1, 0.3] | 0.02 [0.01, 0.03] | best |" in text
+    assert "| 2 | naive | 2 | 0.7 [0.5, 0.9] | 0.3 [0.2, 0.4] | n/a (2 shared) |" in text
     assert "Ranked by mean loss barrier (lower is better)" in text
 
 
