@@ -19,7 +19,7 @@ from bench.execution.checkpoints import CheckpointStore
 from methods import METHODS, format_spec, parse_method
 from zoos.symmetry import ACTIONS, random_action, select
 from zoos.tasks import make_task
-from zoos.zoo import load_zoo
+from zoos.zoo import SPLITS, load_zoo
 
 
 def trained(zoo_dir, spec: str = "scalegmn-ae", full: bool = False, results: Path = Path("results")):
@@ -37,8 +37,11 @@ def trained(zoo_dir, spec: str = "scalegmn-ae", full: bool = False, results: Pat
 
 @torch.no_grad()
 def evaluate(zoo, task, method, split: str = "test", n_actions: int = 4) -> dict:
-    """Reconstruction metrics on `split` and the largest relative latent change under P/S/PS."""
-    idx = zoo.indices(split) or zoo.indices()
+    """Reconstruction metrics on `split` and the largest relative latent change under P/S/PS. Only `split`'s
+    networks are scored: an empty split is an error naming it, never a fallback to the whole zoo."""
+    idx = zoo.indices(split)
+    if not idx:
+        raise ValueError(f"split {split!r} of zoo {zoo.name!r} holds no networks: nothing to evaluate")
     params = select(zoo.params, idx)
     target = torch.tensor(zoo.meta["target"].to_numpy()[idx]) if zoo.task.get("kind") == "inr" else None
     before = task.evaluate(params, target)
@@ -58,6 +61,8 @@ def evaluate(zoo, task, method, split: str = "test", n_actions: int = 4) -> dict
 
 
 def main(args) -> int:
+    if args.ae_command == "eval" and args.split not in SPLITS:  # before any training
+        raise ValueError(f"--split {args.split!r}: expected one of {', '.join(SPLITS)}")
     zoo, task, method = trained(args.zoo, args.method, args.full, args.results)
     info = {k: v for k, v in method.fit_info.items() if not isinstance(v, list | dict)}
     print(json.dumps({"method": method.name, "checkpoint": str(getattr(method, "checkpoint_dir", "")), **info},

@@ -171,7 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--trials", type=COUNT, default=20, help="complete trials to reach (default: 20)")
     sweep.add_argument("--workers", type=COUNT, default=1, help="local worker processes (default: 1)")
     sweep.add_argument("--storage", help="RDB URL or journal file (default: RESULTS/sweeps/optuna.journal)")
-    sweep.add_argument("--metric", default="loss_barrier", help="column averaged over units (default: loss_barrier)")
+    sweep.add_argument("--metric", help="column averaged over units (default: the protocol's rank metric, as the "
+                                        "leaderboard ranks: loss_excess for pairs/orbit, loss_merged for merge)")
     sweep.add_argument("--multi-objective", action="store_true", help="also minimise the method's seconds")
     sweep.add_argument("--study", help="study name (default: from method, zoo, protocol and metric)")
     sweep.add_argument("--params", nargs="+", help="search only these hyperparameters")
@@ -502,19 +503,19 @@ def _zoo(args) -> int:
 
 
 def _sweep(args) -> int:
-    from bench.execution.sweep import SweepConfig, rerun_command, run_sweep
+    from bench.execution.sweep import SweepConfig, rerun_command, run_sweeps
 
+    cfgs = [SweepConfig(method=method, zoo=args.zoo, protocol=args.protocol, trials=args.trials,
+                        workers=args.workers, storage=args.storage, metric=args.metric,
+                        multi_objective=args.multi_objective, study=args.study if len(args.methods) == 1 else None,
+                        results=args.results, preset=args.preset,
+                        params=tuple(args.params) if args.params else None, seed=args.seed, data=args.data,
+                        threads=args.threads, mlflow=not args.no_mlflow, progress=not args.quiet)
+            for method in args.methods]
     outs, ok = [], True
-    for method in args.methods:
-        cfg = SweepConfig(method=method, zoo=args.zoo, protocol=args.protocol, trials=args.trials,
-                          workers=args.workers, storage=args.storage, metric=args.metric,
-                          multi_objective=args.multi_objective, study=args.study if len(args.methods) == 1 else None,
-                          results=args.results, preset=args.preset,
-                          params=tuple(args.params) if args.params else None, seed=args.seed, data=args.data,
-                          threads=args.threads, mlflow=not args.no_mlflow, progress=not args.quiet)
-        out = run_sweep(cfg)
+    for cfg, out in zip(cfgs, run_sweeps(cfgs), strict=True):
         show = lambda t: ", ".join(f"{v:.4g}" for v in t["values"])  # noqa: E731
-        print(f"study {out['study']!r}: {out['complete']} complete, {out['failed']} failed")
+        print(f"study {out['study']!r} ({out['metric']}): {out['complete']} complete, {out['failed']} failed")
         if out["default"]:
             print(f"default  {show(out['default'])}  {out['default']['spec']}  (trial {out['default']['trial']})")
         for best in out["best"]:
@@ -527,7 +528,9 @@ def _sweep(args) -> int:
           f"{args.storage or args.results / 'sweeps' / 'optuna.journal'}")
     tuned = [out["best"][0]["spec"] for _, out in outs if out["best"]]
     if len(args.methods) > 1 and tuned and not args.multi_objective:
-        _compare_tuned(outs[0][0], outs[0][1], tuned)
+        # each method's default spec beside its tuned one: the baseline the tuning is measured against
+        baselines = [out["default"]["spec"] for _, out in outs if out["default"] and out["default"]["spec"]]
+        _compare_tuned(outs[0][0], outs[0][1], list(dict.fromkeys(tuned + baselines)))
     return 0 if ok else 1
 
 
@@ -540,7 +543,7 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
     from bench.execution.presets import PRESETS, Benchmark, ZooRecipe
     from bench.execution.runner import RunOptions, run_benchmark
     from bench.execution.sweep import protocol_options, test_protocol
-    from bench.report.comparison import comparison, select, to_markdown
+    from bench.report.comparison import comparison, to_markdown
     from bench.store.results import ResultStore, current_code
     from zoos.zoo import load_zoo
 
@@ -550,10 +553,14 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
     zoo_name = load_zoo(out["zoo_path"]).name
     label = re.sub(r"[^\w.=,-]+", "_", f"{zoo_name}-{test_protocol(out['protocol'])}")
     where = cfg.results / "sweeps" / "tuned" / label
-    print(f"comparing the tuned specs on the test split ({name}, {len(specs)} methods; rows in {where})")
+    print(f"comparing the tuned specs on the test split ({name}, {len(specs)} specs, each method's default spec "
+          f"among them as its baseline row; rows in {where})")
     run_benchmark(bench, specs, RunOptions(results=where, data=cfg.data, threads=cfg.threads, progress=cfg.progress))
-    table = select(current_code(ResultStore(where).table()), methods=specs)
-    sys.stdout.write(to_markdown(comparison(table, cfg.metric)))
+    from methods import normalise_spec
+
+    table = current_code(ResultStore(where).table())
+    table = table[table["variant"].isin({normalise_spec(s) for s in specs})]
+    sys.stdout.write(to_markdown(comparison(table, out.get("metric", cfg.metric))))
 
 
 def _comparison(args) -> int:

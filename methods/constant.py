@@ -21,8 +21,13 @@ class Constant(Aligner):
     reference = True  # a reference row: shown in every table, never ranked
     needs = "labels"
 
+    def skip(self, zoo) -> str | None:
+        if not zoo.indices("train"):  # never a network of the evaluation split
+            return "constant returns the training split's best network; this zoo has no training network"
+        return super().skip(zoo)
+
     def fit(self, zoo, store=None, progress=False):
-        pool = zoo.indices("train") or zoo.indices()
+        pool = zoo.indices("train")
         params = select(zoo.params, pool)
         with torch.no_grad():
             if self.task.kind == "inr":

@@ -16,6 +16,7 @@ from bench.report.claims import (
     RULE,
     UNDECIDED,
     AboveChance,
+    Below,
     Claim,
     Lower,
     Rate,
@@ -23,6 +24,7 @@ from bench.report.claims import (
     Setting,
     Shrinks,
     combined,
+    deciding_check,
     evaluate,
     markdown,
     verdict,
@@ -180,7 +182,7 @@ def test_markdown_states_the_rule_and_every_verdict():
 def _selects(check):
     if isinstance(check, Lower):
         return [check.better, check.worse]
-    if isinstance(check, Rate | AboveChance):
+    if isinstance(check, Rate | AboveChance | Below):
         return [check.select]
     return [s for _, s in check.selects]
 
@@ -204,3 +206,31 @@ def test_claims_and_plan_agree_on_names():
     for claim in paper_claims.CLAIMS:
         setting, check = claim.ours
         assert setting < len(claim.settings) and check < len(claim.settings[setting].checks)
+
+
+def test_controls_are_shown_but_not_counted_and_the_summary_quotes_the_deciding_check():
+    holds = Rate(Select("z", "orbit", "a"), "recovered", 0.75, True, "recovers")
+    control = Rate(Select("z", "orbit", "b"), "recovered", 0.75, True, "b recovers", control=True)
+    table = pd.concat([_rows("a", [1.0] * 16, protocol="orbit", metric="recovered"),
+                       _rows("b", [0.0] * 16, protocol="orbit", metric="recovered")])
+    claim = Claim(1, "c", "s", (Setting("z", (control, holds)),), references=("A. Author, 'T', arXiv:0000.00000",))
+    [result] = evaluate([claim], table, HASHES)
+    assert result.settings[0][1][0].verdict == FAILS and result.verdict == HOLDS  # the failing control is not counted
+    assert deciding_check(result)[1].check == "recovers"
+    text = markdown([result])
+    assert "control (not counted): b recovers" in text and "| z: recovers: a: 16/16" in text
+    assert "## References" in text and "1. A. Author, 'T', arXiv:0000.00000" in text
+
+
+def test_small_is_a_stated_threshold():
+    small = Below(Select("z", "pairs", "a"), "loss_barrier", 0.1, "small")
+    assert _one(small, _rows("a", [0.02 + 0.001 * i for i in range(16)], metric="loss_barrier")) == HOLDS
+    assert _one(small, _rows("a", [1.7 + 0.01 * i for i in range(16)], metric="loss_barrier")) == FAILS
+    assert paper_claims.SMALL_BARRIER == 0.1 and any(isinstance(c, Below) for s in paper_claims.CLAIMS[4].settings
+                                                     for c in s.checks)
+
+
+def test_the_committed_claims_cite_a_bibliography_not_paths():
+    text = " ".join(c.paper + c.note + " ".join(c.references) for c in paper_claims.CLAIMS)
+    assert "shared/" not in text and "arXiv:2209.04836" in text
+    assert all(c.references for c in paper_claims.CLAIMS)

@@ -123,6 +123,10 @@ def test_ae_eval_reports_reconstruction_and_invariance(tiny_inr_zoo, tmp_path):
         assert report[f"latent_change_{kind}"] < 1e-4  # the encoder is invariant to the whole group
     # checkpoint kept in the harness's store for the next call (a finished one, not just its lock file)
     assert list((tmp_path / "results" / "cache" / "checkpoints").glob("scalegmn-ae-*/done.json"))
+    # a split name that does not exist is refused in one line, before any training (never the whole zoo)
+    typo = bench("ae", "eval", "--zoo", str(tiny_inr_zoo), "--split", "tset", cwd=tmp_path,
+                 env={**env, "PYTHONPATH": os.getcwd()})
+    assert typo.returncode == 2 and typo.stderr.strip().count("\n") == 0 and "'tset'" in typo.stderr, typo.stderr
 
 
 def test_version_report_typo_and_subcommand_examples(tmp_path):

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench.execution.plan import RunOptions
@@ -28,6 +29,22 @@ PROTOCOLS = {"pairs": dict(n_pairs=2, lambdas=5),
              "merge": dict(sizes=(2, 3), n_groups=1, max_triples=1)}
 # float tolerance: the reference was computed on another CPU than CI's may be
 RTOL, ATOL = 1e-4, 1e-6
+# What issue 32 changed on purpose, and nothing else: (1) merge groups are drawn from the evaluation split
+# only, so the CNN zoo's merges (its test split holds 1 network; the groups were filled up with training
+# networks) are gone; (2) `recovered` / `recovery_error` are empty for methods that return no group element
+# (the constant reference, the autoencoders, CCA Merge, ZipIt!, OTFusion's Sinkhorn plans): they recover
+# nothing, whatever their output.
+RECOVERY = ("recovered", "recovery_error")
+NO_ELEMENT = {"constant", "gnn-ae", "scalegmn-ae", "cca-merge", "zipit", "otfusion-sinkhorn"}
+
+
+def _drawn_outside_the_split(row: dict) -> bool:
+    if row["protocol"] != "merge":
+        return False
+    kind = "inr" if row["zoo"].startswith("inr") else "cnn"
+    meta = pd.read_parquet(GOLDEN / "zoos" / kind / "metadata.parquet")
+    test = set(meta.index[meta["split"] == "test"])
+    return not {int(n) for n in row["unit"].split("nets=")[1].split("-")} <= test
 
 
 def _close(a, b) -> bool:
@@ -46,7 +63,9 @@ def rerun(tmp_path_factory):
     counts = run_benchmark(Benchmark("golden", zoos, PROTOCOLS), reference["variants"],
                            RunOptions(results=results, progress=False, mirror=False, report=False))
     assert counts["failed"] == 0
-    return reference["rows"], ResultStore(results).table().to_dict("records")
+    kept = [r for r in reference["rows"] if not _drawn_outside_the_split(r)]
+    assert len(kept) < len(reference["rows"])  # the CNN merges are gone
+    return kept, ResultStore(results).table().to_dict("records")
 
 
 def test_every_reference_row_has_the_same_key(rerun):
@@ -62,6 +81,10 @@ def test_every_reference_row_has_the_same_key(rerun):
 def test_every_measured_value_is_unchanged(rerun):
     reference, rows = rerun
     now = {r["key"]: measured(r) for r in rows}
+    for r in reference:  # no group element: the recovery columns are empty now
+        if r["variant"] in NO_ELEMENT and r["key"] in now:
+            assert not any(k in now[r["key"]] for k in RECOVERY), r["variant"]
+            r["values"] = {k: v for k, v in r["values"].items() if k not in RECOVERY}
     differing = [f"{r['variant']} {r['protocol']} {r['unit']}: {k} {v} -> {now[r['key']].get(k)}"
                  for r in reference if r["key"] in now for k, v in r["values"].items()
                  if k not in now[r["key"]] or not _close(v, now[r["key"]][k])]

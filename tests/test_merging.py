@@ -278,3 +278,25 @@ def test_repair_lowers_the_loss_of_a_naive_merge_of_trained_networks():
     naive = {k: v.mean(0, keepdim=True) for k, v in endpoints.items()}
     repaired = repair(space, naive, endpoints, x[:512])
     assert loss(repaired) < 0.8 * loss(naive)
+
+
+def test_merge_on_a_zoo_with_a_small_test_split_draws_no_group_across_splits():
+    """A classifier zoo with 2 test networks: merges of 2 draw only those two; 3 and 5 are named gaps, never
+    groups filled up with training networks (issue 32). An unknown split name is refused in one line."""
+    import pandas as pd
+
+    from bench.protocols import make_protocol
+    from zoos.zoo import Zoo
+
+    space = cnn_zoo_space("relu")
+    meta = pd.DataFrame({"id": range(8), "split": ["train"] * 5 + ["val"] + ["test"] * 2})
+    zoo = Zoo("small-test", space, random_params(space, n=8), meta, {"kind": "classifier", "dataset": "digits"})
+    merge = make_protocol("merge", sizes=(2, 3, 5), n_groups=3)
+    units = merge.units(zoo)
+    test = set(zoo.indices("test"))
+    assert units and all(set(u.nets) <= test for u in units)
+    assert {u.name.split(" ")[0] for u in units} == {"n=2"}
+    assert merge.gaps(zoo) == ["n=3: no group of 3 networks (split 'test' holds 2 network(s))",
+                               "n=5: no group of 5 networks (split 'test' holds 2 network(s))"]
+    with pytest.raises(ValueError, match="unknown split 'tset'"):
+        make_protocol("merge", split="tset").units(zoo)

@@ -141,9 +141,10 @@ def test_leaderboard_and_markdown(tmp_path):
     assert a.read_bytes() == b.read_bytes()
     text = a.read_text(encoding="utf-8")
     assert text.startswith("# Leaderboard\ncommand: make run\n") and "## z / pairs" in text
-    # git-rebasin: loss {0.1, 0.3} -> 0.2, acc {0.01, 0.03} -> 0.02 (two units: no CI; too few for a paired test)
-    assert "| 1 | git-rebasin | 2 | 0.2 | 0.02 | best |" in text
-    assert "| 2 | naive | 2 | 0.7 | 0.3 | n/a (2 shared) |" in text
+    # git-rebasin: loss {0.1, 0.3} -> 0.2, acc {0.01, 0.03} -> 0.02 (two distinct units: a bootstrap CI, which with
+    # two values spans them; too few for a paired test)
+    assert "| 1 | git-rebasin | 2 | 0.2 [0.1, 0.3] | 0.02 [0.01, 0.03] | best |" in text
+    assert "| 2 | naive | 2 | 0.7 [0.5, 0.9] | 0.3 [0.2, 0.4] | n/a (2 shared) |" in text
     assert "Ranked by mean loss barrier (lower is better)" in text
 
 
@@ -229,3 +230,26 @@ def test_a_damaged_gaps_file_is_one_clear_error(tmp_path):
     (tmp_path / "gaps.json").write_text("{not json")
     with pytest.raises(ValueError, match="gaps.json: not a gaps file"):
         store.gaps()
+
+
+def test_runs_under_other_pairs_options_into_one_folder_never_merge(tiny_inr_zoo, tmp_path):
+    """Three `pairs` runs into one results folder (the default, fewer interpolation points, the training
+    split): each is its own section titled by the options that differ, with its own n; no cell pools them,
+    also where the same unit was measured under two options (issue 32)."""
+    from bench.execution.plan import RunOptions
+    from bench.execution.presets import Benchmark, ZooRecipe
+    from bench.execution.runner import run_benchmark
+    from bench.store.results import current_code
+
+    zoo = (ZooRecipe("path", {"path": str(tiny_inr_zoo)}),)
+    opts = RunOptions(results=tmp_path, progress=False, mirror=False, report=False)
+    for options in (dict(n_pairs=2, lambdas=5), dict(n_pairs=2, lambdas=3), dict(n_pairs=3, lambdas=5, split="train")):
+        run_benchmark(Benchmark("b", zoo, {"pairs": options}), ["naive"], opts)
+    table = current_code(ResultStore(tmp_path).table())
+    assert len(table) == 2 + 2 + 3 and table["protocol_options"].nunique() == 3
+    board = report.leaderboard(table)
+    cells = {o: int(n) for o, n in zip(board["options"], board["n"], strict=True)}
+    assert cells == {"lambdas=5, n_pairs=2, split=test": 2, "lambdas=3, n_pairs=2, split=test": 2,
+                     "lambdas=5, n_pairs=3, split=train": 3}
+    text = report.markdown(table)
+    assert "/ pairs [lambdas=3, n_pairs=2, split=test]\n" in text and text.count(" / pairs [") == 3

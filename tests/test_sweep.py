@@ -142,8 +142,9 @@ def test_two_workers_finish_n_trials_none_lost_or_duplicated(tiny_inr_zoo, tmp_p
     assert set(per_trial) == complete and set(per_trial.values()) == {2}  # every trial's 2 units, once
     assert rows.key.is_unique and rows.error.isna().all()
     assert rows.loss_barrier.notna().all() and {"p_max_sweeps", "p_init", "study"} <= set(rows.columns)
-    # each trial's rows carry its objective: the mean barrier over its units
-    means = rows.groupby("trial").loss_barrier.mean()
+    # each trial's rows carry its objective: the mean of the leaderboard's rank metric (path excess) over its units
+    assert set(rows.objective_metric) == {"loss_excess"}
+    means = rows.groupby("trial").loss_excess.mean()
     values = {t.number: t.values[0] for t in trials if t.state == TrialState.COMPLETE}
     assert all(means[n] == pytest.approx(v) for n, v in values.items())
     assert out["default"]["trial"] == 0 and out["default"]["spec"] == "git-rebasin[init=forward,max_sweeps=100]"
@@ -228,7 +229,7 @@ def test_sweeps_score_on_validation_and_say_how_to_report(tiny_inr_zoo, tmp_path
     assert "rests on" in capsys.readouterr().err  # 2 units < 8: warned
     rows = ResultStore(tmp_path / "sweeps").table()
     study = _study(tmp_path)
-    assert study.metric_names == ["loss_barrier"]  # named for optuna-dashboard
+    assert study.metric_names == ["loss_excess"]  # named for optuna-dashboard; the leaderboard's rank metric
     from zoos.zoo import load_zoo
 
     val = set(load_zoo(tiny_inr_zoo).indices("val"))
@@ -255,3 +256,19 @@ def test_several_methods_share_a_budget_and_are_compared_on_test(tiny_inr_zoo, t
     test = set(load_zoo(tiny_inr_zoo).indices("test"))
     assert set(tuned["variant"].str.split("[").str[0]) == {"git-rebasin", "sign-rebasin"}
     assert all(int(n) in test for unit in tuned["unit"] for n in unit.removeprefix("pair=").split("-"))
+
+
+def test_methods_swept_for_a_comparison_get_the_same_number_of_trials(tiny_inr_zoo, tmp_path):
+    """A reused study with 3 complete trials beside a new one asked for 2: the new one is topped up to 3, so the
+    tuned specs compare searches of one size (issue 32); the objective is the leaderboard's rank metric."""
+    from bench.execution.sweep import rank_metric, run_sweeps
+
+    assert rank_metric("pairs") == "loss_excess" and rank_metric("merge[n_groups=2]") == "loss_merged"
+    common = dict(zoo=str(tiny_inr_zoo), protocol=PAIRS, results=tmp_path, mlflow=False, progress=False)
+    first = SweepConfig("git-rebasin[init=identity]", trials=3, **common)
+    assert run_sweep(first)["complete"] == 3
+    logged = []
+    outs = run_sweeps([SweepConfig("git-rebasin[init=identity]", trials=2, **common),
+                       SweepConfig("git-rebasin[init=forward]", trials=2, **common)], log=logged.append)
+    assert [o["complete"] for o in outs] == [3, 3] and {o["metric"] for o in outs} == {"loss_excess"}
+    assert len(logged) == 1 and "from 2 to 3" in logged[0]

@@ -116,6 +116,10 @@ class Zoo:
         return len(self.meta)
 
     def indices(self, split: str | None = None) -> list[int]:
+        """The networks of `split` (every network when None); an empty split gives none, an unknown name is an
+        error (never every network)."""
+        if split and split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
         mask = self.meta["split"] == split if split else slice(None)
         return list(self.meta.index[mask]) if split else list(range(len(self)))
 

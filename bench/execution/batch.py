@@ -8,6 +8,7 @@ the protocol's measurements, the method and zoo identity, hyperparameters (`p_*`
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -60,10 +61,20 @@ def method_kind(method: Aligner) -> str:
     return "learned" if method.learned else "exact" if method.exact else "inexact"
 
 
+def protocol_options(name: str, seed: int, options: dict) -> str:
+    """Every option of the protocol that made a row (defaults filled in, the seed aside: it has its own column)
+    as canonical JSON: reports never pool rows made under other options into one cell."""
+    params = make_protocol(name, seed=seed, **options).params()
+    return json.dumps({k: v for k, v in params.items() if k != "seed"}, sort_keys=True, separators=(",", ":"),
+                      default=list)
+
+
 def finish_rows(batch: UnitBatch, rows: list[dict], method: Aligner, env: dict) -> list[dict]:
     """Protocol rows (or error rows) with the columns every row carries, keyed."""
     hp = method.hp
-    common = {"run_id": batch.run_id, "method": parse_method(batch.spec)[0], "variant": normalise_spec(batch.spec),
+    options = protocol_options(batch.protocol, batch.seed, batch.protocol_options)
+    common = {"run_id": batch.run_id, "protocol_options": options,
+              "method": parse_method(batch.spec)[0], "variant": normalise_spec(batch.spec),
               "method_kind": method_kind(method), "method_version": type(method).version, "method_needs": method.needs,
               "zoo": batch.zoo_name, "zoo_hash": batch.zoo_hash, "protocol": batch.protocol, "seed": batch.seed,
               "fit_s": batch.fit_s, "time": utc_now(), "error": None, **{f"p_{k}": v for k, v in hp.items()},

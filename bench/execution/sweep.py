@@ -3,7 +3,10 @@
 Splits: a sweep scores on the zoo's validation networks unless the protocol spec names a split
 (`pairs[split=test]` is allowed, with a warning: tuning on the numbers one reports inflates them);
 the tuned specs are then compared on the test split (`bench sweep m1 m2 ...`, or the printed
-`bench run` command). An objective resting on fewer than MIN_UNITS units is warned about.
+`bench run` command). An objective resting on fewer than MIN_UNITS units is warned about. The
+objective is by default the protocol's rank metric (what the leaderboard ranks by: the path excess
+for interpolation protocols, the merged loss for merges). Several methods swept for a comparison end
+with the same number of complete trials (`run_sweeps` tops a smaller study up, or refuses).
 
 A trial builds the method with the trial's hyperparameters (`make_method("name[k=v,...]")`), fits
 it on the zoo, runs every unit of the protocol and returns the mean of the metric over the units
@@ -74,7 +77,7 @@ class SweepConfig:
     trials: int = 20
     workers: int = 1
     storage: str | None = None  # RDB URL or journal file path; default <results>/sweeps/optuna.journal
-    metric: str = "loss_barrier"
+    metric: str | None = None  # None: the protocol's rank metric, the one the leaderboard ranks by (`rank_metric`)
     multi_objective: bool = False  # also minimise the method's seconds (fit + align/merge)
     study: str | None = None
     results: Path = Path("results")
@@ -91,6 +94,16 @@ class SweepConfig:
 
 
 # ---- configuration ------------------------------------------------------------------------------
+def rank_metric(protocol: str) -> str:
+    """The metric the leaderboard ranks `protocol`'s sections by (its first declared rank metric)."""
+    from bench.protocols import PROTOCOLS
+
+    proto = protocol_name(protocol)
+    if proto not in PROTOCOLS:
+        raise SweepError(f"unknown protocol {proto!r} (known: {', '.join(sorted(PROTOCOLS))})")
+    return next(m.name for m in PROTOCOLS[proto].metrics if m.role == "rank")
+
+
 def direction(metric: str, protocol: str = "pairs") -> str:
     """The optimisation direction of a protocol's metric, from the protocol's own declaration."""
     from bench.protocols import PROTOCOLS
@@ -573,6 +586,7 @@ def prepare(cfg: SweepConfig) -> tuple[SweepConfig, str]:
         raise SweepError("--trials and --workers must be at least 1")
     _, _, hypers = searched(cfg.method, cfg.params)
     cfg = dataclasses.replace(cfg, protocol=with_split(cfg.protocol))
+    cfg = dataclasses.replace(cfg, metric=cfg.metric or rank_metric(cfg.protocol))  # what the leaderboard ranks
     proto_name, proto_options = protocol_options(cfg.protocol, cfg.preset)
     cfg = dataclasses.replace(cfg, zoo_path=str(resolve_zoo(cfg.zoo, cfg.results, cfg.data, cfg.progress)))
     zoo = load_zoo(cfg.zoo_path)
@@ -640,7 +654,27 @@ def run_sweep(cfg: SweepConfig) -> dict:
             mirror.close(study)
         except Exception as error:  # the journal/RDB study and the Parquet rows are the record
             print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
-    return {**summary(study), "zoo_path": cfg.zoo_path, "protocol": cfg.protocol}
+    return {**summary(study), "zoo_path": cfg.zoo_path, "protocol": cfg.protocol, "metric": cfg.metric}
+
+
+def run_sweeps(cfgs: list[SweepConfig], log=print) -> list[dict]:
+    """`run_sweep` for each config; several methods (compared afterwards) end with the same number of complete
+    trials: a study that already held more (a reused study) tops the others up to its count. Raises SweepError
+    when one of them cannot get there (failed trials), rather than compare unequal searches."""
+    outs = [run_sweep(cfg) for cfg in cfgs]
+    if len(cfgs) < 2:
+        return outs
+    target = max(out["complete"] for out in outs)
+    for i, (cfg, out) in enumerate(zip(cfgs, outs, strict=True)):
+        if out["complete"] < target:
+            log(f"topping up study {out['study']!r} from {out['complete']} to {target} complete trials, as many as "
+                f"the other methods' (a reused study held more)")
+            outs[i] = run_sweep(dataclasses.replace(cfg, trials=target))
+    short = [f"{out['study']!r} ({out['complete']})" for out in outs if out["complete"] != target]
+    if short:
+        raise SweepError(f"the methods' searches differ in size: {', '.join(short)} of {target} complete trials; "
+                         f"rerun to retry the failed trials before comparing them")
+    return outs
 
 
 def test_protocol(protocol: str) -> str:
@@ -662,6 +696,7 @@ def rerun_command(out: dict, cfg: SweepConfig, spec: str) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-__all__ = ["SweepConfig", "SweepError", "MlflowSweepMirror", "run_sweep", "rerun_command", "test_protocol",
+__all__ = ["SweepConfig", "SweepError", "MlflowSweepMirror", "run_sweep", "run_sweeps", "rank_metric",
+           "rerun_command", "test_protocol",
            "work", "prepare", "summary", "searched", "make_storage", "protocol_options", "resolve_zoo",
            "reclaim_stale", "direction", "trial_params"]

@@ -29,17 +29,22 @@ from zoos.symmetry import select, stack
 from zoos.zoo import Zoo
 
 ROLES = ("rank", "shown", "diagnostic", "runtime")
+# An exact method's alignment must not change the function: its functional deviation (max output change
+# relative to the largest output) is float round-off, ~1e-6 on every zoo here. A unit above this fails.
+EXACT_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
 class Metric:
     """A column a protocol writes. `role`: rank (orders a table; the first declared one present ranks), shown
-    (a table column), diagnostic (kept in the table, not shown), runtime (seconds; median shown)."""
+    (a table column), diagnostic (kept in the table, not shown), runtime (seconds; median shown). `trials` > 0:
+    a rate, each unit's value the fraction of that many yes/no trials (reports give exact binomial intervals)."""
 
     name: str
     label: str
     higher_is_better: bool = False
     role: str = "shown"
+    trials: int = 0
 
     @property
     def direction(self) -> str:
@@ -76,7 +81,7 @@ def curve_metrics() -> tuple[Metric, ...]:
            Metric("acc_excess", "acc path excess"), Metric("acc_barrier", "acc barrier"),
            Metric("psnr_excess", "PSNR path excess"), Metric("psnr_barrier", "PSNR barrier"),
            Metric("recon_loss", "recon loss cost"), Metric("recon_acc", "recon acc cost"),
-           Metric("recon_psnr", "recon PSNR cost"), Metric("ident", "identifies source", True),
+           Metric("recon_psnr", "recon PSNR cost"), Metric("ident", "identifies source", True, trials=2),
            Metric("spread_ratio", "spread ratio", True)]
     for score, hib in (("loss", False), ("acc", True), ("psnr", True)):
         out += [Metric(f"{score}_area", f"{score} area", role="diagnostic"),
@@ -187,6 +192,7 @@ def interpolation_rows(protocol: Protocol, method: Aligner, zoo: Zoo, task, unit
     record whether each decoded endpoint still identifies its source among the originals (`ident`,
     against `ident_chance`) and, for pairs of different networks, how far apart the decoded
     endpoints are relative to the originals (`spread_ratio`). Every path is evaluated in one pass.
+    A unit of an exact method whose deviation exceeds EXACT_TOLERANCE fails, with the deviation in its error.
     """
     refs = stack([e.alignment.ref for e in ends])
     others = stack([e.alignment.others for e in ends])
@@ -214,6 +220,9 @@ def interpolation_rows(protocol: Protocol, method: Aligner, zoo: Zoo, task, unit
         row = {"unit": unit.name, "a": unit.a, "b": unit.b, "lambdas": lambdas.tolist(), **ends[i].extra}
         row.update({f"curve_{k}": v[i].tolist() for k, v in curve.items()})
         row.update({k: float(v[i]) for k, v in {**summary, **columns}.items()})
+        if method.exact and not row["deviation"] <= EXACT_TOLERANCE:
+            row["error"] = (f"not exact: functional deviation {row['deviation']:.3g} exceeds the tolerance "
+                            f"{EXACT_TOLERANCE:g} of a method declared exact")
         rows.append(row)
     return rows
 

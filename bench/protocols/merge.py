@@ -5,7 +5,8 @@ after REPAIR (for BatchNorm networks: after resetting BatchNorm's statistics), a
 cycle-consistency error of the method's pairwise maps over triples.
 
 INR groups are fits of one image (so N is at most the zoo's fits per image); classifier groups
-are drawn from the evaluation split, or from the whole zoo when that is too small.
+are drawn from the evaluation split only: a size the split cannot fill has no groups, and `gaps`
+names it (never a fallback to the whole zoo, whose training networks learned methods have seen).
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ class Merge(Protocol):
             return units
         pool = zoo.indices(self.split)
         for n in self.sizes:
-            source = pool if len(pool) >= n else zoo.indices()
+            if len(pool) < n:
+                continue  # a gap (see `gaps`), never networks of other splits
             for g in range(self.n_groups):
-                members = sorted(pick(source, n, self.seed * 7919 + n * 101 + g))
+                members = sorted(pick(pool, n, self.seed * 7919 + n * 101 + g))
                 if len(members) == n:
                     units.append(Unit(f"n={n} nets={'-'.join(map(str, members))}", tuple(members)))
         return units
@@ -86,8 +88,11 @@ class Merge(Protocol):
 
     def gaps(self, zoo: Zoo) -> list[str]:
         have = {u.name.split(" ")[0] for u in self.units(zoo)}
-        per_image = " (INR zoos merge fits of one image)" if zoo.task.get("kind") == "inr" else ""
-        return [f"n={n}: no group of {n} networks{per_image}" for n in self.sizes if f"n={n}" not in have]
+        if zoo.task.get("kind") == "inr":
+            why = " (INR zoos merge fits of one image)"
+        else:
+            why = f" (split {self.split!r} holds {len(zoo.indices(self.split))} network(s))"
+        return [f"n={n}: no group of {n} networks{why}" for n in self.sizes if f"n={n}" not in have]
 
     def _one(self, method, zoo, task, unit: Unit) -> dict:
         members = list(unit.nets)

@@ -2,7 +2,8 @@
 
 The transformed copy is aligned back to the network and interpolated. `recovered` says whether
 the method undid the planted element exactly: its output on the noisy copy equals its output on
-the noisy copy with the planted element undone.
+the noisy copy with the planted element undone. Methods that return no group element (the constant
+reference, autoencoders) leave it empty: they undo nothing, whatever their output.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from zoos.zoo import Zoo
 @dataclass
 class Orbit(Protocol):
     name = "orbit"
-    metrics = curve_metrics() + (Metric("recovered", "recovered", True),
+    metrics = curve_metrics() + (Metric("recovered", "recovered", True, trials=1),
                                  Metric("recovery_error", "recovery error", role="diagnostic"))
     sections = ("action", "eps")
     n_nets: int = 8
@@ -67,12 +68,16 @@ class Orbit(Protocol):
         moved = add_noise(moved, unit.eps, gen)
         tgt = target(zoo, unit.a)
         out, seconds = timed_align(method, ref, moved, tgt)
-        # the noisy copy with the planted element undone: g^-1 = S^-1 P^-1
-        truth = apply_scales(space, apply_perms(space, moved, invert(perms)), {p: 1 / s for p, s in scales.items()})
-        again = out if unit.eps == 0 else method.align(truth, moved, tgt)
-        num = sum(((again.others[k] - again.ref[k]) ** 2).sum() for k in again.ref)
-        den = sum((again.ref[k] ** 2).sum() for k in again.ref)
-        extra = {"action": unit.action, "eps": unit.eps, "align_s": seconds,
-                 "recovery_error": float((num / den).sqrt()), "recovered": float((num / den).sqrt() < 1e-4),
-                 **info_columns(out.info)}
+        error = recovered = float("nan")  # a method that returns no group element recovers nothing: empty
+        if out.transform is not None:
+            # the noisy copy with the planted element undone: g^-1 = S^-1 P^-1
+            truth = apply_scales(space, apply_perms(space, moved, invert(perms)),
+                                 {p: 1 / s for p, s in scales.items()})
+            again = out if unit.eps == 0 else method.align(truth, moved, tgt)
+            num = sum(((again.others[k] - again.ref[k]) ** 2).sum() for k in again.ref)
+            den = sum((again.ref[k] ** 2).sum() for k in again.ref)
+            error = float((num / den).sqrt())
+            recovered = float(error < 1e-4)
+        extra = {"action": unit.action, "eps": unit.eps, "align_s": seconds, "recovery_error": error,
+                 "recovered": recovered, **info_columns(out.info)}
         return Endpoints(out, ref, moved, (unit.a, unit.a), extra)

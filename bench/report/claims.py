@@ -44,7 +44,15 @@ check says "at least as well as", where m is the loss tolerated):
 - Margins of "at least as well as" checks: 5% of the inputs' mean loss (the networks merged or combined).
 - A setting holds when all its checks hold, does not hold when one of them does not, and is inconclusive
   otherwise; a claim likewise over its settings (each claim is stated for all of its settings, so one
-  counterexample refutes it).
+  counterexample refutes it). **Controls** (checks that cannot fail in our setting: a noise-free planted
+  element, a cycle error that is 0 by construction, identification above chance that 32 trials cannot
+  refute) are shown, labelled, and not counted.
+- A **"small"** claim is tested against a stated threshold: the mean's upper CI bound must lie below it.
+- The summary's "ours" column quotes the **deciding check**: the first counted check whose verdict is the
+  claim's, in the first setting that has the claim's verdict.
+- Metrics are named as the leaderboard names them: "loss path excess" (worst loss on the path minus the
+  original endpoints' mean), "loss barrier" (against the path's own endpoints), "empirical loss barrier"
+  (combine probes: the worst sample minus the endpoints' mean).
 """
 
 
@@ -105,6 +113,7 @@ class Outcome:
     p: float  # NaN where the check has no test
     margin: float
     verdict: str
+    control: bool = False  # a check that cannot fail here: shown, labelled, not counted toward a verdict
 
 
 def verdict(lo: float, hi: float, margin: float = 0.0, p: float | None = None) -> str:
@@ -138,8 +147,12 @@ class Lower:
     text: str
     tolerant: bool = False
     worse_metric: str | None = None  # the other side's column, when it differs (e.g. another probe's)
+    control: bool = False
 
     def run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
+        return replace(self._run(table, hashes), control=self.control)
+
+    def _run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
         good_rows, bad_rows = self.better.rows(table, hashes), self.worse.rows(table, hashes)
         good, bad = _values(good_rows, self.metric), _values(bad_rows, self.worse_metric or self.metric)
         shared = sorted(set(good) & set(bad))
@@ -177,8 +190,12 @@ class Rate:
     at_least: bool
     text: str
     zero: float | None = None  # count a unit as passing when metric <= zero (e.g. cycle error 0)
+    control: bool = False
 
     def run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
+        return replace(self._run(table, hashes), control=self.control)
+
+    def _run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
         values = list(_values(self.select.rows(table, hashes), self.metric).values())
         n = len(values)
         passed = sum((v <= self.zero) if self.zero is not None else v >= 0.5 for v in values)
@@ -196,8 +213,12 @@ class AboveChance:
 
     select: Select
     text: str = "its decoded networks identify their own sources above chance (not collapsed)"
+    control: bool = False
 
     def run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
+        return replace(self._run(table, hashes), control=self.control)
+
+    def _run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
         rows = self.select.rows(table, hashes)
         ident, chance = _values(rows, "ident"), _values(rows, "ident_chance")
         units = sorted(set(ident) & set(chance))
@@ -208,6 +229,28 @@ class AboveChance:
         level = float(np.mean([chance[u] for u in units]))
         out = _share_outcome(self.text, len(units), self.select.variant, hits, trials, level, True)
         return replace(out, values=f"{out.values}, chance {level:.3f}")
+
+
+@dataclass(frozen=True)
+class Below:
+    """'Small': the mean of the metric is below a stated threshold (its upper CI bound below it to hold)."""
+
+    select: Select
+    metric: str
+    threshold: float
+    text: str
+    control: bool = False
+
+    def run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
+        got = list(_values(self.select.rows(table, hashes), self.metric).values())
+        mean, lo, hi, n = mean_ci(got)
+        if n == 0:
+            return Outcome(self.text, 0, "not measured", math.nan, math.nan, math.nan, math.nan, 0.0, UNDECIDED,
+                           self.control)
+        effect_lo, effect_hi = self.threshold - hi, self.threshold - lo
+        return Outcome(self.text, n, f"{self.select.variant}: {_cell(got)} against {self.threshold:g}",
+                       self.threshold - mean, effect_lo, effect_hi, math.nan, 0.0, verdict(effect_lo, effect_hi),
+                       self.control)
 
 
 @dataclass(frozen=True)
@@ -258,7 +301,8 @@ class Claim:
     settings: tuple[Setting, ...]
     paper: str = ""  # a published figure of a comparable setting, and how that setting differs
     note: str = ""
-    ours: tuple[int, int] = (0, 0)  # (setting, check) whose measurement the "paper vs ours" column quotes
+    ours: tuple[int, int] = (0, 0)  # unused by the report (it quotes the deciding check); kept for callers
+    references: tuple[str, ...] = ()  # bibliography entries (authors, title, venue, arXiv id) the claim cites
 
 
 @dataclass
@@ -279,7 +323,8 @@ def evaluate(claims: Sequence[Claim], table: pd.DataFrame, hashes: Mapping[str, 
         result = ClaimResult(claim)
         for setting in claim.settings:
             outcomes = [check.run(table, hashes) for check in setting.checks]
-            result.settings.append((setting, outcomes, combined([o.verdict for o in outcomes])))
+            counted = [o.verdict for o in outcomes if not o.control]  # controls are shown, never counted
+            result.settings.append((setting, outcomes, combined(counted)))
         out.append(result)
     return out
 
@@ -294,6 +339,18 @@ def _latest(table: pd.DataFrame) -> pd.DataFrame:
     return newest_per_unit(table)
 
 
+def deciding_check(result: ClaimResult) -> tuple[Setting, Outcome] | None:
+    """The check the claim's verdict rests on: the first counted check, in the first setting that has the claim's
+    verdict, whose own verdict is the claim's (for "holds", every counted check holds: the first is quoted)."""
+    for setting, outcomes, setting_verdict in result.settings:
+        if setting_verdict != result.verdict:
+            continue
+        for o in outcomes:
+            if not o.control and o.verdict == result.verdict:
+                return setting, o
+    return None
+
+
 # ---- rendering -------------------------------------------------------------------------------------
 def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
@@ -302,13 +359,13 @@ def _md(text: str) -> str:
 def markdown(results: Sequence[ClaimResult], header_lines: Sequence[str] = ()) -> str:
     lines = ["# The papers' claims, tested", ""] + [f"{h}  " for h in header_lines] + [""]
     lines += [RULE, "## Verdicts", "",
-              "| # | claim | verdict | settings (holds / not / inconclusive) | published | ours |",
+              "| # | claim | verdict | settings (holds / not / inconclusive) | published | ours: the deciding check |",
               "|---|---|---|---|---|---|"]
     for r in results:
         counts = [sum(v == x for _, _, v in r.settings) for x in (HOLDS, FAILS, UNDECIDED)]
-        setting, check = r.claim.ours
-        quoted = r.settings[setting] if setting < len(r.settings) else None
-        ours = f"{quoted[0].text}: {quoted[1][check].values}" if quoted and check < len(quoted[1]) else "–"
+        deciding = deciding_check(r)
+        ours = f"{deciding[0].text}: {deciding[1].check}: {deciding[1].values} ({deciding[1].verdict})" \
+            if deciding else "–"
         lines.append(f"| {r.claim.number} | {_md(r.claim.text)} ({_md(r.claim.source)}) | **{r.verdict}** | "
                      f"{' / '.join(map(str, counts))} | {_md(r.claim.paper) or 'no published figure found'} | "
                      f"{_md(ours)} |")
@@ -322,13 +379,18 @@ def markdown(results: Sequence[ClaimResult], header_lines: Sequence[str] = ()) -
         for setting, outcomes, setting_verdict in r.settings:
             for i, o in enumerate(outcomes):
                 name = f"{_md(setting.text)} (**{setting_verdict}**)" if i == 0 else ""
+                label = f"control (not counted): {o.check}" if o.control else o.check
                 effect = "–" if not math.isfinite(o.effect) else f"{_num(o.effect)} [{_num(o.lo)}, {_num(o.hi)}]"
                 p = "–" if not math.isfinite(o.p) else f"{o.p:.2g}"
                 margin = "–" if o.margin == 0 else _num(o.margin)
-                lines.append(f"| {name} | {_md(o.check)} | {o.n} | {_md(o.values)} | {effect} | {margin} | {p} | "
+                lines.append(f"| {name} | {_md(label)} | {o.n} | {_md(o.values)} | {effect} | {margin} | {p} | "
                              f"{o.verdict} |")
+    references = list(dict.fromkeys(ref for r in results for ref in r.claim.references))
+    if references:
+        lines += ["", "## References", ""] + [f"{i}. {_md(ref)}" for i, ref in enumerate(references, 1)]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["AboveChance", "Claim", "ClaimResult", "FAILS", "HOLDS", "Lower", "Outcome", "RULE", "Rate", "Select",
+__all__ = ["AboveChance", "Below", "Claim", "deciding_check",
+           "ClaimResult", "FAILS", "HOLDS", "Lower", "Outcome", "RULE", "Rate", "Select",
            "Setting", "Shrinks", "UNDECIDED", "combined", "evaluate", "markdown", "verdict"]

@@ -36,6 +36,7 @@ from bench.report.tables import (
     latex_escape,
     leaderboard,
     md_header,
+    unit_values,
     with_zoo_labels,
 )
 from zoos.names import unknown_name
@@ -161,7 +162,7 @@ def _column_cells(part: pd.DataFrame, rows: pd.DataFrame, col: Column, j: int) -
     unit_rows = rows[(rows["zoo"] == col.zoo) & (rows["protocol"] == col.protocol)]
     for c, v in col.extras:
         unit_rows = unit_rows[unit_rows[c] == v]
-    per_variant = {str(v): dict(zip(r["unit"], pd.to_numeric(r[col.metric], errors="coerce"), strict=True))
+    per_variant = {str(v): unit_values(r, col.metric)
                    for v, r in unit_rows.groupby("variant", sort=True)} if col.metric in unit_rows else {}
     cells = {}
     for _, r in part.iterrows():

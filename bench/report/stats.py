@@ -2,14 +2,21 @@
 test of each method against the best on the units both ran.
 
 - CI: bias-corrected and accelerated (BCa) bootstrap of the mean (`scipy.stats.bootstrap`, 2000
-  resamples, fixed seed, so a report is reproducible). With fewer than 3 distinct values there is
-  nothing to resample: the interval collapses to the mean (n = 1, or all units equal).
-- Collapse gate: a method that changes the function is ranked only if its decoded networks name
-  their own source (nearest original by function) more often than chance: one-sided binomial test
-  over every decoded endpoint of the zoo's interpolation units, p < 0.05. A decoder that maps
-  every input to nearly one network fails it, and is shown, like the constant baseline, unranked.
+  resamples, fixed seed, so a report is reproducible), whenever there are 2 or more units; the
+  percentile interval where BCa is undefined. Only n = 1, or all units equal, collapses to the mean.
+- Rates (a metric declared with `trials`: each unit's value is the fraction of that many yes/no
+  trials, e.g. `recovered`, `ident`): the exact Clopper-Pearson interval of the pooled proportion
+  (`rate_ci`), which is defined for any n >= 1, also when every unit scored 0 or 1.
+- Collapse gate (`collapse_test`): a method that changes the function is ranked only if its decoded
+  networks name their own source (nearest original by function) more often than chance: one-sided
+  binomial test, p < 0.05, over independent trials only - one decision per distinct source network,
+  from units whose two endpoints have distinct sources (`pairs`). Orbit units are left out: both
+  endpoints share one source, and one network recurs across actions and noise levels, so a decoder
+  that always returns one network would pass far more often than 5% (tests/test_honest.py simulates
+  the default design). A decoder that maps every input to nearly one network fails it, and is shown,
+  like the constant baseline, unranked.
 - Paired test: Wilcoxon signed-rank (two-sided) on the per-unit differences between a method and
-  the best method of the comparison, over the units both have (matched by unit name). A method is
+  the best method of the comparison, over the units both have (matched by unit name and seed). A method is
   "not significantly different from the best" when p >= 0.05 or fewer than 6 shared units make
   the test powerless (p is then reported as NaN).
 """
@@ -34,7 +41,7 @@ def mean_ci(values, confidence: float = CONFIDENCE, seed: int = 0) -> tuple[floa
     if len(x) == 0:
         return math.nan, math.nan, math.nan, 0
     mean = float(x.mean())
-    if len(np.unique(x)) < 3:
+    if len(np.unique(x)) < 2:  # n = 1, or every unit equal: nothing to resample
         return mean, mean, mean, len(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # BCa warns on (near-)degenerate resamples; the interval stays usable
@@ -47,11 +54,38 @@ def mean_ci(values, confidence: float = CONFIDENCE, seed: int = 0) -> tuple[floa
     return mean, low, high, len(x)
 
 
+def rate_ci(values, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
+    """(rate, low, high, n units) of per-unit rates, each the fraction of `trials` yes/no trials: the pooled
+    proportion and its exact Clopper-Pearson interval (`scipy.stats.binomtest(...).proportion_ci`)."""
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan, 0
+    total = trials * len(x)
+    successes = int(round(float(x.sum()) * trials))
+    ci = stats.binomtest(successes, total).proportion_ci(confidence_level=confidence, method="exact")
+    return successes / total, float(ci.low), float(ci.high), len(x)
+
+
 def identifies_sources(successes: int, trials: int, chance: float) -> float:
     """One-sided binomial p-value that decoded networks name their own source more often than chance."""
     if trials == 0 or not 0 < chance < 1:
         return math.nan
     return float(stats.binomtest(successes, trials, chance, alternative="greater").pvalue)
+
+
+def collapse_test(decisions) -> tuple[float, int, int, float]:
+    """The collapse gate on (source, identified 0/1, chance) decisions: one per distinct source network (the
+    first given counts; repeats of a source are not independent trials). Returns (p, successes, trials,
+    chance); the chance is the largest of the decisions' (conservative when pools differ)."""
+    seen: dict = {}
+    for source, hit, chance in decisions:
+        if source not in seen and hit is not None and math.isfinite(hit) and math.isfinite(chance):
+            seen[source] = (int(round(hit)), float(chance))
+    if not seen:
+        return math.nan, 0, 0, math.nan
+    successes = sum(h for h, _ in seen.values())
+    chance = max(c for _, c in seen.values())
+    return identifies_sources(successes, len(seen), chance), successes, len(seen), chance
 
 
 def paired_p(a: dict, b: dict) -> tuple[float, int]:

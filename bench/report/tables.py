@@ -19,6 +19,7 @@ Zoos that share a name but not their content (a width ablation) are told apart b
 from __future__ import annotations
 
 import html
+import json
 import math
 import os
 import re
@@ -30,7 +31,7 @@ import pandas as pd
 
 from bench.protocols import PROTOCOLS
 from bench.protocols.combine import PROBES
-from bench.report.stats import ALPHA, identifies_sources, mean_ci, paired_p
+from bench.report.stats import ALPHA, collapse_test, mean_ci, paired_p, rate_ci
 from bench.store.results import SORT_COLUMNS, ResultStore, is_missing
 from zoos.files import write_bytes_atomic
 
@@ -44,7 +45,11 @@ def _declared(roles: tuple[str, ...]) -> tuple[str, ...]:
 METRICS = _declared(("rank", "shown"))  # table columns (a section shows those of its protocol)
 RUNTIMES = _declared(("runtime",))
 SCORE_LABELS = {m.name: m.label for p in PROTOCOLS.values() for m in p.metrics}
-EXTRA_SECTION = tuple(dict.fromkeys(c for p in PROTOCOLS.values() for c in p.sections))  # split a comparison further
+# metrics whose per-unit value is the fraction of `trials` yes/no trials: exact (Clopper-Pearson) intervals
+RATE_TRIALS = {m.name: m.trials for p in PROTOCOLS.values() for m in p.metrics if m.trials}
+# split a comparison further: the protocols' declared section columns, and the protocol options the rows were
+# made under where a zoo's rows of one protocol were made under several (`with_zoo_labels` fills `options`)
+EXTRA_SECTION = tuple(dict.fromkeys(c for p in PROTOCOLS.values() for c in p.sections)) + ("options",)
 PROBE_ORDER = PROBES
 
 
@@ -84,10 +89,40 @@ def zoo_widths(table: pd.DataFrame) -> dict[str, float]:
     return {str(h): float(w) for h, w in known.groupby("zoo_hash", sort=True)["width"].max().items()}
 
 
+def _option_text(value) -> str:
+    if isinstance(value, list):
+        return "/".join(_option_text(v) for v in value) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def option_labels(table: pd.DataFrame) -> pd.Series:
+    """Per row, the protocol options it was made under that differ between the rows of its (zoo, protocol):
+    'lambdas=5, split=train'; None where all of them share one set of options (nothing to tell apart). Rows
+    written before options were recorded read 'options not recorded'."""
+    out = pd.Series(None, index=table.index, dtype=object)
+    if "protocol_options" not in table.columns or table.empty:
+        return out
+    for _, part in table.groupby(["zoo", "protocol"], sort=True, dropna=False):
+        texts = part["protocol_options"].map(lambda v: None if is_missing(v) else str(v))
+        distinct = sorted(set(texts.dropna())) + ([None] if texts.isna().any() else [])
+        if len(distinct) < 2:
+            continue
+        parsed = {t: json.loads(t) for t in distinct if t is not None}
+        differing = sorted({k for d in parsed.values() for k in d
+                            if len({json.dumps(o.get(k), sort_keys=True) for o in parsed.values()}) > 1})
+        labels = {t: ", ".join(f"{k}={_option_text(o.get(k))}" for k in differing) or "options as the others"
+                  for t, o in parsed.items()}
+        out.loc[part.index] = [labels[t] if t is not None else "options not recorded" for t in texts]
+    return out
+
+
 def with_zoo_labels(table: pd.DataFrame) -> pd.DataFrame:
-    """Copy of `table` with `zoo` made unique per zoo content and `width` filled from sibling rows."""
+    """Copy of `table` with `zoo` made unique per zoo content, `width` filled from sibling rows and `options`
+    naming the protocol options that tell a zoo's rows of one protocol apart (`option_labels`)."""
     table = table.copy()
     if "zoo_hash" not in table.columns or "zoo" not in table.columns:
+        if "zoo" in table.columns and "protocol" in table.columns:
+            table["options"] = option_labels(table)
         return table
     widths = zoo_widths(table)
     if widths:
@@ -103,19 +138,36 @@ def with_zoo_labels(table: pd.DataFrame) -> pd.DataFrame:
             labels[(name, h)] = f"{name} (width {w:g})" if by_width else f"{name} #{h[:6]}"
     if labels:
         table["zoo"] = [labels.get((z, str(h)), z) for z, h in zip(table["zoo"], table["zoo_hash"], strict=True)]
+    if "protocol" in table.columns:
+        table["options"] = option_labels(table)
     return table
 
 
-def collapse_gate(table: pd.DataFrame) -> dict[tuple[str, str], float]:
-    """(zoo, variant) -> p-value that the variant's decoded endpoints identify their sources above chance
-    (`stats.identifies_sources`), for variants whose rows carry identification (function-changing methods)."""
+def collapse_gate(table: pd.DataFrame) -> dict[tuple[str, str], tuple[float, int, int, float]]:
+    """(zoo, variant) -> (p, successes, trials, chance) of the test that the variant's decoded endpoints identify
+    their sources above chance (`stats.collapse_test`), for variants whose rows carry identification
+    (function-changing methods). Independent trials only: units whose two endpoints have distinct sources
+    (`a` != `b`: pairs; never orbit, whose endpoints share one network that recurs across actions and noise
+    levels), and each source network once (a unit sharing a source with one counted before is left out)."""
     if "ident" not in table.columns or "ident_chance" not in table.columns:
         return {}
-    rows = table[_ok_rows(table) & table["ident"].notna() & table["ident_chance"].notna()]
+    rows = table[_ok_rows(table)]
     out = {}
     for (zoo, variant), part in rows.groupby(["zoo", "variant"], sort=True):
-        successes = int(round(float((pd.to_numeric(part["ident"]) * 2).sum())))  # two endpoints per unit
-        out[(str(zoo), str(variant))] = identifies_sources(successes, 2 * len(part), float(part["ident_chance"].mean()))
+        decisions, seen = [], set()
+        if part["ident"].notna().any():
+            cols = part.reindex(columns=["a", "b", "ident", "ident_chance"])
+            for a, b, ident, chance in cols.itertuples(index=False):
+                if is_missing(a) or is_missing(b) or is_missing(ident) or is_missing(chance) or a == b:
+                    continue
+                sources = (int(a), int(b))
+                if seen & set(sources):
+                    continue  # a network decided on before: not an independent trial
+                seen.update(sources)
+                hits = int(round(2 * float(ident)))  # ident is the mean over the unit's two endpoints
+                decisions += [(sources[0], float(hits >= 1), float(chance)), (sources[1], float(hits >= 2),
+                                                                              float(chance))]
+            out[(str(zoo), str(variant))] = collapse_test(decisions)
     return out
 
 
@@ -159,7 +211,8 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
         rec["n_errors"] = len(rows) - len(good)
         for c in metrics:
             values = pd.to_numeric(good[c], errors="coerce")
-            rec[f"{c}_mean"], rec[f"{c}_lo"], rec[f"{c}_hi"], rec[f"{c}_n"] = mean_ci(values.tolist())
+            interval = rate_ci(values.tolist(), RATE_TRIALS[c]) if c in RATE_TRIALS else mean_ci(values.tolist())
+            rec[f"{c}_mean"], rec[f"{c}_lo"], rec[f"{c}_hi"], rec[f"{c}_n"] = interval
             rec[f"{c}_std"] = values.std()
         if "deviation" in rows.columns:
             rec["deviation_max"] = pd.to_numeric(good["deviation"], errors="coerce").max()
@@ -172,8 +225,14 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     if board.empty:
         return board
     gate = collapse_gate(table)
-    board["collapse_p"] = [gate.get((z, v), math.nan) for z, v in zip(board["zoo"], board["variant"], strict=True)]
-    board["collapsed"] = board["collapse_p"].fillna(0.0) >= ALPHA
+    tested = [gate.get((z, v)) for z, v in zip(board["zoo"], board["variant"], strict=True)]
+    board["collapse_p"] = [t[0] if t else math.nan for t in tested]
+    board["collapse_k"] = [t[1] if t else pd.NA for t in tested]
+    board["collapse_n"] = [t[2] if t else pd.NA for t in tested]
+    board["collapse_chance"] = [t[3] if t else math.nan for t in tested]
+    # a function-changing method with no independent trial on the zoo is not ranked either (nothing shows it
+    # does not collapse)
+    board["collapsed"] = [t is not None and not (t[0] < ALPHA) for t in tested]
     board["rank"] = pd.array([pd.NA] * len(board), dtype="Int64")
     board["rank_metric"], board["p_vs_best"], board["n_shared"] = None, math.nan, 0
     for _, part in board.groupby(section, dropna=False, sort=False):
@@ -187,13 +246,19 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
             board.loc[part.index, "rank_metric"] = metric.name
             if len(ranks) and ranked[col].notna().any():
                 best = ranks.idxmin()
-                units = {i: dict(zip(per_unit[i]["unit"], pd.to_numeric(per_unit[i][metric.name], errors="coerce"),
-                                     strict=True)) for i in part.index}
+                units = {i: unit_values(per_unit[i], metric.name) for i in part.index}
                 for i in part.index:
                     if i != best:
                         board.loc[i, "p_vs_best"], board.loc[i, "n_shared"] = paired_p(units[i], units[best])
             break
     return board.sort_values(section + ["rank", "variant"], kind="mergesort", na_position="last").reset_index(drop=True)
+
+
+def unit_values(rows: pd.DataFrame, metric: str) -> dict:
+    """{(unit, seed): value} of one cell's rows: paired tests pair by unit name and seed."""
+    seeds = rows["seed"] if "seed" in rows.columns else pd.Series(None, index=rows.index, dtype=object)
+    keys = [(str(u), None if is_missing(s) else int(s)) for u, s in zip(rows["unit"], seeds, strict=True)]
+    return dict(zip(keys, pd.to_numeric(rows[metric], errors="coerce"), strict=True))
 
 
 def fmt(x) -> str:
@@ -221,6 +286,10 @@ def fmt_pm(mean, std) -> str:
     return f"{fmt(mean)} ± {fmt(std)}"
 
 
+def _is_na(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
 def _label(value) -> str:
     return value if isinstance(value, str) else fmt(value)
 
@@ -239,9 +308,11 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
     board = leaderboard(table)
     if board.empty:
         return []
-    extra = [c for c in EXTRA_SECTION if c in board.columns]
+    extra = [c for c in EXTRA_SECTION if c in board.columns and c != "options"]
+    if "options" not in board.columns:
+        board["options"] = None
     sections = []
-    for (zoo, protocol), part in board.groupby(["zoo", "protocol"], dropna=False, sort=True):
+    for (zoo, protocol, options), part in board.groupby(["zoo", "protocol", "options"], dropna=False, sort=True):
         sub_extra = [c for c in extra if part[c].notna().any()]
         labels = {m.name: m.label for m in _protocol_metrics(protocol, ("rank", "shown"))}
         scores = [c for c in labels if f"{c}_mean" in part.columns and part[f"{c}_mean"].notna().any()]
@@ -252,8 +323,9 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
         runtimes = [m.name for m in _protocol_metrics(protocol, ("runtime",))]
         times = [c for c in runtimes if f"{c}_median" in part.columns and part[f"{c}_median"].notna().any()][:1]
         has_err = int(part["n_errors"].sum()) > 0
+        has_gate = "collapse_n" in part.columns and part["collapse_n"].notna().any()
         header += (["max deviation"] if has_dev else []) + [f"{c[:-2]} s (median)" for c in times]
-        header += ["errors"] if has_err else []
+        header += (["collapse gate"] if has_gate else []) + (["errors"] if has_err else [])
         rows = []
         for _, r in part.iterrows():
             row = [fmt(r["rank"]) if pd.notna(r["rank"]) else "–"]
@@ -264,23 +336,44 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
             row += [fmt_ci(r[f"{c}_mean"], r[f"{c}_lo"], r[f"{c}_hi"]) for c in scores]
             row += [_p_cell(r)]
             row += ([fmt(r["deviation_max"])] if has_dev else []) + [fmt(r[f"{c}_median"]) for c in times]
-            row += [str(int(r["n_errors"]))] if has_err else []
+            row += ([gate_text(r)] if has_gate else []) + ([str(int(r["n_errors"]))] if has_err else [])
             rows.append(row)
         metric = part["rank_metric"].dropna()
         note = ""
         if len(metric):
             m = next(x for x in _protocol_metrics(protocol, ("rank",)) if x.name == metric.iloc[0])
+            rates = [labels[c] for c in scores if c in RATE_TRIALS]
             note = (f"Ranked by mean {m.label} ({'higher' if m.higher_is_better else 'lower'} is better). "
-                    "Cells: mean [95% BCa bootstrap CI] over n units. p vs best: Wilcoxon signed-rank test against "
-                    f"the rank-1 method on the units both ran (* = significantly different at {ALPHA}). "
+                    "Cells: mean [95% BCa bootstrap CI] over n units"
+                    + (f"; rates ({', '.join(rates)}): pooled proportion [95% exact Clopper-Pearson CI]"
+                       if rates else "")
+                    + ". p vs best: Wilcoxon signed-rank test against the rank-1 method on the units both ran, "
+                    f"paired by unit and seed (* = significantly different at {ALPHA}). "
                     "Not ranked: reference baselines, and methods whose decoded networks do not identify their "
-                    "own source more often than chance on this zoo (collapsed; see README, Statistics).")
-        sections.append(Section(f"{_label(zoo)} / {_label(protocol)}", header, rows, note))
+                    "own source more often than chance on this zoo (collapsed; see README, Statistics)."
+                    + (" Collapse gate: one-sided binomial test (p < 0.05) of k sources identified out of n, one "
+                       "decision per distinct source network of the zoo's pairs units (both endpoints of a unit have "
+                       "distinct sources; orbit units do not count)." if has_gate else ""))
+        title = f"{_label(zoo)} / {_label(protocol)}" + ("" if _is_na(options) else f" [{options}]")
+        sections.append(Section(title, header, rows, note))
     return sections
+
+
+def gate_text(r) -> str:
+    """The collapse gate's test and its n, as a cell ('–' for methods it does not apply to)."""
+    if pd.isna(r.get("collapse_n")):
+        return "–"
+    if int(r["collapse_n"]) == 0:
+        return "no independent trial (no pairs unit)"
+    verdict = "passed" if not r["collapsed"] else "failed"
+    return (f"{verdict}: {int(r['collapse_k'])}/{int(r['collapse_n'])} sources identified, chance "
+            f"{fmt(r['collapse_chance'])}, p={r['collapse_p']:.2g}")
 
 
 def _p_cell(r) -> str:
     if r["collapsed"]:
+        if int(r["collapse_n"]) == 0:
+            return "not ranked: no independent trial for the collapse gate"
         return f"not ranked: identifies sources no better than chance (p={r['collapse_p']:.2g})"
     if r.get("kind") == "reference" or pd.isna(r["rank"]):
         return "–"

@@ -69,14 +69,14 @@ def unit_key(**parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-UNIT_IDENTITY = ("zoo_hash", "protocol", "variant", "unit", "seed")
+UNIT_IDENTITY = ("zoo_hash", "protocol", "variant", "unit", "seed", "protocol_options")
 
 
 def current_code(table: pd.DataFrame) -> pd.DataFrame:
     """The rows reports count: each method's newest code version only (`method_version`, 1 where absent),
-    and of a unit measured more than once (the same zoo, protocol, variant, unit and seed under other
-    protocol options, e.g. another number of interpolation points) only its newest row, so that no
-    unit counts twice in a cell. Older rows stay in the store (never deleted)."""
+    and of a unit measured more than once (the same zoo, protocol, options, variant, unit and seed) only its
+    newest row, so that no unit counts twice in a cell. Rows made under other protocol options (recorded in
+    `protocol_options`) are all kept: reports show them as their own sections. Older rows stay in the store."""
     if table.empty or "method" not in table.columns:
         return table
     version = table["method_version"].fillna(1) if "method_version" in table.columns else pd.Series(1, table.index)
@@ -85,7 +85,7 @@ def current_code(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def newest_per_unit(table: pd.DataFrame) -> pd.DataFrame:
-    """The newest row of each unit (zoo, protocol, variant, unit, seed), in the table's order."""
+    """The newest row of each unit (zoo, protocol, variant, unit, seed, protocol options), in the table's order."""
     identity = [c for c in UNIT_IDENTITY if c in table.columns]
     if len(identity) < 4 or "time" not in table.columns:
         return table
