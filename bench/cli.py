@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def _number(low: float, high: float, include_low: bool = False):
 
 COUNT = _integer(1)
 SEED = _integer(0, 2**31 - 1)
+# threads and processes beyond this are a typo (torch segfaulted at --threads 100000): refused by argparse
+MAX_PARALLEL = max(256, 4 * (os.cpu_count() or 1))
+THREADS = _integer(1, MAX_PARALLEL)
 SHOWN_FAILURES = 10  # failed units listed in the run summary
 
 
@@ -93,14 +97,14 @@ def _parser() -> argparse.ArgumentParser:
                                                     " 'pairs[n_pairs=8,lambdas=11]' (default: all of them)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
     run.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
-    run.add_argument("--build-workers", type=COUNT, default=2,
+    run.add_argument("--build-workers", type=THREADS, default=2,
                      help="processes for building zoos: CNN training, INR fitting (default: 2)")
-    run.add_argument("--workers", type=_integer(0), default=0,
+    run.add_argument("--workers", type=_integer(0, MAX_PARALLEL), default=0,
                      help="run the units on a local Dask cluster of N single-threaded worker processes"
                           " (default: 0, serially in this process)")
     run.add_argument("--scheduler", metavar="tcp://host:port",
                      help="run the units on an existing Dask cluster (zoo directories on a shared filesystem)")
-    run.add_argument("--threads", type=COUNT, default=1, help="torch threads for aligning and evaluating (default: 1)")
+    run.add_argument("--threads", type=THREADS, default=1, help="torch threads for aligning and evaluating (default: 1)")
     run.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                      help="fit INR zoos, score networks and run device-aware methods here (default: cpu; "
                           "auto = cuda when torch sees it)")
@@ -138,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
                        "(the other suites' rows of an existing perf.parquet are kept); gpu: CPU vs accelerator "
                        "into perf_gpu.md")
     perf.add_argument("--device", default="auto", help="gpu suite: the accelerator (default: auto)")
-    perf.add_argument("--threads", type=COUNT, default=1, help="torch threads, pinned (default: 1)")
+    perf.add_argument("--threads", type=THREADS, default=1, help="torch threads, pinned (default: 1)")
     perf.add_argument("--repeats", type=COUNT, default=3, help="interleaved repetitions per case (default: 3)")
     perf.add_argument("--widths", type=COUNT, nargs="+", help="align/autoencoder widths (default: 32 64 128 256 512)")
     perf.add_argument("--budget", type=_number(0.0, 1e9), default=30.0,
@@ -157,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="the protocol scoring the trials, options allowed: 'pairs[n_pairs=8]' (default: pairs,"
                             " options from --preset; scored on split=val unless given)")
     sweep.add_argument("--trials", type=COUNT, default=20, help="complete trials to reach (default: 20)")
-    sweep.add_argument("--workers", type=COUNT, default=1, help="local worker processes (default: 1)")
+    sweep.add_argument("--workers", type=THREADS, default=1, help="local worker processes (default: 1)")
     sweep.add_argument("--storage", help="RDB URL or journal file (default: RESULTS/sweeps/optuna.journal)")
     sweep.add_argument("--metric", default="loss_barrier", help="column averaged over units (default: loss_barrier)")
     sweep.add_argument("--multi-objective", action="store_true", help="also minimise the method's seconds")
@@ -168,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--results", type=Path, default=Path("results"))
     sweep.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
     sweep.add_argument("--seed", type=SEED, default=0)
-    sweep.add_argument("--threads", type=COUNT, default=1, help="torch threads per worker (default: 1)")
+    sweep.add_argument("--threads", type=THREADS, default=1, help="torch threads per worker (default: 1)")
     sweep.add_argument("--no-mlflow", action="store_true", help="do not mirror trials to MLflow")
     sweep.add_argument("--quiet", action="store_true")
 
@@ -235,7 +239,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="no BatchNorm (ReLU then keeps its positive-scale group, tanh its signs)")
         archs.append(a)
     for b in (inr, cnn, mlp, *archs):
-        b.add_argument("--workers", type=COUNT, default=2, help="processes fitting / training (default: 2)")
+        b.add_argument("--workers", type=THREADS, default=2, help="processes fitting / training (default: 2)")
         b.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
         b.add_argument("--seed", type=SEED, default=0)
         b.add_argument("--out", type=Path, required=True, help="output zoo directory")
@@ -327,7 +331,16 @@ def _run(args, argv) -> int:
     if args.protocols:  # 'pairs' or 'pairs[n_pairs=8]': the preset's options, updated with those given
         from bench.execution.sweep import protocol_options
 
-        bench = replace(bench, protocols=dict(protocol_options(spec, bench.name) for spec in args.protocols))
+        chosen = [protocol_options(spec, bench.name) for spec in args.protocols]
+        names = [name for name, _ in chosen]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # which options would win is not obvious from the command line
+            raise ValueError(f"--protocols: {', '.join(twice)} given more than once (one spec per protocol)")
+        bench = replace(bench, protocols=dict(chosen))
+    from bench.protocols import make_protocol
+
+    for name, options in bench.protocols.items():  # every option typed and in range, before any work
+        make_protocol(name, seed=args.seed if args.seed is not None else bench.seed, **options)
     if args.seed is not None:
         bench = replace(bench, seed=args.seed)
     if args.data not in ("auto", "fashion-mnist", "digits") and not Path(args.data).exists():

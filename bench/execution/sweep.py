@@ -108,24 +108,12 @@ def protocol_name(spec: str) -> str:
     return parse_method(spec)[0]
 
 
-def _typed(default, text: str, name: str):
-    """A protocol option from its text, typed like the dataclass field's default."""
-    try:
-        if isinstance(default, bool):
-            return text.lower() in ("1", "true", "yes")
-        if isinstance(default, tuple):
-            kinds = {type(d) for d in default}
-            kind = kinds.pop() if len(kinds) == 1 else str
-            return tuple(kind(x) for x in text.split(";") if x)
-        return type(default)(text) if default is not None else text
-    except ValueError:
-        raise SweepError(f"protocol option {name}: cannot read {text!r} as {type(default).__name__}") from None
-
-
 def protocol_options(spec: str, preset: str = "default") -> tuple[str, dict]:
-    """'pairs[n_pairs=8]' -> ('pairs', preset options updated with n_pairs=8). Tuples: 'probes=line;minmax'."""
+    """'pairs[n_pairs=8]' -> ('pairs', preset options updated with n_pairs=8). Tuples: 'probes=line;minmax'.
+    Each option is read by its declared type and range (`bench.protocols.base.Option`): an unknown, ill-typed
+    or out-of-range option is refused here, in one line, before any work."""
     from bench.execution.presets import PRESETS
-    from bench.protocols import PROTOCOLS
+    from bench.protocols import PROTOCOLS, OptionError
     from methods import parse_method, unknown_name
 
     name, given = parse_method(spec)
@@ -134,11 +122,15 @@ def protocol_options(spec: str, preset: str = "default") -> tuple[str, dict]:
     if preset not in PRESETS:
         raise SweepError(unknown_name("preset", preset, PRESETS))
     options = dict(PRESETS[preset].protocols.get(name, {}))
-    defaults = {f.name: f.default for f in dataclasses.fields(PROTOCOLS[name])}
+    declared = PROTOCOLS[name].declared()
     for key, text in given.items():
-        if key not in defaults or key == "seed":
-            raise SweepError(f"protocol {name}: unknown option {key!r} (known: {', '.join(sorted(defaults))})")
-        options[key] = _typed(defaults[key], text, key)
+        if key not in declared or key == "seed":
+            known = ", ".join(sorted(k for k in declared if k != "seed"))
+            raise SweepError(f"protocol {name}: unknown option {key!r} (known: {known})")
+        try:
+            options[key] = declared[key].parse(f"protocol {name}: option {key}", text)
+        except OptionError as error:
+            raise SweepError(str(error)) from None
     return name, options
 
 
