@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--protocols", nargs="+", help="protocol names; default: all")
     rep.add_argument("--metric", help="a declared metric (e.g. loss_barrier); default: each protocol's ranking one")
     rep.add_argument("--format", choices=("md", "tex", "html", "csv"), help="comparison matrix format (default: md)")
-    rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it")
+    rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it (- : stdout)")
     rep.add_argument("--claims", action="store_true",
                      help="test the papers' claims: run what they need (resumable), write RESULTS/claims.md"
                           " and the other reports")
@@ -549,8 +549,10 @@ def _comparison(args) -> int:
     if not matrices:
         raise ValueError(f"{args.results}: nothing to compare for this selection"
                          + (f" (no protocol declares metric {args.metric!r} with values here)" if args.metric else ""))
-    text = render(matrices, args.format or (args.out.suffix.lstrip(".") if args.out else "md") or "md")
-    if args.out:
+    to_stdout = args.out is not None and str(args.out) == "-"
+    text = render(matrices, args.format or (args.out.suffix.lstrip(".") if args.out and not to_stdout else "md")
+                  or "md")
+    if args.out and not to_stdout:  # a regular file is replaced atomically, a FIFO or device written as a stream
         print(f"wrote {_write_text(args.out, text)}")
     else:
         sys.stdout.write(text)

@@ -13,6 +13,7 @@ writer's leftover and may be removed.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import math
 import os
@@ -64,11 +65,52 @@ def clean_temp_files(directory: Path, max_age_s: float = math.inf) -> int:
     return removed
 
 
+class OutputError(ValueError):
+    """An output path the harness will not write to (a directory, socket or block device, a FIFO nobody
+    reads); the message names it."""
+
+
+def _kind(mode: int) -> str:
+    return ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+
+
+def _stream(path: Path, write) -> Path:
+    """Write into a FIFO or character device as a stream: never renamed over, never truncated away."""
+    try:  # a FIFO nobody reads would block forever: refuse it instead
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        reason = "a FIFO with no reader" if e.errno == errno.ENXIO else e.strerror
+        raise OutputError(f"{path}: cannot be written ({reason})") from None
+    os.set_blocking(fd, True)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+    except OSError as e:  # /dev/full: ENOSPC, a reader gone: EPIPE
+        raise OutputError(f"{path}: writing failed ({e.strerror or e})") from None
+    return path
+
+
 def write_bytes_atomic(path: str | os.PathLike, write, durable: bool = False) -> Path:
     """Call `write(file)` on a temp sibling of `path`, fsync, rename: readers see the old or the new file.
 
+    Only an absent path or a regular file is replaced (a symlink's target, never the link itself); a FIFO
+    or a character device (/dev/stdout, /dev/null) is written as a stream, never renamed over; a directory,
+    socket or block device is refused (OutputError).
+
     `durable`: fsync the directory too, so that the rename itself survives a power cut."""
     path = Path(path)
+    if path.is_symlink():  # write where the link points, keep the link
+        path = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+            return _stream(path, write)
+        raise OutputError(f"{path}: {_kind(mode)}, not a regular file: refused (the harness replaces only "
+                          f"regular files, and writes to FIFOs and character devices as streams)")
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{tmp_suffix()}")
     try:
         with open(tmp, "wb") as fh:
@@ -136,8 +178,7 @@ def check_input(path: str | os.PathLike, limit: int | None = None) -> Path:
     except OSError as e:
         raise InputError(f"{path}: cannot be read ({e.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
-        kind = ("a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode)
-                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket")
+        kind = _kind(info.st_mode)
         raise InputError(f"{path}: {kind}, not a regular file: refused (reading it could block or never end)")
     error = too_large(path, "holds", info.st_size, limit)
     if error:
