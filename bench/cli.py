@@ -104,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
                           " (default: 0, serially in this process)")
     run.add_argument("--scheduler", metavar="tcp://host:port",
                      help="run the units on an existing Dask cluster (zoo directories on a shared filesystem)")
-    run.add_argument("--threads", type=THREADS, default=1, help="torch threads for aligning and evaluating (default: 1)")
+    run.add_argument("--threads", type=THREADS, default=1,
+                     help="torch threads for aligning and evaluating (default: 1)")
     run.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                      help="fit INR zoos, score networks and run device-aware methods here (default: cpu; "
                           "auto = cuda when torch sees it)")

@@ -213,3 +213,76 @@ def check_parquet(path: str | os.PathLike, limit: int | None = None) -> Path:
     if error:
         raise error
     return path
+
+
+# ---- the one guarded reader of tensor files (.pt / .pth / .safetensors) ---------------------------
+TENSOR_FILE_MEMBERS = 100_000  # torch writes one zip member per storage: no real checkpoint nears this
+ZIP_SLACK = 2**20  # bytes a torch archive's members may promise beyond the archive's own size (headers)
+
+
+def check_zip(path: str | os.PathLike, limit: int | None = None, max_members: int = TENSOR_FILE_MEMBERS) -> None:
+    """For a zip archive (torch's format): refuse more than `max_members` members, members promising more
+    than `limit` bytes once inflated, or more than the archive itself holds (torch stores tensors
+    uncompressed, so an archive that inflates past its own size is a zip bomb), before anything is inflated."""
+    import zipfile
+
+    path = Path(path)
+    limit = input_limit() if limit is None else limit
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable zip archive ({type(e).__name__}: {e})") from None
+    if len(members) > max_members:
+        raise InputError(f"{path}: a zip archive of {len(members)} members, more than a state dict of "
+                         f"{max_members} tensors")
+    inflated = sum(m.file_size for m in members)
+    error = too_large(path, "zip members inflate to", inflated, limit)
+    if error:
+        raise error
+    if inflated > os.stat(path).st_size + ZIP_SLACK:
+        raise InputError(f"{path}: zip members inflate to {_size(inflated)} from a {_size(os.stat(path).st_size)} "
+                         f"file: refused (torch stores tensors uncompressed; this is a zip bomb)")
+
+
+def load_tensors(path: str | os.PathLike, limit: int | None = None, max_members: int = TENSOR_FILE_MEMBERS,
+                 floats: bool = False) -> dict:
+    """A `.safetensors`, `.pt` or `.pth` file's contents, guarded: a regular file (`check_input`: no FIFO,
+    device or directory) of at most `limit` bytes, zip members sized first (`check_zip`), `.pt`/`.pth`
+    read with `torch.load(weights_only=True)` (tensors and plain containers, never pickled code). With
+    `floats`, every tensor of the (top-level) dict must be a floating point one. InputError names the file."""
+    import warnings
+
+    import torch
+
+    path = check_input(path, limit)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            obj = load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise InputError(f"{path}: unreadable safetensors file ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())})") from None
+    else:
+        check_zip(path, limit, max_members)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch warns about pickle protocols; the error is what counts
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - garbage raises KeyError, EOFError, RuntimeError, UnpicklingError...
+            if type(e).__name__ == "UnpicklingError":
+                detail = next((line for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line),
+                              "unsupported pickle content")
+                raise InputError(f"{path}: refused: the file holds pickled Python objects, not only tensors "
+                                 f"(torch.load weights_only=True: {' '.join(detail.split())})") from None
+            raise InputError(f"{path}: unreadable as a PyTorch state dict ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())})") from None
+    if floats and isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, torch.Tensor) and not torch.is_floating_point(value) \
+                    and not str(key).endswith("num_batches_tracked"):
+                raise InputError(f"{path}: {key} has dtype {value.dtype}, expected a floating point tensor")
+    return obj
