@@ -602,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from methods import UnknownMethod
     from zoos.data import DataError
+    from zoos.files import WorkerError
     from zoos.space import SpecError
     from zoos.zoo import ZooError
 
@@ -652,8 +653,12 @@ def main(argv: list[str] | None = None) -> int:
             print((args.results / "perf.md").read_text())
             return 0
         return _zoo(args)
-    except (ZooError, DataError, SpecError, UnknownMethod, ValueError, OSError) as error:
+    except (ZooError, DataError, SpecError, UnknownMethod, ValueError, OSError, WorkerError) as error:
         print(f"bench: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        return 2
+    except MemoryError as error:  # what no estimate caught: one line, not a traceback
+        print(f"bench: error: out of memory ({' '.join(str(error).split()) or 'MemoryError'}); lower the sizes "
+              f"asked for, or raise the memory limit (ulimit -v)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bench: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -145,17 +145,71 @@ class InputError(ValueError):
 
 
 def input_limit() -> int:
-    """Bytes one input may take in memory: $REBASIN_MAX_INPUT_BYTES, else 4 GiB or half the RAM."""
+    """Bytes one input may take in memory: $REBASIN_MAX_INPUT_BYTES, else 4 GiB or half the RAM, and at most
+    half of what the address-space limit (`ulimit -v`, RLIMIT_AS) leaves this process."""
     if os.environ.get(INPUT_LIMIT_ENV):
         return int(os.environ[INPUT_LIMIT_ENV])
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return DEFAULT_INPUT_LIMIT
-    return min(DEFAULT_INPUT_LIMIT, ram // 2)
+        ram = 2 * DEFAULT_INPUT_LIMIT
+    headroom = _address_space_left()
+    return min(DEFAULT_INPUT_LIMIT, ram // 2, headroom // 2 if headroom is not None else ram)
+
+
+def _address_space_left() -> int | None:
+    """Bytes RLIMIT_AS still lets this process map (None: no limit)."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        mapped = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError, ValueError, IndexError):
+        return None
+    return max(0, soft - mapped)
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: the system's available memory (MemAvailable), and no more
+    than the address-space limit (RLIMIT_AS) leaves it."""
+    available = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            available = 2 * DEFAULT_INPUT_LIMIT
+    headroom = _address_space_left()
+    return available if headroom is None else min(available, headroom)
+
+
+class ResourceError(ValueError):
+    """Work refused before it starts because it would not fit in memory; the message says what and how much."""
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed; the message is its error in one line (the CLI prints it without a traceback)."""
+
+
+def check_memory(what: str, needed: int, share: float = 0.9) -> None:
+    """ResourceError when `needed` bytes (an estimate made before any work) exceed `share` of the memory
+    available (`available_memory`: RAM and RLIMIT_AS)."""
+    available = available_memory()
+    if needed > share * available:
+        raise ResourceError(f"{what}: needs about {_size(needed)} of memory, more than the {_size(available)} "
+                            f"available (RAM and ulimit -v): refused before starting")
 
 
 def _size(n: int) -> str:
+    if n >= 2**40:
+        return f"{n / 2**40:,.0f} TiB"
     return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
