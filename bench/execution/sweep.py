@@ -207,6 +207,15 @@ def make_storage(storage: str | None, results: Path):
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+def check_storage(storage: str | None, results: Path) -> None:
+    """`make_storage`'s checks (and journal repair) alone: nothing is created."""
+    if storage and "://" in storage:
+        if storage.startswith("sqlite:///"):
+            check_optuna_sqlite(Path(storage.removeprefix("sqlite:///")))
+        return
+    repair_journal(Path(storage) if storage else results / SWEEPS_DIR / "optuna.journal")
+
+
 JOURNAL_QUARANTINE = "quarantine"  # beside the journal: the original of a repaired journal
 
 
@@ -705,6 +714,7 @@ def summary(study: optuna.Study) -> dict:
 
 def run_sweep(cfg: SweepConfig) -> dict:
     """Run (or resume) a sweep to `cfg.trials` complete trials; returns `summary`."""
+    check_storage(cfg.storage, cfg.results)  # a storage that is not the sweep's: refused before any work
     cfg, name = prepare(cfg)
     mirror = MlflowSweepMirror(name, cfg.results, cfg.tracking_uri) if cfg.mlflow else None
     _log(cfg, f"study {name!r}: {cfg.trials} trials, {cfg.workers} worker(s), storage "
