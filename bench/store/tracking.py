@@ -41,13 +41,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from bench.store.results import is_missing, to_arrow
-from zoos.files import TMP_PREFIX, InputError, check_input, tmp_suffix
+from zoos.files import TMP_PREFIX, InputError, check_input, tmp_suffix, write_bytes_atomic
 
 GROUP_COLUMNS = ("run_id", "variant", "zoo", "protocol")
 # numeric columns that describe a unit rather than measure it
 NOT_METRICS = {"seed", "eps"}
 GROUP_TAG, CONTENT_TAG = "bench.group_key", "bench.content_key"
-RESULTS_TAG = "bench.results_dir"  # the results folder a run mirrors: a shared tracking URI serves several
+RESULTS_TAG = "bench.results_id"  # the results folder a run mirrors (`results_id`): a tracking URI may serve several
 EXPERIMENT = "rebasin-bench"
 LOCK = ".mlflow.lock"  # in the results directory: one process creates or writes the mirror at a time
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -348,21 +348,41 @@ def _client(tracking_uri: str | None, experiment: str, results_dir):
         yield client, exp_id, owner(uri, results_dir)
 
 
+ID_FILE = ".mirror-id"  # in the results directory: the id its mirror runs are tagged with (RESULTS_TAG)
+
+
+def results_id(results_dir) -> str:
+    """The results folder's identity for its mirror runs: a random id kept in the folder (made on first use,
+    under the mirror lock), so that the folder moved or copied still owns its runs, and two folders sharing
+    a tracking URI never take each other's."""
+    import uuid
+
+    path = Path(results_dir) / ID_FILE
+    try:
+        text = path.read_text().strip() if path.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if re.fullmatch(r"[0-9a-f]{32}", text):
+        return text
+    new = uuid.uuid4().hex
+    write_bytes_atomic(path, lambda fh: fh.write(new.encode()))
+    return new
+
+
 def owner(uri: str, results_dir) -> Callable:
-    """run -> whether it mirrors this results folder: a mirror or report run tagged with this folder
-    (RESULTS_TAG); in the folder's own `mlflow.db` also one written before runs carried the tag, or tagged
-    with a folder that no longer exists (this one, moved). Runs made by hand, and runs of other results
-    folders sharing a tracking URI, are never counted, replaced or deleted."""
-    here = str(Path(results_dir).resolve())
+    """run -> whether it mirrors this results folder: a mirror or report run tagged with this folder's id
+    (RESULTS_TAG, `results_id`), or, in the folder's own `mlflow.db` only, one written before runs carried
+    the tag. Runs made by hand, and runs of other results folders sharing a tracking URI, are never counted,
+    replaced or deleted. `owner(...).results_id` is the tag's value."""
+    here = results_id(results_dir)
     own_db = uri == f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
 
     def mine(run) -> bool:
         tags = run.data.tags
         if GROUP_TAG not in tags and REPORT_TAG not in tags:
             return False
-        if tags.get(RESULTS_TAG) == here:
-            return True
-        return own_db and (RESULTS_TAG not in tags or not Path(tags[RESULTS_TAG]).exists())
+        return tags[RESULTS_TAG] == here if RESULTS_TAG in tags else own_db
+    mine.results_id = here
     return mine
 
 
@@ -388,7 +408,7 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
             params = {c: _text(first.get(c)) for c in ("method", "variant", "zoo", "protocol")}
             params.update(method_params(rows, methods))
             tags = {GROUP_TAG: group_key, CONTENT_TAG: content_key, "bench.run_id": ident["run_id"],
-                    RESULTS_TAG: str(Path(results_dir).resolve()),
+                    RESULTS_TAG: mine.results_id, "bench.results_path": str(Path(results_dir).resolve()),
                     **{f"bench.{c}": ident[c] for c in ("variant", "zoo", "protocol")}}
             if "zoo_hash" in rows.columns:
                 tags["bench.zoo_hash"] = _text(first["zoo_hash"])
@@ -451,7 +471,7 @@ def mirror_report(results_dir: str | os.PathLike = "results", tracking_uri: str 
         if any(r.data.tags[REPORT_TAG] == key and r.info.status == "FINISHED" for r in old):
             return None
         run = client.create_run(exp_id, run_name="report", tags={REPORT_TAG: key, "bench.role": "report",
-                                                                 RESULTS_TAG: str(results_dir.resolve())})
+                                                                 RESULTS_TAG: mine.results_id})
         try:
             for f in files:
                 client.log_artifact(run.info.run_id, str(f), "figures" if f.suffix == ".png" else "tables")

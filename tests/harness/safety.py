@@ -452,7 +452,7 @@ def mirror_rebuild_shared_uri(good: Path, work: Path) -> Check:
     rebuilt = _cli(["mirror", "--rebuild", "--results", work / "a"], env)
     with tracking._quiet():
         active = {r.info.run_id: r for r in tracking.all_runs(client, exp.experiment_id)}
-    b_runs = [r for r in active.values() if r.data.tags.get(tracking.RESULTS_TAG) == str((work / "b").resolve())]
+    b_runs = [r for r in active.values() if r.data.tags.get(tracking.RESULTS_TAG) == tracking.results_id(work / "b")]
     check_a, check_b = (_cli(["mirror", "--check", "--results", work / n], env)[0] for n in ("a", "b"))
     lost = int(hand not in active) + int(not b_runs)
     return Check("outputs", "`mirror --rebuild` on a tracking URI shared by two results folders and a hand-made run",
