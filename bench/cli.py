@@ -536,8 +536,26 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
     where = cfg.results / "sweeps" / "tuned" / label
     print(f"comparing the tuned specs on the test split ({name}, {len(specs)} methods; rows in {where})")
     run_benchmark(bench, specs, RunOptions(results=where, data=cfg.data, threads=cfg.threads, progress=cfg.progress))
-    table = select(current_code(ResultStore(where).table()), methods=specs)
+    table = select(current_code(ResultStore(where).table()), methods=_normal_specs(specs))
     sys.stdout.write(to_markdown(comparison(table, cfg.metric)))
+
+
+def _normal_specs(specs: list[str] | None) -> list[str] | None:
+    """Method specs as the table's `variant` column spells them (`git-rebasin[max_sweeps=100]` is
+    `git-rebasin`); names and shell patterns as given."""
+    from methods import METHODS, UnknownMethod, normalise_spec, parse_method
+
+    out = []
+    for spec in specs or []:
+        try:
+            known = parse_method(spec)[0] in METHODS
+        except UnknownMethod:
+            known = False
+        try:
+            out.append(normalise_spec(spec) if known else spec)
+        except ValueError:
+            out.append(spec)
+    return out or specs
 
 
 def _comparison(args) -> int:
@@ -545,7 +563,8 @@ def _comparison(args) -> int:
     from bench.report.tables import _write_text
     from bench.store.results import ResultStore, current_code
 
-    table = select(current_code(ResultStore(args.results).table()), args.methods, args.zoos, args.protocols)
+    table = select(current_code(ResultStore(args.results).table()), _normal_specs(args.methods), args.zoos,
+                   args.protocols)
     matrices = comparison(table, args.metric)
     if not matrices:
         raise ValueError(f"{args.results}: nothing to compare for this selection"
