@@ -160,7 +160,8 @@ def _claim7() -> Claim:
                        "naive ~0.97, weight matching ~0.34, Mid ~0.06. Against it, Deep-Align (Table 1) finds its Rnd "
                        "variant worse than weight matching on a CIFAR-10 MLP (0.183 vs 0.156). Ours: Fashion-MNIST, "
                        "three hidden layers of 64 / 128.",
-                 note=f"`{MID}` (objective=mid, its default): 100 steps, batches of 512 training images, identity start.")
+                 note=f"`{MID}` (objective=mid, its default): 100 steps, batches of 512 training images, "
+                      "identity start.")
 
 
 def _claim8() -> Claim:
