@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def _number(low: float, high: float, include_low: bool = False):
 
 COUNT = _integer(1)
 SEED = _integer(0, 2**31 - 1)
+# threads and processes beyond this are a typo (torch segfaulted at --threads 100000): refused by argparse
+MAX_PARALLEL = max(256, 4 * (os.cpu_count() or 1))
+THREADS = _integer(1, MAX_PARALLEL)
 SHOWN_FAILURES = 10  # failed units listed in the run summary
 
 
@@ -105,14 +109,15 @@ def _parser() -> argparse.ArgumentParser:
                                                     " 'pairs[n_pairs=8,lambdas=11]' (default: all of them)")
     run.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: results)")
     run.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
-    run.add_argument("--build-workers", type=COUNT, default=2,
+    run.add_argument("--build-workers", type=THREADS, default=2,
                      help="processes for building zoos: CNN training, INR fitting (default: 2)")
-    run.add_argument("--workers", type=_integer(0), default=0,
+    run.add_argument("--workers", type=_integer(0, MAX_PARALLEL), default=0,
                      help="run the units on a local Dask cluster of N single-threaded worker processes"
                           " (default: 0, serially in this process)")
     run.add_argument("--scheduler", metavar="tcp://host:port",
                      help="run the units on an existing Dask cluster (zoo directories on a shared filesystem)")
-    run.add_argument("--threads", type=COUNT, default=1, help="torch threads for aligning and evaluating (default: 1)")
+    run.add_argument("--threads", type=THREADS, default=1,
+                     help="torch threads for aligning and evaluating (default: 1)")
     run.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                      help="fit INR zoos, score networks and run device-aware methods here (default: cpu; "
                           "auto = cuda when torch sees it)")
@@ -129,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--protocols", nargs="+", help="protocol names; default: all")
     rep.add_argument("--metric", help="a declared metric (e.g. loss_barrier); default: each protocol's ranking one")
     rep.add_argument("--format", choices=("md", "tex", "html", "csv"), help="comparison matrix format (default: md)")
-    rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it")
+    rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it (- : stdout)")
     rep.add_argument("--claims", action="store_true",
                      help="test the papers' claims: run what they need (resumable), write RESULTS/claims.md"
                           " and the other reports")
@@ -150,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
                        "(the other suites' rows of an existing perf.parquet are kept); gpu: CPU vs accelerator "
                        "into perf_gpu.md")
     perf.add_argument("--device", default="auto", help="gpu suite: the accelerator (default: auto)")
-    perf.add_argument("--threads", type=COUNT, default=1, help="torch threads, pinned (default: 1)")
+    perf.add_argument("--threads", type=THREADS, default=1, help="torch threads, pinned (default: 1)")
     perf.add_argument("--repeats", type=COUNT, default=3, help="interleaved repetitions per case (default: 3)")
     perf.add_argument("--widths", type=COUNT, nargs="+", help="align/autoencoder widths (default: 32 64 128 256 512)")
     perf.add_argument("--budget", type=_number(0.0, 1e9), default=30.0,
@@ -169,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="the protocol scoring the trials, options allowed: 'pairs[n_pairs=8]' (default: pairs,"
                             " options from --preset; scored on split=val unless given)")
     sweep.add_argument("--trials", type=COUNT, default=20, help="complete trials to reach (default: 20)")
-    sweep.add_argument("--workers", type=COUNT, default=1, help="local worker processes (default: 1)")
+    sweep.add_argument("--workers", type=THREADS, default=1, help="local worker processes (default: 1)")
     sweep.add_argument("--storage", help="RDB URL or journal file (default: RESULTS/sweeps/optuna.journal)")
     sweep.add_argument("--metric", help="column averaged over units (default: the protocol's rank metric, as the "
                                         "leaderboard ranks: loss_excess for pairs/orbit, loss_merged for merge)")
@@ -181,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--results", type=Path, default=Path("results"))
     sweep.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
     sweep.add_argument("--seed", type=SEED, default=0)
-    sweep.add_argument("--threads", type=COUNT, default=1, help="torch threads per worker (default: 1)")
+    sweep.add_argument("--threads", type=THREADS, default=1, help="torch threads per worker (default: 1)")
     sweep.add_argument("--no-mlflow", action="store_true", help="do not mirror trials to MLflow")
     sweep.add_argument("--quiet", action="store_true")
 
@@ -255,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="no BatchNorm (ReLU then keeps its positive-scale group, tanh its signs)")
         archs.append(a)
     for b in (inr, cnn, mlp, *archs):
-        b.add_argument("--workers", type=COUNT, default=2, help="processes fitting / training (default: 2)")
+        b.add_argument("--workers", type=THREADS, default=2, help="processes fitting / training (default: 2)")
         b.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
         b.add_argument("--seed", type=SEED, default=0)
         b.add_argument("--out", type=Path, required=True, help="output zoo directory")
@@ -347,7 +352,16 @@ def _run(args, argv) -> int:
     if args.protocols:  # 'pairs' or 'pairs[n_pairs=8]': the preset's options, updated with those given
         from bench.execution.sweep import protocol_options
 
-        bench = replace(bench, protocols=dict(protocol_options(spec, bench.name) for spec in args.protocols))
+        chosen = [protocol_options(spec, bench.name) for spec in args.protocols]
+        names = [name for name, _ in chosen]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # which options would win is not obvious from the command line
+            raise ValueError(f"--protocols: {', '.join(twice)} given more than once (one spec per protocol)")
+        bench = replace(bench, protocols=dict(chosen))
+    from bench.protocols import make_protocol
+
+    for name, options in bench.protocols.items():  # every option typed and in range, before any work
+        make_protocol(name, seed=args.seed if args.seed is not None else bench.seed, **options)
     if args.seed is not None:
         bench = replace(bench, seed=args.seed)
     if args.data not in ("auto", "fashion-mnist", "digits") and not Path(args.data).exists():
@@ -556,11 +570,26 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
     print(f"comparing the tuned specs on the test split ({name}, {len(specs)} specs, each method's default spec "
           f"among them as its baseline row; rows in {where})")
     run_benchmark(bench, specs, RunOptions(results=where, data=cfg.data, threads=cfg.threads, progress=cfg.progress))
-    from methods import normalise_spec
-
-    table = current_code(ResultStore(where).table())
-    table = table[table["variant"].isin({normalise_spec(s) for s in specs})]
+    table = select(current_code(ResultStore(where).table()), methods=_normal_specs(specs))
     sys.stdout.write(to_markdown(comparison(table, out.get("metric", cfg.metric))))
+
+
+def _normal_specs(specs: list[str] | None) -> list[str] | None:
+    """Method specs as the table's `variant` column spells them (`git-rebasin[max_sweeps=100]` is
+    `git-rebasin`); names and shell patterns as given."""
+    from methods import METHODS, UnknownMethod, normalise_spec, parse_method
+
+    out = []
+    for spec in specs or []:
+        try:
+            known = parse_method(spec)[0] in METHODS
+        except UnknownMethod:
+            known = False
+        try:
+            out.append(normalise_spec(spec) if known else spec)
+        except ValueError:
+            out.append(spec)
+    return out or specs
 
 
 def _comparison(args) -> int:
@@ -568,13 +597,16 @@ def _comparison(args) -> int:
     from bench.report.tables import _write_text
     from bench.store.results import ResultStore, current_code
 
-    table = select(current_code(ResultStore(args.results).table()), args.methods, args.zoos, args.protocols)
+    table = select(current_code(ResultStore(args.results).table()), _normal_specs(args.methods), args.zoos,
+                   args.protocols)
     matrices = comparison(table, args.metric)
     if not matrices:
         raise ValueError(f"{args.results}: nothing to compare for this selection"
                          + (f" (no protocol declares metric {args.metric!r} with values here)" if args.metric else ""))
-    text = render(matrices, args.format or (args.out.suffix.lstrip(".") if args.out else "md") or "md")
-    if args.out:
+    to_stdout = args.out is not None and str(args.out) == "-"
+    text = render(matrices, args.format or (args.out.suffix.lstrip(".") if args.out and not to_stdout else "md")
+                  or "md")
+    if args.out and not to_stdout:  # a regular file is replaced atomically, a FIFO or device written as a stream
         print(f"wrote {_write_text(args.out, text)}")
     else:
         sys.stdout.write(text)
@@ -623,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from methods import UnknownMethod
     from zoos.data import DataError
+    from zoos.files import WorkerError
     from zoos.space import SpecError
     from zoos.zoo import ZooError
 
@@ -677,8 +710,12 @@ def main(argv: list[str] | None = None) -> int:
             print((args.results / "perf.md").read_text())
             return 0
         return _zoo(args)
-    except (ZooError, DataError, SpecError, UnknownMethod, ValueError, OSError) as error:
+    except (ZooError, DataError, SpecError, UnknownMethod, ValueError, OSError, WorkerError) as error:
         print(f"bench: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        return 2
+    except MemoryError as error:  # what no estimate caught: one line, not a traceback
+        print(f"bench: error: out of memory ({' '.join(str(error).split()) or 'MemoryError'}); lower the sizes "
+              f"asked for, or raise the memory limit (ulimit -v)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bench: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -64,10 +64,17 @@ def format_spec(name: str, params: dict) -> str:
 
 def normalise_spec(spec: str) -> str:
     """'git-rebasin[ max_sweeps=+1_0,init=forward ]' -> 'git-rebasin[init=forward,max_sweeps=10]': keys sorted,
-    values of a registered method read as their declared types, so equivalent spellings give one spec."""
+    values of a registered method read as their declared types, and hyperparameters given at their default
+    left out ('git-rebasin[max_sweeps=100]' -> 'git-rebasin'), so equivalent specs give one spec (one key)."""
     name, params = parse_method(spec)
     space = METHODS[name].search_space if name in METHODS else {}
-    return format_spec(name, {k: space[k].parse(k, v) if k in space else v for k, v in params.items()})
+    typed = {k: space[k].parse(k, v) if k in space else v for k, v in params.items()}
+    return format_spec(name, {k: v for k, v in typed.items() if k not in space or not _same(v, space[k].default)})
+
+
+def _same(value, default) -> bool:
+    """A value equal to its default, and of its type (True is not 1, 1.0 is 1 for a float hyperparameter)."""
+    return value == default and (isinstance(value, bool) == isinstance(default, bool))
 
 
 _BOOLS = ("1", "true", "yes", "0", "false", "no")  # what Hyper.parse reads as true, and their opposites

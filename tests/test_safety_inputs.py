@@ -181,3 +181,18 @@ def test_the_class_table_counts_a_failure():
     assert table.loc[hostile.CLASSES["user-data"], "verdict"].startswith("FAIL")
     assert table.loc[hostile.CLASSES["hang-or-memory"], "runs"] == 2
     assert table.loc[safety.CLASSES["sweep"], "verdict"] == "pass"
+
+
+def test_every_protocol_option_has_a_declared_type_and_range():
+    import dataclasses
+
+    from bench.protocols import PROTOCOLS, OptionError, make_protocol
+
+    for name, cls in PROTOCOLS.items():
+        declared = cls.declared()
+        assert {f.name for f in dataclasses.fields(cls)} <= set(declared), name
+        make_protocol(name)  # the defaults are in range
+        with pytest.raises(OptionError, match="unknown option"):
+            make_protocol(name, bogus=1)
+    with pytest.raises(OptionError, match="not a boolean"):
+        make_protocol("merge", repair="ture")  # a Python value of the wrong type, not only spec text

@@ -14,6 +14,7 @@ import math
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,14 +25,15 @@ from safetensors import safe_open
 from safetensors.torch import save
 from tqdm.auto import tqdm
 
-from zoos.data import load_images, resolve_source
-from zoos.files import write_bytes_atomic
+from zoos.data import DataError, check_classifier_data, load_images, resolve_source
+from zoos.files import ResourceError, WorkerError, check_memory, write_bytes_atomic
 from zoos.recipes import lr_factor
 from zoos.space import WeightSpace, cnn_zoo_space, mlp_space
 from zoos.tasks import scale_inputs
-from zoos.zoo import Zoo, assign_splits
+from zoos.zoo import Zoo, ZooError, assign_splits
 
 IMAGE_PIXELS = 28 * 28
+CLASSES = 10
 INITS = ("glorot_normal", "he_normal", "orthogonal", "normal", "truncated_normal", "lecun_normal", "pytorch_default")
 # training fields beyond the CNN Zoo's sampled ones, with the values every zoo had before they existed: a
 # config records them only when they differ, so older zoos keep their keys (zoos.recipes reads them back)
@@ -204,11 +206,22 @@ def _init(net: torch.nn.Module, hp: dict, g: torch.Generator) -> None:
 _DATA: dict = {}
 
 
-def _worker_init(source: str, threads: int = 1) -> None:
-    torch.set_num_threads(threads)  # two single-threaded workers beat one two-threaded trainer here
+def _load_data(source: str) -> None:
+    """The training and test images (in [0, 1]; each recipe scales them) into `_DATA`, checked (size, labels)
+    in this process: forked workers inherit them, so a missing or wrong data set is one error here, never one
+    per worker."""
+    if _DATA.get("source") == source:
+        return
     images, labels = load_images(source, "train")
     test_images, test_labels = load_images(source, "test")
-    _DATA.update(x=images, y=labels, xt=test_images, yt=test_labels)  # in [0, 1]; scaled per recipe
+    for split, (x, y) in (("train", (images, labels)), ("test", (test_images, test_labels))):
+        check_classifier_data(source, x, y, (28, 28), CLASSES, split)
+    _DATA.update(x=images, y=labels, xt=test_images, yt=test_labels, source=source)
+
+
+def _worker_init(source: str) -> None:
+    torch.set_num_threads(1)  # two single-threaded workers beat one two-threaded trainer here
+    _load_data(source)  # nothing to do in a forked worker: the parent loaded them
 
 
 @torch.no_grad()
@@ -313,6 +326,44 @@ def _save_trained(path: Path | None, result: tuple[dict, dict]) -> None:
     write_bytes_atomic(path, lambda fh: fh.write(data))
 
 
+def _result(future, i: int):
+    """A worker's result, or its error as one line (a WorkerError; data and input errors as they were)."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise WorkerError(f"training network {i}: a worker process died (killed, or out of memory)") from None
+    except (DataError, ZooError, ResourceError):
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever a worker raised, as one line
+        raise WorkerError(f"training network {i}: {type(error).__name__}: {' '.join(str(error).split())}") from None
+
+
+def _n_params(config: CnnZooConfig) -> tuple[int, int, int]:
+    """(parameters of one network, its weight layers, its widest layer), counted without allocating them."""
+    if config.arch:
+        with torch.device("meta"):
+            weights = [p for p in config.module().parameters()]
+    else:
+        layers = ([IMAGE_PIXELS, *config.widths, CLASSES] if config.widths else None)
+        if layers:
+            return (sum(a * b + b for a, b in zip(layers, layers[1:], strict=False)), len(layers) - 1,
+                    max(layers[1:]))
+        with torch.device("meta"):
+            weights = list(CnnZooNet(config.space()).parameters())
+    kernels = [p for p in weights if p.dim() >= 2]
+    return sum(p.numel() for p in weights), len(kernels), max(p.shape[0] for p in kernels)
+
+
+def estimated_bytes(config: CnnZooConfig, workers: int) -> int:
+    """Memory a build needs, roughly: per training process the network, its gradients and Adam's two
+    moments, and a batch's activations at every layer (full-size feature maps for convolutions); in
+    this process every trained network, stacked twice (the results and the zoo)."""
+    n, layers, widest = _n_params(config)
+    pixels = 1 if config.widths else IMAGE_PIXELS
+    per_worker = 4 * (4 * n + 3 * config.batch_size * widest * pixels * max(layers, 1))
+    return max(1, workers) * per_worker + 2 * 4 * n * config.n_nets
+
+
 def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progress: bool = True,
                   checkpoints: Path | None = None, snapshots: tuple[int, ...] = (),
                   snapshot_dir: Path | None = None) -> Zoo:
@@ -321,6 +372,8 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     networks after each epoch in `snapshots` are kept there, and a zoo of fewer epochs takes its networks
     from there instead of training them (constant learning rate only: otherwise the schedule differs)."""
     source = resolve_source(config.source)
+    check_memory(f"{config.kind} zoo of {config.n_nets} networks trained by {max(1, workers)} process(es)",
+                 estimated_bytes(config, workers))  # before the space is built: a module this wide allocates
     space = config.space()
     hps = [config.sample(i) for i in range(config.n_nets)]
     if config.widths:  # named in each network's record (and so in its checkpoint's key)
@@ -339,6 +392,8 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo),
                desc=f"training {len(jobs)} {config.activation} {config.kind.upper()}s",
                unit="net", disable=not progress)
+    if todo:
+        _load_data(source)  # checked before any worker starts
     if todo and workers <= 1:
         _worker_init(source)
         for i in todo:
@@ -351,7 +406,7 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
             futures = {pool.submit(_job, jobs[i]): i for i in todo}
             for future in as_completed(futures):
                 i = futures[future]
-                results[i] = future.result()
+                results[i] = _result(future, i)
                 _save_trained(paths[i], results[i])
                 bar.update()
     bar.close()

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from zoos.colour import ColourDataError, find_colour_dataset, load_colour
-from zoos.files import InputError, check_input, too_large
+from zoos.files import InputError, ResourceError, check_input, check_memory, too_large
 
 FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -126,4 +126,24 @@ def load_images(source: str = "auto", split: str = "train") -> tuple[torch.Tenso
             raise DataError(str(e)) from None
         return torch.from_numpy(images), torch.from_numpy(labels)
     images, labels = _idx_pair(directory, split)
+    try:  # the float copy is 4x the bytes read: refuse it here, in one line, rather than as a MemoryError
+        check_memory(f"{directory}: {len(images)} {split} images as float32", 2 * images.size * 4)
+    except ResourceError as e:
+        raise DataError(str(e)) from None
     return torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels.astype(np.int64))
+
+
+def check_classifier_data(source: str, images: torch.Tensor, labels: torch.Tensor, input_hw: tuple[int, int],
+                          classes: int, split: str = "train") -> None:
+    """DataError (one line, naming the data) unless the images are `input_hw` and every label is a class of
+    `classes`: checked before workers start, so that a wrong data set is one message, not a worker's crash."""
+    where = FASHION_MNIST_DIR if source == "fashion-mnist" else source
+    if len(images) == 0:
+        raise DataError(f"{where}: the {split} split holds no images")
+    if tuple(images.shape[-2:]) != tuple(input_hw):
+        raise DataError(f"{where}: {split} images are {tuple(images.shape[-2:])} pixels, the networks read "
+                        f"{tuple(input_hw)}")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        raise DataError(f"{where}: {split} labels range over [{low}, {high}], the networks have {classes} classes "
+                        f"(labels 0 to {classes - 1})")

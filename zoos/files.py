@@ -13,6 +13,7 @@ writer's leftover and may be removed.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import math
 import os
@@ -64,11 +65,52 @@ def clean_temp_files(directory: Path, max_age_s: float = math.inf) -> int:
     return removed
 
 
+class OutputError(ValueError):
+    """An output path the harness will not write to (a directory, socket or block device, a FIFO nobody
+    reads); the message names it."""
+
+
+def _kind(mode: int) -> str:
+    return ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+
+
+def _stream(path: Path, write) -> Path:
+    """Write into a FIFO or character device as a stream: never renamed over, never truncated away."""
+    try:  # a FIFO nobody reads would block forever: refuse it instead
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        reason = "a FIFO with no reader" if e.errno == errno.ENXIO else e.strerror
+        raise OutputError(f"{path}: cannot be written ({reason})") from None
+    os.set_blocking(fd, True)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+    except OSError as e:  # /dev/full: ENOSPC, a reader gone: EPIPE
+        raise OutputError(f"{path}: writing failed ({e.strerror or e})") from None
+    return path
+
+
 def write_bytes_atomic(path: str | os.PathLike, write, durable: bool = False) -> Path:
     """Call `write(file)` on a temp sibling of `path`, fsync, rename: readers see the old or the new file.
 
+    Only an absent path or a regular file is replaced (a symlink's target, never the link itself); a FIFO
+    or a character device (/dev/stdout, /dev/null) is written as a stream, never renamed over; a directory,
+    socket or block device is refused (OutputError).
+
     `durable`: fsync the directory too, so that the rename itself survives a power cut."""
     path = Path(path)
+    if path.is_symlink():  # write where the link points, keep the link
+        path = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+            return _stream(path, write)
+        raise OutputError(f"{path}: {_kind(mode)}, not a regular file: refused (the harness replaces only "
+                          f"regular files, and writes to FIFOs and character devices as streams)")
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{tmp_suffix()}")
     try:
         with open(tmp, "wb") as fh:
@@ -103,17 +145,71 @@ class InputError(ValueError):
 
 
 def input_limit() -> int:
-    """Bytes one input may take in memory: $REBASIN_MAX_INPUT_BYTES, else 4 GiB or half the RAM."""
+    """Bytes one input may take in memory: $REBASIN_MAX_INPUT_BYTES, else 4 GiB or half the RAM, and at most
+    half of what the address-space limit (`ulimit -v`, RLIMIT_AS) leaves this process."""
     if os.environ.get(INPUT_LIMIT_ENV):
         return int(os.environ[INPUT_LIMIT_ENV])
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return DEFAULT_INPUT_LIMIT
-    return min(DEFAULT_INPUT_LIMIT, ram // 2)
+        ram = 2 * DEFAULT_INPUT_LIMIT
+    headroom = _address_space_left()
+    return min(DEFAULT_INPUT_LIMIT, ram // 2, headroom // 2 if headroom is not None else ram)
+
+
+def _address_space_left() -> int | None:
+    """Bytes RLIMIT_AS still lets this process map (None: no limit)."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        mapped = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError, ValueError, IndexError):
+        return None
+    return max(0, soft - mapped)
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: the system's available memory (MemAvailable), and no more
+    than the address-space limit (RLIMIT_AS) leaves it."""
+    available = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            available = 2 * DEFAULT_INPUT_LIMIT
+    headroom = _address_space_left()
+    return available if headroom is None else min(available, headroom)
+
+
+class ResourceError(ValueError):
+    """Work refused before it starts because it would not fit in memory; the message says what and how much."""
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed; the message is its error in one line (the CLI prints it without a traceback)."""
+
+
+def check_memory(what: str, needed: int, share: float = 0.9) -> None:
+    """ResourceError when `needed` bytes (an estimate made before any work) exceed `share` of the memory
+    available (`available_memory`: RAM and RLIMIT_AS)."""
+    available = available_memory()
+    if needed > share * available:
+        raise ResourceError(f"{what}: needs about {_size(needed)} of memory, more than the {_size(available)} "
+                            f"available (RAM and ulimit -v): refused before starting")
 
 
 def _size(n: int) -> str:
+    if n >= 2**40:
+        return f"{n / 2**40:,.0f} TiB"
     return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
@@ -136,8 +232,7 @@ def check_input(path: str | os.PathLike, limit: int | None = None) -> Path:
     except OSError as e:
         raise InputError(f"{path}: cannot be read ({e.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
-        kind = ("a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode)
-                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket")
+        kind = _kind(info.st_mode)
         raise InputError(f"{path}: {kind}, not a regular file: refused (reading it could block or never end)")
     error = too_large(path, "holds", info.st_size, limit)
     if error:
@@ -172,3 +267,76 @@ def check_parquet(path: str | os.PathLike, limit: int | None = None) -> Path:
     if error:
         raise error
     return path
+
+
+# ---- the one guarded reader of tensor files (.pt / .pth / .safetensors) ---------------------------
+TENSOR_FILE_MEMBERS = 100_000  # torch writes one zip member per storage: no real checkpoint nears this
+ZIP_SLACK = 2**20  # bytes a torch archive's members may promise beyond the archive's own size (headers)
+
+
+def check_zip(path: str | os.PathLike, limit: int | None = None, max_members: int = TENSOR_FILE_MEMBERS) -> None:
+    """For a zip archive (torch's format): refuse more than `max_members` members, members promising more
+    than `limit` bytes once inflated, or more than the archive itself holds (torch stores tensors
+    uncompressed, so an archive that inflates past its own size is a zip bomb), before anything is inflated."""
+    import zipfile
+
+    path = Path(path)
+    limit = input_limit() if limit is None else limit
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable zip archive ({type(e).__name__}: {e})") from None
+    if len(members) > max_members:
+        raise InputError(f"{path}: a zip archive of {len(members)} members, more than a state dict of "
+                         f"{max_members} tensors")
+    inflated = sum(m.file_size for m in members)
+    error = too_large(path, "zip members inflate to", inflated, limit)
+    if error:
+        raise error
+    if inflated > os.stat(path).st_size + ZIP_SLACK:
+        raise InputError(f"{path}: zip members inflate to {_size(inflated)} from a {_size(os.stat(path).st_size)} "
+                         f"file: refused (torch stores tensors uncompressed; this is a zip bomb)")
+
+
+def load_tensors(path: str | os.PathLike, limit: int | None = None, max_members: int = TENSOR_FILE_MEMBERS,
+                 floats: bool = False) -> dict:
+    """A `.safetensors`, `.pt` or `.pth` file's contents, guarded: a regular file (`check_input`: no FIFO,
+    device or directory) of at most `limit` bytes, zip members sized first (`check_zip`), `.pt`/`.pth`
+    read with `torch.load(weights_only=True)` (tensors and plain containers, never pickled code). With
+    `floats`, every tensor of the (top-level) dict must be a floating point one. InputError names the file."""
+    import warnings
+
+    import torch
+
+    path = check_input(path, limit)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            obj = load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise InputError(f"{path}: unreadable safetensors file ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())})") from None
+    else:
+        check_zip(path, limit, max_members)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch warns about pickle protocols; the error is what counts
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - garbage raises KeyError, EOFError, RuntimeError, UnpicklingError...
+            if type(e).__name__ == "UnpicklingError":
+                detail = next((line for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line),
+                              "unsupported pickle content")
+                raise InputError(f"{path}: refused: the file holds pickled Python objects, not only tensors "
+                                 f"(torch.load weights_only=True: {' '.join(detail.split())})") from None
+            raise InputError(f"{path}: unreadable as a PyTorch state dict ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())})") from None
+    if floats and isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, torch.Tensor) and not torch.is_floating_point(value) \
+                    and not str(key).endswith("num_batches_tracked"):
+                raise InputError(f"{path}: {key} has dtype {value.dtype}, expected a floating point tensor")
+    return obj

@@ -18,8 +18,6 @@ import math
 import random
 import re
 import sys
-import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ import pandas as pd
 import torch
 
 from zoos.data import DataError, load_images
-from zoos.files import InputError, check_input, read_input, too_large
+from zoos.files import InputError, check_input, load_tensors, read_input
 from zoos.space import Params, SpecError, cnn_zoo_space, siren_space
 from zoos.zoo import SPLITS, Zoo, ZooError
 
@@ -53,33 +51,13 @@ def _fail(path, problem) -> ZooError:
 def _load_state_dict(path: Path) -> dict:
     """A `.pth` state dict, read without unpickling anything but tensors and plain containers.
 
-    Sizes are checked first: the file, and for a zip archive (torch's format) the sizes its members
-    promise once inflated and their number, so no archive can expand past what a SIREN needs."""
+    Sizes are checked first (`zoos.files.load_tensors`, the reader every importer shares): the file, and
+    for a zip archive (torch's format) the sizes its members promise once inflated and their number, so
+    no archive can expand past what a SIREN needs."""
     try:
-        check_input(path, STATE_DICT_LIMIT)
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                members = archive.infolist()
-            if len(members) > STATE_DICT_MEMBERS:
-                raise InputError(f"{path}: a zip archive of {len(members)} members, more than a state dict "
-                                 f"of {STATE_DICT_MEMBERS} tensors")
-            error = too_large(path, "zip members inflate to", sum(m.file_size for m in members), STATE_DICT_LIMIT)
-            if error:
-                raise error
+        obj = load_tensors(path, STATE_DICT_LIMIT, STATE_DICT_MEMBERS)
     except InputError as e:
         raise ZooError(str(e)) from None
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise _fail(path, f"unreadable zip archive ({type(e).__name__}: {e})") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about pickle protocols; the error below is what counts
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - garbage raises KeyError, EOFError, RuntimeError, UnpicklingError...
-        if type(e).__name__ == "UnpicklingError":
-            detail = next((line for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
-            raise _fail(path, f"refused: the file holds pickled Python objects, not only tensors "
-                              f"(torch.load weights_only=True: {detail or 'unsupported pickle content'})") from None
-        raise _fail(path, f"unreadable as a PyTorch state dict ({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict):
         raise _fail(path, f"holds a {type(obj).__name__}, expected a state dict")
     return obj

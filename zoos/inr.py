@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from zoos.data import load_images, resolve_source
+from zoos.files import WorkerError, check_memory
 from zoos.space import Params, WeightSpace, siren_space
 from zoos.tasks import inr_grid, psnr
 from zoos.zoo import Zoo, assign_splits
@@ -166,10 +167,11 @@ def _fit_in_processes(space, init, images, steps, lr, progress, workers) -> tupl
             except queues.Empty:
                 dead = [p.exitcode for i, p in enumerate(procs) if i not in done and p.exitcode is not None]
                 if dead:
-                    raise RuntimeError(f"INR fitting: a worker process died (exit code {dead[0]})") from None
+                    raise WorkerError(f"INR fitting: a worker process died (exit code {dead[0]}; killed, or out "
+                                      f"of memory)") from None
                 continue
             if kind == "error":
-                raise RuntimeError(f"INR fitting worker: {payload}")
+                raise WorkerError(f"INR fitting worker: {' '.join(str(payload).split())}")
             if kind == "done":
                 done[i] = payload
             else:
@@ -289,6 +291,15 @@ def image_draw(n_available: int, n_images: int, extra_train_images: int = 0, see
     return pick, assign_splits(n_images, seed=seed) + ["train"] * extra_train_images
 
 
+def inr_bytes(space: WeightSpace, n: int, chunk: int = 512, pixels: int = 28 * 28) -> int:
+    """Memory an INR build needs, roughly: the fitting kernel's three [networks, pixels, units] buffers per
+    hidden layer for one stacked chunk, and every network's parameters with gradients and Adam's moments
+    (twice over: the fitted chunks and the zoo)."""
+    hidden = space.layers[:-1]
+    buffers = 3 * min(chunk, n) * pixels * sum(layer.n_out for layer in hidden) * 4
+    return buffers + 6 * 4 * n * space.n_params
+
+
 def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int = 2, steps: int = 1000,
                   lr: float = 5e-3, hidden: int = 32, depth: int = 2, seed: int = 0, chunk: int = 512,
                   progress: bool = True, extra_train_images: int = 0, device: str | torch.device = "cpu",
@@ -301,10 +312,12 @@ def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int
     `workers`: CPU processes sharing the fitting (the same zoo whatever the number).
     """
     source = resolve_source(source)
+    space = siren_space(hidden, depth)
+    n = n_images * fits_per_image + extra_train_images
+    check_memory(f"INR zoo of {n} SIRENs ({hidden} wide, {depth} deep)", inr_bytes(space, n, chunk))
     images, labels = load_images(source, "train")
     pick, image_split = image_draw(len(images), n_images, extra_train_images, seed)
     targets = images[pick]
-    space = siren_space(hidden, depth)
     target_of = torch.cat([torch.arange(n_images).repeat_interleave(fits_per_image),
                            torch.arange(n_images, n_images + extra_train_images)])
     n = len(target_of)

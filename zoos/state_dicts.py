@@ -4,7 +4,8 @@ The module (`package.module:Class`, built with keyword arguments) gives the weig
 `zoos.trace.trace_space`; every file in the directory (`*.pt`, `*.pth`, `*.safetensors`, sorted by
 name) gives one network, its entries paired with the space's parameters by name. `.pt` / `.pth`
 files are read with `torch.load(weights_only=True)`: tensors and plain containers only, never
-arbitrary pickled objects. Every problem is one line naming the file.
+arbitrary pickled objects, through `zoos.files.load_tensors` (FIFOs and devices refused, zip members
+sized before they are inflated). Every problem is one line naming the file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from zoos.files import InputError, load_tensors
 from zoos.space import SpecError
 from zoos.trace import state_params, trace_space
 from zoos.zoo import Zoo, ZooError
@@ -38,21 +40,20 @@ def module_from_path(spec: str, kwargs: dict | None = None) -> torch.nn.Module:
 
 
 def read_state(path: Path) -> dict:
-    """One file's state_dict (a checkpoint dict holding one under 'state_dict' is unwrapped)."""
+    """One file's state_dict (a checkpoint dict holding one under 'state_dict' is unwrapped), through the
+    guarded reader every importer shares (`zoos.files.load_tensors`: a regular file of bounded size, zip
+    members sized before inflating, no pickled code); integer tensors are refused (weights are floats)."""
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch and safetensors raise many types; the user needs one line
-        raise ZooError(f"{path}: not a readable state_dict ({type(error).__name__}: "
-                       f"{str(error).splitlines()[0] if str(error) else ''})", "weights") from None
+        state = load_tensors(path)
+    except InputError as error:
+        raise ZooError(str(error), "weights") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ZooError(f"{path}: expected a dict of tensors (a state_dict)", "weights")
+    for key, value in state.items():
+        if not torch.is_floating_point(value) and not str(key).endswith("num_batches_tracked"):
+            raise ZooError(f"{path}: {key} has dtype {value.dtype}, expected a floating point tensor", "weights")
     return state
 
 

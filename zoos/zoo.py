@@ -164,8 +164,11 @@ def is_saved_zoo(directory: Path) -> bool:
 
 
 def check_replaceable(directory: str | os.PathLike) -> Path:
-    """`directory`, if the harness may write a zoo there: absent, empty, or a zoo it saved; else ZooError."""
+    """`directory`, if the harness may write a zoo there: absent, empty, or a zoo it saved; else ZooError.
+    A symlink is followed: the zoo goes where it points (the link stays), never replacing the link itself."""
     directory = Path(directory)
+    if directory.is_symlink():
+        directory = Path(os.path.realpath(directory))
     if directory.exists() and not (directory.is_dir() and (is_saved_zoo(directory) or not any(directory.iterdir()))):
         raise ZooError(f"{directory}: exists and is not a zoo this harness wrote; refusing to replace it"
                        " (choose another output directory)")

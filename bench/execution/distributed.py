@@ -99,14 +99,68 @@ def run_batch(batch: UnitBatch, source: str | Zoo, threads: int = 1) -> tuple[li
 TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
+HANDSHAKE_TIMEOUT_S = 5.0
+HANDSHAKE_MAX_BYTES = 2**20  # a Dask handshake is a few hundred bytes
+
+
+def check_scheduler(address: str, timeout: float = HANDSHAKE_TIMEOUT_S) -> None:
+    """ValueError (one line) unless a Dask scheduler answers at `address` (tcp://host:port) within
+    `timeout` seconds. On connecting, a Dask peer sends its handshake at once: an 8-byte little-endian
+    length, then a small msgpack message naming its compression and pickle protocol. An HTTP server sends
+    nothing (it waits for a request), another service sends something else; neither is read further, so
+    no length it claims is ever allocated. Other schemes (tls://, inproc://) are left to Dask."""
+    import socket
+    import struct
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp":
+        return
+    try:
+        host, port = parts.hostname or "localhost", parts.port or 8786
+    except ValueError as error:
+        raise ValueError(f"--scheduler {address}: not host:port ({error})") from None
+
+    def refuse(why: str):
+        return ValueError(f"--scheduler {address}: {why}")
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            head = _read_exactly(sock, 8)
+            (length,) = struct.unpack("<Q", head)
+            if not 0 < length <= HANDSHAKE_MAX_BYTES:
+                raise refuse(f"not a Dask scheduler (its first message claims {length} bytes, a Dask handshake "
+                             f"is a few hundred)")
+            body = _read_exactly(sock, length)
+    except TimeoutError:
+        raise refuse(f"not a Dask scheduler (no Dask handshake within {timeout:g} s; an HTTP server or another "
+                     f"service?)") from None
+    except OSError as error:
+        raise refuse(f"cannot connect ({error.strerror or error})") from None
+    if b"compression" not in body and b"pickle-protocol" not in body:
+        raise refuse("not a Dask scheduler (its first message is not a Dask handshake)")
+
+
+def _read_exactly(sock, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionResetError(0, "the service closed the connection without a Dask handshake")
+        data += chunk
+    return data
+
+
 def connect(workers: int = 2, scheduler: str | None = None):
     """(client, cluster): a client of the scheduler at `scheduler`, or of a new local cluster of
     `workers` single-threaded worker processes under nannies (a killed worker is restarted)."""
     from distributed import Client, LocalCluster
 
     if scheduler:
+        check_scheduler(scheduler)  # a service that is not a Dask scheduler: one line, in seconds
         try:
-            return Client(scheduler), None
+            return Client(scheduler, timeout=f"{HANDSHAKE_TIMEOUT_S * 4:g}s"), None
         except OSError as error:  # one line from the CLI, not a traceback
             raise ValueError(f"--scheduler {scheduler}: cannot connect ({error})") from None
     # Nannies set OMP/MKL/OPENBLAS_NUM_THREADS=1 in the workers (distributed.nanny.pre-spawn-environ), and by

@@ -35,6 +35,7 @@ MLflow: one parent run per study, one nested run per finished trial, written by 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -121,24 +122,12 @@ def protocol_name(spec: str) -> str:
     return parse_method(spec)[0]
 
 
-def _typed(default, text: str, name: str):
-    """A protocol option from its text, typed like the dataclass field's default."""
-    try:
-        if isinstance(default, bool):
-            return text.lower() in ("1", "true", "yes")
-        if isinstance(default, tuple):
-            kinds = {type(d) for d in default}
-            kind = kinds.pop() if len(kinds) == 1 else str
-            return tuple(kind(x) for x in text.split(";") if x)
-        return type(default)(text) if default is not None else text
-    except ValueError:
-        raise SweepError(f"protocol option {name}: cannot read {text!r} as {type(default).__name__}") from None
-
-
 def protocol_options(spec: str, preset: str = "default") -> tuple[str, dict]:
-    """'pairs[n_pairs=8]' -> ('pairs', preset options updated with n_pairs=8). Tuples: 'probes=line;minmax'."""
+    """'pairs[n_pairs=8]' -> ('pairs', preset options updated with n_pairs=8). Tuples: 'probes=line;minmax'.
+    Each option is read by its declared type and range (`bench.protocols.base.Option`): an unknown, ill-typed
+    or out-of-range option is refused here, in one line, before any work."""
     from bench.execution.presets import PRESETS
-    from bench.protocols import PROTOCOLS
+    from bench.protocols import PROTOCOLS, OptionError
     from methods import parse_method, unknown_name
 
     name, given = parse_method(spec)
@@ -147,11 +136,15 @@ def protocol_options(spec: str, preset: str = "default") -> tuple[str, dict]:
     if preset not in PRESETS:
         raise SweepError(unknown_name("preset", preset, PRESETS))
     options = dict(PRESETS[preset].protocols.get(name, {}))
-    defaults = {f.name: f.default for f in dataclasses.fields(PROTOCOLS[name])}
+    declared = PROTOCOLS[name].declared()
     for key, text in given.items():
-        if key not in defaults or key == "seed":
-            raise SweepError(f"protocol {name}: unknown option {key!r} (known: {', '.join(sorted(defaults))})")
-        options[key] = _typed(defaults[key], text, key)
+        if key not in declared or key == "seed":
+            known = ", ".join(sorted(k for k in declared if k != "seed"))
+            raise SweepError(f"protocol {name}: unknown option {key!r} (known: {known})")
+        try:
+            options[key] = declared[key].parse(f"protocol {name}: option {key}", text)
+        except OptionError as error:
+            raise SweepError(str(error)) from None
     return name, options
 
 
@@ -208,15 +201,130 @@ def suggest(trial, name: str, hyper):
 
 
 def make_storage(storage: str | None, results: Path):
-    """An RDB URL as is; anything else is a journal file path (default under <results>/sweeps/)."""
+    """An RDB URL as is; anything else is a journal file path (default under <results>/sweeps/).
+
+    A store is the sweep's only if it is one: an existing journal file must hold Optuna journal records (an
+    empty one is fine), an existing `sqlite:///` database Optuna's tables; anything else (the user's notes,
+    another program's database) is refused in one line, never appended to. A journal whose records were cut
+    (a full disk, a kill mid-write) is repaired: the unreadable lines are set aside, the rest resumes."""
     if storage and "://" in storage:
+        if storage.startswith("sqlite:///"):
+            check_optuna_sqlite(Path(storage.removeprefix("sqlite:///")))
         return storage
     path = Path(storage) if storage else results / SWEEPS_DIR / "optuna.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    repair_journal(path)
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def check_storage(storage: str | None, results: Path) -> None:
+    """`make_storage`'s checks (and journal repair) alone: nothing is created."""
+    if storage and "://" in storage:
+        if storage.startswith("sqlite:///"):
+            check_optuna_sqlite(Path(storage.removeprefix("sqlite:///")))
+        return
+    repair_journal(Path(storage) if storage else results / SWEEPS_DIR / "optuna.journal")
+
+
+JOURNAL_QUARANTINE = "quarantine"  # beside the journal: the original of a repaired journal
+
+
+def _record(line: bytes) -> dict | None:
+    import json
+
+    try:
+        record = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) and "op_code" in record else None
+
+
+def _journal_lines(path: Path) -> tuple[list[bytes], list[int]]:
+    """(the journal's lines, indices of those that are not whole records: a line cut short, or a cut
+    record that a later write continued on the same line)."""
+    from zoos.files import InputError, check_input
+
+    try:
+        check_input(path)
+        data = path.read_bytes()
+    except InputError as e:
+        raise SweepError(f"{e}: not an Optuna journal (--storage)") from None
+    lines = data.splitlines(keepends=True)
+    bad = [i for i, line in enumerate(lines) if not line.endswith(b"\n") or _record(line) is None]
+    return lines, bad
+
+
+def repair_journal(path: Path) -> None:
+    """Refuse a file that is not an Optuna journal; set aside the unreadable lines of one that is."""
+    if not path.exists() and not path.is_symlink():
+        return
+    lines, bad = _journal_lines(path)
+    if not lines:
+        return
+    if len(bad) == len(lines):
+        raise SweepError(f"{path}: exists and is not an Optuna journal (no line is a journal record); refusing to "
+                         f"write sweep records into it (choose another --storage)")
+    if not bad:
+        return
+    from datetime import UTC, datetime
+
+    from optuna.storages.journal import JournalFileSymlinkLock
+    from optuna.storages.journal._file import get_lock_file
+
+    from zoos.files import write_bytes_atomic
+
+    with get_lock_file(JournalFileSymlinkLock(str(path))):  # no sweep appends meanwhile
+        lines, bad = _journal_lines(path)
+        if not bad:
+            return
+        keep = []
+        for i, line in enumerate(lines):
+            if i not in bad:
+                keep.append(line)
+                continue
+            tail = line[line.rfind(b'{"op_code"'):] if b'{"op_code"' in line else b""
+            if tail.endswith(b"\n") and _record(tail) is not None:  # a whole record written after a cut one
+                keep.append(tail)
+        aside = path.parent / JOURNAL_QUARANTINE / f"{path.name}.{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+        aside.parent.mkdir(exist_ok=True)
+        write_bytes_atomic(aside, lambda fh: fh.write(b"".join(lines)))
+        write_bytes_atomic(path, lambda fh: fh.write(b"".join(keep)), durable=True)
+    print(f"bench: warning: {path}: {len(bad)} cut journal line(s) (a full disk or a kill mid-write) left out; "
+          f"the original is kept as {aside}", file=sys.stderr)
+
+
+OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+def check_optuna_sqlite(db: Path) -> None:
+    """SweepError unless `db` is absent, empty, or an SQLite database holding Optuna's tables."""
+    import sqlite3
+
+    from zoos.files import InputError, check_input
+
+    if not db.exists():
+        return
+    try:
+        check_input(db, math.inf)
+        with open(db, "rb") as fh:
+            head = fh.read(16)
+    except (InputError, OSError) as e:
+        raise SweepError(f"{e}: not an Optuna database (--storage)") from None
+    if not head:
+        return
+    tables: set[str] = set()
+    if head == b"SQLite format 3\x00":
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.Error:
+            tables = set()
+    if not OPTUNA_TABLES <= tables:
+        raise SweepError(f"{db}: exists and is not an Optuna database (no Optuna tables); refusing to write sweep "
+                         f"records into it (choose another --storage)")
 
 
 def with_split(protocol: str) -> str:
@@ -620,6 +728,7 @@ def summary(study: optuna.Study) -> dict:
 
 def run_sweep(cfg: SweepConfig) -> dict:
     """Run (or resume) a sweep to `cfg.trials` complete trials; returns `summary`."""
+    check_storage(cfg.storage, cfg.results)  # a storage that is not the sweep's: refused before any work
     cfg, name = prepare(cfg)
     mirror = MlflowSweepMirror(name, cfg.results, cfg.tracking_uri) if cfg.mlflow else None
     _log(cfg, f"study {name!r}: {cfg.trials} trials, {cfg.workers} worker(s), storage "

@@ -13,9 +13,10 @@ A protocol is one file in this package that defines a `Protocol` subclass and de
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -32,6 +33,89 @@ ROLES = ("rank", "shown", "diagnostic", "runtime")
 # An exact method's alignment must not change the function: its functional deviation (max output change
 # relative to the largest output) is float round-off, ~1e-6 on every zoo here. A unit above this fails.
 EXACT_TOLERANCE = 1e-4
+SPLITS = ("train", "val", "test")  # zoos.zoo.SPLITS
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")  # the spellings method booleans take
+
+
+class OptionError(ValueError):
+    """A protocol option of the wrong type, outside its declared range, unknown or given twice (one line)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """A protocol option's declared type and range, as `methods.base.Hyper` declares a hyperparameter's.
+
+    kind: 'int', 'float', 'bool' or 'choice'; `many`: a tuple of such values (written 'a;b;c' in a spec),
+    at most `max_items` of them, none twice. `low`/`high` bound numbers (inclusive); floats must be finite.
+    `check` takes a Python value (from a preset) without converting it, so keys stay as they were;
+    `parse` reads the text of a spec ('merge[repair=false]')."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    many: bool = False
+    max_items: int = 64
+
+    def _one(self, where: str, value: Any) -> Any:
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise OptionError(f"{where}: {value!r} is not a boolean ({'/'.join(_TRUE + _FALSE)})")
+            return value
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise OptionError(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+            return value
+        numeric = isinstance(value, int) if self.kind == "int" else isinstance(value, int | float)
+        if isinstance(value, bool) or not numeric:
+            raise OptionError(f"{where}: {value!r} is not {'an integer' if self.kind == 'int' else 'a number'}")
+        if not math.isfinite(value):
+            raise OptionError(f"{where}: {value!r} is not a finite number")
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise OptionError(f"{where}: {value!r} is outside [{self.low:g}, {self.high:g}]")
+        return value
+
+    def check(self, where: str, value: Any) -> Any:
+        """`value` if it has the declared type and range; else OptionError naming `where` (protocol option)."""
+        if not self.many:
+            return self._one(where, value)
+        if not isinstance(value, tuple | list) or not value:
+            raise OptionError(f"{where}: {value!r} is not a non-empty list of values (write them a;b;c)")
+        if len(value) > self.max_items:
+            raise OptionError(f"{where}: {len(value)} values, more than {self.max_items}")
+        for item in value:
+            self._one(where, item)
+        if len(set(value)) != len(value):
+            raise OptionError(f"{where}: {value!r} lists a value twice")
+        return value
+
+    def _read(self, where: str, text: str) -> Any:
+        text = text.strip()
+        if self.kind == "bool":
+            if text.lower() not in _TRUE + _FALSE:
+                raise OptionError(f"{where}: {text!r} is not a boolean ({'/'.join(_TRUE + _FALSE)})")
+            return text.lower() in _TRUE
+        if self.kind == "int":
+            try:
+                return int(text)
+            except ValueError:
+                raise OptionError(f"{where}: {text!r} is not an integer") from None
+        if self.kind == "float":
+            try:
+                return float(text)
+            except ValueError:
+                raise OptionError(f"{where}: {text!r} is not a number") from None
+        return text
+
+    def parse(self, where: str, text: str) -> Any:
+        """The typed, checked value of a spec's text ('5', 'false', 'P;PS', '0;0.01')."""
+        value = tuple(self._read(where, t) for t in text.split(";") if t.strip()) if self.many \
+            else self._read(where, text)
+        return self.check(where, value)
+
+
+BASE_OPTIONS = {"split": Option("choice", choices=SPLITS), "lambdas": Option("int", 2, 1001),
+                "seed": Option("int", 0, 2**31 - 1)}
 
 
 @dataclass(frozen=True)
@@ -104,6 +188,22 @@ class Protocol:
     split: str = "test"
     lambdas: int = 25
     seed: int = 0
+
+    # each option's declared type and range (`Option`), beside the base's split, lambdas and seed; every
+    # dataclass field of a protocol must be declared (tests/test_safety_inputs.py checks that)
+    options: ClassVar[dict[str, Option]] = {}
+
+    def __post_init__(self):
+        declared = self.declared()
+        for f in fields(self):
+            if f.name not in declared:
+                raise OptionError(f"protocol {self.name}: option {f.name!r} has no declared type and range")
+            declared[f.name].check(f"protocol {self.name}: option {f.name}", getattr(self, f.name))
+
+    @classmethod
+    def declared(cls) -> dict[str, Option]:
+        """Every option's declaration: the base's, then the protocol's own (which may narrow them)."""
+        return {**BASE_OPTIONS, **cls.options}
 
     def grid(self) -> torch.Tensor:
         return torch.linspace(0, 1, self.lambdas)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.evaluation.repair import recount_statistics
-from bench.protocols.base import Metric, Protocol, Unit, info_columns, pick, register, target
+from bench.protocols.base import Metric, Option, Protocol, Unit, info_columns, pick, register, target
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import apply_perms, select, stack
 from zoos.zoo import Zoo
@@ -199,6 +199,9 @@ class Combine(Protocol):
                Metric("psnr_endpoints", "PSNR of the endpoints", True, role="diagnostic"),
                Metric("align_s", "align s", role="runtime"))
     sections = ("probe",)
+    options = {"n_pairs": Option("int", 0, 100_000), "n_triples": Option("int", 0, 100_000),
+               "samples": Option("int", 1, 1000), "probes": Option("choice", choices=PROBES, many=True),
+               "fractions": Option("float", 0.0, 1.0, many=True), "n_inputs": Option("int", 1, 100_000)}
     lambdas: int = 11  # values of each probe's parameter
     n_pairs: int = 4
     n_triples: int = 2
@@ -208,6 +211,7 @@ class Combine(Protocol):
     n_inputs: int = 256  # inputs for the robustness probe's activation correlations
 
     def __post_init__(self):
+        super().__post_init__()
         unknown = set(self.probes) - set(PROBES)
         if unknown:
             raise ValueError(f"combine: unknown probe(s) {', '.join(sorted(unknown))} (known: {', '.join(PROBES)})")

@@ -19,7 +19,7 @@ import torch
 
 from bench.evaluation.cycles import all_triples, mean_cycle_error
 from bench.evaluation.repair import repair_merged, statistics_inputs
-from bench.protocols.base import Metric, Protocol, Unit, info_columns, pick, register, target
+from bench.protocols.base import Metric, Option, Protocol, Unit, info_columns, pick, register, target
 from methods.base import Aligner, Merged
 from zoos.space import Params
 from zoos.symmetry import GroupElement, select
@@ -58,6 +58,8 @@ class Merge(Protocol):
     name = "merge"
     metrics = _merge_metrics()
     sections = ("n_models",)
+    options = {"sizes": Option("int", 2, 128, many=True), "n_groups": Option("int", 1, 100_000),
+               "repair": Option("bool"), "max_triples": Option("int", 0, 10_000)}
     sizes: tuple[int, ...] = (2, 3, 5, 8)
     n_groups: int = 2
     repair: bool = True

@@ -15,6 +15,7 @@ import torch
 from bench.protocols.base import (
     Endpoints,
     Metric,
+    Option,
     Protocol,
     Unit,
     curve_metrics,
@@ -36,6 +37,8 @@ class Orbit(Protocol):
     metrics = curve_metrics() + (Metric("recovered", "recovered", True, trials=1),
                                  Metric("recovery_error", "recovery error", role="diagnostic"))
     sections = ("action", "eps")
+    options = {"n_nets": Option("int", 1, 100_000), "actions": Option("choice", choices=ACTIONS, many=True),
+               "eps": Option("float", 0.0, 10.0, many=True)}
     n_nets: int = 8
     actions: tuple[str, ...] = ACTIONS
     eps: tuple[float, ...] = (0.0, 1e-3, 1e-2, 5e-2)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bench.protocols.base import (
     Endpoints,
+    Option,
     Protocol,
     Unit,
     curve_metrics,
@@ -29,6 +30,7 @@ from zoos.zoo import Zoo
 class Pairs(Protocol):
     name = "pairs"
     metrics = curve_metrics()
+    options = {"n_pairs": Option("int", 1, 100_000)}
     n_pairs: int = 16
 
     def units(self, zoo: Zoo) -> list[Unit]:

@@ -39,6 +39,9 @@ GAPS_FILE = "gaps.json"  # what each (zoo, protocol) last asked for could not me
 # Leading columns of `table()`, in this order; the rest follow alphabetically.
 ID_COLUMNS = ("key", "run_id", "method", "variant", "zoo", "zoo_hash", "protocol", "unit", "action", "eps", "seed")
 SORT_COLUMNS = ("zoo", "protocol", "action", "eps", "variant", "unit", "seed", "run_id", "key")
+# what every part writes these columns as: a part holding them as other types is not one of ours
+TEXT_COLUMNS = ("key", "run_id", "method", "variant", "zoo", "zoo_hash", "protocol", "unit", "action", "error")
+NUMBER_COLUMNS = ("eps", "seed")
 
 _counter = itertools.count()
 
@@ -130,6 +133,24 @@ def from_arrow(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
+def _check_schema(schema: pa.Schema) -> None:
+    """ValueError unless `schema` is a results part's: a 'key' column, and the identity columns it holds of
+    the types `append` writes (text; numbers for eps and seed; text or a timestamp for time), so that one
+    foreign or damaged part cannot make every read fail (it is quarantined instead)."""
+    if "key" not in schema.names:
+        raise ValueError("a Parquet file without a 'key' column: not a results part")
+    for field in schema:
+        t = field.type
+        ok = (pa.types.is_null(t)
+              or (field.name in TEXT_COLUMNS and (pa.types.is_string(t) or pa.types.is_large_string(t)))
+              or (field.name in NUMBER_COLUMNS and (pa.types.is_integer(t) or pa.types.is_floating(t)))
+              or (field.name == "time" and (pa.types.is_string(t) or pa.types.is_large_string(t)
+                                            or pa.types.is_timestamp(t)))
+              or field.name not in (*TEXT_COLUMNS, *NUMBER_COLUMNS, "time"))
+        if not ok:
+            raise ValueError(f"column {field.name!r} holds {t}, not what a results part holds there")
+
+
 def _write_atomic(table: pa.Table, final: Path) -> None:
     """A part appears whole or not at all; the rename itself is made durable too."""
     write_bytes_atomic(final, lambda fh: pq.write_table(table, fh), durable=True)
@@ -187,8 +208,7 @@ class ResultStore:
         for part in parts:
             try:
                 check_parquet(part)  # a FIFO would block the read, a bomb exhaust memory: set aside first
-                if "key" not in pq.read_schema(part).names:
-                    raise ValueError("a Parquet file without a 'key' column: not a results part")
+                _check_schema(pq.read_schema(part))
                 if columns is None:
                     tables.append(pq.read_table(part))
                 else:

@@ -34,19 +34,20 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from bench.store.results import is_missing, to_arrow
-from zoos.files import TMP_PREFIX, InputError, check_input, tmp_suffix
+from zoos.files import TMP_PREFIX, InputError, check_input, tmp_suffix, write_bytes_atomic
 
 GROUP_COLUMNS = ("run_id", "variant", "zoo", "protocol")
 # numeric columns that describe a unit rather than measure it
 NOT_METRICS = {"seed", "eps"}
 GROUP_TAG, CONTENT_TAG = "bench.group_key", "bench.content_key"
+RESULTS_TAG = "bench.results_id"  # the results folder a run mirrors (`results_id`): a tracking URI may serve several
 EXPERIMENT = "rebasin-bench"
 LOCK = ".mlflow.lock"  # in the results directory: one process creates or writes the mirror at a time
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -108,6 +109,9 @@ def check_backend(uri: str) -> None:
         if head and head != SQLITE_MAGIC:
             raise TrackingError(f"{db}: not an SQLite database, so not an MLflow store: the mirror is skipped "
                                 f"(move the file aside to start a new one, or pass --no-mlflow)")
+        if head and not MLFLOW_TABLES <= _sqlite_tables(db):  # a user's own database: never migrate it
+            raise TrackingError(f"{db}: an SQLite database without MLflow's tables, so not an MLflow store: the "
+                                f"mirror is skipped (move the file aside to start a new one, or pass --no-mlflow)")
         return
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https"):
@@ -121,6 +125,19 @@ def check_backend(uri: str) -> None:
         except (OSError, ValueError) as e:
             raise TrackingError(f"{uri}: MLflow tracking server unreachable within {CONNECT_TIMEOUT_S:g} s "
                                 f"({e}): the mirror is skipped") from None
+
+
+MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}  # what marks an MLflow store (ours: `_create_db`)
+
+
+def _sqlite_tables(db: Path) -> set[str]:
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error:
+        return set()
 
 
 def _create_db(db: Path) -> None:
@@ -223,10 +240,10 @@ def all_runs(client, experiment_id: str):
             return
 
 
-def _existing(client, experiment_id: str) -> tuple[set[str], dict[str, list[str]]]:
-    """Content keys of finished mirror runs, and run ids per group key."""
+def _existing(client, experiment_id: str, mine=lambda run: True) -> tuple[set[str], dict[str, list[str]]]:
+    """Content keys of finished mirror runs (of this results folder: `mine`), and run ids per group key."""
     done, by_group = set(), {}
-    for run in all_runs(client, experiment_id):
+    for run in filter(mine, all_runs(client, experiment_id)):
         tags = run.data.tags
         if GROUP_TAG in tags:
             by_group.setdefault(tags[GROUP_TAG], []).append(run.info.run_id)
@@ -328,7 +345,45 @@ def _client(tracking_uri: str | None, experiment: str, results_dir):
             exp_id = _experiment_id(client, experiment, artifact_root(uri))
         except Exception as e:  # noqa: BLE001 - sqlalchemy, requests and MLflow raise many types
             raise TrackingError(f"{uri}: unusable MLflow store ({type(e).__name__}: {e})".splitlines()[0]) from None
-        yield client, exp_id
+        yield client, exp_id, owner(uri, results_dir)
+
+
+ID_FILE = ".mirror-id"  # in the results directory: the id its mirror runs are tagged with (RESULTS_TAG)
+
+
+def results_id(results_dir) -> str:
+    """The results folder's identity for its mirror runs: a random id kept in the folder (made on first use,
+    under the mirror lock), so that the folder moved or copied still owns its runs, and two folders sharing
+    a tracking URI never take each other's."""
+    import uuid
+
+    path = Path(results_dir) / ID_FILE
+    try:
+        text = path.read_text().strip() if path.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if re.fullmatch(r"[0-9a-f]{32}", text):
+        return text
+    new = uuid.uuid4().hex
+    write_bytes_atomic(path, lambda fh: fh.write(new.encode()))
+    return new
+
+
+def owner(uri: str, results_dir) -> Callable:
+    """run -> whether it mirrors this results folder: a mirror or report run tagged with this folder's id
+    (RESULTS_TAG, `results_id`), or, in the folder's own `mlflow.db` only, one written before runs carried
+    the tag. Runs made by hand, and runs of other results folders sharing a tracking URI, are never counted,
+    replaced or deleted. `owner(...).results_id` is the tag's value."""
+    here = results_id(results_dir)
+    own_db = uri == f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
+
+    def mine(run) -> bool:
+        tags = run.data.tags
+        if GROUP_TAG not in tags and REPORT_TAG not in tags:
+            return False
+        return tags[RESULTS_TAG] == here if RESULTS_TAG in tags else own_db
+    mine.results_id = here
+    return mine
 
 
 def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
@@ -343,8 +398,8 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
         return []
     from mlflow.entities import Metric, Param
 
-    with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
-        done, by_group = _existing(client, exp_id)
+    with _client(tracking_uri, experiment, results_dir) as (client, exp_id, mine):
+        done, by_group = _existing(client, exp_id, mine)
         new_runs = []
         for ident, group_key, content_key, rows in _groups(table):
             if content_key in done:
@@ -353,6 +408,7 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
             params = {c: _text(first.get(c)) for c in ("method", "variant", "zoo", "protocol")}
             params.update(method_params(rows, methods))
             tags = {GROUP_TAG: group_key, CONTENT_TAG: content_key, "bench.run_id": ident["run_id"],
+                    RESULTS_TAG: mine.results_id, "bench.results_path": str(Path(results_dir).resolve()),
                     **{f"bench.{c}": ident[c] for c in ("variant", "zoo", "protocol")}}
             if "zoo_hash" in rows.columns:
                 tags["bench.zoo_hash"] = _text(first["zoo_hash"])
@@ -410,11 +466,12 @@ def mirror_report(results_dir: str | os.PathLike = "results", tracking_uri: str 
         digest.update(f.name.encode())
         digest.update(f.read_bytes())
     key = digest.hexdigest()[:16]
-    with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
-        old = [r for r in all_runs(client, exp_id) if REPORT_TAG in r.data.tags]
+    with _client(tracking_uri, experiment, results_dir) as (client, exp_id, mine):
+        old = [r for r in all_runs(client, exp_id) if REPORT_TAG in r.data.tags and mine(r)]
         if any(r.data.tags[REPORT_TAG] == key and r.info.status == "FINISHED" for r in old):
             return None
-        run = client.create_run(exp_id, run_name="report", tags={REPORT_TAG: key, "bench.role": "report"})
+        run = client.create_run(exp_id, run_name="report", tags={REPORT_TAG: key, "bench.role": "report",
+                                                                 RESULTS_TAG: mine.results_id})
         try:
             for f in files:
                 client.log_artifact(run.info.run_id, str(f), "figures" if f.suffix == ".png" else "tables")
@@ -432,8 +489,8 @@ def check(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str 
     """How the MLflow mirror differs from the table (empty: consistent): groups missing or mirrored
     with other units, runs with no group in the table, unfinished or duplicate runs, wrong unit counts."""
     expected = {content_key: (ident, rows) for ident, _, content_key, rows in _groups(table)} if len(table) else {}
-    with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
-        runs = list(all_runs(client, exp_id))
+    with _client(tracking_uri, experiment, results_dir) as (client, exp_id, mine):
+        runs = [r for r in all_runs(client, exp_id) if mine(r)]
     problems, seen = [], {}
     for run in runs:
         tags, rid = run.data.tags, run.info.run_id
@@ -461,8 +518,9 @@ def check(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str 
 def rebuild(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str = EXPERIMENT,
             results_dir: str | os.PathLike = "results", protocols: Mapping | None = None,
             methods: Mapping | None = None) -> list[str]:
-    """Delete every run of the mirror's experiment and mirror `table` afresh; returns the new run ids."""
-    with _client(tracking_uri, experiment, results_dir) as (client, exp_id):
-        for run in list(all_runs(client, exp_id)):
+    """Delete the mirror's runs of this results folder (`owner`: never another folder's, never one made by
+    hand) and mirror `table` afresh; returns the new run ids."""
+    with _client(tracking_uri, experiment, results_dir) as (client, exp_id, mine):
+        for run in [r for r in all_runs(client, exp_id) if mine(r)]:
             client.delete_run(run.info.run_id)
     return mirror(table, tracking_uri, experiment, results_dir, protocols, methods)

@@ -63,7 +63,10 @@ class Case:
 
 CLASSES = {"malformed": "malformed or inconsistent files (earlier catalogue)",
            "user-data": "1. the user's data under an output path",
-           "hang-or-memory": "5. inputs that hang or exhaust memory"}
+           "hang-or-memory": "5. inputs that hang or exhaust memory",
+           # issue 34 (refusals; its other cases are scenarios in tests/harness/safety.py)
+           "importers": "III.3 importers without the input guards",
+           "workers": "III.6 errors lost in worker processes"}
 
 
 @contextlib.contextmanager
@@ -369,7 +372,64 @@ def _metadata_bomb(good, work):
     return run_argv(work)
 
 
-_SMALL_LIMIT = (("REBASIN_MAX_INPUT_BYTES", str(2 * 2**20)),)  # 2 MiB: bombs of a few MB test the same code
+_SMALL_LIMIT = (("REBASIN_MAX_INPUT_BYTES", str(2 * 2**20)),)
+
+
+# ---- issue 34: the state-dicts importer, and zoo builds whose workers would fail ----------------------
+def state_dicts_argv(work: Path) -> list[str]:
+    return ["zoo", "import", "state-dicts", str(work / "ckpt"), "--module", "zoos.models:VGG", "--kwargs",
+            '{"width": 4}', "--dataset", "digits", "--out", str(work / OUT)]
+
+
+def _vgg_state() -> dict:
+    from zoos.models import VGG
+
+    torch.manual_seed(0)
+    return VGG(width=4).state_dict()
+
+
+def _state_dicts(write: Callable[[Path], None]) -> Callable[[Path, Path], list[str]]:
+    def make(good, work):
+        (work / "ckpt").mkdir(parents=True)
+        write(work / "ckpt")
+        return state_dicts_argv(work)
+    return make
+
+
+def _fifo_named(name: str) -> Callable[[Path], None]:
+    return lambda folder: os.mkfifo(folder / name)
+
+
+def _deflated_pt(folder: Path) -> None:
+    """A torch-style zip archive whose one member is 64 MiB of zeros, deflated to ~64 KB."""
+    with zipfile.ZipFile(folder / "net0.pt", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("archive/data/0", "w") as member:
+            for _ in range(64):
+                member.write(bytes(2**20))
+
+
+def _int_tensors(folder: Path) -> None:
+    state = _vgg_state()
+    key = next(k for k in state if k.endswith("weight"))
+    torch.save({**state, key: state[key].round().long()}, folder / "net0.pt")
+
+
+def _idx_dir(hw: int, label: int) -> Callable[[Path, Path], list[str]]:
+    """`zoo build cnn` on an IDX directory of `hw` x `hw` images labelled `label`."""
+    def make(good, work):
+        images = work / "images"
+        images.mkdir(parents=True)
+        for stem in ("train", "t10k"):
+            (images / f"{stem}-images-idx3-ubyte").write_bytes(_idx_header((50, hw, hw)) + bytes(50 * hw * hw))
+            (images / f"{stem}-labels-idx1-ubyte").write_bytes(_idx_header((50,)) + bytes([label]) * 50)
+        return ["zoo", "build", "cnn", "--nets", "2", "--epochs", "1", "--workers", "2", "--data", str(images),
+                "--quiet", "--out", str(work / OUT)]
+    return make
+
+
+def _missing_data(good, work):
+    return ["zoo", "build", "cnn", "--nets", "2", "--epochs", "1", "--workers", "2", "--data", str(work / "nodata"),
+            "--quiet", "--out", str(work / OUT)]  # 2 MiB: bombs of a few MB test the same code
 
 
 # ---- the catalogue ----------------------------------------------------------------------------------
@@ -464,6 +524,21 @@ CASES: dict[str, Case] = {c.name: c for c in (
          env=_SMALL_LIMIT),
     Case("metadata-footer-bomb", "metadata.parquet row groups promising past the limit", _metadata_bomb,
          "row groups promise", _M, klass="hang-or-memory", env=_SMALL_LIMIT),
+    Case("state-dicts-fifo-pt", "state-dicts: a FIFO named net0.pt", _state_dicts(_fifo_named("net0.pt")),
+         "a FIFO, not a regular file", "ckpt/net0.pt", stored=False, klass="importers"),
+    Case("state-dicts-fifo-safetensors", "state-dicts: a FIFO named net0.safetensors",
+         _state_dicts(_fifo_named("net0.safetensors")), "a FIFO, not a regular file", "ckpt/net0.safetensors",
+         stored=False, klass="importers"),
+    Case("state-dicts-zip-bomb", "state-dicts: a 64 KB .pt whose member inflates to 64 MiB",
+         _state_dicts(_deflated_pt), "zip bomb", "ckpt/net0.pt", stored=False, klass="importers"),
+    Case("state-dicts-int-tensors", "state-dicts: a weight stored as int64", _state_dicts(_int_tensors),
+         "has dtype torch.int64, expected a floating point tensor", "ckpt/net0.pt", stored=False, klass="importers"),
+    Case("build-data-missing", "`zoo build cnn --data` a path that does not exist (2 workers)", _missing_data,
+         "dataset path does not exist", "nodata", stored=False, klass="workers"),
+    Case("build-idx-labels", "`zoo build cnn` on IDX labels outside the 10 classes", _idx_dir(28, 12),
+         "labels range over [12, 12]", "images", stored=False, klass="workers"),
+    Case("build-idx-size", "`zoo build cnn` on 20x20 IDX images", _idx_dir(20, 3),
+         "images are (20, 20) pixels", "images", stored=False, klass="workers"),
 )}
 
 

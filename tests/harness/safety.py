@@ -9,6 +9,7 @@ beside the hostile catalogue in its per-class table, and tests/test_safety_input
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import socket
@@ -26,7 +27,13 @@ CLASSES = {"keys": "2. hashes that miss inputs",
            "sweep": "3. a failing sweep trial",
            "poisoned": "4. one bad file in the results folder or tracking backend",
            "numbers": "6. numbers that are not numbers",
-           "injection": "7. report injection"}
+           "injection": "7. report injection",
+           # issue 34 ("Data safety III"); its refusals of inputs are in tests/harness/hostile.py
+           "outputs": "III.1 output paths that are not ours",
+           "options": "III.2 options accepted without validation",
+           "state": "III.4 state that breaks for good",
+           "services": "III.5 services that are not what they claim",
+           "resources": "III.6 resource bombs"}
 
 
 @dataclass
@@ -302,3 +309,351 @@ def class_table(hostile_rows: list[dict], checks: list[Check]) -> pd.DataFrame:
                                                                          (fl, "file(s) lost")) if n) + ")"
                       for f, r, fl in zip(out.failed, out.rows_lost, out.files_lost, strict=True)]
     return out.drop(columns="failed").reset_index()
+
+
+# ---- issue 34: Data safety III ---------------------------------------------------------------------------
+USER_TEXT = "the user's own notes: not the harness's to touch\n"
+
+
+def _cli(argv, env: dict | None = None) -> tuple[int, str, str]:
+    """`bench ARGV` in this process: (exit code, stdout, stderr); a traceback counts as exit None."""
+    from bench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env or {}), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as e:  # argparse refused an argument (its usage line, then its error line)
+            code = e.code
+        except BaseException as e:  # noqa: BLE001 - a crash is a result here
+            code, err = None, io.StringIO(f"crashed: {type(e).__name__}: {e}")
+    return code, out.getvalue(), err.getvalue()
+
+
+def _one_line(code, err: str, *fragments) -> bool:
+    lines = err.strip().splitlines()
+    return code == 2 and len(lines) == 1 and lines[0].startswith("bench: error: ") and all(
+        str(f) in lines[0] for f in fragments)
+
+
+def _small_results(good: Path, results: Path) -> int:
+    return _cli(_run_argv(good, results, "--no-report", "--no-mlflow", "--protocols", "pairs[n_pairs=2,lambdas=3]"))[0]
+
+
+# ---- III.1 output paths ------------------------------------------------------------------------------
+def report_out_special(good: Path, work: Path) -> Check:
+    """`bench report --out` a FIFO (with and without a reader), /dev/full and -: streamed or refused, never
+    replaced by a regular file."""
+    import stat
+    import threading
+
+    results = work / "results"
+    if _small_results(good, results) != 0:
+        return Check("outputs", "report --out a FIFO, /dev/full, -", seen="could not write the results to report")
+    argv = ["report", "--results", results, "--metric", "loss_barrier", "--out"]
+    fifo = work / "table.md"
+    os.mkfifo(fifo)
+    got = {}
+
+    def read():
+        with open(fifo, "rb") as fh:
+            got["text"] = fh.read().decode()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.2)
+    streamed, _, _ = _cli([*argv, fifo])
+    reader.join(30)
+    no_reader = _cli([*argv, fifo])
+    full = _cli([*argv, "/dev/full"]) if os.path.exists("/dev/full") else (2, "", "bench: error: /dev/full: x")
+    stdout = _cli([*argv, "-"])
+    still_fifo = stat.S_ISFIFO(os.stat(fifo).st_mode)
+    full_kept = not os.path.exists("/dev/full") or stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    checks = {"FIFO streamed": streamed == 0 and "loss" in got.get("text", ""),
+              "FIFO with no reader refused": _one_line(no_reader[0], no_reader[2], fifo, "no reader"),
+              "/dev/full refused": _one_line(full[0], full[2], "/dev/full"),
+              "- to stdout": stdout[0] == 0 and "loss" in stdout[1],
+              "FIFO and device kept": still_fifo and full_kept}
+    failed = [k for k, ok in checks.items() if not ok]
+    return Check("outputs", "`report --out` a FIFO (read / unread), /dev/full, -", runs=4,
+                 files_lost=int(not (still_fifo and full_kept)), passed=not failed,
+                 seen="streamed or refused in one line; FIFO and device kept" if not failed
+                 else f"failed: {', '.join(failed)}")
+
+
+def sweep_storage_user_files(good: Path, work: Path) -> Check:
+    """`bench sweep --storage` the user's text file or SQLite database: refused, untouched."""
+    import sqlite3
+
+    notes = work / "notes.txt"
+    notes.write_text(USER_TEXT)
+    db = work / "mine.db"
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("CREATE TABLE notes (text)")
+        con.execute("INSERT INTO notes VALUES ('mine')")
+        con.commit()
+    before = db.read_bytes()
+    argv = ["sweep", "git-rebasin", "--zoo", good, "--protocol", "pairs[n_pairs=2,lambdas=3]", "--trials", "1",
+            "--no-mlflow", "--quiet", "--results", work / "results", "--storage"]
+    text = _cli([*argv, notes])
+    sql = _cli([*argv, f"sqlite:///{db}"])
+    kept = int(notes.read_text() == USER_TEXT) + int(db.read_bytes() == before)
+    ok = _one_line(text[0], text[2], notes, "not an Optuna journal") and _one_line(sql[0], sql[2], db,
+                                                                                   "not an Optuna database")
+    return Check("outputs", "`sweep --storage` the user's notes.txt / own SQLite file", runs=2, files_lost=2 - kept,
+                 passed=ok and kept == 2, seen=(text[2].strip() or text[1].strip())[:160])
+
+
+def mlflow_db_user_sqlite(good: Path, work: Path) -> Check:
+    """results/mlflow.db is the user's own SQLite database: the run goes on, the mirror is skipped, the
+    database is not migrated."""
+    import sqlite3
+
+    results = work / "results"
+    results.mkdir()
+    db = results / "mlflow.db"
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("CREATE TABLE notes (text)")
+        con.commit()
+    before = db.read_bytes()
+    code, _, err = _cli(_run_argv(good, results, "--no-report", "--protocols", "pairs[n_pairs=2,lambdas=3]"))
+    mirror = _cli(["mirror", "--results", results])
+    kept = db.read_bytes() == before
+    line = _first(err, "mlflow:")
+    return Check("outputs", "results/mlflow.db is the user's own SQLite file", runs=2, files_lost=int(not kept),
+                 passed=code == 0 and kept and "without MLflow's tables" in line
+                 and _one_line(mirror[0], mirror[2], db, "without MLflow's tables"), seen=line[:160])
+
+
+def mirror_rebuild_shared_uri(good: Path, work: Path) -> Check:
+    """Two results folders mirrored to one tracking URI, and a run made by hand: `bench mirror --rebuild` of
+    one folder deletes only its own runs."""
+    from bench.store import tracking
+    from bench.store.results import ResultStore
+
+    uri = f"sqlite:///{work / 'shared.db'}"
+    folders = {}
+    for name in ("a", "b"):
+        store = ResultStore(work / name)
+        store.append([{"run_id": name, "zoo": "z", "zoo_hash": "h", "protocol": "pairs", "unit": f"pair={i}",
+                       "key": f"{name}{i}", "method": "naive", "variant": "naive", "error": None,
+                       "loss_barrier": 0.1 * i} for i in range(2)])
+        folders[name] = store
+    env = {"MLFLOW_TRACKING_URI": uri}
+    for name in folders:
+        if _cli(["mirror", "--results", work / name], env)[0] != 0:
+            return Check("outputs", "mirror --rebuild on a shared tracking URI", seen=f"mirror of {name} failed")
+    with tracking._quiet():
+        from mlflow import MlflowClient
+
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name(tracking.EXPERIMENT)
+        hand = client.create_run(exp.experiment_id, run_name="my own notes").info.run_id
+        client.set_terminated(hand)
+    rebuilt = _cli(["mirror", "--rebuild", "--results", work / "a"], env)
+    with tracking._quiet():
+        active = {r.info.run_id: r for r in tracking.all_runs(client, exp.experiment_id)}
+    b_runs = [r for r in active.values() if r.data.tags.get(tracking.RESULTS_TAG) == tracking.results_id(work / "b")]
+    check_a, check_b = (_cli(["mirror", "--check", "--results", work / n], env)[0] for n in ("a", "b"))
+    lost = int(hand not in active) + int(not b_runs)
+    return Check("outputs", "`mirror --rebuild` on a tracking URI shared by two results folders and a hand-made run",
+                 runs=3, files_lost=lost, passed=rebuilt[0] == 0 and lost == 0 and check_a == 0 and check_b == 0,
+                 seen=f"hand-made run {'kept' if hand in active else 'DELETED'}, {len(b_runs)} run(s) of the other "
+                      f"folder kept; --check: a {check_a}, b {check_b}")
+
+
+def zoo_out_symlink(good: Path, work: Path) -> Check:
+    """`bench zoo build --out` a symlink to an empty folder, twice: the zoo goes where the link points."""
+    (work / "real").mkdir()
+    (work / "link").symlink_to("real")
+    argv = ["zoo", "build", "inr", "--images", "1", "--steps", "2", "--data", "digits", "--quiet", "--out",
+            work / "link"]
+    codes = [_cli(argv)[0] for _ in range(2)]
+    from zoos.zoo import is_saved_zoo
+
+    leftovers = [p.name for p in work.iterdir() if p.name.startswith(".tmp-")]
+    ok = codes == [0, 0] and (work / "link").is_symlink() and is_saved_zoo(work / "real") and not leftovers
+    return Check("outputs", "`zoo build --out` through a symlink (twice)", runs=2, passed=ok,
+                 seen=f"exit {codes}; link kept: {(work / 'link').is_symlink()}; temp leftovers: {leftovers}")
+
+
+# ---- III.2 options -----------------------------------------------------------------------------------
+BAD_OPTIONS = {"merge[repair=ture]": "not a boolean", "pairs[n_pairs=-1]": "outside", "merge[sizes=1000]": "outside",
+               "orbit[eps=nan]": "not a finite number", "pairs[split=holdout]": "not one of",
+               "orbit[actions=Q]": "not one of", "pairs[lambdas=1e9]": "not an integer",
+               "orbit[eps=0;0]": "twice"}
+
+
+def protocol_options_refused(good: Path, work: Path) -> Check:
+    """Ill-typed, out-of-range, unknown and duplicate protocol options and absurd --threads: one line each,
+    before any work (no results folder appears)."""
+    results = work / "results"
+    base = ["run", "--zoo", good, "--methods", "naive", "--no-mlflow", "--no-report", "--quiet", "--results", results]
+    cases = [([*base, "--protocols", spec], spec, want) for spec, want in BAD_OPTIONS.items()]
+    cases += [([*base, "--protocols", "pairs", "pairs[n_pairs=2]"], "pairs twice", "more than once"),
+              ([*base, "--threads", "100000"], "--threads 100000", "argument --threads"),
+              (["sweep", "git-rebasin", "--zoo", good, "--protocol", "merge[repair=ture]", "--no-mlflow", "--quiet",
+                "--results", results], "sweep merge[repair=ture]", "not a boolean")]
+    bad = []
+    for argv, name, want in cases:
+        code, _, err = _cli(argv)
+        lines = err.strip().splitlines()  # argparse: its usage line, then the error naming the option
+        if code != 2 or not lines or want not in lines[-1] or (not want.startswith("argument") and len(lines) != 1):
+            bad.append(name)
+    bad += ["results written"] if (results / "rows").exists() and any((results / "rows").iterdir()) else []
+    return Check("options", "bad protocol options, a protocol twice, --threads 100000", runs=len(cases),
+                 passed=not bad, seen="each refused in one line before any work" if not bad
+                 else f"not refused: {', '.join(bad)}")
+
+
+def default_spec_one_key(good: Path, work: Path) -> Check:
+    from methods import METHODS
+
+    default = METHODS["git-rebasin"].search_space["max_sweeps"].default
+    plain, spelled = _keys(good, work / "r", "git-rebasin"), _keys(good, work / "r",
+                                                                  f"git-rebasin[max_sweeps={default}]")
+    other = _keys(good, work / "r", f"git-rebasin[max_sweeps={default - 1}]")
+    ok = plain == spelled and plain.isdisjoint(other)
+    return Check("options", f"`git-rebasin` and `git-rebasin[max_sweeps={default}]`: one key", passed=ok,
+                 seen="one key set" if ok else "different keys")
+
+
+# ---- III.4 state that breaks for good -------------------------------------------------------------------
+def journal_cut_line(good: Path, work: Path) -> Check:
+    """A sweep journal whose last record a full disk cut, then continued by the next write: the rerun repairs
+    it (the original kept aside, one warning naming the file) and reaches its trials."""
+    import optuna
+
+    from bench.execution import sweep
+
+    cfg = sweep.SweepConfig("git-rebasin", str(good), "pairs[n_pairs=2,lambdas=3]", trials=2, results=work,
+                            progress=False, mlflow=False)
+    first = sweep.run_sweep(cfg)
+    journal = work / sweep.SWEEPS_DIR / "optuna.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2] + lines[-1])
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        again = sweep.run_sweep(dataclasses.replace(cfg, trials=3))
+    study = optuna.load_study(study_name=again["study"], storage=sweep.make_storage(None, work))
+    aside = list((journal.parent / sweep.JOURNAL_QUARANTINE).glob("optuna.journal.*"))
+    warning = _first(err.getvalue(), f"bench: warning: {journal}")
+    ok = first["complete"] == 2 and again["complete"] == 3 and len(study.trials) >= 3 and len(aside) == 1 \
+        and str(journal) in warning
+    return Check("state", "sweep journal with a cut record continued on the same line", runs=2, passed=ok,
+                 files_lost=int(not aside), seen=warning[:160] or f"{again['complete']} complete")
+
+
+def part_key_wrong_types(good: Path, work: Path) -> Check:
+    """A results part with a `key` column of integers (and other identity columns of foreign types): set
+    aside, and every run and report goes on."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bench.store.results import QUARANTINE, ResultStore
+
+    results = work / "results"
+    if _small_results(good, results) != 0:
+        return Check("state", "a part with a key column of wrong types", seen="could not write results")
+    rows = len(ResultStore(results).table())
+    bad = results / "rows" / "part-20990101T000000000000Z-1-000001.parquet"
+    pq.write_table(pa.table({"key": [1, 2], "variant": [True, False], "error": [5.0, 6.0], "time": [1, 2]}), bad)
+    report = _cli(["report", "--results", results])
+    run = _cli(_run_argv(good, results, "--no-mlflow", "--protocols", "pairs[n_pairs=2,lambdas=3]"))
+    kept = (results / "rows" / QUARANTINE / bad.name).exists()
+    now = len(ResultStore(results).table())
+    return Check("state", "a results part with a `key` column of integers", runs=2, rows_expected=rows,
+                 rows_lost=max(0, rows - now), files_lost=int(not kept),
+                 passed=report[0] == 0 and run[0] == 0 and kept and now == rows,
+                 seen=_first(report[2], "bench: warning")[:160])
+
+
+# ---- III.5 services ---------------------------------------------------------------------------------------
+def scheduler_not_dask(good: Path, work: Path) -> Check:
+    """`--scheduler` at an HTTP server and at a service greeting with a huge length: one line in seconds."""
+    import http.server
+    import threading
+
+    http_server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=http_server.serve_forever, daemon=True).start()
+    junk = socket.socket()
+    junk.bind(("127.0.0.1", 0))
+    junk.listen()
+
+    def greet():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = junk.accept()
+                conn.sendall(b"\xff" * 16)
+                time.sleep(0.5)
+                conn.close()
+    threading.Thread(target=greet, daemon=True).start()
+    seen, ok, took = [], True, 0.0
+    try:
+        for port in (http_server.server_address[1], junk.getsockname()[1]):
+            address = f"tcp://127.0.0.1:{port}"
+            start = time.perf_counter()
+            code, _, err = _cli(["run", "--zoo", good, "--methods", "naive", "--protocols", "pairs[n_pairs=2]",
+                                 "--no-mlflow", "--no-report", "--quiet", "--results", work / "results",
+                                 "--scheduler", address])
+            took = max(took, time.perf_counter() - start)
+            ok &= _one_line(code, err, address, "not a Dask scheduler") and took < 30
+            seen.append(err.strip()[:100])
+    finally:
+        http_server.shutdown()
+        junk.close()
+    return Check("services", "--scheduler at an HTTP server / a service sending garbage", runs=2, passed=ok,
+                 seen=f"{took:.1f} s; {seen[0]}")
+
+
+# ---- III.6 resource bombs -----------------------------------------------------------------------------------
+def build_bombs(good: Path, work: Path) -> Check:
+    """Absurd widths, channels and fits per image: refused in one line before any work."""
+    cases = [["mlp", "--widths", "100000", "100000"], ["vgg", "--channels", "100000"], ["cnn", "--channels", "100000"],
+             ["inr", "--fits-per-image", "100000"], ["inr", "--hidden", "100000"]]
+    bad = []
+    for extra in cases:
+        start = time.perf_counter()
+        code, _, err = _cli(["zoo", "build", *extra, "--data", "digits", "--quiet", "--out", work / "out"])
+        if not _one_line(code, err, "of memory") or time.perf_counter() - start > 30 or (work / "out").exists():
+            bad.append(" ".join(extra))
+    return Check("resources", "zoo build: widths / channels / hidden 100000, 100000 fits per image", runs=len(cases),
+                 passed=not bad, seen="each refused in one line before any work" if not bad
+                 else f"not refused: {'; '.join(bad)}")
+
+
+def idx_bomb_under_ulimit(good: Path, work: Path) -> Check:
+    """Under `ulimit -v 3000000`, a gzipped IDX (5 MB) whose header promises 1.5M images: one line."""
+    import gzip
+    import resource
+    import struct
+
+    images = work / "images"
+    images.mkdir()
+    n = 1_500_000
+    with gzip.open(images / "train-images-idx3-ubyte.gz", "wb", compresslevel=1) as fh:
+        fh.write(bytes([0, 0, 8, 3]) + struct.pack(">3I", n, 28, 28))
+        block = bytes(784 * 10_000)
+        for _ in range(n // 10_000):
+            fh.write(block)
+    with gzip.open(images / "train-labels-idx1-ubyte.gz", "wb") as fh:
+        fh.write(bytes([0, 0, 8, 1]) + struct.pack(">I", n) + bytes(n))
+    limit = 3_000_000 * 1024
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "zoo", "build", "inr", "--images", "1", "--steps", "2",
+                           "--data", str(images), "--quiet", "--out", str(work / "out")], capture_output=True,
+                          text=True, timeout=300, preexec_fn=cap, env={**os.environ})
+    lines = proc.stderr.strip().splitlines()
+    ok = proc.returncode == 2 and len(lines) == 1 and str(images) in lines[0] and "Traceback" not in proc.stderr
+    return Check("resources", "gzipped IDX promising 1.5M images under ulimit -v 3000000", passed=ok,
+                 seen=(lines[-1] if lines else f"exit {proc.returncode}")[:160])
+
+
+SCENARIOS.update({
+    "report-out-special": report_out_special, "sweep-storage-user-files": sweep_storage_user_files,
+    "mlflow-db-user-sqlite": mlflow_db_user_sqlite, "mirror-rebuild-shared-uri": mirror_rebuild_shared_uri,
+    "zoo-out-symlink": zoo_out_symlink, "protocol-options-refused": protocol_options_refused,
+    "default-spec-one-key": default_spec_one_key, "journal-cut-line": journal_cut_line,
+    "part-key-wrong-types": part_key_wrong_types, "scheduler-not-dask": scheduler_not_dask,
+    "build-bombs": build_bombs, "idx-bomb-under-ulimit": idx_bomb_under_ulimit})
