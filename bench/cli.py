@@ -557,7 +557,7 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
     from bench.execution.presets import PRESETS, Benchmark, ZooRecipe
     from bench.execution.runner import RunOptions, run_benchmark
     from bench.execution.sweep import protocol_options, test_protocol
-    from bench.report.comparison import comparison, to_markdown
+    from bench.report.comparison import comparison, select, to_markdown
     from bench.store.results import ResultStore, current_code
     from zoos.zoo import load_zoo
 
