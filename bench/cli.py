@@ -20,6 +20,8 @@ EXAMPLES = """examples:
   bench zoo import dwsnets path/to/mnist-inrs --images path/to/mnist-idx --out zoos/mnist-inr
   bench zoo info zoos/inr64
   bench methods                              # registered methods and their hyperparameters
+  bench methods --include my_methods/        # ... with the methods of every *.py file in my_methods/
+  bench run --include my_methods/ --methods naive my-method   # a method from outside the repository
   bench ae train --zoo results/zoos/<id>     # train the ScaleGMN autoencoder (cached, resumable)
   bench ae eval --zoo results/zoos/<id> --method gnn-ae
   bench report                               # leaderboard.*, comparison.* and figures from results/
@@ -68,6 +70,12 @@ SEED = _integer(0, 2**31 - 1)
 SHOWN_FAILURES = 10  # failed units listed in the run summary
 
 
+def _include_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--include", type=Path, action="append", metavar="PATH", default=[],
+                     help="register the methods of every *.py file in this directory (repeatable; installed "
+                          "packages' methods are found through the entry-point group rebasin_bench.methods)")
+
+
 def _parser() -> argparse.ArgumentParser:
     from bench.execution.presets import PRESETS
 
@@ -91,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     presets = " | ".join(PRESETS)
     run.add_argument("--preset", default="default", help=f"{presets} (default: default)")
     run.add_argument("--methods", nargs="+", help="method specs, e.g. naive 'git-rebasin[max_sweeps=10]'"
-                                                  " (default: every registered method)")
+                                                  " (default: the preset's methods)")
     run.add_argument("--zoo", nargs="+", type=Path, help="run on these stored zoo directories instead of the preset's")
     run.add_argument("--protocols", nargs="+", help="subset of the preset's protocols, options allowed:"
                                                     " 'pairs[n_pairs=8,lambdas=11]' (default: all of them)")
@@ -127,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
                           " and the other reports")
     rep.add_argument("--quiet", action="store_true", help="--claims: no progress bars")
 
-    command("methods", "list registered methods and their hyperparameters")
+    _include_option(run)
+    _include_option(command("methods", "list registered methods and their hyperparameters"))
 
     mir = command("mirror", "mirror the results table to MLflow (check it, or rebuild it from Parquet)")
     mir.add_argument("--results", type=Path, default=Path("results"))
@@ -175,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--threads", type=COUNT, default=1, help="torch threads per worker (default: 1)")
     sweep.add_argument("--no-mlflow", action="store_true", help="do not mirror trials to MLflow")
     sweep.add_argument("--quiet", action="store_true")
+    _include_option(sweep)
 
     ae = command("ae", "train / evaluate the symmetry-aware autoencoders")
     ae_sub = ae.add_subparsers(dest="ae_command", required=True)
@@ -577,7 +587,7 @@ def _mirror(args) -> int:
 
 
 def _methods() -> int:
-    from methods import METHODS
+    from methods import METHODS, ORIGINS
 
     width = max(map(len, METHODS)) + 1
     print(f"{'method':{width}s} {'kind':8s} {'reads':14s} {'tasks':22s} hyperparameters (default)")
@@ -586,6 +596,9 @@ def _methods() -> int:
         kind = "learned" if cls.learned else "exact" if cls.exact else "inexact"
         # what the default variant reads besides the weights (a hyperparameter may change it, e.g. otfusion's cost)
         print(f"{name:{width}s} {kind:8s} {cls().needs:14s} {','.join(cls.tasks):22s} {hp}")
+        about = "; ".join(filter(None, (cls.description, cls.reference_text(),
+                                        None if ORIGINS.get(name, "").startswith("methods.") else ORIGINS.get(name))))
+        print(f"{'':{width}s} {cls.label()}{': ' + about if about else ''}")
     return 0
 
 
@@ -598,6 +611,11 @@ def main(argv: list[str] | None = None) -> int:
     from zoos.zoo import ZooError
 
     try:
+        if getattr(args, "include", None):
+            from methods import include
+
+            for path in args.include:
+                include(path)
         if args.command == "run":
             return _run(args, argv)
         if args.command == "report" and args.claims:

@@ -2,7 +2,8 @@
 
 `smoke` runs in seconds (tests, CI); `default` is the embedded default benchmark of `make run`
 (<= 15 minutes on 2 cores, zoos included and cached); `full` is paper-sized for a workstation
-or cluster. Methods default to every registered method, so new methods join with no edit here.
+or cluster. Each preset declares its methods: a new method file or plugin joins a run when named
+(`bench run --methods NAME`) or added to a preset's list here, never by being registered.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class Benchmark:
     name: str
     zoos: tuple[ZooRecipe, ...]
     protocols: dict  # protocol name -> options
-    methods: tuple[str, ...] | None = None  # None: every registered method
+    methods: tuple[str, ...] | None = None  # None: every registered method (ad hoc benchmarks; presets declare theirs)
     seed: int = 0
     # hyperparameters a preset sets for a method named without any (keeps the budget)
     overrides: dict = field(default_factory=dict)
@@ -29,11 +30,16 @@ class Benchmark:
     extra: tuple[str, ...] = ()
 
 
+# what the smoke, default and full benchmarks run: every method of this repository
+BENCHMARK_METHODS = ("naive", "activation-matching", "c2m3", "canonical", "cca-merge", "constant", "git-rebasin",
+                     "mergemany", "otfusion", "otfusion-sinkhorn", "sign-rebasin", "sinkhorn-rebasin", "ste", "zipit",
+                     "gnn-ae", "scalegmn-ae")
 DEFAULT_PRETRAINED = "inr-fashion-mnist-4000-0f5ee1d0"  # results/pretrained/<this>: `bench ae study --kinds inr`
 
 PRESETS = {
     "smoke": Benchmark(
         "smoke",
+        methods=BENCHMARK_METHODS,
         zoos=(
             ZooRecipe("inr", dict(n_images=6, fits_per_image=2, steps=150)),
             ZooRecipe("cnn", dict(activation="relu", n_nets=8, epochs=1, train_fraction=(0.05,))),
@@ -45,6 +51,7 @@ PRESETS = {
     ),
     "default": Benchmark(
         "default",
+        methods=BENCHMARK_METHODS,
         zoos=(
             ZooRecipe("inr", dict(n_images=160, fits_per_image=2, steps=1000)),
             # 32 test networks: 16 disjoint pairs; 12 train the autoencoders (4 validate). Scored on 256 test
@@ -66,6 +73,7 @@ PRESETS = {
     ),
     "full": Benchmark(
         "full",
+        methods=BENCHMARK_METHODS,
         zoos=(
             ZooRecipe("inr", dict(n_images=2000, fits_per_image=2, steps=1000)),
             ZooRecipe("cnn", dict(activation="relu", n_nets=400, epochs=10, train_fraction=(0.1, 0.25, 0.5, 1.0),
