@@ -216,32 +216,35 @@ def _parser() -> argparse.ArgumentParser:
     inr.add_argument("--fits-per-image", type=COUNT, default=2, help="independent fits per image (default: 2)")
     inr.add_argument("--extra-train-images", type=_integer(0), default=0, metavar="N",
                      help="N more images fitted once each, all in the train split (default: 0)")
-    inr.add_argument("--steps", type=COUNT, default=1000)
-    inr.add_argument("--lr", type=_number(0.0, 1e3), default=5e-3)
+    inr.add_argument("--steps", type=COUNT, default=1000, help="Adam steps per fit (default: 1000)")
+    inr.add_argument("--lr", type=_number(0.0, 1e3), default=5e-3, help="learning rate (default: 0.005)")
     inr.add_argument("--hidden", type=COUNT, default=32, help="hidden width (default: 32)")
     inr.add_argument("--depth", type=COUNT, default=2, help="hidden layers (default: 2)")
     cnn = command("cnn", "Unterthiner CNN Zoo nets trained on the data", build)
-    cnn.add_argument("--activation", default="relu", choices=("relu", "tanh"))
-    cnn.add_argument("--nets", type=COUNT, default=16)
-    cnn.add_argument("--epochs", type=COUNT, default=3)
+    cnn.add_argument("--activation", default="relu", choices=("relu", "tanh"), help="(default: relu)")
+    cnn.add_argument("--nets", type=COUNT, default=16, help="number of networks (default: 16)")
+    cnn.add_argument("--epochs", type=COUNT, default=3, help="training epochs per network (default: 3)")
     cnn.add_argument("--channels", type=COUNT, default=16, help="channels per conv (width; default: 16)")
-    cnn.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
+    cnn.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25],
+                     help="training-image fractions, one drawn per network (default: 0.1 0.25)")
     mlp = command("mlp", "MLPs 784-w1-..-wk-10 trained on the data like the CNN zoo", build)
     mlp.add_argument("--widths", type=COUNT, nargs="+", required=True, help="hidden widths, e.g. 512 512 512")
-    mlp.add_argument("--activation", default="relu", choices=("relu", "tanh"))
-    mlp.add_argument("--nets", type=COUNT, default=16)
-    mlp.add_argument("--epochs", type=COUNT, default=3)
-    mlp.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
+    mlp.add_argument("--activation", default="relu", choices=("relu", "tanh"), help="(default: relu)")
+    mlp.add_argument("--nets", type=COUNT, default=16, help="number of networks (default: 16)")
+    mlp.add_argument("--epochs", type=COUNT, default=3, help="training epochs per network (default: 3)")
+    mlp.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25],
+                     help="training-image fractions, one drawn per network (default: 0.1 0.25)")
     archs = []
     for arch, text in (("vgg", "VGG nets (3x3 conv-BN-act stages, max pooling, GAP) trained like the CNN zoo"),
                        ("resnet", "ResNet-20-style nets (conv-BN basic blocks, residual streams) trained like the CNN "
                                   "zoo")):
         a = command(arch, text, build)
-        a.add_argument("--activation", default="relu", choices=("relu", "tanh"))
-        a.add_argument("--nets", type=COUNT, default=16)
-        a.add_argument("--epochs", type=COUNT, default=2)
+        a.add_argument("--activation", default="relu", choices=("relu", "tanh"), help="(default: relu)")
+        a.add_argument("--nets", type=COUNT, default=16, help="number of networks (default: 16)")
+        a.add_argument("--epochs", type=COUNT, default=2, help="training epochs per network (default: 2)")
         a.add_argument("--channels", type=COUNT, default=8, help="first stage's channels (width; default: 8)")
-        a.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25])
+        a.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+", default=[0.1, 0.25],
+                       help="training-image fractions, one drawn per network (default: 0.1 0.25)")
         if arch == "resnet":
             a.add_argument("--blocks", type=COUNT, default=1, help="basic blocks per stage (3: ResNet-20; default: 1)")
         else:
@@ -251,8 +254,13 @@ def _parser() -> argparse.ArgumentParser:
     for b in (inr, cnn, mlp, *archs):
         b.add_argument("--workers", type=COUNT, default=2, help="processes fitting / training (default: 2)")
         b.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
-        b.add_argument("--seed", type=SEED, default=0)
+        b.add_argument("--seed", type=SEED, default=0, help="(default: 0)")
         b.add_argument("--out", type=Path, required=True, help="output zoo directory")
+        if b is not inr:  # INR zoos split by image, 0.6 / 0.2 / 0.2
+            b.add_argument("--splits", type=_number(0.0, 1.0, include_low=True), nargs=3, default=[0.6, 0.2, 0.2],
+                           metavar=("TRAIN", "VAL", "TEST"),
+                           help="fractions of the networks in the train / val / test splits, summing to 1 "
+                                "(default: 0.6 0.2 0.2)")
         b.add_argument("--quiet", action="store_true")
     imp = command("import", "read a published zoo format into our format", zoo)
     imp.add_argument("format", choices=("dwsnets", "nfn", "cnnzoo", "state-dicts"))
@@ -481,8 +489,11 @@ def _zoo(args) -> int:
         if args.kind in ("vgg", "resnet"):
             shape |= {"arch": args.kind, "dropout": (0.0, 0.0),
                       **({"blocks": args.blocks} if args.kind == "resnet" else {"batchnorm": not args.no_batchnorm})}
+        if abs(sum(args.splits) - 1) > 1e-6:
+            raise ValueError(f"--splits {' '.join(map(str, args.splits))}: the fractions must sum to 1")
         config = CnnZooConfig(activation=args.activation, n_nets=args.nets, epochs=args.epochs,
-                              train_fraction=tuple(args.train_fraction), source=args.data, seed=args.seed, **shape)
+                              train_fraction=tuple(args.train_fraction), source=args.data, seed=args.seed,
+                              splits=tuple(args.splits), **shape)
         zoo = build_cnn_zoo(config, workers=args.workers, progress=not getattr(args, "quiet", False))
     save_zoo(zoo, args.out)
     print(f"wrote {args.out}: {len(zoo)} networks of {zoo.space.name}")
