@@ -21,6 +21,8 @@ EXAMPLES = """examples:
   bench zoo import dwsnets path/to/mnist-inrs --images path/to/mnist-idx --out zoos/mnist-inr
   bench zoo info zoos/inr64
   bench methods                              # registered methods and their hyperparameters
+  bench methods --include my_methods/        # ... with the methods of every *.py file in my_methods/
+  bench run --include my_methods/ --methods naive my-method   # a method from outside the repository
   bench ae train --zoo results/zoos/<id>     # train the ScaleGMN autoencoder (cached, resumable)
   bench ae eval --zoo results/zoos/<id> --method gnn-ae
   bench report                               # leaderboard.*, comparison.* and figures from results/
@@ -80,6 +82,12 @@ def _recipe_option(parser) -> None:
                              "init, input scaling); --epochs and --train-fraction override it only when given")
 
 
+def _include_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--include", type=Path, action="append", metavar="PATH", default=[],
+                     help="register the methods of every *.py file in this directory (repeatable; installed "
+                          "packages' methods are found through the entry-point group rebasin_bench.methods)")
+
+
 def _parser() -> argparse.ArgumentParser:
     from bench.execution.presets import PRESETS
 
@@ -103,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     presets = " | ".join(PRESETS)
     run.add_argument("--preset", default="default", help=f"{presets} (default: default)")
     run.add_argument("--methods", nargs="+", help="method specs, e.g. naive 'git-rebasin[max_sweeps=10]'"
-                                                  " (default: every registered method)")
+                                                  " (default: the preset's methods)")
     run.add_argument("--zoo", nargs="+", type=Path, help="run on these stored zoo directories instead of the preset's")
     run.add_argument("--protocols", nargs="+", help="subset of the preset's protocols, options allowed:"
                                                     " 'pairs[n_pairs=8,lambdas=11]' (default: all of them)")
@@ -140,7 +148,8 @@ def _parser() -> argparse.ArgumentParser:
                           " and the other reports")
     rep.add_argument("--quiet", action="store_true", help="--claims: no progress bars")
 
-    command("methods", "list registered methods and their hyperparameters")
+    _include_option(run)
+    _include_option(command("methods", "list registered methods and their hyperparameters"))
 
     mir = command("mirror", "mirror the results table to MLflow (check it, or rebuild it from Parquet)")
     mir.add_argument("--results", type=Path, default=Path("results"))
@@ -189,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--threads", type=THREADS, default=1, help="torch threads per worker (default: 1)")
     sweep.add_argument("--no-mlflow", action="store_true", help="do not mirror trials to MLflow")
     sweep.add_argument("--quiet", action="store_true")
+    _include_option(sweep)
 
     ae = command("ae", "train / evaluate the symmetry-aware autoencoders")
     ae_sub = ae.add_subparsers(dest="ae_command", required=True)
@@ -220,38 +230,38 @@ def _parser() -> argparse.ArgumentParser:
     inr.add_argument("--fits-per-image", type=COUNT, default=2, help="independent fits per image (default: 2)")
     inr.add_argument("--extra-train-images", type=_integer(0), default=0, metavar="N",
                      help="N more images fitted once each, all in the train split (default: 0)")
-    inr.add_argument("--steps", type=COUNT, default=1000)
-    inr.add_argument("--lr", type=_number(0.0, 1e3), default=5e-3)
+    inr.add_argument("--steps", type=COUNT, default=1000, help="Adam steps per fit (default: 1000)")
+    inr.add_argument("--lr", type=_number(0.0, 1e3), default=5e-3, help="learning rate (default: 0.005)")
     inr.add_argument("--hidden", type=COUNT, default=32, help="hidden width (default: 32)")
     inr.add_argument("--depth", type=COUNT, default=2, help="hidden layers (default: 2)")
     cnn = command("cnn", "Unterthiner CNN Zoo nets trained on the data", build)
-    cnn.add_argument("--activation", default="relu", choices=("relu", "tanh"))
-    cnn.add_argument("--nets", type=COUNT, default=16)
-    cnn.add_argument("--epochs", type=COUNT, help="(default: 3, or the recipe's)")
+    cnn.add_argument("--activation", default="relu", choices=("relu", "tanh"), help="(default: relu)")
+    cnn.add_argument("--nets", type=COUNT, default=16, help="number of networks (default: 16)")
+    cnn.add_argument("--epochs", type=COUNT, help="training epochs per network (default: 3, or the recipe's)")
     cnn.add_argument("--channels", type=COUNT, default=16, help="channels per conv (width; default: 16)")
     cnn.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+",
-                     help="(default: 0.1 0.25, or the recipe's)")
+                     help="training-image fractions, one drawn per network (default: 0.1 0.25, or the recipe's)")
     _recipe_option(cnn)
     mlp = command("mlp", "MLPs 784-w1-..-wk-10 trained on the data like the CNN zoo", build)
     mlp.add_argument("--widths", type=COUNT, nargs="+", required=True, help="hidden widths, e.g. 512 512 512")
-    mlp.add_argument("--activation", default="relu", choices=("relu", "tanh"))
-    mlp.add_argument("--nets", type=COUNT, default=16)
-    mlp.add_argument("--epochs", type=COUNT, help="(default: 3, or the recipe's)")
+    mlp.add_argument("--activation", default="relu", choices=("relu", "tanh"), help="(default: relu)")
+    mlp.add_argument("--nets", type=COUNT, default=16, help="number of networks (default: 16)")
+    mlp.add_argument("--epochs", type=COUNT, help="training epochs per network (default: 3, or the recipe's)")
     mlp.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+",
-                     help="(default: 0.1 0.25, or the recipe's)")
+                     help="training-image fractions, one drawn per network (default: 0.1 0.25, or the recipe's)")
     _recipe_option(mlp)
     archs = []
     for arch, text in (("vgg", "VGG nets (3x3 conv-BN-act stages, max pooling, GAP) trained like the CNN zoo"),
                        ("resnet", "ResNet-20-style nets (conv-BN basic blocks, residual streams) trained like the CNN "
                                   "zoo")):
         a = command(arch, text, build)
-        a.add_argument("--activation", default="relu", choices=("relu", "tanh"))
-        a.add_argument("--nets", type=COUNT, default=16)
-        a.add_argument("--epochs", type=COUNT, help="(default: 2, or the recipe's)")
+        a.add_argument("--activation", default="relu", choices=("relu", "tanh"), help="(default: relu)")
+        a.add_argument("--nets", type=COUNT, default=16, help="number of networks (default: 16)")
+        a.add_argument("--epochs", type=COUNT, help="training epochs per network (default: 2, or the recipe's)")
         a.set_defaults(default_epochs=2)
         a.add_argument("--channels", type=COUNT, default=8, help="first stage's channels (width; default: 8)")
         a.add_argument("--train-fraction", type=_number(0.0, 1.0), nargs="+",
-                       help="(default: 0.1 0.25, or the recipe's)")
+                       help="training-image fractions, one drawn per network (default: 0.1 0.25, or the recipe's)")
         _recipe_option(a)
         if arch == "resnet":
             a.add_argument("--blocks", type=COUNT, default=1, help="basic blocks per stage (3: ResNet-20; default: 1)")
@@ -262,8 +272,13 @@ def _parser() -> argparse.ArgumentParser:
     for b in (inr, cnn, mlp, *archs):
         b.add_argument("--workers", type=THREADS, default=2, help="processes fitting / training (default: 2)")
         b.add_argument("--data", default="auto", help="fashion-mnist | digits | IDX directory (default: auto)")
-        b.add_argument("--seed", type=SEED, default=0)
+        b.add_argument("--seed", type=SEED, default=0, help="(default: 0)")
         b.add_argument("--out", type=Path, required=True, help="output zoo directory")
+        if b is not inr:  # INR zoos split by image, 0.6 / 0.2 / 0.2
+            b.add_argument("--splits", type=_number(0.0, 1.0, include_low=True), nargs=3, default=[0.6, 0.2, 0.2],
+                           metavar=("TRAIN", "VAL", "TEST"),
+                           help="fractions of the networks in the train / val / test splits, summing to 1 "
+                                "(default: 0.6 0.2 0.2)")
         b.add_argument("--quiet", action="store_true")
     imp = command("import", "read a published zoo format into our format", zoo)
     imp.add_argument("format", choices=("dwsnets", "nfn", "cnnzoo", "state-dicts"))
@@ -501,15 +516,18 @@ def _zoo(args) -> int:
         if args.kind in ("vgg", "resnet"):
             shape |= {"arch": args.kind, "dropout": (0.0, 0.0),
                       **({"blocks": args.blocks} if args.kind == "resnet" else {"batchnorm": not args.no_batchnorm})}
+        if abs(sum(args.splits) - 1) > 1e-6:
+            raise ValueError(f"--splits {' '.join(map(str, args.splits))}: the fractions must sum to 1")
         given = {k: v for k, v in (("epochs", args.epochs), ("train_fraction", args.train_fraction)) if v is not None}
         given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
         if args.recipe:  # the recipe's values, except those given on the command line
             config = CnnZooConfig.from_recipe(args.recipe, activation=args.activation, n_nets=args.nets,
-                                              source=args.data, seed=args.seed, **given, **shape)
+                                              source=args.data, seed=args.seed, splits=tuple(args.splits), **given,
+                                              **shape)
         else:
             given = {"epochs": getattr(args, "default_epochs", 3), "train_fraction": (0.1, 0.25), **given}
             config = CnnZooConfig(activation=args.activation, n_nets=args.nets, source=args.data, seed=args.seed,
-                                  **given, **shape)
+                                  splits=tuple(args.splits), **given, **shape)
         zoo = build_cnn_zoo(config, workers=args.workers, progress=not getattr(args, "quiet", False))
     save_zoo(zoo, args.out)
     print(f"wrote {args.out}: {len(zoo)} networks of {zoo.space.name}")
@@ -638,7 +656,7 @@ def _mirror(args) -> int:
 
 
 def _methods() -> int:
-    from methods import METHODS
+    from methods import METHODS, ORIGINS
 
     width = max(map(len, METHODS)) + 1
     print(f"{'method':{width}s} {'kind':8s} {'reads':14s} {'tasks':22s} hyperparameters (default)")
@@ -647,6 +665,9 @@ def _methods() -> int:
         kind = "learned" if cls.learned else "exact" if cls.exact else "inexact"
         # what the default variant reads besides the weights (a hyperparameter may change it, e.g. otfusion's cost)
         print(f"{name:{width}s} {kind:8s} {cls().needs:14s} {','.join(cls.tasks):22s} {hp}")
+        about = "; ".join(filter(None, (cls.description, cls.reference_text(),
+                                        None if ORIGINS.get(name, "").startswith("methods.") else ORIGINS.get(name))))
+        print(f"{'':{width}s} {cls.label()}{': ' + about if about else ''}")
     return 0
 
 
@@ -660,6 +681,11 @@ def main(argv: list[str] | None = None) -> int:
     from zoos.zoo import ZooError
 
     try:
+        if getattr(args, "include", None):
+            from methods import include
+
+            for path in args.include:
+                include(path)
         if args.command == "run":
             return _run(args, argv)
         if args.command == "report" and args.claims:

@@ -20,6 +20,10 @@ from zoos.symmetry import select, stack, stack_elements
 
 class ActivationMatching(Aligner):
     name = "activation-matching"
+    display_name = "Git Re-Basin (AM)"
+    description = "activation matching: one assignment per layer on unit activation correlations"
+    citation = 'Ainsworth, Hayase & Srinivasa, "Git Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023'
+    arxiv = "2209.04836"
     needs = "activations"
     stack_only = True
     search_space = {"batch": Hyper("int", 512, 16, 8192, log=True), "signed": Hyper("bool", False)}

@@ -118,6 +118,22 @@ class Aligner:
     # bump when a code change changes the method's results: the harness keys units on it (from 2 on), so
     # rows of the old code are not taken for the new one's
     version: ClassVar[int] = 1
+    # what listings and tables show: a display name, one line on what it does, and where it comes from (the
+    # paper, as "Authors, venue year" and its arXiv id); empty: the slug, nothing, the harness itself
+    display_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    arxiv: ClassVar[str] = ""
+
+    @classmethod
+    def label(cls) -> str:
+        """The display name (the registered name when none is declared)."""
+        return cls.display_name or cls.name
+
+    @classmethod
+    def reference_text(cls) -> str:
+        """'Authors, venue year, arXiv:ID' (whichever parts are declared)."""
+        return ", ".join(filter(None, (cls.citation, f"arXiv:{cls.arxiv}" if cls.arxiv else "")))
 
     @classmethod
     def key_parts(cls) -> dict:

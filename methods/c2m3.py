@@ -360,6 +360,10 @@ class C2M3(Aligner):
     """
 
     name = "c2m3"
+    display_name = "C2M3"
+    description = "cycle-consistent Frank-Wolfe matching of N models to a shared universe"
+    citation = 'Crisostomi et al., "C2M3: Cycle-Consistent Multi-Model Merging", NeurIPS 2024'
+    arxiv = "2405.17897"
     multi_model = True
     search_space = {
         "max_iter": Hyper("int", 200, 1, 10000),

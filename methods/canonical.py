@@ -17,6 +17,12 @@ from zoos.symmetry import GroupElement, select, stack, stack_elements
 
 class Canonical(Aligner):
     name = "canonical"
+    display_name = "Canonicalisation"
+    description = "match to one zoo reference, then the exact sign/scale canonical form"
+    citation = ('Pittorino et al., '
+                '"Deep Networks on Toroids: Removing Symmetries Reveals the Structure of Flat Regions in the '
+                'Landscape Geometry", ICML 2022')
+    arxiv = "2202.03038"
     multi_model = True  # every network goes to one zoo-wide frame: its maps compose through it
 
     def fit(self, zoo, store=None, progress=False):

@@ -84,6 +84,11 @@ def map_units(space: WeightSpace, b: dict, produce: dict[str, torch.Tensor], con
 
 class CCAMerge(Aligner):
     name = "cca-merge"
+    display_name = "CCA Merge"
+    description = "per-layer linear maps from canonical correlation of activations"
+    citation = ('Horoi, Oliva & Wolf, '
+                '"Harmony in Diversity: Merging Neural Networks with Canonical Correlation Analysis", ICML 2024')
+    arxiv = "2407.05385"
     exact = False
     needs = "activations"
     stack_only = True

@@ -17,6 +17,8 @@ from zoos.symmetry import select
 
 class Constant(Aligner):
     name = "constant"
+    display_name = "Constant (reference)"
+    description = "every network mapped to one fixed network (the training split's best); never ranked"
     exact = False
     reference = True  # a reference row: shown in every table, never ranked
     needs = "labels"

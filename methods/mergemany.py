@@ -77,6 +77,10 @@ def merge_many(space: WeightSpace, models: Params, *, max_iter: int = 100, max_s
 
 class MergeMany(Aligner):
     name = "mergemany"
+    display_name = "MergeMany"
+    description = "N-model weight matching of each model to the mean of the others"
+    citation = 'Ainsworth, Hayase & Srinivasa, "Git Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023'
+    arxiv = "2209.04836"
     multi_model = True
     search_space = {
         "max_iter": Hyper("int", 100, 1, 10000),

@@ -31,6 +31,10 @@ from zoos.symmetry import GroupElement, apply_perms, select, stack
 
 class OTFusion(Aligner):
     name = "otfusion"
+    display_name = "OTFusion"
+    description = "layer-wise exact optimal transport between units (weights or activations)"
+    citation = 'Singh & Jaggi, "Model Fusion via Optimal Transport", NeurIPS 2020'
+    arxiv = "1910.05653"
     stack_only = True
     search_space = {"cost": Hyper("cat", "weights", choices=("weights", "activations")),
                     "batch": Hyper("int", 512, 16, 8192, log=True)}
@@ -85,6 +89,10 @@ class OTFusion(Aligner):
 
 class OTFusionEntropic(OTFusion):
     name = "otfusion-sinkhorn"
+    display_name = "OTFusion (Sinkhorn)"
+    description = "layer-wise entropic optimal transport: soft plans that average units"
+    citation = 'Singh & Jaggi, "Model Fusion via Optimal Transport", NeurIPS 2020'
+    arxiv = "1910.05653"
     exact = False
     # 3: at most 1000 log-domain iterations (POT's default), marginals to 1e-6 where reached; plans are
     # row-normalised before use, and the worst column-marginal error is reported (`marginal_error`)

@@ -222,6 +222,12 @@ def write_pretrained(method: ScaleGMNAutoencoder, zoo, name: str, command: str, 
 # ---- the method -----------------------------------------------------------------------------------
 class ScaleGMNAutoencoder(Aligner):
     name = "scalegmn-ae"
+    display_name = "ScaleGMN autoencoder"
+    description = "scale/sign-equivariant graph metanetwork encoder and MLP decoder: a learned canonical form"
+    citation = ('Boufalis et al., '
+                '"Symmetry-Aware Graph Metanetwork Autoencoders: Model Merging through Parameter '
+                'Canonicalization", 2025')
+    arxiv = "2511.12601"
     version = VERSION
     exact = False
     learned = True
@@ -539,4 +545,10 @@ class GNNAutoencoder(ScaleGMNAutoencoder):
     """Ablation: the same autoencoder with a permutation-only graph encoder (Neural Graphs style)."""
 
     name = "gnn-ae"
+    display_name = "GNN autoencoder (ablation)"
+    description = "the ScaleGMN autoencoder with a permutation-only GNN encoder"
+    citation = ('Boufalis et al., '
+                '"Symmetry-Aware Graph Metanetwork Autoencoders: Model Merging through Parameter '
+                'Canonicalization", 2025')
+    arxiv = "2511.12601"
     equivariant = False

@@ -14,6 +14,9 @@ from zoos.canonical import scale_canonical
 
 class SignRebasin(WeightMatching):
     name = "sign-rebasin"
+    display_name = "Sign/scale re-basin"
+    description = "weight matching over signed permutations; ReLU nets first in positive-scale canonical form"
+    citation, arxiv = "", ""  # this harness's extension of Git Re-Basin's weight matching
     signed = True
     search_space = {**WeightMatching.search_space, "scale_canonical": Hyper("bool", True)}
 

@@ -199,6 +199,10 @@ class _AdamW:
 
 class SinkhornRebasin(Aligner):
     name = "sinkhorn-rebasin"
+    display_name = "Sinkhorn re-basin"
+    description = "soft permutations through a log-domain Sinkhorn operator, rounded by assignment"
+    citation = 'Peña et al., "Re-basin via implicit Sinkhorn differentiation", CVPR 2023'
+    arxiv = "2212.12042"
     needs = "labels"  # the mid/rnd objectives score training data (INRs: the target image); l2 reads none
     search_space = {
         "tau": Hyper("float", 1.0, 0.05, 10.0, log=True),

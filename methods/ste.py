@@ -55,6 +55,10 @@ from zoos.symmetry import select, stack, stack_elements
 
 class StraightThrough(Aligner):
     name = "ste"
+    display_name = "Git Re-Basin (STE)"
+    description = "straight-through estimator: the midpoint's task loss trained through hard permutations"
+    citation = 'Ainsworth, Hayase & Srinivasa, "Git Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023'
+    arxiv = "2209.04836"
     exact = True
     needs = "labels"  # the task loss reads training images and labels (INRs: the target image)
     tasks = ("inr", "classifier")

@@ -218,6 +218,10 @@ def as_element(perms, signs) -> GroupElement:
 
 class WeightMatching(Aligner):
     name = "git-rebasin"
+    display_name = "Git Re-Basin (WM)"
+    description = "weight matching: coordinate descent over layer-wise linear assignments"
+    citation = 'Ainsworth, Hayase & Srinivasa, "Git Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023'
+    arxiv = "2209.04836"
     search_space = {"max_sweeps": Hyper("int", 100, 1, 1000),
                     "init": Hyper("cat", "forward", choices=("forward", "identity"))}
     signed = False

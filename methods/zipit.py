@@ -94,6 +94,10 @@ def zip_models(space: WeightSpace, models: Params, x: torch.Tensor, same_model: 
 
 class ZipIt(Aligner):
     name = "zipit"
+    display_name = "ZipIt!"
+    description = "greedy merging of the most correlated features, within and across models"
+    citation = 'Stoica et al., "ZipIt! Merging Models from Different Tasks without Training", ICLR 2024'
+    arxiv = "2305.03053"
     exact = False
     needs = "activations"
     stack_only = True

@@ -99,9 +99,32 @@ def resolve_source(source: str) -> str:
     return "digits"
 
 
+_LOADED: dict = {}  # (source, split, files' names, sizes and mtimes) -> (images, labels): one read per process
+
+
+def _signature(source: str) -> tuple:
+    """What the files behind `source` are now (an edited or replaced file reads afresh)."""
+    directory = FASHION_MNIST_DIR if source == "fashion-mnist" else Path(source)
+    if source == "digits" or not directory.is_dir():
+        return ()
+    return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(directory)
+                        if e.is_file()))
+
+
 def load_images(source: str = "auto", split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """Grey images in [0, 1] as [n, H, W] float32 (28x28; 32x32 for CIFAR-10 and SVHN) and labels [n] int64."""
+    """Grey images in [0, 1] as [n, H, W] float32 (28x28; 32x32 for CIFAR-10 and SVHN) and labels [n] int64.
+    Read once per process while the files stay as they are (data-reading methods draw a batch per call);
+    callers must not modify the tensors in place."""
     source = resolve_source(source)
+    key = (source, split, _signature(source))
+    if key not in _LOADED:
+        if len(_LOADED) >= 4:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = _load_images(source, split)
+    return _LOADED[key]
+
+
+def _load_images(source: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     if source == "digits":
         from sklearn.datasets import load_digits
 

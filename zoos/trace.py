@@ -10,6 +10,7 @@ mode): a spec whose forward differs is refused, never returned.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 
 import torch
@@ -133,6 +134,10 @@ def trace_space(module: nn.Module, input_shape: tuple[int, ...], name: str | Non
                             "supported modules)")
         elif node.op == "call_module":
             op = _module_op(str(node.target), modules[node.target], inputs)
+            if op is not None and any(o.name == op.name for o in ops):  # one module called twice
+                if op.params():
+                    raise SpecError(f"{label}: module {op.name} is called twice (shared weights are not supported)")
+                op = dataclasses.replace(op, name=node.name)  # a parameter-free module (torchvision's relu)
         elif node.op in ("call_function", "call_method"):
             if any(not isinstance(a, torch.fx.Node) and a is not None for a in node.args[:2]) and \
                     node.target in (operator.add, torch.add, operator.iadd, "add"):

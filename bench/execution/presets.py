@@ -2,7 +2,8 @@
 
 `smoke` runs in seconds (tests, CI); `default` is the embedded default benchmark of `make run`
 (<= 15 minutes on 2 cores, zoos included and cached); `full` is paper-sized for a workstation
-or cluster. Methods default to every registered method, so new methods join with no edit here.
+or cluster. Each preset declares its methods: a new method file or plugin joins a run when named
+(`bench run --methods NAME`) or added to a preset's list here, never by being registered.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class Benchmark:
     name: str
     zoos: tuple[ZooRecipe, ...]
     protocols: dict  # protocol name -> options
-    methods: tuple[str, ...] | None = None  # None: every registered method
+    methods: tuple[str, ...] | None = None  # None: every registered method (ad hoc benchmarks; presets declare theirs)
     seed: int = 0
     # hyperparameters a preset sets for a method named without any (keeps the budget)
     overrides: dict = field(default_factory=dict)
@@ -29,22 +30,33 @@ class Benchmark:
     extra: tuple[str, ...] = ()
 
 
+# what the smoke, default and full benchmarks run: every method of this repository
+BENCHMARK_METHODS = ("naive", "activation-matching", "c2m3", "canonical", "cca-merge", "constant", "git-rebasin",
+                     "mergemany", "otfusion", "otfusion-sinkhorn", "sign-rebasin", "sinkhorn-rebasin", "ste", "zipit",
+                     "gnn-ae", "scalegmn-ae")
 DEFAULT_PRETRAINED = "inr-fashion-mnist-4000-0f5ee1d0"  # results/pretrained/<this>: `bench ae study --kinds inr`
 
 PRESETS = {
     "smoke": Benchmark(
         "smoke",
+        methods=BENCHMARK_METHODS,
+        # n >= 2 units in every cell of every protocol on both zoos, in under 30 s on 2 cores: 10 images (2 of
+        # them test images: 2 pairs of fits; 3 fits each for merges of 3), 8 CNNs half of them test networks;
+        # the autoencoders train 3 epochs (they are checked for running, not for quality)
         zoos=(
-            ZooRecipe("inr", dict(n_images=6, fits_per_image=2, steps=150)),
-            ZooRecipe("cnn", dict(activation="relu", n_nets=8, epochs=1, train_fraction=(0.05,))),
+            ZooRecipe("inr", dict(n_images=10, fits_per_image=3, steps=150)),
+            ZooRecipe("cnn", dict(activation="relu", n_nets=8, epochs=1, train_fraction=(0.05,),
+                                  splits=(0.5, 0.0, 0.5))),
         ),
         protocols={"pairs": dict(n_pairs=2, lambdas=5),
-                   "orbit": dict(n_nets=1, actions=("P", "PS"), eps=(0.0, 0.01), lambdas=5),
-                   "merge": dict(sizes=(2, 3), n_groups=1, max_triples=1)},
-        overrides={"ste": {"batch": 128, "steps": 5}},
+                   "orbit": dict(n_nets=2, actions=("P", "PS"), eps=(0.0, 0.01), lambdas=5),
+                   "merge": dict(sizes=(2, 3), n_groups=2, max_triples=1)},
+        overrides={"ste": {"batch": 128, "steps": 5}, "sinkhorn-rebasin": {"batch": 128, "steps": 10},
+                   "scalegmn-ae": {"epochs": 3}, "gnn-ae": {"epochs": 3}},
     ),
     "default": Benchmark(
         "default",
+        methods=BENCHMARK_METHODS,
         zoos=(
             ZooRecipe("inr", dict(n_images=160, fits_per_image=2, steps=1000)),
             # 32 test networks: 16 disjoint pairs; 12 train the autoencoders (4 validate). Scored on 256 test
@@ -66,6 +78,7 @@ PRESETS = {
     ),
     "full": Benchmark(
         "full",
+        methods=BENCHMARK_METHODS,
         zoos=(
             ZooRecipe("inr", dict(n_images=2000, fits_per_image=2, steps=1000)),
             ZooRecipe("cnn", dict(activation="relu", n_nets=400, epochs=10, train_fraction=(0.1, 0.25, 0.5, 1.0),

@@ -43,13 +43,14 @@ def _merge_metrics() -> tuple[Metric, ...]:
     return tuple(out)
 
 
-def pairwise_maps(method: Aligner, models: Params, merged: Merged) -> Callable[[int, int], GroupElement]:
+def pairwise_maps(method: Aligner, models: Params, merged: Merged,
+                  target: int | None = None) -> Callable[[int, int], GroupElement]:
     """The map a <- b for any two of `models`: through the merge's common frame for multi-model methods
     (whose maps are meant to compose), else from aligning b to a with the method itself."""
     if method.multi_model and merged.transform is not None:
         to_frame = merged.transform
         return lambda a, b: to_frame.select(a).inverse().compose(to_frame.select(b))
-    return lambda a, b: method.align(select(models, a), select(models, b)).maps()
+    return lambda a, b: method.align(select(models, a), select(models, b), target).maps()  # INRs: one image
 
 
 @register
@@ -120,5 +121,5 @@ class Merge(Protocol):
         if method.exact and len(members) >= 3:
             triples = all_triples(len(members))
             triples = [triples[i] for i in pick(list(range(len(triples))), self.max_triples, self.seed)]
-            row["cycle_error"] = mean_cycle_error(pairwise_maps(method, models, out), triples)
+            row["cycle_error"] = mean_cycle_error(pairwise_maps(method, models, out, tgt_index), triples)
         return row

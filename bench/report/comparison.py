@@ -96,7 +96,7 @@ def select(table: pd.DataFrame, methods: Sequence[str] | None = None, zoos: Sequ
             if by_method and "method" in table.columns:
                 hit |= table["method"].astype(str) == value
             if not hit.any():
-                raise ValueError(unknown_name(column.replace("variant", "method"), value, names + present))
+                raise ValueError(unknown_name(column.replace("variant", "method"), value, sorted({*names, *present})))
             mask |= hit
         keep &= mask
     return table[keep]
@@ -197,21 +197,28 @@ def _is_na(value) -> bool:
 
 
 def _order(variant: str, cells: dict, columns: list[Column]) -> tuple:
-    """Ranked methods by their mean rank over the columns, then references, then collapsed ones."""
+    """Ranked methods by their rank in the first column (the order a reader checks), then by their mean rank
+    over the columns, then references, then collapsed ones."""
     mine = [(k, c) for (v, k), c in cells.items() if v == variant]
     roles = {c.role for _, c in mine}
     group = 0 if "ranked" in roles else 1 if "reference" in roles else 2
-    ranks = []
+    ranks = {}
     for k, c in mine:
         others = [o for (v, kk), o in cells.items() if kk == k and o.role == "ranked" and math.isfinite(o.mean)]
         sign = -1 if columns[k].higher_is_better else 1
-        ranks.append(sum(sign * o.mean < sign * c.mean for o in others) + 1)
-    return group, sum(ranks) / len(ranks) if ranks else math.inf, variant
+        ranks[k] = sum(sign * o.mean < sign * c.mean for o in others) + 1 if math.isfinite(c.mean) else math.inf
+    first = ranks.get(min(k for _, k in cells), math.inf)
+    return group, first, sum(ranks.values()) / len(ranks) if ranks else math.inf, variant
 
 
 # ---- rendering -------------------------------------------------------------------------------------------
 def _number(x: float, decimals: int) -> str:
-    return "–" if not math.isfinite(x) else f"{x:.{decimals}f}".replace("-", "−")
+    if not math.isfinite(x):
+        return "–"
+    text = f"{x:.{decimals}f}"
+    if float(text) == 0:  # -0.00004 shown at 4 decimals is a zero, not a negative number
+        text = text.lstrip("-")
+    return text.replace("-", "−")
 
 
 def _cell_text(c: Cell, col: Column, show_n: bool) -> tuple[str, str]:
@@ -264,8 +271,13 @@ def _direction(m: Matrix) -> str:
     return "higher" if m.columns[0].higher_is_better else "lower"
 
 
+def _zoos(m: Matrix) -> str:
+    return ", ".join(dict.fromkeys(c.zoo for c in m.columns))
+
+
 def _title(m: Matrix) -> str:
-    return f"{m.protocol}: {m.metric_label} ({_direction(m)} is better)"
+    """Names the protocol, the zoos and the metric: a protocol split over several tables gets one heading each."""
+    return f"{m.protocol} on {_zoos(m)}: {m.metric_label} ({_direction(m)} is better)"
 
 
 def _key(m: Matrix) -> str:
@@ -279,10 +291,17 @@ def _section_text(col: Column) -> str:
 def _caption(m: Matrix) -> str:
     ns = [_uniform_n(m, j) for j in range(len(m.columns))]
     n_text = f"n = {ns[0]} units per cell" if len(set(ns)) == 1 and ns[0] else "n units per cell as shown"
-    return (f"{m.protocol}: {m.metric_label} ({_direction(m)} is better; unitless) per zoo. Mean [95% BCa bootstrap "
-            f"CI], {n_text}. Bold: best ranked method per column; {TIE}: not significantly different from it "
-            f"(two-sided Wilcoxon signed-rank on shared units, p ≥ {ALPHA}). Reference baselines and collapsed "
-            f"methods are shown, never ranked.")
+    sections = sorted({_section_text(c) for c in m.columns} - {""})
+    where = _zoos(m) + (f" ({'; '.join(sections)})" if sections else "")
+    shown = [bool(_cell_text(c, m.columns[j], False)[1]) for (_, j), c in m.cells.items()]
+    ci = "Mean [95% BCa bootstrap CI]" if all(shown) else \
+        "Mean [95% BCa bootstrap CI] where shown (a cell of fewer than 3 distinct values has none)" if any(shown) \
+        else "Mean (no interval: every cell rests on fewer than 3 distinct values)"
+    tie = "" if not any(c.tie or math.isfinite(c.p) for c in m.cells.values()) else \
+        f"; {TIE}: not significantly different from it (two-sided Wilcoxon signed-rank on shared units, p ≥ {ALPHA})"
+    return (f"{m.protocol} on {where}: {m.metric_label} ({_direction(m)} is better; unitless). {ci}, {n_text}. "
+            f"Bold: best ranked method per column{tie}. Reference baselines and collapsed methods are shown, never "
+            f"ranked.")
 
 
 def _spans(m: Matrix) -> list[tuple[str, list[int]]]:
