@@ -159,16 +159,18 @@ def test_two_workers_finish_n_trials_none_lost_or_duplicated(tiny_inr_zoo, tmp_p
 def test_killed_sweep_resumes_and_mirrors_nested_runs(tiny_inr_zoo, tmp_path):
     args = [sys.executable, "-m", "bench.cli", "sweep", "sinkhorn-rebasin[steps=100,objective=l2]", "--params", "tau",
             "--zoo", str(tiny_inr_zoo), "--protocol", PAIRS, "--trials", "3", "--results", str(tmp_path)]
-    proc = subprocess.Popen(args + ["--no-mlflow"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    journal, running, deadline = tmp_path / "sweeps" / "optuna.journal", [], time.time() + 120
-    while time.time() < deadline and not running:
+    log = tmp_path / "first.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(args + ["--no-mlflow"], stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    journal, running, deadline = tmp_path / "sweeps" / "optuna.journal", [], time.time() + 300
+    while time.time() < deadline and not running and proc.poll() is None:
         time.sleep(0.2)
         if journal.exists() and optuna.get_all_study_names(make_storage(None, tmp_path)):
             running = [t for t in _study(tmp_path).get_trials(states=(TrialState.RUNNING,)) if "pid" in t.user_attrs]
-    os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert running, "the sweep never started a trial"
+    assert running, f"the sweep never started a trial: {log.read_text()[-2000:]}"
     killed = running[0]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
