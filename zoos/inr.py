@@ -314,9 +314,10 @@ def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int
     source = resolve_source(source)
     space = siren_space(hidden, depth)
     n = n_images * fits_per_image + extra_train_images
-    check_memory(f"INR zoo of {n} SIRENs ({hidden} wide, {depth} deep)", inr_bytes(space, n, chunk))
     images, labels = load_images(source, "train")
+    # the more specific refusal first: more images asked for than the source has
     pick, image_split = image_draw(len(images), n_images, extra_train_images, seed)
+    check_memory(f"INR zoo of {n} SIRENs ({hidden} wide, {depth} deep)", inr_bytes(space, n, chunk))
     targets = images[pick]
     target_of = torch.cat([torch.arange(n_images).repeat_interleave(fits_per_image),
                            torch.arange(n_images, n_images + extra_train_images)])
