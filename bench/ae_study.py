@@ -38,7 +38,7 @@ from bench.report.stats import mean_ci
 from bench.store.results import ResultStore
 from methods import format_spec, make_method, normalise_spec
 from methods.scalegmn_ae import ScaleGMNAutoencoder, write_pretrained
-from zoos.files import read_input, write_bytes_atomic
+from zoos.files import check_parquet, read_input, write_bytes_atomic
 from zoos.tasks import make_task
 
 REFERENCES = ("naive", "sign-rebasin", "constant")
@@ -285,7 +285,7 @@ def paper_estimate_section(results: Path) -> list[str]:
     for path, group, label in ((results / "perf.parquet", "ae-train", "this CPU (2 threads)"),
                                (results / "perf_gpu.parquet", None, "accelerator")):
         try:
-            table = pd.read_parquet(path)
+            table = pd.read_parquet(check_parquet(path))
         except (OSError, ValueError):
             continue
         if group is not None:  # bench perf: the dense path at the largest batch measured
@@ -308,7 +308,7 @@ def paper_estimate_section(results: Path) -> list[str]:
         hours = work * per / 3600
         lines.append(f"| {label} | {per:.3g} | {hours:,.1f} h |")
     try:
-        fits = pd.read_parquet(results / "perf_gpu.parquet")
+        fits = pd.read_parquet(check_parquet(results / "perf_gpu.parquet"))
         fits = fits[fits.case == "inr-fit"]
     except (OSError, ValueError):
         fits = None

@@ -16,17 +16,35 @@ import torch
 
 from bench.execution.batch import prepare_method
 from bench.execution.checkpoints import CheckpointStore
-from methods import METHODS, format_spec, parse_method
+from methods import METHODS, UnknownMethod, format_spec, parse_method, unknown_name
 from zoos.symmetry import ACTIONS, random_action, select
 from zoos.tasks import make_task
 from zoos.zoo import SPLITS, load_zoo
 
 
+def autoencoders() -> list[str]:
+    """Registered methods that `bench ae` can train and inspect: those with an encoder and a decoder."""
+    return sorted(n for n, cls in METHODS.items() if callable(getattr(cls, "encode", None))
+                  and callable(getattr(cls, "decode", None)))
+
+
+def check_autoencoder(spec: str) -> tuple[str, dict]:
+    """(name, given hyperparameters) of `spec`, refused in one line unless it names an autoencoder: before any
+    zoo is read or any model trained (a plain aligner has no encoder, no fit_info, nothing to evaluate)."""
+    name, given = parse_method(spec)
+    if name not in METHODS:
+        raise UnknownMethod(unknown_name("method", name, METHODS))
+    if name not in autoencoders():
+        raise ValueError(f"--method {name}: not an autoencoder; `bench ae` trains and evaluates "
+                         f"{', '.join(autoencoders()) or 'none registered'} (align with `bench run --methods {name}`)")
+    return name, given
+
+
 def trained(zoo_dir, spec: str = "scalegmn-ae", full: bool = False, results: Path = Path("results")):
     """(zoo, task, method) with the method fitted (trained, or loaded from the checkpoint store of `results`)."""
+    name, given = check_autoencoder(spec)
     zoo = load_zoo(zoo_dir)
     task = make_task(zoo)
-    name, given = parse_method(spec)
     if full:  # paper-sized preset for bigger machines; values given in the spec still win
         cls = METHODS[name]
         preset = cls.FULL_CNN if zoo.task.get("kind") == "classifier" else cls.FULL

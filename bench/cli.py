@@ -142,7 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--protocols", nargs="+", help="protocol names; default: all")
     rep.add_argument("--metric", help="a declared metric (e.g. loss_barrier); default: each protocol's ranking one")
     rep.add_argument("--format", choices=("md", "tex", "html", "csv"), help="comparison matrix format (default: md)")
-    rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it (- : stdout)")
+    rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it (- : stdout);"
+                                              " an existing file is replaced only if `bench report --out` wrote it")
+    rep.add_argument("--force", action="store_true", help="--out: replace an existing file that bench did not write")
     rep.add_argument("--claims", action="store_true",
                      help="test the papers' claims: run what they need (resumable), write RESULTS/claims.md"
                           " and the other reports")
@@ -611,21 +613,24 @@ def _normal_specs(specs: list[str] | None) -> list[str] | None:
 
 
 def _comparison(args) -> int:
-    from bench.report.comparison import comparison, render, select
+    from bench.report.comparison import OUT_MARKER, comparison, mark, render, select
     from bench.report.tables import _write_text
     from bench.store.results import ResultStore, current_code
+    from zoos.files import check_ours
 
+    to_stdout = args.out is not None and str(args.out) == "-"
+    if args.out and not to_stdout:  # before any work: the user's own file at --out is not ours to replace
+        check_ours(args.out, OUT_MARKER, args.force, "`bench report --out`")
     table = select(current_code(ResultStore(args.results).table()), _normal_specs(args.methods), args.zoos,
                    args.protocols)
     matrices = comparison(table, args.metric)
     if not matrices:
         raise ValueError(f"{args.results}: nothing to compare for this selection"
                          + (f" (no protocol declares metric {args.metric!r} with values here)" if args.metric else ""))
-    to_stdout = args.out is not None and str(args.out) == "-"
-    text = render(matrices, args.format or (args.out.suffix.lstrip(".") if args.out and not to_stdout else "md")
-                  or "md")
+    fmt = args.format or (args.out.suffix.lstrip(".") if args.out and not to_stdout else "md") or "md"
+    text = render(matrices, fmt)
     if args.out and not to_stdout:  # a regular file is replaced atomically, a FIFO or device written as a stream
-        print(f"wrote {_write_text(args.out, text)}")
+        print(f"wrote {_write_text(args.out, mark(text, fmt))}")
     else:
         sys.stdout.write(text)
     return 0
@@ -676,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from methods import UnknownMethod
     from zoos.data import DataError
-    from zoos.files import WorkerError
+    from zoos.files import WorkerError, interrupted
     from zoos.space import SpecError
     from zoos.zoo import ZooError
 
@@ -737,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return _zoo(args)
     except (ZooError, DataError, SpecError, UnknownMethod, ValueError, OSError, WorkerError) as error:
+        if interrupted(error):  # a cleanup that failed under Ctrl-C: the interrupt is what happened
+            return _interrupted()
         print(f"bench: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
         return 2
     except MemoryError as error:  # what no estimate caught: one line, not a traceback
@@ -744,8 +751,16 @@ def main(argv: list[str] | None = None) -> int:
               f"asked for, or raise the memory limit (ulimit -v)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("bench: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return _interrupted()
+    except Exception as error:
+        if interrupted(error):
+            return _interrupted()
+        raise
+
+
+def _interrupted() -> int:
+    print("bench: interrupted; rerun the same command to resume", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

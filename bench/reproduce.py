@@ -299,10 +299,11 @@ def _run_peer(results: Path, paper: str, name: str, python: str, script: str, se
 
 def _score_peer(task, pair, aligned_path: Path, lambdas, curves, curve_summary) -> dict:
     import torch
-    from safetensors.torch import load_file
+
+    from zoos.files import load_tensors
 
     _, a, b, _, _ = pair
-    aligned = {k: v.unsqueeze(0) for k, v in load_file(str(aligned_path)).items()}
+    aligned = {k: v.unsqueeze(0) for k, v in load_tensors(aligned_path, floats=True).items()}
     summary = curve_summary(task, curves(task, a, aligned, lambdas), lambdas)
     before, after = task.outputs(b), task.outputs(aligned)
     deviation = float((after - before).abs().max() / before.abs().max().clamp_min(1e-12))
@@ -311,10 +312,10 @@ def _score_peer(task, pair, aligned_path: Path, lambdas, curves, curve_summary) 
 
 
 def _save_peers(results: Path, new: pd.DataFrame) -> None:
-    from zoos.files import write_bytes_atomic
+    from zoos.files import check_parquet, write_bytes_atomic
 
     path = results / PEERS_FILE
-    old = pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+    old = pd.read_parquet(check_parquet(path)) if path.exists() else pd.DataFrame()
     both = pd.concat([old, new], ignore_index=True) if len(old) else new
     both = both.drop_duplicates(["zoo_hash", "unit", "peer"], keep="last")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,12 +326,12 @@ def write(results: Path, papers=tuple(REPORTS)) -> list[Path]:
     """results/reproductions.md (+ one figure per paper with trends) from the table and the peers' rows."""
     from bench.execution.reproductions import get
     from bench.store.results import ResultStore
-    from zoos.files import write_bytes_atomic
+    from zoos.files import check_parquet, read_input, write_bytes_atomic
     from zoos.recipes import describe
 
     table = ResultStore(results).table() if (results / "rows").is_dir() else pd.DataFrame()
-    peers = pd.read_parquet(results / PEERS_FILE) if (results / PEERS_FILE).is_file() else pd.DataFrame()
-    times = json.loads((results / TIMES_FILE).read_text()) if (results / TIMES_FILE).is_file() else {}
+    peers = pd.read_parquet(check_parquet(results / PEERS_FILE)) if (results / PEERS_FILE).exists() else pd.DataFrame()
+    times = json.loads(read_input(results / TIMES_FILE, 2**24)) if (results / TIMES_FILE).exists() else {}
     lines = ["# The papers' headline results, reproduced in their own regimes", "",
              "Written by `bench reproduce` (resumable; `--report-only` rewrites this file from the table). Each "
              "number: mean [95% BCa bootstrap CI] (n units). A verdict holds a number to the published figure by "

@@ -17,7 +17,8 @@ key hashing the zoo's content and split,
 the space, the task, the hyperparameters, the seed and a code version:
 - `last.pt`: everything needed to resume (model, best model, optimizer, scheduler, generator
   state, epoch, history), written after every epoch; only tensors and plain containers, read back
-  with `torch.load(weights_only=True)`;
+  through the harness's one guarded reader (`zoos.files.load_tensors`: a regular file, sized, zip members
+  sized, `torch.load(weights_only=True)`), as `best.safetensors` is;
 - `best.safetensors` + `done.json`: the final model and its summary, written when training ends.
 Every file is written to a temporary name and renamed into place, so a kill leaves either the old
 or the new version. A later `fit` with the same key loads the final model, or resumes from
@@ -51,12 +52,12 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load, load_file, save
+from safetensors.torch import load, save
 from tqdm.auto import tqdm
 
 from methods.base import Aligner, Alignment, CheckpointStore, Hyper, Merged
 from zoos.devices import DEVICES, resolve_device
-from zoos.files import check_input, clean_temp_files, read_input, write_bytes_atomic
+from zoos.files import clean_temp_files, load_tensors, read_input, write_bytes_atomic
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import random_action, select
 from zoos.tasks import inr_grid, make_task
@@ -330,7 +331,7 @@ class ScaleGMNAutoencoder(Aligner):
         model = self.build(space)
         if ckpt is not None and (ckpt / "done.json").is_file():
             try:
-                model.load_state_dict(load_file(check_input(ckpt / "best.safetensors")))
+                model.load_state_dict(load_tensors(ckpt / "best.safetensors"))
                 self.model = model.to(self.device).eval()
                 self.fit_info = {**json.loads(read_input(ckpt / "done.json", 2**20)), "cached": True}
                 return
@@ -379,7 +380,7 @@ class ScaleGMNAutoencoder(Aligner):
         saved = None
         if ckpt is not None and (ckpt / "last.pt").is_file():
             try:
-                saved = torch.load(check_input(ckpt / "last.pt"), weights_only=True, map_location=self.device)
+                saved = load_tensors(ckpt / "last.pt")  # the one guarded reader; tensors move to the device below
             except Exception as error:  # noqa: BLE001 - a damaged checkpoint: train from the start
                 _warn_damaged(ckpt / "last.pt", error)
         if saved is not None:

@@ -10,6 +10,7 @@ import io
 import os
 import signal
 import struct
+import time
 import zipfile
 
 import numpy as np
@@ -196,3 +197,115 @@ def test_every_protocol_option_has_a_declared_type_and_range():
             make_protocol(name, bogus=1)
     with pytest.raises(OptionError, match="not a boolean"):
         make_protocol("merge", repair="ture")  # a Python value of the wrong type, not only spec text
+
+
+# ---- issue 34, the campaign's low cases: Ctrl-C in a sweep, renamed zoo copies, --out, bench ae ---------------
+@pytest.mark.parametrize("where", ["stamping", "after-tell"])
+def test_ctrl_c_between_ask_and_tell_gives_the_trial_back(where, tiny_inr_zoo, tmp_path, monkeypatch):
+    """A Ctrl-C while the worker stamps its trial (before the objective runs) used to leave it RUNNING, and
+    the rerun waited GRACE_S (300 s) for it; now it is failed as stale and its parameters queued again. A
+    Ctrl-C after the trial's `tell` leaves the complete trial alone."""
+    import optuna
+    from optuna.trial import Trial, TrialState
+
+    from bench.execution import sweep
+
+    cfg = sweep.SweepConfig("git-rebasin", str(tiny_inr_zoo), "pairs[n_pairs=2,lambdas=3]", trials=3,
+                            results=tmp_path, progress=where == "after-tell", mlflow=False)
+    with monkeypatch.context() as patch:
+        if where == "stamping":
+            real = Trial.set_user_attr
+
+            def interrupted(self, key, value):
+                if key == "pid":
+                    raise KeyboardInterrupt
+                return real(self, key, value)
+            patch.setattr(Trial, "set_user_attr", interrupted)
+        else:
+            def interrupted_log(cfg, text):
+                if text.startswith("trial 0 "):
+                    raise KeyboardInterrupt
+            patch.setattr(sweep, "_log", interrupted_log)
+        with pytest.raises(KeyboardInterrupt):
+            sweep.run_sweep(cfg)
+    study = optuna.load_study(study_name=optuna.get_all_study_names(sweep.make_storage(None, tmp_path))[0],
+                              storage=sweep.make_storage(None, tmp_path))
+    first = study.get_trials()[0]
+    assert first.user_attrs["default"] and TrialState.RUNNING not in {t.state for t in study.get_trials()}
+    if where == "stamping":
+        assert first.state == TrialState.FAIL and first.user_attrs["stale"]
+        assert [t.user_attrs.get("retry_of") for t in study.get_trials() if t.state == TrialState.WAITING] == [0]
+    else:
+        assert first.state == TrialState.COMPLETE and "stale" not in first.user_attrs
+    start = time.perf_counter()
+    out = sweep.run_sweep(cfg)
+    assert out["complete"] == 3 and time.perf_counter() - start < 60  # no wait for a ghost trial
+    done = [t for t in optuna.load_study(study_name=study.study_name, storage=sweep.make_storage(None, tmp_path))
+            .get_trials() if t.state == TrialState.COMPLETE]
+    assert sum(bool(t.user_attrs.get("default")) for t in done) == 1  # the defaults ran once, retried or not
+
+
+def test_a_trial_never_stamped_is_reclaimed_after_a_heartbeat(tmp_path, monkeypatch):
+    """Ctrl-C inside `ask` itself leaves a RUNNING trial without host or pid: reclaimed after HEARTBEAT_S, not
+    GRACE_S."""
+    import optuna
+
+    from bench.execution import sweep
+
+    study = optuna.create_study(storage=sweep.make_storage(None, tmp_path), study_name="s")
+    ghost = study.ask()
+    assert sweep.reclaim_stale(study) == []  # a worker stamps its trial right after ask: not yet
+    later = time.time() + sweep.HEARTBEAT_S + 1
+    monkeypatch.setattr(sweep.time, "time", lambda: later)
+    assert sweep.reclaim_stale(study) == [ghost.number]
+
+
+def test_a_zoo_content_run_under_two_names_is_one_section():
+    from bench.report.comparison import select
+    from bench.report.tables import with_zoo_labels
+
+    rows = pd.DataFrame([{"zoo": z, "zoo_hash": h, "variant": v, "protocol": "pairs", "key": f"{z}{h}{v}"}
+                         for z, h, v in (("inr", "aaaaaaaa", "naive"), ("inr-copy", "aaaaaaaa", "git-rebasin"),
+                                         ("inr", "bbbbbbbb", "naive"), ("other", "cccccccc", "naive"))])
+    labels = dict(zip(rows["key"], with_zoo_labels(rows)["zoo"], strict=True))
+    assert labels == {"inraaaaaaaanaive": "inr = inr-copy #aaaaaa",
+                      "inr-copyaaaaaaaagit-rebasin": "inr = inr-copy #aaaaaa",
+                      "inrbbbbbbbbnaive": "inr #bbbbbb", "otherccccccccnaive": "other"}
+    assert set(select(rows, zoos=["inr-copy"])["variant"]) == {"naive", "git-rebasin"}  # the content, any name
+    assert set(select(rows, zoos=["other"])["zoo_hash"]) == {"cccccccc"}
+
+
+def test_report_out_marks_its_files_and_refuses_the_users(tmp_path):
+    from bench.report.comparison import FORMATS, OUT_MARKER, mark
+    from zoos.files import OutputError, check_ours
+
+    for fmt in FORMATS:
+        head = mark("<!DOCTYPE html>\n<html>" if fmt == "html" else "body", fmt).splitlines()[:2]
+        assert any(OUT_MARKER in line for line in head), fmt
+    assert mark("<!DOCTYPE html>\n<html>", "html").startswith("<!DOCTYPE html>\n<!--")
+    mine, ours, link = tmp_path / "mine.md", tmp_path / "ours.md", tmp_path / "link.md"
+    mine.write_text("my notes\n")
+    ours.write_text(mark("table", "md"))
+    link.symlink_to(mine)
+    check_ours(tmp_path / "absent.md", OUT_MARKER)
+    check_ours(ours, OUT_MARKER)
+    for path in (mine, link):
+        with pytest.raises(OutputError, match="mine.md: an existing file that .* did not write"):
+            check_ours(path, OUT_MARKER)
+        check_ours(path, OUT_MARKER, force=True)
+    (tmp_path / "empty.md").touch()
+    check_ours(tmp_path / "empty.md", OUT_MARKER)  # nothing to lose
+    os.mkfifo(tmp_path / "fifo")
+    check_ours(tmp_path / "fifo", OUT_MARKER)  # streamed, never replaced (write_bytes_atomic)
+
+
+def test_bench_ae_takes_only_autoencoders():
+    from bench.autoencoder import autoencoders, check_autoencoder
+    from methods import UnknownMethod
+
+    assert {"scalegmn-ae", "gnn-ae"} <= set(autoencoders()) and "naive" not in autoencoders()
+    assert check_autoencoder("scalegmn-ae[hidden=8]") == ("scalegmn-ae", {"hidden": "8"})
+    with pytest.raises(ValueError, match="--method naive: not an autoencoder"):
+        check_autoencoder("naive")
+    with pytest.raises(UnknownMethod, match="unknown method 'scalegmn'"):
+        check_autoencoder("scalegmn")

@@ -284,3 +284,23 @@ def test_classifier_zoo_trains_with_the_logit_kl():
     assert all(torch.isfinite(torch.tensor(h["val_loss"])) for h in info["history"])
     out = m.align(select(params, 0), select(params, [1, 2])).others
     assert {k: v.shape for k, v in out.items()} == {k: (2, *s) for k, s in space.shapes().items()}
+
+
+def test_a_damaged_or_hostile_checkpoint_is_refused_by_the_guarded_reader(tiny_zoo, tmp_path, capsys):
+    """`last.pt` and `best.safetensors` go through `zoos.files.load_tensors`: a zip bomb in place of last.pt
+    is refused before anything is inflated (a warning naming it), and training starts over."""
+    import zipfile
+
+    store = CheckpointStore(tmp_path)
+    first = trained(epochs=2)
+    first.fit(tiny_zoo, store)
+    ckpt = first.checkpoint_dir
+    (ckpt / "done.json").unlink()  # not finished: the next fit resumes from last.pt
+    (ckpt / "last.pt").unlink()
+    with zipfile.ZipFile(ckpt / "last.pt", "w", zipfile.ZIP_DEFLATED) as archive:  # 200 MB of zeros in ~200 KB
+        archive.writestr("archive/data/0", bytes(200 * 2**20))
+    again = trained(epochs=2)
+    again.fit(tiny_zoo, store)
+    err = capsys.readouterr().err
+    assert f"{ckpt / 'last.pt'}: unreadable checkpoint" in err and "zip members inflate to 200 MiB" in err
+    assert again.fit_info["resumed_from"] == -1 and again.fit_info["epochs"] == 2

@@ -26,7 +26,7 @@ from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from zoos.data import DataError, check_classifier_data, load_images, resolve_source
-from zoos.files import ResourceError, WorkerError, check_memory, write_bytes_atomic
+from zoos.files import ResourceError, WorkerError, check_input, check_memory, write_bytes_atomic
 from zoos.recipes import lr_factor
 from zoos.space import WeightSpace, cnn_zoo_space, mlp_space
 from zoos.tasks import scale_inputs
@@ -312,6 +312,7 @@ def _load_trained(path: Path | None) -> tuple[dict, dict] | None:
     if path is None or not path.is_file():
         return None
     try:
+        check_input(path)  # a FIFO, device or oversized file there is trained again, never opened
         with safe_open(path, "pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["metrics"])
     except Exception:  # noqa: BLE001 - a damaged checkpoint is trained again

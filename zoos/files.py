@@ -126,6 +126,35 @@ def write_bytes_atomic(path: str | os.PathLike, write, durable: bool = False) ->
     return path
 
 
+MARKER_HEAD = 4096  # bytes of a file searched for the marker of the harness that wrote it
+
+
+def check_ours(path: str | os.PathLike, marker: str, force: bool = False, how: str = "") -> None:
+    """Refuse (OutputError) to replace an existing non-empty regular file at `path` (a symlink's target)
+    unless its first `MARKER_HEAD` bytes carry `marker`, the line the harness writes into every such file:
+    the harness replaces only regular files it wrote, absent paths, or (nothing to lose) empty files.
+    `force`: replace anyway. FIFOs and devices pass (written as streams); `write_bytes_atomic` refuses the rest.
+    `how`: what writes the file, for the message."""
+    if force:
+        return
+    path = Path(os.path.realpath(path))
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(MARKER_HEAD)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot be read to check who wrote it ({e.strerror or e})") from None
+    if marker.encode() not in head:
+        raise OutputError(f"{path}: an existing file that {how or 'the harness'} did not write (no marker "
+                          f"{marker!r} in its first lines): refused; pass --force to replace it, or choose "
+                          f"another path")
+
+
 def _fsync_directory(directory: Path) -> None:
     try:  # not every platform lets us open a directory
         fd = os.open(directory, os.O_RDONLY)
@@ -196,6 +225,19 @@ class ResourceError(ValueError):
 
 class WorkerError(RuntimeError):
     """A worker process failed; the message is its error in one line (the CLI prints it without a traceback)."""
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether `error` is a KeyboardInterrupt (Ctrl-C), or was raised while one was being handled: a library's
+    cleanup that fails under the interrupt (optuna's journal lock release: FileNotFoundError, RuntimeError)
+    must not turn a Ctrl-C into an error message or a traceback."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__context__
+    return False
 
 
 def check_memory(what: str, needed: int, share: float = 0.9) -> None:

@@ -41,6 +41,7 @@ import hashlib
 import math
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -50,10 +51,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from optuna.storages.journal import JournalFileSymlinkLock
 from optuna.trial import TrialState
 
 from methods import format_spec
-from zoos.files import pid_alive
+from zoos.files import interrupted, pid_alive
 
 SWEEPS_DIR = "sweeps"
 HEARTBEAT_S = 30.0
@@ -217,7 +219,34 @@ def make_storage(storage: str | None, results: Path):
     from optuna.storages.journal import JournalFileBackend
 
     repair_journal(path)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(JournalFileBackend(str(path), JournalLock(str(path))))
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold a Ctrl-C (SIGINT) until the block ends, then deliver it as it would have been (main thread only:
+    Python runs signal handlers there; elsewhere nothing to defer)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
+
+
+class JournalLock(JournalFileSymlinkLock):
+    """Optuna's symlink lock, whose release a Ctrl-C cannot cut: interrupted between its rename and unlink, or
+    before the rename, optuna's own release raises FileNotFoundError in place of the KeyboardInterrupt and
+    may leave the lock behind (the rerun then waits its grace period)."""
+
+    def release(self) -> None:
+        with _sigint_deferred():
+            super().release()
 
 
 def check_storage(storage: str | None, results: Path) -> None:
@@ -271,12 +300,11 @@ def repair_journal(path: Path) -> None:
         return
     from datetime import UTC, datetime
 
-    from optuna.storages.journal import JournalFileSymlinkLock
     from optuna.storages.journal._file import get_lock_file
 
     from zoos.files import write_bytes_atomic
 
-    with get_lock_file(JournalFileSymlinkLock(str(path))):  # no sweep appends meanwhile
+    with get_lock_file(JournalLock(str(path))):  # no sweep appends meanwhile
         lines, bad = _journal_lines(path)
         if not bad:
             return
@@ -367,9 +395,11 @@ def open_study(cfg: SweepConfig, name: str, worker: int = 0) -> optuna.Study:
 # ---- trial bookkeeping ----------------------------------------------------------------------------
 def _is_stale(trial, now: float, grace: float) -> bool:
     attrs = trial.user_attrs
+    start = trial.datetime_start.timestamp() if trial.datetime_start else now
+    if "host" not in attrs and now - start > HEARTBEAT_S:  # a worker stamps its trial right after `ask`: one
+        return True  # never stamped was interrupted there (a Ctrl-C inside `ask` itself)
     if attrs.get("host") == socket.gethostname() and "pid" in attrs and not pid_alive(int(attrs["pid"])):
         return True
-    start = trial.datetime_start.timestamp() if trial.datetime_start else now
     return now - float(attrs.get("heartbeat", start)) > grace
 
 
@@ -546,44 +576,65 @@ def work(cfg: SweepConfig, study_name: str, worker: int = 0, callbacks=()) -> in
         if c["taken"] >= cfg.trials:  # the rest is running elsewhere: wait in case some of it fails
             time.sleep(POLL_S)
             continue
-        trial = study.ask()  # pops a queued trial (defaults, retries) before sampling a new one
-        ahead = [t for t in study.get_trials(deepcopy=False, states=TAKEN) if t.number < trial.number]
-        if len(ahead) >= cfg.trials:  # another worker took the last slot at the same moment
-            study._storage.set_trial_user_attr(trial._trial_id, "surplus", True)
-            study.tell(trial, state=TrialState.FAIL)
-            continue
-        for key, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("heartbeat", time.time()),
-                           ("worker", worker)):
-            trial.set_user_attr(key, value)
-        start = time.perf_counter()
+        trial = None
         try:
-            with _Heartbeat(study, trial._trial_id):
-                values, spec = objective(trial)
-        except SweepError as error:  # a configuration error: every trial would fail the same way
-            trial.set_user_attr("error", str(error))
-            study.tell(trial, state=TrialState.FAIL)
+            with _sigint_deferred():  # a Ctrl-C inside ask would leave a RUNNING trial nobody knows of
+                trial = study.ask()  # pops a queued trial (defaults, retries) before sampling a new one
+            ahead = [t for t in study.get_trials(deepcopy=False, states=TAKEN) if t.number < trial.number]
+            if len(ahead) >= cfg.trials:  # another worker took the last slot at the same moment
+                study._storage.set_trial_user_attr(trial._trial_id, "surplus", True)
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            for key, value in (("host", socket.gethostname()), ("pid", os.getpid()), ("heartbeat", time.time()),
+                               ("worker", worker)):
+                trial.set_user_attr(key, value)
+            start = time.perf_counter()
+            try:
+                with _Heartbeat(study, trial._trial_id):
+                    values, spec = objective(trial)
+            except SweepError as error:  # a configuration error: every trial would fail the same way
+                trial.set_user_attr("error", str(error))
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            except Exception as error:
+                objective.error_row(trial.number, error)
+                trial.set_user_attr("error", f"{type(error).__name__}: {error}".splitlines()[0])
+                frozen = study.tell(trial, state=TrialState.FAIL)
+                _log(cfg, f"trial {trial.number} failed: {frozen.user_attrs['error']}")
+            else:
+                ok = all(math.isfinite(v) for v in values)
+                if not ok:
+                    trial.set_user_attr("error", "non-finite objective")
+                frozen = study.tell(trial, values if ok else None, state=None if ok else TrialState.FAIL)
+                done += ok
+                shown = ", ".join(f"{v:.4g}" for v in values)
+                _log(cfg, f"trial {trial.number} (worker {worker}): {cfg.metric}"
+                          f"{'/seconds' if cfg.multi_objective else ''} = {shown} in "
+                          f"{time.perf_counter() - start:.1f} s  {spec}")
+        except BaseException as error:
+            interrupt = not isinstance(error, Exception) or interrupted(error)  # Ctrl-C (or an exit)
+            if interrupt and trial is not None:  # between ask and tell: the trial goes back to the study
+                give_back(study, trial._trial_id)
             raise
-        except Exception as error:
-            objective.error_row(trial.number, error)
-            trial.set_user_attr("error", f"{type(error).__name__}: {error}".splitlines()[0])
-            frozen = study.tell(trial, state=TrialState.FAIL)
-            _log(cfg, f"trial {trial.number} failed: {frozen.user_attrs['error']}")
-        except BaseException:  # interrupted: give the trial back so that a rerun retries it
-            study._storage.set_trial_user_attr(trial._trial_id, "stale", True)
-            study.tell(trial, state=TrialState.FAIL)
-            retry(study, trial)
-            raise
-        else:
-            ok = all(math.isfinite(v) for v in values)
-            if not ok:
-                trial.set_user_attr("error", "non-finite objective")
-            frozen = study.tell(trial, values if ok else None, state=None if ok else TrialState.FAIL)
-            done += ok
-            shown = ", ".join(f"{v:.4g}" for v in values)
-            _log(cfg, f"trial {trial.number} (worker {worker}): {cfg.metric}{'/seconds' if cfg.multi_objective else ''}"
-                      f" = {shown} in {time.perf_counter() - start:.1f} s  {spec}")
         for callback in callbacks:
             callback(study, frozen)
+
+
+def give_back(study: optuna.Study, trial_id: int) -> None:
+    """A trial interrupted between `ask` and `tell` (Ctrl-C in the objective, in `tell`, in setting its
+    attributes): failed as stale and its parameters queued again (when it holds any: drawn, or queued as
+    the defaults or a retry), so that a rerun retries it at once instead of waiting GRACE_S for a RUNNING
+    trial whose process is gone. A trial whose end was recorded already is left as it is."""
+    try:
+        trial = study._storage.get_trial(trial_id)
+        if trial.state != TrialState.RUNNING:
+            return
+        study._storage.set_trial_user_attr(trial_id, "stale", True)
+        study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except Exception:  # noqa: BLE001 - the storage refused (finished meanwhile): the rerun's reclaim decides
+        return
+    if trial_params(trial) or trial.user_attrs.get("default"):
+        retry(study, trial)
 
 
 def _worker_main(cfg: SweepConfig, study_name: str, worker: int) -> None:

@@ -436,7 +436,7 @@ def alignment(specs=(("mlp", 2), ("mlp", 4), ("cnn", 3)), widths=(32, 64, 128, 2
     A method (or peer) that needs more than `budget_s` CPU seconds for one pair at some width is
     not repeated there and not run at larger widths (the row says so); everything else runs
     `repeats` times, methods interleaved within a repetition, peers after ours in each repetition."""
-    from safetensors.torch import load_file
+    from zoos.files import load_tensors
 
     peers = dict(peers or {})
     table = peer_table(baseline[0] if baseline else None)
@@ -495,8 +495,8 @@ def alignment(specs=(("mlp", 2), ("mlp", 4), ("cnn", 3)), widths=(32, 64, 128, 2
                         times[(label, w)]["wall"].append(r["seconds"])
                         if (label, w) not in results:
                             sp, a, b, task, target = pairs[w]
-                            aligned = load_file(str(tmp / f"out-{label.replace(' ', '_')}-{rep}"
-                                                    / f"{kind}-d{depth}-w{w}.safetensors"))
+                            aligned = load_tensors(tmp / f"out-{label.replace(' ', '_')}-{rep}"
+                                                   / f"{kind}-d{depth}-w{w}.safetensors", floats=True)
                             aligned = {k: v[None] for k, v in aligned.items()}
                             results[(label, w)] = {**score(sp, a, aligned, task, target, x, b),
                                                    **{k: v for k, v in r.items() if k.endswith("_seconds")}}
@@ -751,7 +751,9 @@ def _keep_other_suites(path: Path, table: pd.DataFrame) -> pd.DataFrame:
     if not path.is_file() or table.empty:
         return table
     try:
-        old = pd.read_parquet(path)
+        from zoos.files import check_parquet
+
+        old = pd.read_parquet(check_parquet(path))
     except Exception as error:  # noqa: BLE001 - an unreadable old table is replaced, not fatal
         print(f"perf: {path} unreadable ({type(error).__name__}); writing this run's suites only", flush=True)
         return table

@@ -82,7 +82,8 @@ class Matrix:
 def select(table: pd.DataFrame, methods: Sequence[str] | None = None, zoos: Sequence[str] | None = None,
            protocols: Sequence[str] | None = None) -> pd.DataFrame:
     """Rows of the chosen methods (a variant spec, or a method name for all its variants), zoos (names or
-    shell patterns) and protocols; an unknown name is a ValueError with the names the table holds."""
+    shell patterns; a zoo's content under any of its names) and protocols; an unknown name is a ValueError with
+    the names the table holds."""
     keep = pd.Series(True, index=table.index)
     for values, column, by_method in ((methods, "variant", True), (zoos, "zoo", False),
                                       (protocols, "protocol", False)):
@@ -97,6 +98,9 @@ def select(table: pd.DataFrame, methods: Sequence[str] | None = None, zoos: Sequ
                 hit |= table["method"].astype(str) == value
             if not hit.any():
                 raise ValueError(unknown_name(column.replace("variant", "method"), value, sorted({*names, *present})))
+            if column == "zoo" and "zoo_hash" in table.columns:  # a renamed copy's rows: the same zoo
+                hashes = set(table.loc[hit, "zoo_hash"].dropna().astype(str))
+                hit |= table["zoo_hash"].astype(str).isin(hashes) & table["zoo_hash"].notna()
             mask |= hit
         keep &= mask
     return table[keep]
@@ -419,6 +423,22 @@ def to_csv(matrices: list[Matrix]) -> str:
                                      repr(float(c.lo)), repr(float(c.hi)), c.best, c.tie,
                                      "" if math.isnan(c.p) else repr(c.p)])
     return buf.getvalue()
+
+
+# the line `bench report --out` writes first: a later `--out` onto the same path replaces the file only when it
+# carries this (zoos.files.check_ours); a comment in every format, so nothing a reader sees changes
+OUT_MARKER = "written by `bench report --out` (rebasin-bench)"
+
+
+def mark(text: str, fmt: str) -> str:
+    """`text` (of format `fmt`) with `OUT_MARKER` as a comment in its first lines."""
+    if fmt == "html":  # after the doctype, which must come first
+        first, sep, rest = text.partition("\n")
+        return f"{first}{sep}<!-- {OUT_MARKER} -->\n{rest}" if first.startswith("<!DOCTYPE") else \
+            f"<!-- {OUT_MARKER} -->\n{text}"
+    if fmt == "md":
+        return f"<!-- {OUT_MARKER} -->\n\n{text}"
+    return f"{'%' if fmt == 'tex' else '#'} {OUT_MARKER}\n{text}"
 
 
 def render(matrices: list[Matrix], fmt: str, header_lines: Sequence[str] = ()) -> str:

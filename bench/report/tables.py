@@ -116,9 +116,34 @@ def option_labels(table: pd.DataFrame) -> pd.Series:
     return out
 
 
+def zoo_labels(table: pd.DataFrame, widths: dict[str, float] | None = None) -> dict[str, str]:
+    """zoo_hash -> the section label of that zoo content: its name, or 'name-a = name-b' when its rows carry
+    several names (a copy renamed in its spec.json: units are keyed on the content, so methods run on either
+    copy land in one table, never split over two sections that each look complete); a name that several
+    contents share gets ' (width w)' where the widths tell them apart, else ' #<hash prefix>'."""
+    if "zoo_hash" not in table.columns or "zoo" not in table.columns:
+        return {}
+    widths = zoo_widths(table) if widths is None else widths
+    known = table[table["zoo_hash"].notna() & table["zoo"].notna()]
+    hashes_col, names_col = known["zoo_hash"].astype(str), known["zoo"].astype(str)
+    names = {h: sorted(set(rows)) for h, rows in names_col.groupby(hashes_col, sort=True)}
+    suffix: dict[str, str] = {}
+    for _, rows in hashes_col.groupby(names_col, sort=True):
+        hashes = sorted(set(rows))
+        if len(hashes) < 2:
+            continue
+        ws = [widths.get(h) for h in hashes]
+        by_width = all(w is not None for w in ws) and len(set(ws)) == len(ws)
+        for h, w in zip(hashes, ws, strict=True):
+            mine = f" (width {w:g})" if by_width else f" #{h[:6]}"
+            suffix[h] = mine if suffix.get(h, mine) == mine else f" #{h[:6]}"
+    return {h: " = ".join(ns) + suffix.get(h, "") for h, ns in names.items()}
+
+
 def with_zoo_labels(table: pd.DataFrame) -> pd.DataFrame:
-    """Copy of `table` with `zoo` made unique per zoo content, `width` filled from sibling rows and `options`
-    naming the protocol options that tell a zoo's rows of one protocol apart (`option_labels`)."""
+    """Copy of `table` with `zoo` made one label per zoo content (`zoo_labels`: every name the content was run
+    under, and unique per content), `width` filled from sibling rows and `options` naming the protocol options
+    that tell a zoo's rows of one protocol apart (`option_labels`)."""
     table = table.copy()
     if "zoo_hash" not in table.columns or "zoo" not in table.columns:
         if "zoo" in table.columns and "protocol" in table.columns:
@@ -127,17 +152,10 @@ def with_zoo_labels(table: pd.DataFrame) -> pd.DataFrame:
     widths = zoo_widths(table)
     if widths:
         table["width"] = table["zoo_hash"].astype(str).map(widths)
-    labels = {}
-    for name, rows in table.groupby("zoo", sort=True, dropna=True):
-        hashes = sorted(rows["zoo_hash"].dropna().astype(str).unique())
-        if len(hashes) < 2:
-            continue
-        ws = [widths.get(h) for h in hashes]
-        by_width = all(w is not None for w in ws) and len(set(ws)) == len(ws)
-        for h, w in zip(hashes, ws, strict=True):
-            labels[(name, h)] = f"{name} (width {w:g})" if by_width else f"{name} #{h[:6]}"
+    labels = zoo_labels(table, widths)
     if labels:
-        table["zoo"] = [labels.get((z, str(h)), z) for z, h in zip(table["zoo"], table["zoo_hash"], strict=True)]
+        table["zoo"] = [z if is_missing(h) or is_missing(z) else labels.get(str(h), z)
+                        for z, h in zip(table["zoo"], table["zoo_hash"], strict=True)]
     if "protocol" in table.columns:
         table["options"] = option_labels(table)
     return table

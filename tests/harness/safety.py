@@ -657,3 +657,236 @@ SCENARIOS.update({
     "default-spec-one-key": default_spec_one_key, "journal-cut-line": journal_cut_line,
     "part-key-wrong-types": part_key_wrong_types, "scheduler-not-dask": scheduler_not_dask,
     "build-bombs": build_bombs, "idx-bomb-under-ulimit": idx_bomb_under_ulimit})
+
+
+# ---- III.1: `report --out` onto the user's own file ----------------------------------------------------
+def report_out_user_file(good: Path, work: Path) -> Check:
+    """`bench report --out` an existing file the harness did not write: refused in one line, the file kept;
+    its own earlier output, an absent path and an empty file are replaced; `--force` replaces the user's."""
+    from bench.report.comparison import OUT_MARKER
+
+    results = work / "results"
+    if _small_results(good, results) != 0:
+        return Check("outputs", "report --out the user's own file", seen="could not write the results to report")
+    argv = ["report", "--results", results, "--metric", "loss_barrier", "--out"]
+    notes, ours, empty, forced = work / "notes.md", work / "table.md", work / "empty.tex", work / "mine.csv"
+    notes.write_text(USER_TEXT)
+    forced.write_text(USER_TEXT)
+    empty.touch()
+    refused = _cli([*argv, notes])
+    first, again = _cli([*argv, ours]), _cli([*argv, ours])
+    emptied = _cli([*argv, empty])
+    force = _cli([*argv, forced, "--force"])
+    kept = notes.read_text() == USER_TEXT
+    checks = {"user's file refused": _one_line(refused[0], refused[2], notes, "did not write", "--force"),
+              "user's file kept": kept,
+              "own output replaced": first[0] == 0 and again[0] == 0 and OUT_MARKER in ours.read_text(),
+              "empty file written": emptied[0] == 0 and OUT_MARKER in empty.read_text(),
+              "--force replaces": force[0] == 0 and OUT_MARKER in forced.read_text()}
+    failed = [k for k, ok in checks.items() if not ok]
+    return Check("outputs", "`report --out` the user's own file (and its own, an empty one, --force)", runs=5,
+                 files_lost=int(not kept), passed=not failed,
+                 seen=refused[2].strip()[:160] if not failed else f"failed: {', '.join(failed)}")
+
+
+# ---- III.7: the campaign's remaining low cases -----------------------------------------------------------
+CLASSES["low"] = "III.7 the campaign's remaining low cases"
+INTERRUPTED = "bench: interrupted; rerun the same command to resume"
+
+
+def _sweep_state(results: Path):
+    """(the study, its rows without error rows) of the one sweep under `results`."""
+    import optuna
+
+    from bench.execution import sweep
+    from bench.store.results import ResultStore
+
+    storage = sweep.make_storage(None, results)
+    (name,) = optuna.get_all_study_names(storage)
+    rows = ResultStore(results / sweep.SWEEPS_DIR).table()
+    return optuna.load_study(study_name=name, storage=storage), rows[rows["error"].isna()]
+
+
+def sweep_ctrl_c(good: Path, work: Path, trials: int = 8, interrupts: tuple[int, ...] = (1, 2)) -> Check:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during `bench sweep`, just after the
+    k-th new trial's rows land, for each k in `interrupts`; then the same command to the end. Each
+    interrupt: exit 130, the one line saying to rerun, no traceback, no trial left RUNNING. At the end:
+    `trials` complete trials, each with its units' rows once and its objective their mean, no rows of a
+    trial that did not complete, every interrupted trial retried."""
+    import math
+    import signal
+
+    from optuna.trial import TrialState
+
+    from bench.execution.sweep import first_attempt, trial_params
+
+    results = work / "results"
+    parts = results / "sweeps" / "rows"
+    argv = [sys.executable, "-m", "bench.cli", "sweep", "git-rebasin", "--zoo", str(good), "--protocol",
+            "pairs[n_pairs=2,lambdas=3]", "--trials", str(trials), "--no-mlflow", "--quiet", "--results", str(results)]
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
+    problems, seen, stale = [], [], 0
+
+    def attempt(i: int, after: int | None) -> tuple[int, str]:
+        log = work / f"attempt-{i}.log"
+        n_parts = lambda: len(list(parts.glob("part-*.parquet"))) if parts.is_dir() else 0  # noqa: E731
+        before = n_parts()
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=repo,
+                                    start_new_session=True)
+            deadline = time.monotonic() + 300
+            try:
+                while after is not None and proc.poll() is None and time.monotonic() < deadline:
+                    if n_parts() >= before + after:
+                        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+                        break
+                    time.sleep(0.01)
+                code = proc.wait(max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                code = -9
+        return code, log.read_text(errors="replace")
+
+    for i, after in enumerate(interrupts):
+        code, text = attempt(i, after)
+        lines = [line for line in text.splitlines() if line.strip()]
+        if code == 0:  # it finished before the interrupt landed: nothing to check for this one
+            seen.append("finished first")
+            continue
+        seen.append(f"exit {code}")
+        if code != 130 or not lines or lines[-1] != INTERRUPTED or "Traceback" in text:
+            problems.append(f"interrupt {i}: exit {code}, last line {lines[-1][:100] if lines else ''!r}")
+        study, _ = _sweep_state(results)
+        running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        problems += [f"interrupt {i}: trial(s) {running} left RUNNING"] if running else []
+        stale = sum("stale" in t.user_attrs for t in study.get_trials(deepcopy=False))
+    code, text = attempt(len(interrupts), None)
+    if code != 0 or "Traceback" in text:
+        problems.append(f"rerun: exit {code}")
+    study, rows = _sweep_state(results)
+    trials_now = study.get_trials(deepcopy=False)
+    complete = {t.number: t for t in trials_now if t.state == TrialState.COMPLETE}
+    per_trial = rows.groupby("trial").size().to_dict()
+    n_units = max(per_trial.values(), default=0)
+    lost = sum(n_units - per_trial.get(t, 0) for t in complete)
+    problems += [f"{len(complete)} complete trials, expected {trials}"] if len(complete) != trials else []
+    problems += [f"trial {t}: rows but not complete" for t in per_trial if t not in complete]
+    problems += [f"{int(rows['key'].duplicated().sum())} duplicate keys"] if rows["key"].duplicated().any() else []
+    for number, trial in complete.items():
+        mine = rows[rows["trial"] == number]
+        metric = str(mine["objective_metric"].iloc[0]) if len(mine) else ""
+        if len(mine) and not math.isclose(float(mine[metric].mean()), trial.values[0], rel_tol=1e-9, abs_tol=1e-12):
+            problems.append(f"trial {number}: objective != mean of its rows")
+    retried = {first_attempt(t) for t in complete.values()}  # one drawing nothing yet lost nothing: not retried
+    problems += [f"interrupted trial {t.number} not retried" for t in trials_now if "stale" in t.user_attrs
+                 and (trial_params(t) or t.user_attrs.get("default")) and first_attempt(t) not in retried]
+    return Check("low", f"Ctrl-C (SIGINT) during `bench sweep` x{len(interrupts)}, then rerun",
+                 runs=len(interrupts) + 1, rows_expected=len(complete) * n_units, rows_lost=lost,
+                 passed=not problems and n_units > 0,
+                 seen="; ".join(problems)[:200] if problems else
+                 f"{', '.join(seen)}; {stale} interrupted trial(s) retried; {len(complete)} complete, "
+                 f"{n_units} rows each")
+
+
+def ae_train_plain_method(good: Path, work: Path) -> Check:
+    """`bench ae train|eval --method` a method that is not an autoencoder: one line, exit 2, before any zoo is
+    read or results folder written."""
+    results = work / "results"
+    cases = [["ae", "train", "--zoo", good, "--method", "naive", "--results", results],
+             ["ae", "eval", "--zoo", good, "--method", "git-rebasin[max_sweeps=10]", "--results", results],
+             ["ae", "train", "--zoo", work / "no-such-zoo", "--method", "constant", "--results", results]]
+    got = [_cli(argv) for argv in cases]
+    ok = [_one_line(code, err, argv[5].split("[")[0], "not an autoencoder", "scalegmn-ae")
+          for argv, (code, _, err) in zip(cases, got, strict=True)]
+    written = results.exists()
+    return Check("low", "`ae train --method naive` (and eval git-rebasin, constant)", runs=len(cases),
+                 passed=all(ok) and not written,
+                 seen=got[0][2].strip()[:160] if all(ok) and not written else
+                 f"not one line: {[c[5] for c, o in zip(cases, ok, strict=True) if not o]}; results written: {written}")
+
+
+def constant_without_train_split(good: Path, work: Path) -> Check:
+    """`constant` (the training split's best network) on a zoo whose networks are all in val / test: skipped
+    with its reason, the other methods run, the report written."""
+    from bench.store.results import ResultStore
+    from zoos.zoo import load_zoo, save_zoo
+
+    zoo = load_zoo(good)
+    zoo.meta["split"] = zoo.meta["split"].replace("train", "test").to_numpy()
+    zoo.meta.attrs.pop("content_hash", None)
+    no_train = save_zoo(zoo, work / "no-train")
+    results = work / "results"
+    code, out, err = _cli(["run", "--zoo", no_train, "--methods", "constant", "naive", "--protocols",
+                           "pairs[n_pairs=2,lambdas=3]", "--no-mlflow", "--quiet", "--results", results])
+    rows = ResultStore(results).table() if (results / "rows").is_dir() else pd.DataFrame()
+    skipped = _first(out, "Skipped `constant`")
+    methods = set(rows["method"]) if len(rows) else set()
+    errors = int(rows["error"].notna().sum()) if len(rows) else 0
+    ok = code == 0 and "no training network" in skipped and methods == {"naive"} and not errors \
+        and (results / "leaderboard.md").is_file() and "Traceback" not in err
+    return Check("low", "`constant` on a zoo with no train split", rows_expected=len(rows), passed=ok,
+                 seen=skipped[:160] if ok else f"exit {code}; methods {sorted(methods)}; {errors} error rows; "
+                                              f"{err.strip()[-120:]}")
+
+
+def renamed_zoo_copy(good: Path, work: Path) -> Check:
+    """Copies of a zoo: a renamed directory (same name, same content), a copy renamed in its spec.json (same
+    content) and an edited copy under the same name (other content), methods run on each. The report has
+    one section per content, its label every name the content ran under, labels distinct (the edited copy's
+    by its hash), and a selection by either name reaches the content's rows."""
+    import json
+    import shutil
+
+    from bench.report.tables import with_zoo_labels
+    from bench.store.results import ResultStore
+    from zoos.zoo import load_zoo, save_zoo
+
+    zoo = load_zoo(good)
+    name, content = zoo.name, zoo.content_hash()
+    copy = work / "renamed-directory"
+    shutil.copytree(good, copy)
+    respec = work / "renamed-spec"
+    shutil.copytree(good, respec)
+    spec = json.loads((respec / "spec.json").read_text())
+    spec["name"] = f"{name}-renamed"
+    (respec / "spec.json").write_text(json.dumps(spec))
+    first = zoo.space.layers[0].weight
+    zoo.params[first] = zoo.params[first] + 1e-3
+    zoo.meta.attrs.pop("content_hash", None)
+    edited = save_zoo(zoo, work / "edited")
+    other = load_zoo(edited).content_hash()
+    results = work / "results"
+    base = ["--protocols", "pairs[n_pairs=2,lambdas=3]", "--no-mlflow", "--no-report", "--quiet", "--results",
+            results]
+    runs = [_cli(["run", "--zoo", z, "--methods", *m, *base]) for z, m in
+            ((good, ["naive"]), (copy, ["naive"]), (respec, ["git-rebasin"]), (edited, ["naive", "git-rebasin"]))]
+    report = _cli(["report", "--results", results])
+    picked = _cli(["report", "--results", results, "--zoos", f"{name}-renamed", "--format", "csv", "--out", "-"])
+    md = (results / "leaderboard.md").read_text() if (results / "leaderboard.md").is_file() else ""
+    table = with_zoo_labels(ResultStore(results).table())
+    labels = {h: set(part["zoo"]) for h, part in table.groupby("zoo_hash")}
+    label = {h: next(iter(ls)) for h, ls in labels.items() if len(ls) == 1}
+    variants = {h: set(part["variant"]) for h, part in table.groupby("zoo_hash")}
+    picked_methods = set(pd.read_csv(io.StringIO(picked[1]))["method"]) if picked[0] == 0 else set()
+    checks = {"every run": all(r[0] == 0 for r in runs) and report[0] == 0,
+              "copy reused the rows": "0 run, 2 already done" in runs[1][1],
+              "one label per content": set(labels) == {content, other} and len(label) == 2,
+              "labels distinct": len(set(label.values())) == 2,
+              "renamed copy named": name in label.get(content, "") and f"{name}-renamed" in label.get(content, ""),
+              "edited copy by its hash": label.get(other) == f"{name} #{other[:6]}",
+              "one section per content": all(f"## {label.get(h)} / pairs" in md for h in (content, other))
+              and md.count(" / pairs\n") == 2,
+              "methods together": variants.get(content) == {"naive", "git-rebasin"},
+              "selection by the new name": picked_methods == {"naive", "git-rebasin"}}
+    failed = [k for k, ok in checks.items() if not ok]
+    return Check("low", "renamed copies of a zoo (directory, spec name, edited content): section names",
+                 runs=len(runs) + 2, passed=not failed,
+                 seen=" | ".join(sorted(label.values()))[:160] if not failed else f"failed: {', '.join(failed)}")
+
+
+SCENARIOS.update({
+    "report-out-user-file": report_out_user_file, "sweep-ctrl-c": sweep_ctrl_c,
+    "ae-train-plain-method": ae_train_plain_method, "constant-without-train-split": constant_without_train_split,
+    "renamed-zoo-copy": renamed_zoo_copy})
