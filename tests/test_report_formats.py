@@ -199,3 +199,25 @@ def test_leaderboard_says_what_each_method_read(tmp_path):
     ResultStore(tmp_path).append(older)
     report_files.write_all(tmp_path, [], {"git-rebasin": "data-free"})
     assert "| git-rebasin | data-free | 3 |" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_figures_small_multiples_rank_metric_and_integer_counts(results, tmp_path):
+    """Figures: one panel per (zoo · section, method family) with baselines in every family's panel; orbit
+    plots the protocol's rank metric; the merge figure's N axis is integer."""
+    table = ResultStore(results).table()
+    eps = report.eps_long(table)
+    assert set(eps["metric"]) == {"loss_barrier"}  # the fixture's orbit rows carry no path excess
+    table = table.assign(loss_excess=table["loss_barrier"] + 1.0)
+    eps = report.eps_long(table)
+    assert set(eps["metric"]) == {"loss_excess"} and (eps["value"] >= 1.0).all()
+    kinds = {"naive": "exact", "git-rebasin": "exact"}
+    table = table.assign(method_kind=table["method"].map(kinds), method_needs="data-free")
+    families = set(report.curves_long(table)["family"])
+    assert families == {"baseline", "exact, data-free"}
+    merge = report.merge_long(table)
+    assert merge["n_models"].dtype.kind == "i" and set(merge["family"]) == {"baseline", "exact, data-free"}
+    path = report.plot_merged_vs_n(table, tmp_path / "merged.png")
+    assert path.stat().st_size > 5000
+    styles = report._styles(merge)
+    assert styles["naive"][0] == "0.25"  # baselines in grey; methods from the colour-blind palette
+    assert styles[VARIANTS[1]][0] in report._palette()
