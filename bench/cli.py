@@ -143,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--metric", help="a declared metric (e.g. loss_barrier); default: each protocol's ranking one")
     rep.add_argument("--format", choices=("md", "tex", "html", "csv"), help="comparison matrix format (default: md)")
     rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it (- : stdout)")
+    rep.add_argument("--display-names", action="store_true",
+                     help="tables name methods by their display names (`bench methods`), numbered by citation, with"
+                          " the references listed (LaTeX, HTML, Markdown); default: the registered names")
     rep.add_argument("--claims", action="store_true",
                      help="test the papers' claims: run what they need (resumable), write RESULTS/claims.md"
                           " and the other reports")
@@ -402,14 +405,17 @@ def _run(args, argv) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True, notes: list[str] = ()) -> None:
+def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True, notes: list[str] = (),
+            display_names: bool = False) -> None:
     from bench.report.files import write_report
     from bench.store.results import ResultStore
 
     if report:
         from methods import METHODS
 
-        for path in write_report(results, _header(argv) + list(notes), {n: c.needs for n, c in METHODS.items()}):
+        names = _display_names() if display_names else None
+        for path in write_report(results, _header(argv) + list(notes), {n: c.needs for n, c in METHODS.items()},
+                                 names):
             print(f"wrote {path}")
     if mirror:
         from bench.store.tracking import EXPERIMENT, mirror_report, resolve_uri
@@ -592,6 +598,14 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
     sys.stdout.write(to_markdown(comparison(table, out.get("metric", cfg.metric))))
 
 
+def _display_names():
+    """The registry's display names and citations (`bench report --display-names`)."""
+    from bench.report.tables import MethodNames
+    from methods import METHODS
+
+    return MethodNames.of(METHODS)
+
+
 def _normal_specs(specs: list[str] | None) -> list[str] | None:
     """Method specs as the table's `variant` column spells them (`git-rebasin[max_sweeps=100]` is
     `git-rebasin`); names and shell patterns as given."""
@@ -617,7 +631,7 @@ def _comparison(args) -> int:
 
     table = select(current_code(ResultStore(args.results).table()), _normal_specs(args.methods), args.zoos,
                    args.protocols)
-    matrices = comparison(table, args.metric)
+    matrices = comparison(table, args.metric, _display_names() if args.display_names else None)
     if not matrices:
         raise ValueError(f"{args.results}: nothing to compare for this selection"
                          + (f" (no protocol declares metric {args.metric!r} with values here)" if args.metric else ""))
@@ -696,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
                                         f" `bench run --results {args.results}` writes one)")
             if any((args.methods, args.zoos, args.protocols, args.metric, args.format, args.out)):
                 return _comparison(args)
-            _finish(args.results, argv, mirror=False)
+            _finish(args.results, argv, mirror=False, display_names=args.display_names)
             return 0
         if args.command == "methods":
             return _methods()

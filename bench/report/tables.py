@@ -318,6 +318,7 @@ class MethodNames:
     labels: dict  # method name -> display name
     cites: dict  # method name -> (citation, arXiv id)
     numbers: dict = field(default_factory=dict)  # (citation, arXiv id) -> its number in this report
+    shown: frozenset = frozenset()  # the methods of this report
 
     @classmethod
     def of(cls, methods) -> MethodNames:
@@ -334,7 +335,7 @@ class MethodNames:
             ref = self.cites.get(method)
             if ref is not None and ref not in numbers:
                 numbers[ref] = len(numbers) + 1
-        return MethodNames(self.labels, self.cites, numbers)
+        return MethodNames(self.labels, self.cites, numbers, frozenset(methods))
 
     def show(self, variant) -> str:
         """The display name (hyperparameters kept), with its reference's number when bound."""
@@ -344,8 +345,9 @@ class MethodNames:
         return self.labels.get(method, method) + (f" [{rest}" if bracket else "") + mark
 
     def references(self) -> list[tuple[int, list[str], str, str]]:
-        """(number, display names citing it, citation, arXiv id) per bound reference."""
-        return [(k, sorted({self.labels.get(m, m) for m, r in self.cites.items() if r == ref}), *ref)
+        """(number, display names of the report's methods citing it, citation, arXiv id) per bound reference."""
+        return [(k, sorted({self.labels.get(m, m) for m, r in self.cites.items() if r == ref and m in self.shown}),
+                 *ref)
                 for ref, k in self.numbers.items()]
 
     def lines(self) -> list[str]:
@@ -626,8 +628,11 @@ def latex_references(names: MethodNames | None) -> list[str]:
     """The methods' references as a LaTeX block (a list after the tables, numbered as the tables cite them)."""
     if names is None or not names.numbers:
         return []
+    def quoted(text: str) -> str:  # "Title" as ``Title''
+        return re.sub(r'"([^"]*)"', r"``\1''", latex_escape(text))
+
     items = [f"\\item[{{[{k}]}}] {latex_escape(', '.join(who))}: "
-             + latex_escape(", ".join(filter(None, (cit, f"arXiv:{ax}" if ax else ""))))
+             + quoted(", ".join(filter(None, (cit, f"arXiv:{ax}" if ax else ""))))
              for k, who, cit, ax in names.references()]
     return ["\\paragraph{Methods' references.}", "{\\footnotesize", "\\begin{itemize}", *items, "\\end{itemize}}",
             ""]
