@@ -598,6 +598,23 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
     sys.stdout.write(to_markdown(comparison(table, out.get("metric", cfg.metric))))
 
 
+def _check_metric(metric: str, table) -> None:
+    """A metric no protocol of the selection declares: one line naming the ones that would work here (the
+    declared metrics with values in the selected rows), and the close ones."""
+    from bench.protocols import PROTOCOLS
+    from zoos.names import unknown_name
+
+    protocols = sorted(set(table["protocol"].dropna().astype(str))) if "protocol" in table.columns else []
+    declared = {m.name for p in protocols if p in PROTOCOLS for m in PROTOCOLS[p].metrics}
+    if metric in declared:
+        return
+    valid = sorted(m for m in declared if m in table.columns and table[m].notna().any())
+    text = unknown_name("metric", metric, valid).replace("known:", "valid here:", 1)
+    if metric in {m.name for cls in PROTOCOLS.values() for m in cls.metrics}:
+        text = text.replace("unknown metric", f"metric not declared by {', '.join(protocols)}:", 1)
+    raise ValueError(text)
+
+
 def _display_names():
     """The registry's display names and citations (`bench report --display-names`)."""
     from bench.report.tables import MethodNames
@@ -631,6 +648,8 @@ def _comparison(args) -> int:
 
     table = select(current_code(ResultStore(args.results).table()), _normal_specs(args.methods), args.zoos,
                    args.protocols)
+    if args.metric:
+        _check_metric(args.metric, table)
     matrices = comparison(table, args.metric, _display_names() if args.display_names else None)
     if not matrices:
         raise ValueError(f"{args.results}: nothing to compare for this selection"
