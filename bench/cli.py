@@ -145,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it (- : stdout);"
                                               " an existing file is replaced only if `bench report --out` wrote it")
     rep.add_argument("--force", action="store_true", help="--out: replace an existing file that bench did not write")
+    rep.add_argument("--display-names", action="store_true",
+                     help="tables name methods by their display names (`bench methods`), numbered by citation, with"
+                          " the references listed (LaTeX, HTML, Markdown); default: the registered names")
     rep.add_argument("--claims", action="store_true",
                      help="test the papers' claims: run what they need (resumable), write RESULTS/claims.md"
                           " and the other reports")
@@ -404,14 +407,17 @@ def _run(args, argv) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True, notes: list[str] = ()) -> None:
+def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True, notes: list[str] = (),
+            display_names: bool = False) -> None:
     from bench.report.files import write_report
     from bench.store.results import ResultStore
 
     if report:
         from methods import METHODS
 
-        for path in write_report(results, _header(argv) + list(notes), {n: c.needs for n, c in METHODS.items()}):
+        names = _display_names() if display_names else None
+        for path in write_report(results, _header(argv) + list(notes), {n: c.needs for n, c in METHODS.items()},
+                                 names):
             print(f"wrote {path}")
     if mirror:
         from bench.store.tracking import EXPERIMENT, mirror_report, resolve_uri
@@ -594,6 +600,31 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
     sys.stdout.write(to_markdown(comparison(table, out.get("metric", cfg.metric))))
 
 
+def _check_metric(metric: str, table) -> None:
+    """A metric no protocol of the selection declares: one line naming the ones that would work here (the
+    declared metrics with values in the selected rows), and the close ones."""
+    from bench.protocols import PROTOCOLS
+    from zoos.names import unknown_name
+
+    protocols = sorted(set(table["protocol"].dropna().astype(str))) if "protocol" in table.columns else []
+    declared = {m.name for p in protocols if p in PROTOCOLS for m in PROTOCOLS[p].metrics}
+    if metric in declared:
+        return
+    valid = sorted(m for m in declared if m in table.columns and table[m].notna().any())
+    text = unknown_name("metric", metric, valid).replace("known:", "valid here:", 1)
+    if metric in {m.name for cls in PROTOCOLS.values() for m in cls.metrics}:
+        text = text.replace("unknown metric", f"metric not declared by {', '.join(protocols)}:", 1)
+    raise ValueError(text)
+
+
+def _display_names():
+    """The registry's display names and citations (`bench report --display-names`)."""
+    from bench.report.tables import MethodNames
+    from methods import METHODS
+
+    return MethodNames.of(METHODS)
+
+
 def _normal_specs(specs: list[str] | None) -> list[str] | None:
     """Method specs as the table's `variant` column spells them (`git-rebasin[max_sweeps=100]` is
     `git-rebasin`); names and shell patterns as given."""
@@ -623,7 +654,9 @@ def _comparison(args) -> int:
         check_ours(args.out, OUT_MARKER, args.force, "`bench report --out`")
     table = select(current_code(ResultStore(args.results).table()), _normal_specs(args.methods), args.zoos,
                    args.protocols)
-    matrices = comparison(table, args.metric)
+    if args.metric:
+        _check_metric(args.metric, table)
+    matrices = comparison(table, args.metric, _display_names() if args.display_names else None)
     if not matrices:
         raise ValueError(f"{args.results}: nothing to compare for this selection"
                          + (f" (no protocol declares metric {args.metric!r} with values here)" if args.metric else ""))
@@ -701,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
                                         f" `bench run --results {args.results}` writes one)")
             if any((args.methods, args.zoos, args.protocols, args.metric, args.format, args.out)):
                 return _comparison(args)
-            _finish(args.results, argv, mirror=False)
+            _finish(args.results, argv, mirror=False, display_names=args.display_names)
             return 0
         if args.command == "methods":
             return _methods()

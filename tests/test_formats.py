@@ -576,3 +576,38 @@ def test_one_inr_per_image_gives_no_pairs_and_says_why(dws):
         protocol = make_protocol(name, split="train")
         assert protocol.units(zoo) == []
         assert any("INR" in why for why in protocol.gaps(zoo)), protocol.gaps(zoo)
+
+
+# ---- the README's schemas ----------------------------------------------------------------------
+def _readme_schema(title: str) -> set[str]:
+    """The `code` names listed under one importer's bold title in README's 'Format schemas' section."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Format schemas", 1)[1].split("\n## ", 1)[0]
+    block = section.split(f"**{title}**", 1)[1].split("\n**", 1)[0]
+    return set(re.findall(r"`([^`]+)`", block))
+
+
+def test_readme_schemas_list_what_the_fixtures_write(dws, tmp_path):
+    """Every file, column and key the format fixtures write (and the loaders require) is in the README."""
+    from zoos.formats import _DWS_KEYS, _NFN_KEYS
+    from zoos.models import VGG as ZooVGG
+    from zoos.state_dicts import SUFFIXES
+
+    cnn_dir = tmp_path / "cnn"
+    written = write_cnn_zoo(cnn_dir, runs=2)
+    cnn = _readme_schema("CNN Zoo")
+    assert {p.name for p in cnn_dir.iterdir()} <= cnn
+    assert set(pd.read_csv(cnn_dir / "layout.csv").columns) <= cnn
+    assert set(written["metrics"].columns) <= cnn and {"config.dataset"} <= cnn
+    dws_names = _readme_schema("DWSNets")
+    assert set(dws["fitted"]) <= dws_names and set(_DWS_KEYS) <= dws_names and "label" in dws_names
+    splits = json.loads(dws["splits"].read_text())
+    assert set(splits) <= dws_names and {k for part in splits.values() for k in part} <= dws_names
+    assert "model_final.pth" in " ".join(dws_names)
+    assert set(_NFN_KEYS) <= _readme_schema("NFN SIRENs")
+    state = _readme_schema("State dicts")
+    assert {f"*{s}" for s in SUFFIXES} <= state and "state_dict" in state
+    keys = list(ZooVGG(width=4).state_dict())  # the state-dicts import fixture's module (test_graph_space)
+    assert {"features.0.weight", "features.1.running_mean"} <= set(keys) and "num_batches_tracked" in state

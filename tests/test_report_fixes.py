@@ -37,3 +37,17 @@ def test_rows_follow_the_first_column_and_captions_say_what_is_shown():
     assert sorted(m.variants, key=lambda v: _order(v, m.cells, m.columns)) == ["b", "a"]  # b wins column 1
     assert "cnn-relu" in _title(m) and "no interval" in _caption(m) and "[95%" not in _caption(m)
     assert "where shown" in _caption(_matrix(intervals=True))  # column 2 has points only
+
+
+def test_an_unknown_metric_lists_the_valid_ones_in_one_line():
+    from bench.cli import _check_metric
+
+    table = pd.DataFrame({"variant": ["naive"], "zoo": ["z"], "protocol": ["pairs"], "loss_barrier": [0.1],
+                          "loss_excess": [0.2], "acc_barrier": [None]})
+    _check_metric("loss_barrier", table)  # declared by pairs: passes
+    with pytest.raises(ValueError) as error:
+        _check_metric("barrier", table)
+    text = str(error.value)
+    assert "\n" not in text and "unknown metric 'barrier'" in text and "valid here: loss_barrier, loss_excess" in text
+    with pytest.raises(ValueError, match="metric not declared by pairs: 'recovered'"):
+        _check_metric("recovered", table)  # an orbit metric

@@ -199,3 +199,52 @@ def test_leaderboard_says_what_each_method_read(tmp_path):
     ResultStore(tmp_path).append(older)
     report_files.write_all(tmp_path, [], {"git-rebasin": "data-free"})
     assert "| git-rebasin | data-free | 3 |" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_figures_small_multiples_rank_metric_and_integer_counts(results, tmp_path):
+    """Figures: one panel per (zoo · section, method family) with baselines in every family's panel; orbit
+    plots the protocol's rank metric; the merge figure's N axis is integer."""
+    table = ResultStore(results).table()
+    eps = report.eps_long(table)
+    assert set(eps["metric"]) == {"loss_barrier"}  # the fixture's orbit rows carry no path excess
+    table = table.assign(loss_excess=table["loss_barrier"] + 1.0)
+    eps = report.eps_long(table)
+    assert set(eps["metric"]) == {"loss_excess"} and (eps["value"] >= 1.0).all()
+    kinds = {"naive": "exact", "git-rebasin": "exact"}
+    table = table.assign(method_kind=table["method"].map(kinds), method_needs="data-free")
+    families = set(report.curves_long(table)["family"])
+    assert families == {"baseline", "exact, data-free"}
+    merge = report.merge_long(table)
+    assert merge["n_models"].dtype.kind == "i" and set(merge["family"]) == {"baseline", "exact, data-free"}
+    path = report.plot_merged_vs_n(table, tmp_path / "merged.png")
+    assert path.stat().st_size > 5000
+    styles = report._styles(merge)
+    assert styles["naive"][0] == "0.25"  # baselines in grey; methods from the colour-blind palette
+    assert styles[VARIANTS[1]][0] in report._palette()
+
+
+def test_display_names_and_references(results):
+    """`bench report --display-names`: methods by display name with their reference's number, the references
+    listed after the tables (LaTeX, HTML, Markdown), in the leaderboard and the comparison tables alike."""
+    from bench.report import comparison as cmp
+    from methods import METHODS
+
+    table = ResultStore(results).table()
+    names = report.MethodNames.of(METHODS)
+    assert names.show("git-rebasin[max_sweeps=5]") == "Git Re-Basin (WM) [max_sweeps=5]"
+    bound = names.bind(table["variant"])
+    assert bound.show(VARIANTS[1]) == "Git Re-Basin (WM) [init=identity,max_sweeps=5] [1]"
+    assert bound.show("naive") == "Naive averaging"  # no citation, no number
+    md = report.markdown(table, names=names)
+    assert "| Git Re-Basin (WM) [init=identity,max_sweeps=5] [1] |" in md and "## References" in md
+    assert "[1] Git Re-Basin (WM): Ainsworth" in md and "arXiv:2209.04836" in md
+    tex = report.latex(table, names=names)
+    assert "\\item[{[1]}] Git Re-Basin (WM): Ainsworth, Hayase \\& Srinivasa, ``Git Re-Basin" in tex
+    page = report.html_page(table, names=names)
+    assert '<a href="https://arxiv.org/abs/2209.04836">arXiv:2209.04836</a>' in page and "Naive averaging" in page
+    matrices = cmp.comparison(table, names=names)
+    for fmt in ("md", "tex", "html"):
+        text = cmp.render(matrices, fmt)
+        assert "Git Re-Basin (WM)" in text and "2209.04836" in text, fmt
+    assert "git-rebasin[init=identity,max_sweeps=5]" in cmp.render(matrices, "csv")  # data keeps the names run
+    assert "Git Re-Basin" not in report.markdown(table)  # off by default

@@ -157,3 +157,20 @@ def test_a_path_needs_two_points():
         make_protocol("pairs", lambdas=1)
     assert math.isclose(make_protocol("pairs", lambdas=2).grid()[-1].item(), 1.0) and torch.is_tensor(
         make_protocol("pairs", lambdas=2).grid())
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_zoo_and_report_files_get_the_umask_mode(tiny_inr_zoo, tmp_path, mask):
+    """Every file of a saved zoo (safetensors creates its file 0600) and every atomically written file is
+    0666 less the umask: 0644 under umask 022, so other users' workers can read a shared zoo."""
+    from zoos.files import current_umask, write_bytes_atomic
+
+    old = os.umask(mask)
+    try:
+        assert current_umask() == mask
+        out = save_zoo(load_zoo(tiny_inr_zoo), tmp_path / "zoo")
+        written = write_bytes_atomic(tmp_path / "report.md", lambda fh: fh.write(b"x"))
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [*out.iterdir(), written]}
+    assert "weights.safetensors" in modes and set(modes.values()) == {0o666 & ~mask}, modes

@@ -54,6 +54,8 @@ def test_every_method_gets_a_search_space_whose_specs_build(name):
         params = {k: suggest(trial, k, h) for k, h in hypers.items()}
         built = make_method(format_spec(method, params))  # the spec `bench run --methods` would get
         assert {k: built.hp[k] for k in params} == params
+        # tuned specs print with 4 significant digits, not 17
+        assert all(float(f"{v:.4g}") == v for v in params.values() if isinstance(v, float))
         study.tell(trial, 0.0)
 
 

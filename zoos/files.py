@@ -91,6 +91,27 @@ def _stream(path: Path, write) -> Path:
     return path
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where there is one: setting it to read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_as_created(path: str | os.PathLike) -> None:
+    """Give a file the mode a plain `open` would (0666 less the umask: 0644 under umask 022), whatever made
+    it: writers that create files 0600 (safetensors, mkstemp) would otherwise hide a zoo from other users'
+    workers."""
+    os.chmod(path, 0o666 & ~current_umask())
+
+
 def write_bytes_atomic(path: str | os.PathLike, write, durable: bool = False) -> Path:
     """Call `write(file)` on a temp sibling of `path`, fsync, rename: readers see the old or the new file.
 
@@ -117,6 +138,7 @@ def write_bytes_atomic(path: str | os.PathLike, write, durable: bool = False) ->
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        share_as_created(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -24,7 +24,16 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from zoos.files import TMP_PREFIX, InputError, check_input, check_parquet, read_input, tmp_owner_dead, tmp_suffix
+from zoos.files import (
+    TMP_PREFIX,
+    InputError,
+    check_input,
+    check_parquet,
+    read_input,
+    share_as_created,
+    tmp_owner_dead,
+    tmp_suffix,
+)
 from zoos.graph_space import space_from_dict
 from zoos.space import Params, SpecError, WeightSpace
 
@@ -205,6 +214,7 @@ def save_zoo(zoo: Zoo, directory: str | os.PathLike) -> Path:
     if zoo.targets is not None:
         tensors[TARGETS_KEY] = zoo.targets.float().contiguous()
     save_file(tensors, tmp / "weights.safetensors")
+    share_as_created(tmp / "weights.safetensors")  # safetensors creates it 0600
     zoo.meta.reset_index(drop=True).to_parquet(tmp / "metadata.parquet", index=False)
     spec = {"name": zoo.name, "space": json.loads(zoo.space.to_json()), "task": zoo.task,
             "content_hash": _hash_params(zoo.params)}

@@ -33,9 +33,10 @@ EPS = 1e-8  # floor on a unit's std: a dead unit is left at its scale instead of
 
 
 def unit_stats(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-unit mean and std [N, n] over batch (and spatial) positions of z [N, B, n(, H, W)]."""
-    z = z.movedim(2, -1).reshape(z.shape[0], -1, z.shape[2])
-    return z.mean(1), z.std(1, unbiased=False)
+    """Per-unit mean and std [N, n] over batch (and spatial) positions of z [N, B, n(, H, W)]: one pass, in
+    place (no copy of z with the units moved last)."""
+    var, mean = torch.var_mean(z, dim=(1, *range(3, z.dim())), unbiased=False)
+    return mean, var.sqrt()
 
 
 def _repaired_layers(space: WeightSpace) -> list[int]:
@@ -81,19 +82,21 @@ def repair(space: WeightSpace, merged: Params, endpoints: Params, x: torch.Tenso
             break
         z = space.preactivation(layer, out[layer.weight], out[layer.bias], h)
         if i in goals:
-            out[layer.weight], out[layer.bias] = _corrected(z, out[layer.weight], out[layer.bias], goals[i])
-            z = space.preactivation(layer, out[layer.weight], out[layer.bias], h)
+            out[layer.weight], out[layer.bias], z = _corrected(z, out[layer.weight], out[layer.bias], goals[i])
         h = space.postactivation(layer, z)
     return {k: v.to(dtypes[k]) for k, v in out.items()}
 
 
 def _corrected(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, goal: tuple[torch.Tensor, torch.Tensor]
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A layer's weight and bias [N, ...] folded with the affine map that gives its outputs z the goal's
-    per-unit mean and std."""
+    per-unit mean and std, and the corrected outputs: the same map applied to z, which is what the folded
+    layer computes (scale (W h + b - mean) + goal), without a second pass over the batch."""
     mean, std = unit_stats(z)  # measured after the corrections of the earlier layers
     scale = goal[1] / std.clamp_min(EPS)  # [N, n]
-    return w * scale.reshape(*scale.shape, *([1] * (w.dim() - 2))), (b - mean) * scale + goal[0]
+    shape = (z.shape[0], 1, z.shape[2], *([1] * (z.dim() - 3)))  # [N, 1, n(, 1, 1)] against z [N, B, n(, H, W)]
+    z = (z - mean.reshape(shape)) * scale.reshape(shape) + goal[0].reshape(1, *shape[1:])
+    return w * scale.reshape(*scale.shape, *([1] * (w.dim() - 2))), (b - mean) * scale + goal[0], z
 
 
 @torch.no_grad()

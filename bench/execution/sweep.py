@@ -192,11 +192,18 @@ def searched(method: str, only: tuple[str, ...] | None = None):
     return name, fixed, hypers
 
 
+SIGNIFICANT = 4  # digits a suggested float keeps: tuned specs read `lr=0.001235`, not 17 digits
+
+
 def suggest(trial, name: str, hyper):
+    """The trial's value of one hyperparameter; a float rounded to SIGNIFICANT digits (within its bounds), so
+    the spec the trial runs, prints and records is the short one a user would type."""
     if hyper.kind == "int":
         return trial.suggest_int(name, int(hyper.low), int(hyper.high), log=hyper.log and hyper.low > 0)
     if hyper.kind == "float":
-        return trial.suggest_float(name, float(hyper.low), float(hyper.high), log=hyper.log and hyper.low > 0)
+        low, high = float(hyper.low), float(hyper.high)
+        value = trial.suggest_float(name, low, high, log=hyper.log and hyper.low > 0)
+        return min(max(float(f"{value:.{SIGNIFICANT}g}"), low), high)
     if hyper.kind == "bool":
         return trial.suggest_categorical(name, [False, True])
     return trial.suggest_categorical(name, list(hyper.choices))
@@ -709,7 +716,9 @@ class MlflowSweepMirror:
                 "mlflow.parentRunId": self.parent, "bench.study_key": self.study_key, "bench.role": "trial",
                 "bench.trial": str(trial.number), "bench.spec": str(trial.user_attrs.get("spec", ""))[:5000]})
             now = int(time.time() * 1000)
-            params = [Param(k, str(v)[:6000]) for k, v in sorted(trial.params.items())]
+            # floats as the trial ran them (`suggest` rounds to SIGNIFICANT digits)
+            params = [Param(k, (f"{v:.{SIGNIFICANT}g}" if isinstance(v, float) else str(v))[:6000])
+                      for k, v in sorted(trial.params.items())]
             metrics = [Metric(n, float(v), now, 0) for n, v in zip(names, trial.values or [], strict=False)]
             self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
             self.client.set_terminated(run.info.run_id, "FINISHED" if trial.state == TrialState.COMPLETE else "FAILED")

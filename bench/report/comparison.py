@@ -28,12 +28,15 @@ from bench.protocols import PROTOCOLS
 from bench.report.stats import ALPHA, MIN_PAIRED, paired_p
 from bench.report.tables import (
     EXTRA_SECTION,
+    MethodNames,
     _label,
     _md_cell,
     _ok_rows,
     _sorted,
     html_document,
+    html_references,
     latex_escape,
+    latex_references,
     leaderboard,
     md_header,
     unit_values,
@@ -76,6 +79,7 @@ class Matrix:
     columns: list[Column]
     variants: list[str]
     cells: dict[tuple[str, int], Cell] = field(default_factory=dict)
+    names: MethodNames | None = None  # display names and reference numbers (None: the variants as run)
 
 
 # ---- selecting rows --------------------------------------------------------------------------------------
@@ -127,13 +131,16 @@ def _metrics_for(protocol: str, metric: str | None):
     return declared.get(metric)
 
 
-def comparison(table: pd.DataFrame, metric: str | None = None) -> list[Matrix]:
+def comparison(table: pd.DataFrame, metric: str | None = None, names: MethodNames | None = None) -> list[Matrix]:
     """One matrix per protocol, a column per (zoo, section); past MAX_COLUMNS columns the zoos are split
     over several matrices (a zoo's columns stay together). `metric`: a declared metric name (protocols
-    without it are left out); default: each protocol's ranking metric."""
+    without it are left out); default: each protocol's ranking metric. `names`: show methods by display
+    name, numbered by their references (listed after the tables in LaTeX and HTML)."""
     board = leaderboard(table)
     if board.empty:
         return []
+    if names is not None:
+        names = names.bind(board["variant"])
     rows = with_zoo_labels(_sorted(table))
     rows = rows[_ok_rows(rows)]
     extra = [c for c in EXTRA_SECTION if c in board.columns]
@@ -157,7 +164,7 @@ def comparison(table: pd.DataFrame, metric: str | None = None) -> list[Matrix]:
             index = {columns.index(c): k for k, c in enumerate(group)}
             mine = {(v, index[i]): c for (v, i), c in cells.items() if i in index}
             variants = sorted({v for v, _ in mine}, key=lambda v: _order(v, mine, group))
-            matrices.append(Matrix(str(protocol), m.label, group, variants, mine))
+            matrices.append(Matrix(str(protocol), m.label, group, variants, mine, names))
     return matrices
 
 
@@ -240,13 +247,14 @@ def _uniform_n(m: Matrix, j: int) -> int | None:
 
 def _variant_label(m: Matrix, variant: str) -> str:
     roles = {c.role for (v, _), c in m.cells.items() if v == variant}
-    return variant + (" (reference)" if roles == {"reference"} else " (collapsed)" if roles == {"collapsed"} else "")
+    shown = m.names.show(variant) if m.names is not None else variant
+    return shown + (" (reference)" if roles == {"reference"} else " (collapsed)" if roles == {"collapsed"} else "")
 
 
 def _role_mark(m: Matrix, variant: str, c: Cell) -> str:
     """' (collapsed)' / ' (reference)' on a cell whose row label does not already say it (a method collapsed
     on one zoo and ranked on another)."""
-    if c.role == "ranked" or _variant_label(m, variant) != variant:
+    if c.role == "ranked" or {x.role for (v, _), x in m.cells.items() if v == variant} == {c.role}:
         return ""
     return f" ({c.role})"
 
@@ -331,6 +339,9 @@ def to_markdown(matrices: list[Matrix]) -> str:
                 row.append(f"{mean} {_md_cell(ci)}".strip())
             out.append("| " + " | ".join(row) + " |")
         out.append("")
+    names = _names(matrices)
+    if names is not None and names.numbers:
+        out += ["## References", ""] + [f"{_md_cell(line)}  " for line in names.lines()] + [""]
     return "\n".join(out) if out else "No results to compare.\n"
 
 
@@ -375,7 +386,12 @@ def to_latex(matrices: list[Matrix]) -> str:
                            if ci else mean)
             out.append(" & ".join(row) + " \\\\")
         out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
-    return "\n".join(out)
+    return "\n".join(out + latex_references(_names(matrices)))
+
+
+def _names(matrices: list[Matrix]) -> MethodNames | None:
+    """The names the matrices were built with (one binding for all of them)."""
+    return next((m.names for m in matrices if m.names is not None), None)
 
 
 def _extra_text(key: str, value) -> str:
@@ -405,7 +421,7 @@ def to_html(matrices: list[Matrix]) -> str:
                 row.append(f'<td class="num" data-value="{value}">{text} <small>{esc(ci)}</small></td>')
             out.append("<tr>" + "".join(row) + "</tr>")
         out += ["</tbody>", "</table>"]
-    return "\n".join(out)
+    return "\n".join(out + html_references(_names(matrices)))
 
 
 def to_csv(matrices: list[Matrix]) -> str:

@@ -7,16 +7,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench.report.comparison import FORMATS, comparison, render
-from bench.report.tables import _write_text, html_page, latex, read_sweeps, write_figures, write_markdown
+from bench.report.tables import (
+    MethodNames,
+    _write_text,
+    html_page,
+    latex,
+    read_sweeps,
+    write_figures,
+    write_markdown,
+)
 from bench.store.results import ResultStore, current_code
 from zoos.files import clean_temp_files
 
 
 def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = (),
-              method_needs: Mapping[str, str] | None = None) -> list[Path]:
+              method_needs: Mapping[str, str] | None = None, names: MethodNames | None = None) -> list[Path]:
     """Read the tables under `results_dir`; write the figures and leaderboard.{md,tex,html} there.
     `method_needs` (method name -> what it reads) fills the data column of rows written before rows
-    carried it (every such method read the same whatever its hyperparameters)."""
+    carried it (every such method read the same whatever its hyperparameters). `names`: tables show
+    methods by display name, with their references (figures keep the registered names)."""
     results_dir = Path(results_dir)
     store = ResultStore(results_dir)
     table = current_code(store.table())
@@ -34,17 +43,18 @@ def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence
     clean_temp_files(results_dir)  # of a report killed mid-write
     sweeps = read_sweeps(results_dir)
     figures = write_figures(table, results_dir)
-    names = [p.name for p in figures]
-    matrices = comparison(table)
-    return [write_markdown(table, results_dir / "leaderboard.md", header_lines, sweeps, names),
-            _write_text(results_dir / "leaderboard.tex", latex(table, header_lines, sweeps)),
-            _write_text(results_dir / "leaderboard.html", html_page(table, header_lines, sweeps, names)),
+    matrices = comparison(table, names=names)
+    files = [p.name for p in figures]
+    return [write_markdown(table, results_dir / "leaderboard.md", header_lines, sweeps, files, names),
+            _write_text(results_dir / "leaderboard.tex", latex(table, header_lines, sweeps, names)),
+            _write_text(results_dir / "leaderboard.html", html_page(table, header_lines, sweeps, files, names)),
             *figures,
             *(_write_text(results_dir / f"comparison.{fmt}", render(matrices, fmt, header_lines)) for fmt in FORMATS)]
 
 
 def write_report(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = (),
-                 method_needs: Mapping[str, str] | None = None) -> tuple[Path, Path]:
+                 method_needs: Mapping[str, str] | None = None,
+                 names: MethodNames | None = None) -> tuple[Path, Path]:
     """`write_all`; returns (leaderboard.md, curves.png) (every file is listed by `write_all`)."""
-    paths = write_all(results_dir, header_lines, method_needs)
+    paths = write_all(results_dir, header_lines, method_needs, names)
     return paths[0], paths[3]

@@ -9,8 +9,12 @@ are written without a software/date stamp), and whatever provenance a report sho
   median runtime and the rank (1 = lowest mean loss barrier, or merged loss for `merge`).
 - Mode combinability: empirical loss barrier per probe x variant (naive vs aligned side by side).
 - Sweeps: per Optuna study (rows under `<results>/sweeps/`), the default and the best trials.
-- Figures: interpolation curves with bands, barrier vs eps, barrier vs width, merged score vs N,
-  runtime vs width, combinability probes.
+- Figures: small multiples (one panel per zoo [· protocol / action / score] and method family: exact
+  data-free, exact reading data, inexact, learned; naive averaging and reference baselines in grey in
+  every panel), mean with its 95% percentile bootstrap CI as a band or error bar, seaborn's
+  colour-blind palette, each line named at its end instead of a legend: interpolation curves, orbit's
+  rank metric (path excess) vs eps, barrier vs width, merged score vs N (integer N, points dodged per
+  method, filled / open for plain / REPAIR), runtime vs width, combinability probes.
 
 Zoos that share a name but not their content (a width ablation) are told apart by their width
 (when some row of the zoo records it, e.g. the `combine` protocol's) or a short content hash.
@@ -24,9 +28,10 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.protocols import PROTOCOLS
@@ -321,9 +326,66 @@ class Section:
     note: str = ""
 
 
-def board_sections(table: pd.DataFrame) -> list[Section]:
-    """The leaderboard as titled tables of text cells: one per zoo / protocol."""
+@dataclass(frozen=True)
+class MethodNames:
+    """Display names and citations of methods (`bench report --display-names`): built from the registry's
+    class attributes (`MethodNames.of(METHODS)`), so the report functions stay free of the method code.
+    A variant `git-rebasin[max_sweeps=5]` shows as `Git Re-Basin (WM) [max_sweeps=5]`; bound to the variants
+    of a report (`bind`), a method with a citation carries its reference's number, `[1]`, which
+    `references` lists (one number per distinct citation, in order of the display names citing it)."""
+
+    labels: dict  # method name -> display name
+    cites: dict  # method name -> (citation, arXiv id)
+    numbers: dict = field(default_factory=dict)  # (citation, arXiv id) -> its number in this report
+    shown: frozenset = frozenset()  # the methods of this report
+
+    @classmethod
+    def of(cls, methods) -> MethodNames:
+        """From a {name: Aligner class} mapping (the registry)."""
+        labels = {n: c.label() for n, c in methods.items()}
+        cites = {n: (c.citation, c.arxiv) for n, c in methods.items() if c.citation or c.arxiv}
+        return cls(labels, cites)
+
+    def bind(self, variants) -> MethodNames:
+        """A copy numbering the references of these variants (the report's)."""
+        numbers: dict = {}
+        methods = {str(v).split("[")[0] for v in variants if not is_missing(v)}
+        for method in sorted(methods, key=lambda m: (self.labels.get(m, m), m)):
+            ref = self.cites.get(method)
+            if ref is not None and ref not in numbers:
+                numbers[ref] = len(numbers) + 1
+        return MethodNames(self.labels, self.cites, numbers, frozenset(methods))
+
+    def show(self, variant) -> str:
+        """The display name (hyperparameters kept), with its reference's number when bound."""
+        method, bracket, rest = str(variant).partition("[")
+        ref = self.cites.get(method)
+        mark = f" [{self.numbers[ref]}]" if ref in self.numbers else ""
+        return self.labels.get(method, method) + (f" [{rest}" if bracket else "") + mark
+
+    def references(self) -> list[tuple[int, list[str], str, str]]:
+        """(number, display names of the report's methods citing it, citation, arXiv id) per bound reference."""
+        return [(k, sorted({self.labels.get(m, m) for m, r in self.cites.items() if r == ref and m in self.shown}),
+                 *ref)
+                for ref, k in self.numbers.items()]
+
+    def lines(self) -> list[str]:
+        """'[1] Git Re-Basin (WM), MergeMany: Ainsworth, ..., ICLR 2023, arXiv:2209.04836' per reference."""
+        return [f"[{k}] {', '.join(who)}: " + ", ".join(filter(None, (cit, f"arXiv:{ax}" if ax else "")))
+                for k, who, cit, ax in self.references()]
+
+
+def _bound(names: MethodNames | None, table: pd.DataFrame) -> MethodNames | None:
+    if names is None or names.numbers or "variant" not in table.columns:
+        return names
+    return names.bind(table["variant"])
+
+
+def board_sections(table: pd.DataFrame, names: MethodNames | None = None) -> list[Section]:
+    """The leaderboard as titled tables of text cells: one per zoo / protocol (methods by display name and
+    reference number with `names`)."""
     board = leaderboard(table)
+    names = _bound(names, table)
     if board.empty:
         return []
     extra = [c for c in EXTRA_SECTION if c in board.columns and c != "options"]
@@ -349,8 +411,9 @@ def board_sections(table: pd.DataFrame) -> list[Section]:
             row = [fmt(r["rank"]) if pd.notna(r["rank"]) else "–"]
             row += [_label(r[c]) for c in sub_extra]
             tag = " (reference)" if r.get("kind") == "reference" else " (collapsed)" if r["collapsed"] else ""
-            row += [str(r["variant"]) + tag] + ([_label(r["needs"]) if pd.notna(r["needs"]) else "–"]
-                                                 if has_needs else []) + [str(int(r["n"]))]
+            shown = names.show(r["variant"]) if names else str(r["variant"])
+            row += [shown + tag] + ([_label(r["needs"]) if pd.notna(r["needs"]) else "–"]
+                                    if has_needs else []) + [str(int(r["n"]))]
             row += [fmt_ci(r[f"{c}_mean"], r[f"{c}_lo"], r[f"{c}_hi"]) for c in scores]
             row += [_p_cell(r)]
             row += ([fmt(r["deviation_max"])] if has_dev else []) + [fmt(r[f"{c}_median"]) for c in times]
@@ -402,11 +465,13 @@ def _p_cell(r) -> str:
     return f"{r['p_vs_best']:.2g}" + ("*" if r["p_vs_best"] < ALPHA else "")
 
 
-def combine_sections(table: pd.DataFrame, metric: str = "loss_barrier") -> list[Section]:
+def combine_sections(table: pd.DataFrame, metric: str = "loss_barrier",
+                     names: MethodNames | None = None) -> list[Section]:
     """Mode combinability: per zoo, the mean ± std empirical barrier of each probe (rows) and
     variant (columns): naive next to the aligning methods."""
     if "probe" not in table.columns or metric not in table.columns:
         return []
+    names = _bound(names, table)
     rows = with_zoo_labels(_sorted(table))
     rows = rows[_ok_rows(rows) & (rows["protocol"] == "combine") & rows["probe"].notna()]
     sections = []
@@ -417,7 +482,7 @@ def combine_sections(table: pd.DataFrame, metric: str = "loss_barrier") -> list[
         cells = [[p] + [fmt_pm(*stats.loc[(p, v)]) if (p, v) in stats.index else "–" for v in variants]
                  for p in probes]
         sections.append(Section(f"{_label(zoo)} / mode combinability ({SCORE_LABELS.get(metric, metric)})",
-                                ["probe"] + variants, cells))
+                                ["probe"] + [names.show(v) if names else v for v in variants], cells))
     return sections
 
 
@@ -499,8 +564,10 @@ def attention_section(table: pd.DataFrame) -> list[Section]:
                     "Cells resting on few units, and failed units (rerun the command to retry them).")]
 
 
-def _all_sections(table: pd.DataFrame, sweeps: pd.DataFrame | None) -> list[Section]:
-    return attention_section(table) + board_sections(table) + combine_sections(table) + sweep_sections(sweeps)
+def _all_sections(table: pd.DataFrame, sweeps: pd.DataFrame | None, names: MethodNames | None = None) -> list[Section]:
+    names = _bound(names, table)
+    return (attention_section(table) + board_sections(table, names) + combine_sections(table, names=names)
+            + sweep_sections(sweeps))
 
 
 def md_header(header_lines: Sequence[str]) -> list[str]:
@@ -509,17 +576,21 @@ def md_header(header_lines: Sequence[str]) -> list[str]:
 
 
 def markdown(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
-             figures: Sequence[str] = ()) -> str:
-    """The leaderboard as Markdown text: one section per comparison, then combinability, sweeps, figures."""
+             figures: Sequence[str] = (), names: MethodNames | None = None) -> str:
+    """The leaderboard as Markdown text: one section per comparison, then combinability, sweeps, figures
+    (with `names`: methods by display name, and their references)."""
     lines = md_header(header_lines)
     if lines:
         lines.append("")
     lines += [INTRO, ""]
-    sections = _all_sections(table, sweeps)
+    names = _bound(names, table)
+    sections = _all_sections(table, sweeps, names)
     if not sections:
         return "\n".join(lines + ["No results yet.", ""])
     for s in sections:
         lines += [f"## {_md_cell(s.title)}", ""] + ([s.note, ""] if s.note else []) + _md_table(s.header, s.rows) + [""]
+    if names is not None and names.numbers:
+        lines += ["## References", ""] + [f"{_md_cell(line)}  " for line in names.lines()] + [""]
     if figures:
         lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
     return "\n".join(lines)
@@ -544,11 +615,14 @@ def _numeric(cell: str) -> bool:
         return head == "–"
 
 
-def latex(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None) -> str:
-    """The same tables as a LaTeX fragment (`\\input` it; needs booktabs)."""
+def latex(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
+          names: MethodNames | None = None) -> str:
+    """The same tables as a LaTeX fragment (`\\input` it; needs booktabs); with `names`, methods by display
+    name and a references block (the numbers the names carry) after the tables."""
     lines = [f"% {' '.join(str(line).split())}" for line in header_lines]  # a newline would end the comment
     lines += [f"% {INTRO}", "% Needs \\usepackage{booktabs}.", ""]
-    sections = _all_sections(table, sweeps)
+    names = _bound(names, table)
+    sections = _all_sections(table, sweeps, names)
     if not sections:
         return "\n".join(lines + ["No results yet.", ""])
     labels: set[str] = set()
@@ -566,7 +640,21 @@ def latex(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.Data
         if s.note:
             lines += [f"\\par\\smallskip {latex_escape(s.note)}"]
         lines += ["\\end{table}", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + latex_references(names))
+
+
+def latex_references(names: MethodNames | None) -> list[str]:
+    """The methods' references as a LaTeX block (a list after the tables, numbered as the tables cite them)."""
+    if names is None or not names.numbers:
+        return []
+    def quoted(text: str) -> str:  # "Title" as ``Title''
+        return re.sub(r'"([^"]*)"', r"``\1''", latex_escape(text))
+
+    items = [f"\\item[{{[{k}]}}] {latex_escape(', '.join(who))}: "
+             + quoted(", ".join(filter(None, (cit, f"arXiv:{ax}" if ax else ""))))
+             for k, who, cit, ax in names.references()]
+    return ["\\paragraph{Methods' references.}", "{\\footnotesize", "\\begin{itemize}", *items, "\\end{itemize}}",
+            ""]
 
 
 _CSS = ("body{font-family:sans-serif;margin:2em}p,nav{max-width:80em}"
@@ -629,12 +717,13 @@ def _cell_value(text: str) -> str:
 
 
 def html_page(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
-              figures: Sequence[str] = ()) -> str:
+              figures: Sequence[str] = (), names: MethodNames | None = None) -> str:
     """The same tables as one self-contained HTML page (figures linked by relative path), sortable, with
-    a table of contents."""
+    a table of contents; with `names`, methods by display name and a references section."""
     esc = html.escape
     out = [f"<p>{esc(INTRO)}</p>"]
-    sections = _all_sections(table, sweeps)
+    names = _bound(names, table)
+    sections = _all_sections(table, sweeps, names)
     if not sections:
         out.append("<p>No results yet.</p>")
     for i, s in enumerate(sections):
@@ -650,7 +739,18 @@ def html_page(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.
     if figures:
         out.append('<h2 id="figures">Figures</h2>')
         out += [f'<p><img src="{esc(f)}" alt="{esc(Path(f).stem)}"></p>' for f in figures]
-    return html_document("Leaderboard", header_lines, "\n".join(out))
+    return html_document("Leaderboard", header_lines, "\n".join(out + html_references(names)))
+
+
+def html_references(names: MethodNames | None) -> list[str]:
+    """The methods' references as an HTML section (arXiv ids linked), numbered as the tables cite them."""
+    if names is None or not names.numbers:
+        return []
+    esc = html.escape
+    items = [f'<li id="ref-{k}" value="{k}">{esc(", ".join(who))}: {esc(cit)}'
+             + (f'{", " if cit else ""}<a href="https://arxiv.org/abs/{esc(ax)}">arXiv:{esc(ax)}</a>' if ax else "")
+             + "</li>" for k, who, cit, ax in names.references()]
+    return ['<h2 id="references">References</h2>', "<ol>", *items, "</ol>"]
 
 
 def _write_text(path: str | os.PathLike, text: str) -> Path:
@@ -660,35 +760,67 @@ def _write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_markdown(table: pd.DataFrame, path: str | os.PathLike, header_lines: Sequence[str] = (),
-                   sweeps: pd.DataFrame | None = None, figures: Sequence[str] = ()) -> Path:
-    return _write_text(path, markdown(table, header_lines, sweeps, figures))
+                   sweeps: pd.DataFrame | None = None, figures: Sequence[str] = (),
+                   names: MethodNames | None = None) -> Path:
+    return _write_text(path, markdown(table, header_lines, sweeps, figures, names))
 
 
 # ---- figures: long frames (pure) and their plots ---------------------------------------------------
+# Every long frame carries `family`: the method's kind from the rows' `method_kind` (exact ones split by whether
+# they read data, from `method_needs`), or "baseline" for naive averaging and reference baselines (drawn in every
+# panel of their row, in grey). Families keep a panel to a handful of lines.
+FAMILY_ORDER = ("exact, data-free", "exact, data", "inexact", "learned", "other")
+FAMILY_TITLES = {"exact, data-free": "exact (function-preserving), data-free",
+                 "exact, data": "exact (function-preserving), reads data", "inexact": "inexact (function-changing)",
+                 "learned": "learned", "other": "", "baseline": "baselines"}
+BASELINES = ("naive",)
+
+
+def _families(rows: pd.DataFrame) -> pd.Series:
+    """Per row: "baseline" (naive averaging, reference baselines), else the method's kind (exact split into
+    data-free and reading data; inexact; learned; "other" where the rows do not record it)."""
+    def column(name):
+        return rows[name] if name in rows.columns else pd.Series(None, index=rows.index, dtype=object)
+
+    method = rows["method"] if "method" in rows.columns else rows["variant"].astype(str).str.split("[").str[0]
+    out = []
+    for m, k, needs in zip(method, column("method_kind"), column("method_needs"), strict=True):
+        k = None if is_missing(k) else str(k)
+        if str(m) in BASELINES or k == "reference":
+            out.append("baseline")
+        elif k == "exact":
+            out.append("exact, data" if not is_missing(needs) and str(needs) != "data-free" else "exact, data-free")
+        else:
+            out.append(k if k in FAMILY_ORDER else "other")
+    return pd.Series(out, index=rows.index, dtype=object)
+
+
 def curves_long(table: pd.DataFrame, metric: str = "loss") -> pd.DataFrame:
     """Explode `lambdas` and `curve_<metric>` into one row per (unit, lambda), for protocols whose units
-    form one comparison per zoo (pairs); orbit curves would mix actions and noise levels (its barriers
-    are drawn per action against eps instead)."""
+    form one comparison per zoo (pairs); orbit curves would mix actions and noise levels (its path excess
+    is drawn per action against eps instead)."""
     col = f"curve_{metric}"
-    cols = ["zoo", "protocol", "variant", "key", "lambdas", col]
+    cols = ["zoo", "protocol", "variant", "method", "method_kind", "method_needs", "key", "lambdas", col]
     if any(c not in table.columns for c in ("lambdas", col)):
-        return pd.DataFrame(columns=["panel", "variant", "lambda", metric])
+        return pd.DataFrame(columns=["panel", "variant", "family", "lambda", metric])
     table = with_zoo_labels(table)
     whole = [name for name, cls in PROTOCOLS.items() if not cls.sections]
     rows = table[_ok_rows(table) & table["protocol"].isin(whole)].reindex(columns=cols)
     same = [isinstance(a, list | tuple) and isinstance(b, list | tuple) and len(a) == len(b) > 0
             for a, b in zip(rows["lambdas"], rows[col], strict=True)]
     rows = rows[pd.Series(same, index=rows.index, dtype=bool)]  # a plain empty list would select no columns
+    rows = rows.assign(family=_families(rows)) if len(rows) else rows.assign(family=pd.Series(dtype=object))
     long = rows.explode(["lambdas", col]).rename(columns={"lambdas": "lambda", col: metric})
     long["lambda"] = long["lambda"].astype(float)
     long[metric] = long[metric].astype(float)
     long["panel"] = long["zoo"].astype(str) + " · " + long["protocol"].astype(str)
     long["variant"] = long["variant"].astype(str)
-    return long.reset_index(drop=True)
+    return long.drop(columns=["method", "method_kind", "method_needs"]).reset_index(drop=True)
 
 
 def _numeric_rows(table: pd.DataFrame, needed: Sequence[str], protocol: str | None = None) -> pd.DataFrame | None:
-    """Error-free rows (of `protocol`) with every `needed` column filled; None when a column is missing."""
+    """Error-free rows (of `protocol`) with every `needed` column filled, with their `family`; None when a
+    column is missing."""
     if any(c not in table.columns for c in (*needed, "zoo", "protocol", "variant")):
         return None
     rows = table[_ok_rows(table)]
@@ -696,16 +828,39 @@ def _numeric_rows(table: pd.DataFrame, needed: Sequence[str], protocol: str | No
         rows = rows[rows["protocol"] == protocol]
     rows = rows.dropna(subset=list(needed)).copy()
     rows["variant"] = rows["variant"].astype(str)
+    rows["family"] = _families(rows)
     return rows
 
 
+def rank_metric_of(rows: pd.DataFrame, protocol: str) -> str | None:
+    """The metric `protocol` ranks by in these rows: its first declared rank metric with a value (as the
+    leaderboard ranks)."""
+    for m in _protocol_metrics(protocol, ("rank",)):
+        if m.name in rows.columns and pd.to_numeric(rows[m.name], errors="coerce").notna().any():
+            return m.name
+    return None
+
+
 def eps_long(table: pd.DataFrame) -> pd.DataFrame:
-    """Orbit rows: one per unit with panel (zoo · action), eps and loss_barrier."""
-    rows = _numeric_rows(with_zoo_labels(table), ["eps", "loss_barrier", "action"], "orbit")
-    if rows is None:
-        return pd.DataFrame(columns=["panel", "variant", "eps", "loss_barrier"])
-    rows["panel"] = rows["zoo"].astype(str) + " · " + rows["action"].astype(str)
-    return rows[["panel", "variant", "eps", "loss_barrier"]].reset_index(drop=True)
+    """Orbit rows: one per unit with panel (zoo · action), eps and `value`, the protocol's rank metric (the
+    path excess; named in `metric`), which charges a method for what it does to the endpoints (the barrier
+    does not)."""
+    empty = pd.DataFrame(columns=["panel", "variant", "family", "eps", "metric", "value"])
+    rows = _numeric_rows(with_zoo_labels(table), ["eps", "action"], "orbit")
+    if rows is None or rows.empty:
+        return empty
+    parts = []
+    for _, part in rows.groupby("zoo", sort=True):
+        metric = rank_metric_of(part, "orbit")
+        if metric is None:
+            continue
+        part = part.assign(metric=metric, value=pd.to_numeric(part[metric], errors="coerce")).dropna(subset=["value"])
+        parts.append(part.assign(panel=part["zoo"].astype(str) + " · " + part["action"].astype(str)))
+    if not parts:
+        return empty
+    out = pd.concat(parts)
+    out["eps"] = out["eps"].astype(float)
+    return out[["panel", "variant", "family", "eps", "metric", "value"]].reset_index(drop=True)
 
 
 def _ablated(table: pd.DataFrame) -> pd.DataFrame:
@@ -724,21 +879,21 @@ def width_long(table: pd.DataFrame) -> pd.DataFrame:
     """Barrier vs width: pairs rows and combine probes, panel per (zoo, protocol[, probe])."""
     rows = _numeric_rows(_ablated(table), ["width", "loss_barrier"])
     if rows is None:
-        return pd.DataFrame(columns=["panel", "variant", "width", "loss_barrier"])
+        return pd.DataFrame(columns=["panel", "variant", "family", "width", "loss_barrier"])
     rows = rows[rows["protocol"].isin(["pairs", "combine"])]
     probe = rows["probe"] if "probe" in rows.columns else pd.Series(None, index=rows.index, dtype=object)
     rows["panel"] = rows["zoo"].astype(str) + " · " + rows["protocol"].astype(str) + \
         probe.map(lambda p: "" if pd.isna(p) else f" · {p}").astype(str)
-    return rows[["panel", "variant", "width", "loss_barrier"]].reset_index(drop=True)
+    return rows[["panel", "variant", "family", "width", "loss_barrier"]].reset_index(drop=True)
 
 
 def runtime_long(table: pd.DataFrame) -> pd.DataFrame:
     """Align seconds vs width from the pairs protocol (one alignment per unit)."""
     rows = _numeric_rows(_ablated(table), ["width", "align_s"], "pairs")
     if rows is None:
-        return pd.DataFrame(columns=["panel", "variant", "width", "align_s"])
+        return pd.DataFrame(columns=["panel", "variant", "family", "width", "align_s"])
     rows["panel"] = rows["zoo"].astype(str)
-    return rows[["panel", "variant", "width", "align_s"]].reset_index(drop=True)
+    return rows[["panel", "variant", "family", "width", "align_s"]].reset_index(drop=True)
 
 
 def merge_long(table: pd.DataFrame) -> pd.DataFrame:
@@ -751,10 +906,11 @@ def merge_long(table: pd.DataFrame) -> pd.DataFrame:
             if col in rows.columns:
                 part = rows[rows[col].notna()]
                 parts.append(pd.DataFrame({"panel": part["zoo"].astype(str) + f" · {score}",
-                                           "variant": part["variant"], "n_models": part["n_models"].astype(int),
+                                           "variant": part["variant"], "family": part["family"],
+                                           "n_models": part["n_models"].astype(int),
                                            "kind": kind, "score": part[col].astype(float)}))
     if not parts:
-        return pd.DataFrame(columns=["panel", "variant", "n_models", "kind", "score"])
+        return pd.DataFrame(columns=["panel", "variant", "family", "n_models", "kind", "score"])
     return pd.concat(parts, ignore_index=True)
 
 
@@ -762,12 +918,13 @@ def combine_long(table: pd.DataFrame, metric: str = "loss") -> pd.DataFrame:
     """Combine rows exploded over each probe's grid: worst `metric` per grid value."""
     col = f"grid_{metric}"
     if any(c not in table.columns for c in ("grid", col, "probe")):
-        return pd.DataFrame(columns=["zoo", "probe", "variant", "x", metric])
+        return pd.DataFrame(columns=["zoo", "probe", "variant", "family", "x", metric])
     table = with_zoo_labels(table)
     rows = table[_ok_rows(table) & (table["protocol"] == "combine")]
     rows = rows[[isinstance(g, list | tuple) and isinstance(v, list | tuple) and len(g) == len(v) > 0
                  for g, v in zip(rows["grid"], rows[col], strict=True)]]
-    long = rows[["zoo", "probe", "variant", "grid", col]].explode(["grid", col])
+    rows = rows.assign(family=_families(rows)) if len(rows) else rows.assign(family=pd.Series(dtype=object))
+    long = rows[["zoo", "probe", "variant", "family", "grid", col]].explode(["grid", col])
     long = long.rename(columns={"grid": "x", col: metric})
     long["x"], long[metric] = long["x"].astype(float), long[metric].astype(float)
     long["variant"] = long["variant"].astype(str)
@@ -783,10 +940,11 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
-    """PNG without the software/date metadata matplotlib would stamp: byte-identical reruns."""
+def _save(fig, path: Path, tight: bool = True) -> Path:
+    """PNG without the software/date metadata matplotlib would stamp: byte-identical reruns. `tight=False`
+    for figures that set their own margins (one drawing instead of two)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight",
+    write_bytes_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight" if tight else None,
                                                     metadata={"Software": None}))
     _pyplot().close(fig)
     return path
@@ -800,82 +958,293 @@ def _placeholder(path: Path, text: str) -> Path:
     return _save(fig, path)
 
 
-def _relplot(long: pd.DataFrame, x: str, y: str, title: str, path: Path, xlabel: str, ylabel: str,
-             logx: bool = False, logy: bool = False, symlog_x: float | None = None, wrap: int = 3,
-             height: float = 3.2, **kw) -> Path:
+def _palette() -> list:
+    """Seaborn's colour-blind-safe palette without its grey (kept for baselines) and its yellow (too light
+    on white)."""
     import seaborn as sns
 
-    panels = sorted(long["panel"].unique())
-    with sns.axes_style("whitegrid"):
-        grid = sns.relplot(data=long, x=x, y=y, hue="variant", hue_order=sorted(long["variant"].unique()),
-                           col="panel", col_order=panels, col_wrap=min(wrap, len(panels)), kind="line",
-                           errorbar="sd", marker="o", height=height, aspect=1.25,
-                           facet_kws={"sharey": False, "sharex": False}, **kw)
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels(xlabel, ylabel)
-    for ax in grid.axes.flat:
-        if logx:
-            ax.set_xscale("log", base=2)
-        if symlog_x:
-            ax.set_xscale("symlog", linthresh=symlog_x)
-        if logy:
-            ax.set_yscale("log")
-    grid.figure.suptitle(title, y=1.03)
-    return _save(grid.figure, path)
+    colours = sns.color_palette("colorblind", 10)
+    return [c for i, c in enumerate(colours) if i not in (7, 8)]
+
+
+# colour, dash, marker: naive averaging, other baselines (reference)
+BASELINE_STYLE = {"naive": ("0.25", (0, (4, 2)), "X"), "": ("0.55", (0, (1, 1.5)), "P")}
+
+
+def _styles(long: pd.DataFrame) -> dict[str, tuple]:
+    """variant -> (colour, linestyle, marker): colours from the palette in order within each family (so one
+    family's panels share them), grey dashes for baselines; a family with more variants than colours
+    repeats them dashed."""
+    palette, markers = _palette(), "osD^v<>ph*"
+    out = {}
+    for family, part in long.groupby("family", sort=True):
+        for i, v in enumerate(sorted(part["variant"].unique())):
+            if family == "baseline":
+                out[v] = BASELINE_STYLE.get(v.split("[")[0], BASELINE_STYLE[""])
+            else:
+                out[v] = (palette[i % len(palette)], "-" if i < len(palette) else (0, (5, 2)),
+                          markers[i % len(markers)])
+    return out
+
+
+def _short_names(long: pd.DataFrame) -> dict[str, str]:
+    """variant -> the name its line is labelled with: the method alone where it is the figure's only variant of
+    that method (the hyperparameters are in the tables), else the whole spec."""
+    variants = sorted(long["variant"].unique())
+    methods = [v.split("[")[0] for v in variants]
+    return {v: m if methods.count(m) == 1 else v for v, m in zip(variants, methods, strict=True)}
+
+
+def figure_ci(values, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
+    """(mean, low, high, n): the 95% percentile bootstrap interval of the mean (fixed seed), vectorised:
+    a figure has hundreds of points, and the tables' BCa interval (`stats.mean_ci`) costs a jackknife
+    each. The mean alone where fewer than 2 distinct values leave nothing to resample."""
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(x.mean())
+    if len(np.unique(x)) < 2:
+        return mean, mean, mean, len(x)
+    boot = x[np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))].mean(1)
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return mean, float(low), float(high), len(x)
+
+
+def _summary(long: pd.DataFrame, by: list[str], y: str) -> pd.DataFrame:
+    """Per group: mean and 95% bootstrap CI of `y` over units (`figure_ci`) and n."""
+    out = []
+    for key, part in long.groupby(by, sort=True, dropna=False):
+        mean, low, high, n = figure_ci(part[y].tolist())
+        out.append(dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True), mean=mean, lo=low, hi=high,
+                        n=n))
+    return pd.DataFrame(out, columns=[*by, "mean", "lo", "hi", "n"])
+
+
+LABEL_SIZE = 7.0  # points: the direct labels at line ends
+
+
+def _direct_labels(ax, ends: list[tuple[str, float, tuple]], fontsize: float = LABEL_SIZE) -> None:
+    """Name each line at the right edge of its panel, at the height where it ends, in its colour; labels
+    closer than a line of text are pushed apart (and kept in order)."""
+    if not ends:
+        return
+    to_axes = ax.transData + ax.transAxes.inverted()
+    ys = [(float(to_axes.transform((ax.get_xlim()[1], y))[1]), text, colour) for text, y, colour in ends
+          if math.isfinite(y)]
+    ys.sort(key=lambda t: (t[0], t[1]))
+    height_pt = ax.get_position().height * ax.figure.get_figheight() * 72
+    gap = 1.15 * fontsize / max(height_pt, 1.0)
+    placed: list[float] = []
+    for y, _, _ in ys:
+        placed.append(max(y, placed[-1] + gap) if placed else y)
+    if placed and placed[-1] > 1.0:  # shift the stack down so it ends at the top, never above
+        shift = placed[-1] - max(1.0, placed[0] + gap * (len(placed) - 1))
+        placed = [p - shift for p in placed]
+    for p, (_, text, colour) in zip(placed, ys, strict=True):
+        ax.text(1.02, p, text, transform=ax.transAxes, color=colour, fontsize=fontsize, va="center", ha="left",
+                clip_on=False)
+
+
+def _grid(long: pd.DataFrame, row: str, col: str | None, col_order: Sequence | None = None):
+    """Figure and axes of the small multiples: one row per `row` value, one column per `col` value (family:
+    baselines join every column instead of having one), spaced so that the longest direct label fits between
+    two panels; returns (fig, {(r, c): ax}, rows, cols)."""
+    plt = _pyplot()
+    rows = sorted(long[row].unique())
+    if col is None:
+        cols = [None]
+    elif col == "family":
+        present = set(long["family"]) - {"baseline"}
+        cols = [f for f in FAMILY_ORDER if f in present] or ["baseline"]
+    else:
+        cols = [c for c in (col_order or ()) if c in set(long[col])] + sorted(set(long[col]) - set(col_order or ()))
+    panel_w, panel_h = 3.3, 2.4
+    label_w = max(len(v) for v in _short_names(long).values()) * LABEL_SIZE * 0.52 / 72 + 0.1
+    gap = label_w + 0.7  # the labels, then the next panel's tick labels and axis label
+    keys = [(r, c) for r in rows for c in cols]
+    # one panel per row value: wrapped into up to three columns instead of one tall stack
+    across = min(3, len(rows)) if len(cols) == 1 else len(cols)
+    down = -(-len(keys) // across)
+    fig, axes = plt.subplots(down, across, squeeze=False,
+                             figsize=(across * panel_w + (across - 1) * gap + label_w + 0.9,
+                                      down * (panel_h + 1.15) + 0.1))
+    fig.subplots_adjust(left=0.9 / fig.get_figwidth(), right=1 - (label_w + 0.05) / fig.get_figwidth(),
+                        top=1 - 0.75 / fig.get_figheight(), bottom=0.55 / fig.get_figheight(),
+                        wspace=gap / panel_w, hspace=1.15 / panel_h)
+    flat = list(axes.flat)
+    for ax in flat[len(keys):]:
+        ax.set_visible(False)
+    return fig, dict(zip(keys, flat, strict=False)), rows, cols
+
+
+def _panel_rows(long: pd.DataFrame, row: str, col: str | None, r, c) -> pd.DataFrame:
+    part = long[long[row] == r]
+    if col is None:
+        return part
+    if col == "family":
+        return part[(part["family"] == c) | (part["family"] == "baseline")] if c != "baseline" else part
+    return part[part[col] == c]
+
+
+def _title(row_value, col: str | None, col_value) -> str:
+    if col is None:
+        return str(row_value)
+    name = FAMILY_TITLES.get(col_value, col_value) if col == "family" else col_value
+    return f"{row_value}\n{name}" if name else str(row_value)
+
+
+def _finish_axes(ax, xlabel: str, ylabel: str, logx: bool = False, logy: bool = False,
+                 symlog_x: float | None = None, integer_x: Sequence | None = None) -> None:
+    if logx:  # widths: powers of two, labelled as the numbers they are
+        ax.set_xscale("log", base=2)
+        ticks = sorted({float(v) for line in ax.get_lines() for v in line.get_xdata()})
+        if ticks:
+            ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+            ax.xaxis.set_minor_locator(_pyplot().NullLocator())
+    if symlog_x:  # noise levels: ticks at the levels measured, as plain numbers
+        ax.set_xscale("symlog", linthresh=symlog_x)
+        ticks = sorted({float(v) for line in ax.get_lines() for v in line.get_xdata()})
+        ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+        ax.xaxis.set_minor_locator(_pyplot().NullLocator())
+    if logy:
+        ax.set_yscale("log")
+    if integer_x is not None:
+        ax.set_xticks(list(integer_x), [str(int(v)) for v in integer_x])
+        ax.set_xlim(min(integer_x) - 0.5, max(integer_x) + 0.5)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(which="both", labelsize=7)
+    ax.grid(True, color="0.9", linewidth=0.6)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _line_multiples(long: pd.DataFrame, x: str, y: str, title: str, path: Path, xlabel: str, ylabel: str,
+                    row: str = "panel", col: str | None = "family", logx: bool = False, logy: bool = False,
+                    symlog_x: float | None = None, ylabels: dict | None = None,
+                    col_order: Sequence | None = None) -> Path:
+    """Small multiples of lines: mean per x with its 95% CI as a band, one panel per (`row`, `col`) value
+    (col "family": one per method family, the baselines in each), each line named at its end."""
+    if long.empty:
+        return _placeholder(path, "nothing to draw yet")
+    styles, short = _styles(long), _short_names(long)
+    fig, axes, rows, cols = _grid(long, row, col, col_order)
+    for (r, c), ax in axes.items():
+        part = _panel_rows(long, row, col, r, c)
+        if part.empty:
+            ax.set_visible(False)
+            continue
+        stats = _summary(part, ["variant", x], y)
+        ends = []
+        for variant, line in stats.groupby("variant", sort=True):
+            colour, dash, marker = styles[variant]
+            line = line.sort_values(x)
+            ax.fill_between(line[x], line["lo"], line["hi"], color=colour, alpha=0.12, linewidth=0)
+            ax.plot(line[x], line["mean"], color=colour, linestyle=dash, marker=marker, markersize=3, linewidth=1.3)
+            ends.append((short[variant], float(line["mean"].iloc[-1]), colour))
+        _finish_axes(ax, xlabel, (ylabels or {}).get(r, ylabel), logx, logy, symlog_x)
+        ax.set_title(_title(r, col, c), fontsize=8)
+        _direct_labels(ax, ends)
+    fig.suptitle(title, y=1 - 0.1 / fig.get_figheight(), fontsize=10)
+    return _save(fig, path, tight=False)
+
+
+def _ci_note(long: pd.DataFrame, by: list[str]) -> str:
+    n = long.groupby(by).size()
+    return f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}-{n.max()}"
 
 
 def plot_curves(table: pd.DataFrame, path: str | os.PathLike, metric: str = "loss") -> Path:
-    """Interpolation curves, mean ± std band per variant, one panel per (zoo, protocol); writes a PNG."""
-    import seaborn as sns
-
+    """Interpolation curves: mean and 95% CI band per variant, one panel per (zoo · protocol, method
+    family); writes a PNG."""
     path = Path(path)
     long = curves_long(table, metric)
     if long.empty:
         return _placeholder(path, "no interpolation curves yet")
-    panels = sorted(long["panel"].unique())
-    with sns.axes_style("whitegrid"):
-        grid = sns.relplot(data=long, x="lambda", y=metric, hue="variant", hue_order=sorted(long["variant"].unique()),
-                           col="panel", col_order=panels, col_wrap=min(3, len(panels)), kind="line",
-                           errorbar="sd", height=3.2, aspect=1.25, facet_kws={"sharey": False})
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels("λ (0 = reference, 1 = aligned)", metric)
-    grid.figure.suptitle(f"Interpolation {metric} (mean ± std over units)", y=1.03)
-    return _save(grid.figure, path)
+    return _line_multiples(long, "lambda", metric, f"Interpolation {metric}: mean and 95% CI over units "
+                           f"({_ci_note(long, ['panel', 'variant', 'lambda'])} per point)", path,
+                           "λ (0 = reference, 1 = aligned)", metric)
 
 
 def plot_barrier_vs_eps(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Orbit: the rank metric (path excess) against the planted noise, one panel per (zoo · action, family)."""
     long = eps_long(table)
-    long["eps"] = long["eps"].astype(float)
     positive = long.loc[long["eps"] > 0, "eps"]
+    metric = {r: SCORE_LABELS.get(m, m) for r, m in zip(long["panel"], long["metric"], strict=True)}
+    names = sorted(set(metric.values()))
     # eps = 0 has no place on a log axis: linear below the smallest positive eps, log above
-    return _relplot(long, "eps", "loss_barrier", "Orbit: loss barrier vs weight noise (mean ± std)", Path(path),
-                    "ε (weight noise)", "loss barrier", symlog_x=None if positive.empty else float(positive.min()))
+    return _line_multiples(long, "eps", "value", f"Orbit: {' / '.join(names)} (the rank metric) vs weight noise: "
+                           f"mean and 95% CI ({_ci_note(long, ['panel', 'variant', 'eps'])} per point)", Path(path),
+                           "ε (weight noise)", names[0] if names else "", ylabels=metric,
+                           symlog_x=None if positive.empty else float(positive.min()))
 
 
 def plot_barrier_vs_width(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    return _relplot(width_long(table), "width", "loss_barrier", "Loss barrier vs width (mean ± std)", Path(path),
-                    "width (hidden units / channels)", "loss barrier", logx=True)
+    long = width_long(table)
+    return _line_multiples(long, "width", "loss_barrier", "Loss barrier vs width: mean and 95% CI "
+                           f"({_ci_note(long, ['panel', 'variant', 'width'])} per point)", Path(path),
+                           "width (hidden units / channels)", "loss barrier", logx=True)
 
 
 def plot_runtime_vs_width(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    return _relplot(runtime_long(table), "width", "align_s", "Alignment time vs width (mean ± std)", Path(path),
-                    "width (hidden units / channels)", "align seconds", logx=True, logy=True)
+    long = runtime_long(table)
+    return _line_multiples(long, "width", "align_s", "Alignment time vs width: mean and 95% CI "
+                           f"({_ci_note(long, ['panel', 'variant', 'width'])} per point)", Path(path),
+                           "width (hidden units / channels)", "align seconds", logx=True, logy=True)
 
 
 def plot_merged_vs_n(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    return _relplot(merge_long(table), "n_models", "score", "Merged model vs number of models (mean ± std)",
-                    Path(path), "models merged", "merged score", style="kind",
-                    style_order=["merged", "merged + REPAIR"])
+    """Merged score per number of models: points with 95% CI error bars per (N, method), dodged side by
+    side (filled: merged, open: merged + REPAIR), one panel per (zoo · score, method family), integer N."""
+    path = Path(path)
+    long = merge_long(table)
+    if long.empty:
+        return _placeholder(path, "no merges yet")
+    styles, short = _styles(long), _short_names(long)
+    fig, axes, rows, cols = _grid(long, "panel", "family")
+    kinds = [k for k in ("merged", "merged + REPAIR") if k in set(long["kind"])]
+    for (r, c), ax in axes.items():
+        part = _panel_rows(long, "panel", "family", r, c)
+        if part.empty:
+            ax.set_visible(False)
+            continue
+        stats = _summary(part, ["variant", "kind", "n_models"], "score")
+        variants = sorted(stats["variant"].unique())
+        slots = [(v, k) for v in variants for k in kinds]
+        width = 0.8 / max(len(slots), 1)
+        ns = sorted(int(n) for n in stats["n_models"].unique())
+        ends = []
+        for i, (variant, kind) in enumerate(slots):
+            colour, _, marker = styles[variant]
+            points = stats[(stats["variant"] == variant) & (stats["kind"] == kind)].sort_values("n_models")
+            if points.empty:
+                continue
+            xs = points["n_models"].astype(float) + (i - (len(slots) - 1) / 2) * width
+            err = [points["mean"] - points["lo"], points["hi"] - points["mean"]]
+            ax.errorbar(xs, points["mean"], yerr=err, fmt=marker, color=colour, markersize=4, elinewidth=1,
+                        capsize=1.5, markerfacecolor=colour if kind == "merged" else "white", markeredgewidth=1)
+            if kind == kinds[0]:
+                ends.append((short[variant], float(points["mean"].iloc[-1]), colour))
+        _finish_axes(ax, "models merged (N)", "merged " + str(r).rsplit(" · ", 1)[-1], integer_x=ns)
+        ax.set_title(_title(r, "family", c), fontsize=8)
+        _direct_labels(ax, ends)
+    handles = [_pyplot().Line2D([], [], marker="o", linestyle="", color="0.3",
+                                markerfacecolor="0.3" if k == "merged" else "white", label=k) for k in kinds]
+    fig.legend(handles=handles, loc="upper right", ncol=len(handles), frameon=False, fontsize=8,
+               bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("Merged model vs number of models: mean and 95% CI per N "
+                 f"({_ci_note(long, ['panel', 'variant', 'kind', 'n_models'])} groups per point)",
+                 y=1 - 0.1 / fig.get_figheight(), fontsize=10)
+    return _save(fig, path, tight=False)
 
 
 def plot_combine(table: pd.DataFrame, path: str | os.PathLike, metric: str = "loss") -> Path:
     """One panel per (zoo, probe): the worst sampled `metric` at each value of the probe's parameter."""
     long = combine_long(table, metric)
-    order = {p: i for i, p in enumerate(PROBE_ORDER)}
-    long["panel"] = [f"{z} · {order.get(p, len(PROBE_ORDER)):02d} {p}" for z, p in zip(long["zoo"], long["probe"],
-                                                                                 strict=True)]
-    return _relplot(long, "x", metric, f"Mode combinability: worst {metric} per probe value (mean ± std over pairs)",
-                    Path(path), "probe parameter", f"worst {metric}", wrap=5, height=2.6)
+    return _line_multiples(long, "x", metric, f"Mode combinability: worst {metric} per probe value, mean and 95% CI "
+                           f"over pairs ({_ci_note(long, ['zoo', 'probe', 'variant', 'x'])} per point)", Path(path),
+                           "probe parameter", f"worst {metric}", row="zoo", col="probe",
+                           col_order=PROBE_ORDER)
 
 
 # figure file -> (long-frame builder deciding whether there is anything to draw, plotter)
