@@ -298,5 +298,5 @@ def test_merge_on_a_zoo_with_a_small_test_split_draws_no_group_across_splits():
     assert {u.name.split(" ")[0] for u in units} == {"n=2"}
     assert merge.gaps(zoo) == ["n=3: no group of 3 networks (split 'test' holds 2 network(s))",
                                "n=5: no group of 5 networks (split 'test' holds 2 network(s))"]
-    with pytest.raises(ValueError, match="unknown split 'tset'"):
+    with pytest.raises(ValueError, match="split: 'tset' is not one of train, val, test"):
         make_protocol("merge", split="tset").units(zoo)

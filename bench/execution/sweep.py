@@ -100,10 +100,11 @@ class SweepConfig:
 def rank_metric(protocol: str) -> str:
     """The metric the leaderboard ranks `protocol`'s sections by (its first declared rank metric)."""
     from bench.protocols import PROTOCOLS
+    from zoos.names import unknown_name
 
     proto = protocol_name(protocol)
     if proto not in PROTOCOLS:
-        raise SweepError(f"unknown protocol {proto!r} (known: {', '.join(sorted(PROTOCOLS))})")
+        raise SweepError(unknown_name("protocol", proto, sorted(PROTOCOLS)))
     return next(m.name for m in PROTOCOLS[proto].metrics if m.role == "rank")
 
 
