@@ -111,7 +111,7 @@ def test_reproduction_report_holds_numbers_to_the_rule():
                                                     Setting("peer", "z", "peer:rebasin", "loss_barrier", "0", 0.05),
                                                     Setting("absent", "missing", "naive", "loss_barrier", "0", 0.05)])
     assert out[0][3].startswith("0.011 [") and out[0][3].endswith("(n = 8)") and out[0][4] == REPRODUCED
-    assert out[1][3] == "1.000 (n = 8)" and out[1][4] == "not reproduced"
+    assert out[1][3] == "1.000 (all 8 equal)" and out[1][4] == "not reproduced"
     assert out[2][3] == "not measured"
     curve = trend(table, {"z": "h"}, {"z": 512}, ["git-rebasin", "naive"], "loss_barrier")
     assert curve.set_index("variant").loc["git-rebasin", "n"] == 8 and curve.set_index("variant").loc["naive", "n"] == 0

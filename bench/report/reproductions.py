@@ -56,8 +56,10 @@ def verdict(mean: float, low: float, high: float, n: int, at_most: float | None)
 def fmt(mean: float, low: float, high: float, n: int) -> str:
     if n == 0 or not math.isfinite(mean):
         return "not measured"
-    if n < 2 or low == high:
+    if n < 2:
         return f"{mean:.3f} (n = {n})"
+    if low == high:  # every unit measured the same value: the interval is that point
+        return f"{mean:.3f} (all {n} equal)"
     return f"{mean:.3f} [{low:.3f}, {high:.3f}] (n = {n})"
 
 
@@ -176,6 +178,7 @@ def trend_figure(panels: Mapping[str, tuple[pd.DataFrame, str]], metric_label: s
         ax.set_xscale("log", base=2)
         xs = sorted(frame["x"].dropna().unique())
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.set_xlim(min(xs) / 1.3, max(xs) * 2.4)  # room for the direct labels at the lines' ends
         ax.minorticks_off()
         ax.set_xlabel(x_name)
         ax.set_ylabel(metric_label)
