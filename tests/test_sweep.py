@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from bench.execution.sweep import (
+    SIGNIFICANT,
     SweepConfig,
     SweepError,
     direction,
@@ -197,7 +198,9 @@ def test_killed_sweep_resumes_and_mirrors_nested_runs(tiny_inr_zoo, tmp_path):
     children = [r for r in runs if r.data.tags["bench.role"] == "trial"]
     assert len(parents) == 1 and {int(r.data.tags["bench.trial"]) for r in children} == complete
     assert len(children) == 3 and all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
-    assert {r.data.params["tau"] for r in children} == {str(trials[n].params["tau"]) for n in complete}
+    # the value a trial ran (and MLflow logs) is its suggestion rounded to SIGNIFICANT digits
+    ran = {float(f"{trials[n].params['tau']:.{SIGNIFICANT}g}") for n in complete}
+    assert {float(r.data.params["tau"]) for r in children} == ran
 
 
 def test_queued_trials_fill_the_last_slots(tiny_inr_zoo, tmp_path):

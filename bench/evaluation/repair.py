@@ -114,7 +114,7 @@ def repair_graph(space, merged: Params, endpoints: Params, x: torch.Tensor) -> P
         goals[op.name] = (mean.mean(0), std.mean(0))
     for op, z in _walk(space, out, x.double(), set(goals)):
         w, b = f"{op.name}.weight", f"{op.name}.bias"
-        out[w], out[b] = _corrected(z, out[w], out[b], goals[op.name])
+        out[w], out[b], _ = _corrected(z, out[w], out[b], goals[op.name])  # _walk recomputes the output
     return {k: v.to(dtypes[k]) for k, v in out.items()}
 
 

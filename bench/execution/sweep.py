@@ -492,6 +492,7 @@ class Objective:
         from zoos.zoo import load_zoo
 
         torch.set_num_threads(cfg.threads)
+        cfg = dataclasses.replace(cfg, metric=cfg.metric or rank_metric(cfg.protocol))  # as `prepare` resolves it
         self.cfg, self.study_name = cfg, study_name
         self.zoo = load_zoo(cfg.zoo_path)
         self.task = make_task(self.zoo)
