@@ -31,7 +31,7 @@ PROTOCOLS = {"pairs": dict(n_pairs=2, lambdas=5),
 RTOL, ATOL = 1e-4, 1e-6
 # On another CPU (other vector kernels, other summation orders) the same code gives other last bits. Most
 # values absorb them within RTOL; two kinds amplify them, as measured on a second machine (a Xeon with
-# AVX-512, where the code of 3170801, which passed here in CI, differs from the reference in 105 values):
+# AVX-512, where the code of 3170801, which passed CI, differs from the reference in about 100 values):
 # - a test image at the decision boundary flips: an accuracy moves by 1/n_eval (5e-4 at 2000 images), so
 #   accuracy columns get ACC_ATOL (three images);
 # - training and eigendecompositions: the autoencoders' training (up to 1.6e-2 absolute) and CCA Merge's
