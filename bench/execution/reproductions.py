@@ -107,8 +107,8 @@ C2M3 = Reproduction(
         "REPAIR here corrects every hidden linear layer; the reference's REPAIR wraps only Conv2d layers, so its "
         "MLP numbers with and without REPAIR are equal",
     ),
-    budget="measured with the cores shared by other jobs (load 5-8): training 13.3 min; the merges of N = 3, "
-           "and those of N = 5 but C2M3's, about 45 min (C2M3's Frank-Wolfe dominates)",
+    budget="measured with the cores shared by other jobs (load 5-8): training 13.3 min, the 64 merges 48 min "
+           "(C2M3's Frank-Wolfe dominates)",
 )
 
 # ---- The Small CNN Zoo's recipe (Unterthiner, Keysers, Gelly, Bousquet, Tolstikhin 2020) ----------------------
