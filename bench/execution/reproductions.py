@@ -129,10 +129,9 @@ CNN_ZOO = Reproduction(
         "16 networks, not 30k; one activation (relu); the hyperparameter ranges are the paper's as the project's "
         "notes give them (the reference code's flags do not fix them)",
     ),
-    budget="not run to the end in the session that built it: training costs 1.9 min of one core per network (86 "
-           "epochs at the mean train fraction, measured on a slice with the machine loaded), about 15 minutes for "
-           "the 16 networks on 2 idle cores; the run was stopped after 2 networks (6.3 min with the cores shared by "
-           "other jobs) to leave the machine to the test suite. `bench reproduce cnn-zoo` resumes from them",
+    budget="not run to the end in the session that built it: 4 of the 16 networks are trained (the last 2 took "
+           "5 min on 2 idle cores: 86 epochs each, so the zoo needs about 35 min here); the run was stopped to "
+           "leave the machine to the test suite. `bench reproduce cnn-zoo` resumes from them",
     not_runnable=(
         "the ScaleGMN autoencoder on this zoo at the reference's budget (300 epochs on the Small CNN Zoo): the "
         "INR reference setting alone, `bench ae study --kinds paper`, needs 73.3 h of training on this CPU "
