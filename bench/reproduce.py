@@ -121,32 +121,33 @@ SINKHORN_REPORT = Report(
            "than MNIST's.",),
 )
 
-_C2_TAB = "see note (EMNIST)"
+
+
+def _merged(n: int, label: str, variant: str, metric: str, published: str, **kw) -> Setting:
+    """A setting read from the merges of N networks of the C2M3 zoo."""
+    return Setting(f"N={n}: {label}", "mlp-c2m3", variant, metric, published, protocol="merge",
+                   where=(("n_models", n),), **kw)
+
+
 C2M3_REPORT = Report(
     title="C2M3: merging MLPs 784-512-512-512-256-10",
     zoos={"mlp-c2m3": ("c2m3-mlp", 0)},
     settings=tuple(
         s for n in (3, 5) for s in (
-            Setting(f"N={n}: naive, merged accuracy", "mlp-c2m3", "naive", "acc_merged", "0.03", protocol="merge",
-                    where=(("n_models", n),)),
-            Setting(f"N={n}: MergeMany, merged accuracy", "mlp-c2m3", "mergemany", "acc_merged", "0.86",
-                    protocol="merge", where=(("n_models", n),)),
-            Setting(f"N={n}: C2M3, merged accuracy", "mlp-c2m3", "c2m3", "acc_merged", "0.87", protocol="merge",
-                    where=(("n_models", n),)),
-            Setting(f"N={n}: C2M3, merged accuracy after REPAIR", "mlp-c2m3", "c2m3", "acc_merged_repair", "0.87",
-                    protocol="merge", where=(("n_models", n),)),
-            Setting(f"N={n}: pairwise weight matching to the first, merged accuracy", "mlp-c2m3", "git-rebasin",
-                    "acc_merged", "(not in the table)", protocol="merge", where=(("n_models", n),)),
-            Setting(f"N={n}: C2M3 at least MergeMany (-0.01)", "mlp-c2m3", "c2m3", "acc_merged",
-                    "C2M3 0.87 vs MergeMany 0.86", protocol="merge", where=(("n_models", n),), versus="mergemany",
-                    at_least=-0.01),
-            Setting(f"N={n}: C2M3 far above naive (+0.5)", "mlp-c2m3", "c2m3", "acc_merged",
-                    "C2M3 0.87 vs naive 0.03", protocol="merge", where=(("n_models", n),), versus="naive",
-                    at_least=0.5),
-            Setting(f"N={n}: cycle error of pairwise weight matching", "mlp-c2m3", "git-rebasin", "cycle_error",
-                    "non-zero for pairwise methods", protocol="merge", where=(("n_models", n),)),
-            Setting(f"N={n}: cycle error of C2M3 (a control: 0 by construction)", "mlp-c2m3", "c2m3", "cycle_error",
-                    "0 by construction", protocol="merge", where=(("n_models", n),)),  # a control: no verdict
+            _merged(n, "naive, merged accuracy", "naive", "acc_merged", "0.03"),
+            _merged(n, "MergeMany, merged accuracy", "mergemany", "acc_merged", "0.86"),
+            _merged(n, "C2M3, merged accuracy", "c2m3", "acc_merged", "0.87"),
+            _merged(n, "C2M3, merged accuracy after REPAIR", "c2m3", "acc_merged_repair", "0.87"),
+            _merged(n, "pairwise weight matching to the first, merged accuracy", "git-rebasin", "acc_merged",
+                    "(not in the table)"),
+            _merged(n, "C2M3 at least MergeMany (-0.01)", "c2m3", "acc_merged", "C2M3 0.87 vs MergeMany 0.86",
+                    versus="mergemany", at_least=-0.01),
+            _merged(n, "C2M3 far above naive (+0.5)", "c2m3", "acc_merged", "C2M3 0.87 vs naive 0.03",
+                    versus="naive", at_least=0.5),
+            _merged(n, "cycle error of pairwise weight matching", "git-rebasin", "cycle_error",
+                    "non-zero for pairwise methods"),
+            _merged(n, "cycle error of C2M3 (a control: 0 by construction)", "c2m3", "cycle_error",
+                    "0 by construction"),  # a control: no verdict
         )),
     notes=("Published: Crisostomi et al. (2024), results table (repository README, misc/figures/results.png; "
            "EMNIST letters MLP, test): naive accuracy 0.03 / loss 3.28, MergeMany 0.86 / 1.13, C2M3 0.87 / 1.10, "
@@ -240,8 +241,8 @@ def _add_time(results: Path, paper: str, bench: str, seconds: float, units: int)
     write_bytes_atomic(path, lambda fh: fh.write(json.dumps(times, indent=1, sort_keys=True).encode()))
 
 
-def zoo_hashes(results: Path, paper: str, device: str = "cpu") -> dict[str, str]:
-    """Setting label -> content hash of the zoo it reads (only zoos already built)."""
+def built_zoos(results: Path, paper: str, device: str = "cpu") -> dict:
+    """Setting label -> (its benchmark, its zoo), for the zoos already built; each zoo is loaded once."""
     from bench.execution.plan import RunOptions, zoo_directory
     from bench.execution.reproductions import get
     from zoos.zoo import load_zoo
@@ -251,18 +252,8 @@ def zoo_hashes(results: Path, paper: str, device: str = "cpu") -> dict[str, str]
     for label, (bench, index) in REPORTS[paper].zoos.items():
         directory = zoo_directory(benches[bench].zoos[index], RunOptions(results=results, device=device))
         if (directory / "spec.json").is_file():
-            out[label] = load_zoo(directory).content_hash()
+            out[label] = (benches[bench], load_zoo(directory))
     return out
-
-
-def _zoo_of(results: Path, paper: str, label: str):
-    from bench.execution.plan import RunOptions, zoo_directory
-    from bench.execution.reproductions import get
-    from zoos.zoo import load_zoo
-
-    bench, index = REPORTS[paper].zoos[label]
-    benches = {b.name: b for b in get(paper).benchmarks}
-    return benches[bench], load_zoo(zoo_directory(benches[bench].zoos[index], RunOptions(results=results)))
 
 
 def _run_peer(results: Path, paper: str, name: str, python: str, script: str, settings: dict, labels, opts) -> None:
@@ -279,9 +270,9 @@ def _run_peer(results: Path, paper: str, name: str, python: str, script: str, se
     if why is not None:
         print(f"{paper}: peer {name} skipped ({why})")
         return
-    records = []
+    records, built = [], built_zoos(results, paper)
     for label in labels:
-        bench, zoo = _zoo_of(results, paper, label)
+        bench, zoo = built[label]
         task = make_task(zoo)
         options = dict(bench.protocols["pairs"])
         lambdas = torch.linspace(0, 1, options["lambdas"])
@@ -348,11 +339,12 @@ def write(results: Path, papers=tuple(REPORTS)) -> list[Path]:
     written = []
     for paper in papers:
         spec, report = get(paper), REPORTS[paper]
-        zoos = zoo_hashes(results, paper)
+        built = built_zoos(results, paper)
+        zoos = {label: zoo.content_hash() for label, (_, zoo) in built.items()}
         lines += [f"## {report.title}", "", f"Paper: {spec.paper}", ""]
         for label in report.zoos:
-            if label in zoos:
-                _, zoo = _zoo_of(results, paper, label)
+            if label in built:
+                zoo = built[label][1]
                 lines.append(f"- zoo `{label}` ({zoo.name}, {len(zoo)} networks, test accuracy "
                              f"{zoo.meta['test_accuracy'].min():.3f}-{zoo.meta['test_accuracy'].max():.3f}): "
                              f"{describe(zoo.task.get('config', {}))}")
