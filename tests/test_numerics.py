@@ -216,6 +216,24 @@ def test_scale_canonical_norms_beyond_float32_range():
     _assert_same_function(space, params, canon)
 
 
+def test_scale_canonical_form_with_denormal_incoming_weights():
+    """A unit whose incoming weights weight decay drove to ~1e-39 (denormal) while its bias stayed ~0.1, as in
+    network 13 of the CNN Zoo recipe's zoo: dividing by that norm overflowed float32, the bias became inf and
+    sign-rebasin's costs NaN. Such a unit is dead: |bias| -> 1, finite, function-preserving, one point per
+    orbit (the rule compares bias and norm, so rescaling the unit cannot move it across the threshold)."""
+    space = SPACES["cnn-relu"]
+    params = {k: v.clone() for k, v in random_params(space, 2, seed=11).items()}
+    second = space.layers[1]
+    params[second.weight][:, 3] = params[second.weight][:, 3].sign() * 1e-39
+    params[second.bias][:, 3] = 0.1
+    canon = scale_canonical(space, params)
+    assert _finite(canon)
+    _assert_same_function(space, params, canon)
+    assert torch.allclose(canon[second.bias][:, 3], torch.ones(2))
+    moved, _, _ = random_action(space, params, "S", torch.Generator().manual_seed(12))
+    assert sq_distance(canon, scale_canonical(space, moved)).max() <= 1e-10 * _norm2(select(canon, 0))
+
+
 # ---- 3. ties -------------------------------------------------------------------------------------------------
 def _duplicated(space, params):
     """Hidden units 1-3 of every layer copies of unit 0 (incoming and outgoing): tied assignments."""

@@ -17,6 +17,8 @@ import torch
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import GroupElement, apply_scales
 
+_DEAD = 1e20  # |bias| / |incoming weights| beyond which a unit counts as dead (float32 tops out at 3e38)
+
 
 def _incoming(space: WeightSpace, params: Params, perm: str, with_bias: bool) -> torch.Tensor:
     """[N, n, k]: each unit's incoming parameters (producing side, axis 0), biases first."""
@@ -36,10 +38,12 @@ def scale_canonical(space: WeightSpace, params: Params, element: bool = False):
         # (weights ~1e6), and a norm of inf zeroed the unit and made its outgoing weights inf
         entries = _incoming(space, out, perm, with_bias=True).double()  # bias first
         norm, bias = entries[..., 1:].norm(dim=-1), entries[..., 0].abs()
-        # A dead unit (all-zero incoming weights) computes relu(b): normalise |b| to 1 instead (still one
-        # point per orbit); the old clamp to 1e-30 multiplied its bias by 1e30. A unit with zero bias too
-        # computes 0 and is left alone (its outgoing weights, which do not matter, keep their scale).
-        norm = torch.where(norm > 0, norm, torch.where(bias > 0, bias, torch.ones_like(bias)))
+        # A dead unit (incoming weights zero, or negligible beside its bias) computes ~relu(b): normalise
+        # |b| to 1 instead. The test |b| > norm * _DEAD is scale-invariant, so this is still one point per
+        # orbit; dividing by a denormal norm (weight decay leaves such units) overflowed float32 to inf.
+        # A unit with zero bias and zero weights computes 0 and is left alone.
+        dead = bias > norm * _DEAD
+        norm = torch.where(dead, bias, torch.where(norm > 0, norm, torch.ones_like(norm)))
         scales[perm] = 1 / norm
         out = apply_scales(space, out, {perm: scales[perm]})
     return (out, _element(params, scales)) if element else out
