@@ -57,10 +57,10 @@ def test_an_entry_point_method_is_discovered_and_runs(tmp_path, monkeypatch, reg
     registry.update(found)
     assert "toy-plugin" not in method_specs(PRESETS["smoke"], None)  # a preset runs what it declares
     bench = Benchmark("t", zoos=(ZooRecipe("path", {"path": str(tiny_inr_zoo)}),), protocols={"pairs": {"n_pairs": 2}})
-    counts = run_benchmark(bench, ["toy-plugin"], RunOptions(results=tmp_path / "r", progress=False, mirror=False,
+    summary = run_benchmark(bench, ["toy-plugin"], RunOptions(results=tmp_path / "r", progress=False, mirror=False,
                                                              report=False))
     table = ResultStore(tmp_path / "r").table()
-    assert counts["failed"] == 0 and counts["done"] == 2
+    assert summary.failed == 0 and summary.done == 2
     assert set(table["variant"]) == {"toy-plugin"} and (table["i_plugin"] == 1.0).all()
 
 
