@@ -28,7 +28,7 @@ import torch
 from bench.evaluation import metrics
 from bench.evaluation.curves import curve_summary, curves
 from bench.evaluation.repair import repair_merged
-from bench.execution.sweep import resolve_zoo
+from bench.execution.specs import resolve_zoo
 from methods import METHODS, MethodSpec, make_method
 from zoos.graph_space import GraphSpace
 from zoos.space import Layer, Params, WeightSpace

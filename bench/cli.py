@@ -370,7 +370,7 @@ def _run(args, argv) -> int:
             load_zoo(path)  # validate before any work
         bench = replace(bench, zoos=tuple(ZooRecipe("path", {"path": str(p)}) for p in args.zoo))
     if args.protocols:  # 'pairs' or 'pairs[n_pairs=8]': the preset's options, updated with those given
-        from bench.execution.sweep import protocol_options
+        from bench.execution.specs import protocol_options
 
         chosen = [protocol_options(spec, bench.name) for spec in args.protocols]
         names = [name for name, _ in chosen]
@@ -582,7 +582,8 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
 
     from bench.execution.presets import PRESETS, Benchmark, ZooRecipe
     from bench.execution.runner import RunOptions, run_benchmark
-    from bench.execution.sweep import protocol_options, test_protocol
+    from bench.execution.specs import protocol_options
+    from bench.execution.sweep import test_protocol
     from bench.report.comparison import comparison, select, to_markdown
     from bench.store.results import ResultStore, current_code
     from zoos.zoo import load_zoo
