@@ -36,7 +36,7 @@ from bench.execution.runner import run_benchmark
 from bench.execution.zoo_cache import get_zoo
 from bench.report.stats import mean_ci
 from bench.store.results import ResultStore
-from methods import format_spec, make_method, normalise_spec
+from methods import MethodSpec, format_spec
 from methods.scalegmn_ae import ScaleGMNAutoencoder, write_pretrained
 from zoos.files import check_parquet, read_input, write_bytes_atomic
 from zoos.tasks import make_task
@@ -110,7 +110,7 @@ def export_largest(results: Path, name: str) -> Path:
     zoo = get_zoo(recipe.zoo, root / "zoos", progress=False)
     largest = max(range(len(recipe.sizes)), key=lambda i: recipe.sizes[i][0])
     n, spec = recipe.sizes[largest][0], recipe.specs()[largest]
-    method, _ = prepare_method(spec, 0, zoo, make_task(zoo), CheckpointStore.for_results(root))
+    method, _ = prepare_method(MethodSpec.parse(spec), 0, zoo, make_task(zoo), CheckpointStore.for_results(root))
     source = zoo.task.get("source", "data")
     return write_pretrained(method, zoo, f"{name}-{source}-{n}", f"bench ae study --kinds {name}",
                             {"kind": recipe.zoo.kind, **recipe.zoo.options}, Path(results) / "pretrained")
@@ -145,14 +145,15 @@ def study_table(results: Path, kinds=("inr", "cnn")) -> pd.DataFrame:
         zoo_hash = zoo.content_hash()
         rows_k = rows[rows.zoo_hash == zoo_hash] if len(rows) else rows
         metric = "loss"
-        for spec in (*REFERENCES, *recipe.specs()):
-            variant = normalise_spec(spec)
+        for text in (*REFERENCES, *recipe.specs()):
+            spec = MethodSpec.parse(text)
+            variant = str(spec)
             rec = {"study": name, "kind": kind, "zoo": zoo.name, "zoo_hash": zoo_hash, "method": variant,
                    "n_train": math.nan}
             rec.update(_protocol_stats(rows_k, variant, metric) if len(rows_k) else {})
-            if spec.startswith("scalegmn-ae"):
+            if spec.name == "scalegmn-ae":
                 store = CheckpointStore.for_results(root)
-                probe = make_method(spec)
+                probe = spec.build()
                 if not (store.directory(f"{probe.name}-{probe.cache_key(zoo)}") / "done.json").is_file():
                     print(f"ae study: {variant} is not trained yet (run `bench ae study`); left out", flush=True)
                     continue  # the report never trains: it reads what the study run left
@@ -162,7 +163,7 @@ def study_table(results: Path, kinds=("inr", "cnn")) -> pd.DataFrame:
                            train_minutes=info["train_seconds"] / 60, best_val_loss=info["best_val_loss"],
                            networks_per_s=info["n_train"] * info["epochs"] / max(info["train_seconds"], 1e-9))
                 rec.update(reconstruction(zoo, task, method))
-            elif spec == "constant":
+            elif spec.name == "constant":
                 method, _ = prepare_method(spec, 0, zoo, task)
                 rec.update(reconstruction(zoo, task, method))
             records.append(rec)

@@ -16,7 +16,8 @@ import torch
 
 from bench.execution.batch import prepare_method
 from bench.execution.checkpoints import CheckpointStore
-from methods import METHODS, UnknownMethod, format_spec, parse_method, unknown_name
+from methods import METHODS, MethodSpec, UnknownMethod, format_spec, parse_method
+from zoos.names import unknown_name
 from zoos.symmetry import ACTIONS, random_action, select
 from zoos.tasks import make_task
 from zoos.zoo import SPLITS, load_zoo
@@ -49,7 +50,8 @@ def trained(zoo_dir, spec: str = "scalegmn-ae", full: bool = False, results: Pat
         cls = METHODS[name]
         preset = cls.FULL_CNN if zoo.task.get("kind") == "classifier" else cls.FULL
         spec = format_spec(name, {**{k: v for k, v in preset.items() if k in cls.search_space}, **given})
-    method, _ = prepare_method(spec, 0, zoo, task, CheckpointStore.for_results(results), progress=True)
+    method, _ = prepare_method(MethodSpec.parse(spec), 0, zoo, task, CheckpointStore.for_results(results),
+                               progress=True)
     return zoo, task, method
 
 

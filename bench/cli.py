@@ -370,7 +370,7 @@ def _run(args, argv) -> int:
             load_zoo(path)  # validate before any work
         bench = replace(bench, zoos=tuple(ZooRecipe("path", {"path": str(p)}) for p in args.zoo))
     if args.protocols:  # 'pairs' or 'pairs[n_pairs=8]': the preset's options, updated with those given
-        from bench.execution.sweep import protocol_options
+        from bench.execution.specs import protocol_options
 
         chosen = [protocol_options(spec, bench.name) for spec in args.protocols]
         names = [name for name, _ in chosen]
@@ -393,18 +393,18 @@ def _run(args, argv) -> int:
     resolve_device(args.device)  # refuse cuda without CUDA now, in one line
     opts = RunOptions(results=args.results, data=args.data, build_workers=args.build_workers, threads=args.threads,
                       progress=not args.quiet, workers=args.workers, scheduler=args.scheduler, device=args.device)
-    counts = run_benchmark(bench, args.methods, opts)
-    print(f"units: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
-    failures = counts.get("failures", [])
+    summary = run_benchmark(bench, args.methods, opts)
+    print(f"units: {summary.done} run, {summary.skipped} already done, {summary.failed} failed")
+    failures = summary.failures
     for zoo, variant, protocol, unit, error in failures[:SHOWN_FAILURES]:
         print(f"  failed: {zoo} / {variant} / {protocol} / {unit}: {error}")
     if len(failures) > SHOWN_FAILURES:
         print(f"  ... and {len(failures) - SHOWN_FAILURES} more failed units (the `error` column of the results table)")
-    notes = [f"Skipped `{spec}` on {zoo}: {reason}." for spec, zoo, reason in counts.get("skipped_pairs", [])]
-    for line in notes + [f"Not measured: {zoo} / {protocol}: {why}." for zoo, protocol, why in counts.get("gaps", [])]:
+    notes = [f"Skipped `{spec}` on {zoo}: {reason}." for spec, zoo, reason in summary.skipped_pairs]
+    for line in notes + [f"Not measured: {zoo} / {protocol}: {why}." for zoo, protocol, why in summary.gaps]:
         print(line)  # the report lists what the store recorded as not measured (of this run and earlier ones)
     _finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report, notes=notes)
-    return 1 if counts["failed"] else 0
+    return 1 if summary.failed else 0
 
 
 def _finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True, notes: list[str] = (),
@@ -447,15 +447,15 @@ def _claims(args, argv) -> int:
 
     if any((args.methods, args.zoos, args.protocols, args.metric, args.format, args.out)):
         raise ValueError("--claims runs and reads a fixed set of zoos and methods: it takes no selection or format")
-    counts, hashes = run_claims(RunOptions(results=args.results, progress=not args.quiet))
-    print(f"units: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
+    summary, hashes = run_claims(RunOptions(results=args.results, progress=not args.quiet))
+    print(f"units: {summary.done} run, {summary.skipped} already done, {summary.failed} failed")
     results = evaluate(CLAIMS, current_code(ResultStore(args.results).table()), hashes)
     path = _write_text(args.results / "claims.md", markdown(results, _header(argv)))
     for r in results:
         print(f"claim {r.claim.number}: {r.verdict}")
     print(f"wrote {path}")
     _finish(args.results, argv)
-    return 1 if counts["failed"] else 0
+    return 1 if summary.failed else 0
 
 
 def _zoo(args) -> int:
@@ -582,7 +582,8 @@ def _compare_tuned(cfg, out: dict, specs: list[str]) -> None:
 
     from bench.execution.presets import PRESETS, Benchmark, ZooRecipe
     from bench.execution.runner import RunOptions, run_benchmark
-    from bench.execution.sweep import protocol_options, test_protocol
+    from bench.execution.specs import protocol_options
+    from bench.execution.sweep import test_protocol
     from bench.report.comparison import comparison, select, to_markdown
     from bench.store.results import ResultStore, current_code
     from zoos.zoo import load_zoo

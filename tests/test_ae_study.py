@@ -95,7 +95,7 @@ def test_the_largest_inr_model_is_exported_and_serves_zoos_it_applies_to(tiny_st
     from bench.execution.batch import prepare_method
     from bench.execution.checkpoints import CheckpointStore
     from bench.execution.zoo_cache import get_zoo
-    from methods import make_method
+    from methods import MethodSpec, make_method
     from zoos.symmetry import select
     from zoos.tasks import make_task
 
@@ -105,10 +105,11 @@ def test_the_largest_inr_model_is_exported_and_serves_zoos_it_applies_to(tiny_st
     recipe = study.STUDY_RECIPES["inr"]
     zoo = get_zoo(recipe.zoo, tmp_path / "ae-study" / "zoos", progress=False)
     task = make_task(zoo)
-    trained, _ = prepare_method(recipe.specs()[-1], 0, zoo, task, CheckpointStore.for_results(tmp_path / "ae-study"))
+    trained, _ = prepare_method(MethodSpec.parse(recipe.specs()[-1]), 0, zoo, task,
+                                CheckpointStore.for_results(tmp_path / "ae-study"))
     spec = f"scalegmn-ae[pretrained={exported.name}]"
     assert make_method(spec).skip(zoo) is None
-    served, _ = prepare_method(spec, 0, zoo, task)
+    served, _ = prepare_method(MethodSpec.parse(spec), 0, zoo, task)
     assert served.hp["hidden"] == TINY_MODEL["hidden"] and served.fit_info["pretrained"] == exported.name
     test = select(zoo.params, zoo.indices("test"))
     a, b = trained.canonicalize(test), served.canonicalize(test)

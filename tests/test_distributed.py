@@ -18,9 +18,9 @@ distributed = pytest.importorskip("distributed")
 METHODS = ["naive", "git-rebasin"]
 
 
-def _tally(counts: dict) -> dict:
+def _tally(summary) -> dict:
     """The unit counts of a run (without its lists of gaps and skipped pairs)."""
-    return {k: counts[k] for k in ("done", "skipped", "failed")}
+    return {"done": summary.done, "skipped": summary.skipped, "failed": summary.failed}
 
 
 def _bench(zoo, **protocols):
@@ -78,7 +78,7 @@ def test_local_cluster_gives_the_serial_rows(tiny_inr_zoo, tmp_path, monkeypatch
                 for name, options in bench.protocols.items())
     assert units >= 8  # the smoke preset's protocols on the tiny zoo: pairs, orbit and merge units
     assert _tally(serial) == _tally(dask) == {"done": units * len(METHODS), "skipped": 0, "failed": 0}
-    assert serial["gaps"] == dask["gaps"]  # both report what a protocol could not measure
+    assert serial.gaps == dask.gaps  # both report what a protocol could not measure
     pd.testing.assert_frame_equal(_rows(tmp_path / "dask"), _rows(tmp_path / "serial"))
     table = ResultStore(tmp_path / "dask").table()
     assert table.error.isna().all() and (table.env_threads == 1).all()

@@ -274,11 +274,11 @@ def test_a_method_declared_exact_that_changes_the_function_has_its_units_failed(
 
     monkeypatch.setitem(METHODS, "noisy-exact", NoisyExact)
     bench = Benchmark("b", (ZooRecipe("path", {"path": str(tiny_inr_zoo)}),), {"pairs": dict(n_pairs=2, lambdas=3)})
-    counts = run_benchmark(bench, ["noisy-exact", "git-rebasin"], RunOptions(results=tmp_path, progress=False,
-                                                                               mirror=False, report=False))
+    summary = run_benchmark(bench, ["noisy-exact", "git-rebasin"], RunOptions(results=tmp_path, progress=False,
+                                                                                mirror=False, report=False))
     table = ResultStore(tmp_path).table()
     noisy = table[table["variant"] == "noisy-exact"]
-    assert counts["failed"] == 2 and noisy["error"].str.startswith("not exact: functional deviation").all()
+    assert summary.failed == 2 and noisy["error"].str.startswith("not exact: functional deviation").all()
     assert (noisy["deviation"] > EXACT_TOLERANCE).all()
     exact = table[table["variant"] == "git-rebasin"]
     assert exact["error"].isna().all() and (exact["deviation"] < 1e-5).all()

@@ -19,7 +19,7 @@ from bench.execution.presets import Benchmark, ZooRecipe
 from bench.protocols import make_protocol
 from bench.report import tables as report
 from bench.store.results import ResultStore
-from methods import Aligner, Alignment, normalise_spec
+from methods import Aligner, Alignment, MethodSpec, normalise_spec
 from zoos.files import TMP_PREFIX
 from zoos.tasks import make_task
 from zoos.zoo import ZooError, load_zoo, save_zoo
@@ -100,7 +100,7 @@ def test_units_whose_metrics_are_not_numbers_fail(tiny_inr_zoo):
     method.setup(zoo, task)
     protocol = make_protocol("pairs", n_pairs=2, lambdas=3)
     units = tuple(protocol.units(zoo))
-    batch = UnitBatch("", zoo.name, "h", "naive", 0, "pairs", {"n_pairs": 2, "lambdas": 3},
+    batch = UnitBatch("", zoo.name, "h", MethodSpec("naive"), 0, "pairs", {"n_pairs": 2, "lambdas": 3},
                       keys=tuple(f"k{i}" for i in range(len(units))), units=units)
     rows, failed = execute(batch, method, zoo, task, {})
     assert failed == len(units) and all("non-finite metric(s): loss_excess" in r["error"] for r in rows)

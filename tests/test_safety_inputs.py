@@ -256,7 +256,7 @@ def test_a_trial_never_stamped_is_reclaimed_after_a_heartbeat(tmp_path, monkeypa
     ghost = study.ask()
     assert sweep.reclaim_stale(study) == []  # a worker stamps its trial right after ask: not yet
     later = time.time() + sweep.HEARTBEAT_S + 1
-    monkeypatch.setattr(sweep.time, "time", lambda: later)
+    monkeypatch.setattr(time, "time", lambda: later)
     assert sweep.reclaim_stale(study) == [ghost.number]
 
 

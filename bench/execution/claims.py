@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from bench.execution.plan import RunOptions
 from bench.execution.presets import DEFAULT_PRETRAINED, PRESETS, Benchmark, ZooRecipe
 from bench.execution.runner import run_benchmark
+from bench.execution.tally import RunSummary
 from bench.execution.zoo_cache import get_zoo
 
 DEFAULT_INR, DEFAULT_CNN_RELU, DEFAULT_CNN_TANH = PRESETS["default"].zoos
@@ -90,13 +91,11 @@ def claim_benchmarks() -> list[Benchmark]:
                       methods=run.methods) for i, run in enumerate(CLAIM_RUNS)]
 
 
-def run_claims(opts: RunOptions) -> tuple[dict, dict[str, str]]:
-    """Run (or resume) every claim run; (summed counts, zoo label -> content hash)."""
-    counts: dict = {"done": 0, "skipped": 0, "failed": 0}
+def run_claims(opts: RunOptions) -> tuple[RunSummary, dict[str, str]]:
+    """Run (or resume) every claim run; (their summaries added up, zoo label -> content hash)."""
+    summary = RunSummary()
     for bench in claim_benchmarks():
-        got = run_benchmark(bench, None, opts)
-        for key, value in got.items():
-            counts[key] = counts.get(key, 0 if isinstance(value, int) else []) + value
+        summary += run_benchmark(bench, None, opts)
     hashes = {label: get_zoo(recipe, opts.results / "zoos", opts.data, opts.build_workers, False,
                              opts.device_type).content_hash() for label, recipe in CLAIM_ZOOS.items()}
-    return counts, hashes
+    return summary, hashes

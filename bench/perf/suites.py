@@ -358,8 +358,9 @@ def make_pair(kind: str, width: int, depth: int = 2, seed: int = 0, fit_steps: i
 
 def _method(label: str, space, task):
     from bench.execution.batch import prepare_method
+    from methods import MethodSpec
 
-    return prepare_method(METHODS[label], 0, SimpleNamespace(space=space), task)[0]
+    return prepare_method(MethodSpec.parse(METHODS[label]), 0, SimpleNamespace(space=space), task)[0]
 
 
 def score(space, ref, aligned, task, target, x: torch.Tensor, original) -> dict:

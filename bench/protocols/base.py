@@ -231,7 +231,12 @@ PROTOCOLS: dict[str, type[Protocol]] = {}
 
 
 def register(cls: type[Protocol]) -> type[Protocol]:
-    """Class decorator: make a protocol known to `bench run`, sweeps and reports under `cls.name`."""
+    """Class decorator: make a protocol known to `bench run`, sweeps and reports under `cls.name`. A name taken
+    by another class is refused (a silent overwrite would run the other protocol under the same keys)."""
+    taken = PROTOCOLS.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise ValueError(f"protocol {cls.name!r} from {cls.__module__} is already registered (from "
+                         f"{taken.__module__}); rename one of them")
     PROTOCOLS[cls.name] = cls
     return cls
 

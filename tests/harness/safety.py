@@ -442,7 +442,7 @@ def mirror_rebuild_shared_uri(good: Path, work: Path) -> Check:
     for name in folders:
         if _cli(["mirror", "--results", work / name], env)[0] != 0:
             return Check("outputs", "mirror --rebuild on a shared tracking URI", seen=f"mirror of {name} failed")
-    with tracking._quiet():
+    with tracking.quiet_mlflow():
         from mlflow import MlflowClient
 
         client = MlflowClient(uri)
@@ -450,7 +450,7 @@ def mirror_rebuild_shared_uri(good: Path, work: Path) -> Check:
         hand = client.create_run(exp.experiment_id, run_name="my own notes").info.run_id
         client.set_terminated(hand)
     rebuilt = _cli(["mirror", "--rebuild", "--results", work / "a"], env)
-    with tracking._quiet():
+    with tracking.quiet_mlflow():
         active = {r.info.run_id: r for r in tracking.all_runs(client, exp.experiment_id)}
     b_runs = [r for r in active.values() if r.data.tags.get(tracking.RESULTS_TAG) == tracking.results_id(work / "b")]
     check_a, check_b = (_cli(["mirror", "--check", "--results", work / n], env)[0] for n in ("a", "b"))
