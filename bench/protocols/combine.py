@@ -144,11 +144,9 @@ def min_max(a: Params, b: Params) -> tuple[Params, Params]:
 
 def hidden_activations(space: WeightSpace, params: Params, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """perm -> activations of the hidden layer it permutes, [N, samples, units] (conv positions count
-    as samples), from one forward pass through the space's own layer steps."""
+    as samples), from one forward pass (`WeightSpace.hidden`)."""
     out = {}
-    h = x.unsqueeze(0).expand(next(iter(params.values())).shape[0], *x.shape)
-    for layer in space.layers:
-        h = space.postactivation(layer, space.preactivation(layer, params[layer.weight], params[layer.bias], h))
+    for layer, h in space.hidden(params, x):
         perm = space.axes[layer.weight][0]
         if perm is not None:
             out[perm] = h.movedim(2, -1).flatten(1, 3) if h.dim() == 5 else h  # [N, B, C, H, W] -> [N, B*H*W, C]
