@@ -18,9 +18,7 @@ def method_inputs(task, n: int, seed: int = 0) -> torch.Tensor:
     """The batch a data-based method may read (module docstring)."""
     if task is None:
         raise ValueError("this method reads activations: it needs the zoo's task (call setup first)")
-    if task.kind == "classifier":
-        return task.train_batch(n, seed)[0]
-    return task.inputs()
+    return task.method_inputs(n, seed)
 
 
 @torch.no_grad()

@@ -29,7 +29,6 @@ from itertools import islice
 import torch
 
 from zoos.space import ParamLayout, Params, WeightSpace
-from zoos.tasks import STATISTICS_BATCH
 
 EPS = 1e-8  # floor on a unit's std: a dead unit is left at its scale instead of blowing up
 
@@ -159,12 +158,6 @@ def reset_batchnorm(space, params: Params, x: torch.Tensor) -> Params:
     return out
 
 
-def statistics_inputs(task) -> torch.Tensor:
-    """The inputs statistics corrections are measured on: a fixed training batch for classifiers (never the
-    evaluation set), the coordinate grid for INRs."""
-    return task.inputs() if task.kind == "inr" else task.fixed_train_batch(STATISTICS_BATCH)[0]
-
-
 def repair_merged(space: ParamLayout, merged: Params, endpoints: Params, x: torch.Tensor) -> Params:
     """The statistics correction that fits the space: REPAIR for stacks of layers and for graphs without
     BatchNorm, the BatchNorm reset for graphs with BatchNorm."""
@@ -180,6 +173,6 @@ def recount_statistics(task, params: Params) -> Params:
     two networks, an element-wise combination) has no running statistics of its own: the average of the
     endpoints' is not the statistics of its activations, and scoring it with them measures that mismatch
     rather than the basin (Git Re-Basin and REPAIR recount them before scoring interpolated networks). On
-    BatchNorm spaces every network is recounted on `statistics_inputs`; other spaces' networks come back
+    BatchNorm spaces every network is recounted on `Task.statistics_inputs`; other spaces' networks come back
     as they are."""
-    return reset_batchnorm(task.space, params, statistics_inputs(task)) if task.space.has_batchnorm else params
+    return reset_batchnorm(task.space, params, task.statistics_inputs()) if task.space.has_batchnorm else params
