@@ -459,6 +459,7 @@ def _claims(args, argv) -> int:
 
 
 def _zoo(args) -> int:
+    from zoos.tasks import ClassifierTask, InrTask, task_class
     from zoos.zoo import check_replaceable, load_zoo, save_zoo
 
     if args.zoo_command == "info":
@@ -466,7 +467,7 @@ def _zoo(args) -> int:
         print(f"{zoo.name}: {len(zoo)} networks of {zoo.space.name} ({zoo.space.n_params} parameters, input "
               f"{list(zoo.space.input_shape)}), task {zoo.task.get('kind')}, splits "
               f"{zoo.meta['split'].value_counts().to_dict()}")
-        if zoo.task.get("kind") == "classifier":
+        if issubclass(task_class(zoo), ClassifierTask):
             n_eval = zoo.task.get("n_eval", 2000)
             print(f"evaluated on: {zoo.task.get('dataset', 'auto')}, "
                   f"{'the full test split' if n_eval is None else f'{n_eval} test images'}")
@@ -511,7 +512,7 @@ def _zoo(args) -> int:
                                        dataset=args.dataset)
             if args.n_eval != "all":
                 zoo.task["n_eval"] = _positive(args.n_eval, "--n-eval")
-    elif args.kind == "inr":
+    elif args.kind == InrTask.kind:  # the zoo kind named after the task of the zoos it builds
         from zoos.inr import build_inr_zoo
 
         zoo = build_inr_zoo(args.data, args.images, args.fits_per_image, args.steps, args.lr, args.hidden,

@@ -42,7 +42,7 @@ def tiny_study(monkeypatch, tmp_path):
     monkeypatch.setattr(study, "STUDY_RECIPES", {
         "inr": study.StudyRecipe("inr", ZooRecipe("inr", dict(n_images=10, fits_per_image=2, steps=60,
                                                               extra_train_images=4)),
-                                 TINY_MODEL, ((6, 2), (10, 3))),
+                                 TINY_MODEL, ((6, 2), (10, 3)), export=True),
         "cnn": study.StudyRecipe("cnn", ZooRecipe("cnn", dict(activation="relu", n_nets=10, epochs=1, n_eval=64,
                                                               train_fraction=(0.05,), splits=(0.6, 0.2, 0.2))),
                                  TINY_MODEL, ((3, 2), (6, 2))),

@@ -17,7 +17,6 @@ from bench.evaluation.repair import (
     repair,
     repair_graph,
     reset_batchnorm,
-    statistics_inputs,
     unit_stats,
 )
 from bench.protocols import make_protocol
@@ -421,7 +420,7 @@ def test_paths_of_batchnorm_networks_are_scored_with_recounted_statistics(resnet
     a, b = select(zoo.params, [0]), select(zoo.params, [1])  # one network, two unit orders: a naive path
     lambdas = torch.linspace(0, 1, 3)
     path = interpolate(a, b, lambdas)
-    recounted = reset_batchnorm(zoo.space, path, statistics_inputs(task))
+    recounted = reset_batchnorm(zoo.space, path, task.statistics_inputs())
     curve = curves(task, a, b, lambdas)
     assert torch.allclose(curve["loss"][0], task.evaluate(recounted)["loss"], rtol=1e-6)
     assert not torch.allclose(curve["loss"][0], task.evaluate(path)["loss"], rtol=1e-3)

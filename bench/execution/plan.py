@@ -25,7 +25,7 @@ from bench.protocols import make_protocol
 from bench.store.results import ResultStore, claim_name, unit_key
 from methods import METHODS, MethodSpec, format_spec, parse_method
 from zoos.devices import resolve_device
-from zoos.tasks import make_task, zoo_fingerprint
+from zoos.tasks import make_task, task_class, zoo_fingerprint
 from zoos.zoo import Zoo
 
 BATCH = 8  # units per batch (one appended part, one Dask task): bounds what a kill can lose
@@ -88,9 +88,7 @@ def _on_device(spec: str, device: str) -> str:
 
 def zoo_description(zoo) -> str:
     """One line: what the zoo holds and how its networks were made (its recipe), for every report."""
-    from zoos.recipes import describe
-
-    made = describe(zoo.task.get("config", {})) if zoo.task.get("kind") == "classifier" else ""
+    made = task_class(zoo).recipe(zoo)
     return f"{zoo.name}: {len(zoo)} networks of {zoo.space.name}" + (f"; trained with {made}" if made else "")
 
 

@@ -27,6 +27,7 @@ from bench.evaluation.repair import recount_statistics
 from methods.base import Aligner, Alignment
 from zoos.space import Params
 from zoos.symmetry import select, stack
+from zoos.tasks import targets
 from zoos.zoo import Zoo
 
 ROLES = ("rank", "shown", "diagnostic", "runtime")
@@ -251,23 +252,6 @@ def metric(name: str) -> Metric | None:
 
 
 # ---- helpers the protocols share ----------------------------------------------------------------
-def pick(indices: list[int], k: int, seed: int) -> list[int]:
-    """k of `indices` in a seeded random order."""
-    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()
-    return [indices[i] for i in order[:k]]
-
-
-def targets(zoo: Zoo, indices: list[int]) -> torch.Tensor | None:
-    """INR target image of each network (None for classifiers)."""
-    if zoo.task.get("kind") != "inr":
-        return None
-    return torch.as_tensor(zoo.meta["target"].to_numpy()[indices], dtype=torch.long)
-
-
-def target(zoo: Zoo, index: int) -> int | None:
-    return int(zoo.meta["target"].iloc[index]) if zoo.task.get("kind") == "inr" else None
-
-
 def timed_align(method: Aligner, ref, others, target_index) -> tuple[Alignment, float]:
     start = time.perf_counter()
     out = method.align(ref, others, target_index)
