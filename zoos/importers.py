@@ -64,8 +64,8 @@ def import_nfn(path: Path, options: NfnOptions) -> Zoo:
 
 @dataclass(frozen=True)
 class CnnZooOptions:
+    dataset: str | None = option(None, "--dataset", _DATASET)  # first: what a misplaced --images is told to use
     activation: str | None = option(None, "--activation", "keep networks with this activation")
-    dataset: str | None = option(None, "--dataset", _DATASET)
     n_eval: str = option("all", "--n-eval", _N_EVAL)
     step: str = option("final", "--step", "'final' (each run's last checkpoint), a step number, or 'all' "
                        "(default: final)")
