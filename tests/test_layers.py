@@ -30,6 +30,7 @@ ALLOWED = {
     "bench.reproduce": ("bench.execution", "bench.evaluation", "bench.perf", "bench.protocols", "bench.report",
                         "bench.store", "methods", "zoos"),
     "bench.cli": ("bench", "methods", "zoos"),
+    "bench.commands": ("bench", "methods", "zoos"),
 }
 
 
