@@ -261,7 +261,7 @@ def _run_peer(results: Path, paper: str, name: str, python: str, script: str, se
     import torch
 
     from bench.evaluation.curves import curve_summary, curves
-    from bench.perf.suites import peer_available, run_peer, write_job
+    from bench.perf.peer_runs import peer_available, run_peer, write_job
     from bench.protocols import make_protocol
     from zoos.symmetry import select
     from zoos.tasks import make_task

@@ -147,7 +147,8 @@ def test_the_committed_model_serves_the_default_inr_zoo():
     trained on. On a machine without Fashion-MNIST the zoo is digits and the model is skipped instead."""
     import pandas as pd
 
-    from bench.execution.presets import DEFAULT_PRETRAINED, PRESETS
+    from bench.execution.presets import PRESETS
+    from bench.store.claims_catalog import DEFAULT_PRETRAINED
     from methods import make_method
     from methods.scalegmn_ae import pretrained_root
     from zoos.data import load_images, resolve_source

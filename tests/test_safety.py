@@ -17,7 +17,7 @@ from bench.execution.batch import UnitBatch, execute
 from bench.execution.plan import RunOptions, plan
 from bench.execution.presets import Benchmark, ZooRecipe
 from bench.protocols import make_protocol
-from bench.report import tables as report
+from bench.report.render import html_page, latex, markdown
 from bench.store.results import ResultStore
 from methods import Aligner, Alignment, MethodSpec, normalise_spec
 from zoos.files import TMP_PREFIX
@@ -134,13 +134,13 @@ def test_report_text_from_files_cannot_forge_sections():
     rows = [{"key": f"k{i}", "zoo": "evil\n## Forged section\n| a | b |", "zoo_hash": "h", "protocol": "pairs",
              "variant": "naive<script>", "method": "naive", "unit": f"pair={i}", "loss_barrier": 0.1 * i,
              "error": None} for i in range(3)]
-    text = report.markdown(pd.DataFrame(rows))
+    text = markdown(pd.DataFrame(rows))
     assert [line for line in text.splitlines() if line.startswith("## ")] == \
         ["## Read first", "## evil ## Forged section \\| a \\| b \\| / pairs"]  # 3 units: listed first
     assert "<script>" not in text and "\\<script\\>" in text
-    page = report.html_page(pd.DataFrame(rows))  # our own sorting script aside, nothing from the rows runs
+    page = html_page(pd.DataFrame(rows))  # our own sorting script aside, nothing from the rows runs
     assert "naive<script>" not in page and "naive&lt;script&gt;" in page
-    assert "\n## Forged" not in report.latex(pd.DataFrame(rows))
+    assert "\n## Forged" not in latex(pd.DataFrame(rows))
 
 
 @pytest.mark.parametrize("argv, option", [(["run", "--threads", "0"], "--threads"),

@@ -262,7 +262,7 @@ def test_a_trial_never_stamped_is_reclaimed_after_a_heartbeat(tmp_path, monkeypa
 
 def test_a_zoo_content_run_under_two_names_is_one_section():
     from bench.report.comparison import select
-    from bench.report.tables import with_zoo_labels
+    from bench.report.rows import with_zoo_labels
 
     rows = pd.DataFrame([{"zoo": z, "zoo_hash": h, "variant": v, "protocol": "pairs", "key": f"{z}{h}{v}"}
                          for z, h, v in (("inr", "aaaaaaaa", "naive"), ("inr-copy", "aaaaaaaa", "git-rebasin"),

@@ -79,8 +79,8 @@ def _claims(args, argv) -> int:
     from bench.execution.claims import run_claims
     from bench.execution.plan import RunOptions
     from bench.report.claims import evaluate, markdown
+    from bench.report.files import write_text
     from bench.report.paper_claims import CLAIMS
-    from bench.report.tables import _write_text
     from bench.store.results import ResultStore, current_code
 
     if any((args.methods, args.zoos, args.protocols, args.metric, args.format, args.out)):
@@ -88,7 +88,7 @@ def _claims(args, argv) -> int:
     summary, hashes = run_claims(RunOptions(results=args.results, progress=not args.quiet))
     print(f"units: {summary.done} run, {summary.skipped} already done, {summary.failed} failed")
     results = evaluate(CLAIMS, current_code(ResultStore(args.results).table()), hashes)
-    path = _write_text(args.results / "claims.md", markdown(results, header(argv)))
+    path = write_text(args.results / "claims.md", markdown(results, header(argv)))
     for r in results:
         print(f"claim {r.claim.number}: {r.verdict}")
     print(f"wrote {path}")
@@ -115,7 +115,7 @@ def _check_metric(metric: str, table) -> None:
 
 def method_display_names():
     """The registry's display names and citations (`bench report --display-names`)."""
-    from bench.report.tables import MethodNames
+    from bench.report.method_names import MethodNames
     from methods import METHODS
 
     return MethodNames.of(METHODS)
@@ -141,7 +141,7 @@ def normal_specs(specs: list[str] | None) -> list[str] | None:
 
 def _comparison(args) -> int:
     from bench.report.comparison import OUT_MARKER, comparison, mark, render, select
-    from bench.report.tables import _write_text
+    from bench.report.files import write_text
     from bench.store.results import ResultStore, current_code
     from zoos.files import check_ours
 
@@ -159,7 +159,7 @@ def _comparison(args) -> int:
     fmt = args.format or (args.out.suffix.lstrip(".") if args.out and not to_stdout else "md") or "md"
     text = render(matrices, fmt)
     if args.out and not to_stdout:  # a regular file is replaced atomically, a FIFO or device written as a stream
-        print(f"wrote {_write_text(args.out, mark(text, fmt))}")
+        print(f"wrote {write_text(args.out, mark(text, fmt))}")
     else:
         sys.stdout.write(text)
     return 0

@@ -839,7 +839,7 @@ def renamed_zoo_copy(good: Path, work: Path) -> Check:
     import json
     import shutil
 
-    from bench.report.tables import with_zoo_labels
+    from bench.report.rows import with_zoo_labels
     from bench.store.results import ResultStore
     from zoos.zoo import load_zoo, save_zoo
 
