@@ -16,6 +16,7 @@ import torch
 from bench.execution.batch import UnitBatch, execute
 from bench.execution.plan import RunOptions, plan
 from bench.execution.presets import Benchmark, ZooRecipe
+from bench.execution.tally import RunTally
 from bench.protocols import make_protocol
 from bench.report.render import html_page, latex, markdown
 from bench.store.results import ResultStore
@@ -122,8 +123,8 @@ def test_editing_the_spec_changes_the_keys(tiny_inr_zoo, tmp_path):
 
     def keys(path):
         bench = Benchmark("t", zoos=(ZooRecipe("path", {"path": str(path)}),), protocols={"pairs": {"n_pairs": 2}})
-        groups = plan(bench, ["naive"], RunOptions(results=tmp_path / "r", progress=False), set(), "r",
-                      {"skipped": 0})
+        groups = plan(bench, [MethodSpec.parse("naive")], RunOptions(results=tmp_path / "r", progress=False),
+                      set(), "r", RunTally())
         return {k for g in groups for b in g.batches for k in b.keys}
 
     assert load_zoo(edited).content_hash() == zoo.content_hash()

@@ -225,7 +225,7 @@ def test_ctrl_c_between_ask_and_tell_gives_the_trial_back(where, tiny_inr_zoo, t
             def interrupted_log(cfg, text):
                 if text.startswith("trial 0 "):
                     raise KeyboardInterrupt
-            patch.setattr(sweep, "_log", interrupted_log)
+            patch.setattr(sweep.workers, "_log", interrupted_log)
         with pytest.raises(KeyboardInterrupt):
             sweep.run_sweep(cfg)
     study = optuna.load_study(study_name=optuna.get_all_study_names(sweep.make_storage(None, tmp_path))[0],

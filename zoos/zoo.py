@@ -90,7 +90,7 @@ class Zoo:
     def _check_task(self, bad) -> None:
         """What `make_task` and the protocols need, so a zoo that loads also runs."""
         kind = self.task.get("kind") if isinstance(self.task, dict) else None
-        if kind not in TASKS:
+        if not isinstance(kind, str) or kind not in TASKS:
             raise bad("spec", f"task {self.task!r}: expected an object with kind {' or '.join(TASKS)}")
         TASKS[kind].check_zoo(self, bad)
 

@@ -65,9 +65,12 @@ def _first(text: str, prefix: str = "") -> str:
 def _keys(zoo_dir: Path, results: Path, spec: str = "naive") -> set[str]:
     from bench.execution.plan import RunOptions, plan
     from bench.execution.presets import Benchmark, ZooRecipe
+    from bench.execution.tally import RunTally
+    from methods import MethodSpec
 
     bench = Benchmark("t", zoos=(ZooRecipe("path", {"path": str(zoo_dir)}),), protocols={"pairs": {"n_pairs": 2}})
-    groups = plan(bench, [spec], RunOptions(results=results, progress=False), set(), "r", {"skipped": 0})
+    groups = plan(bench, [MethodSpec.parse(spec)], RunOptions(results=results, progress=False), set(), "r",
+                  RunTally())
     return {k for g in groups for b in g.batches for k in b.keys}
 
 
