@@ -36,7 +36,7 @@ from bench.execution.runner import run_benchmark
 from bench.execution.zoo_cache import get_zoo
 from bench.report.stats import mean_ci
 from bench.store.results import ResultStore
-from methods import format_spec, make_method, normalise_spec
+from methods import MethodSpec, format_spec
 from methods.scalegmn_ae import ScaleGMNAutoencoder, write_pretrained
 from zoos.files import check_parquet, read_input, write_bytes_atomic
 from zoos.tasks import make_task
@@ -52,6 +52,7 @@ class StudyRecipe:
     zoo: ZooRecipe
     model: dict  # autoencoder hyperparameters shared by every size
     sizes: tuple[tuple[int, int], ...]  # (training networks, epochs)
+    export: bool = False  # copy the largest autoencoder to <results>/pretrained (`export_largest`)
 
     def specs(self) -> list[str]:
         return [format_spec("scalegmn-ae", {**self.model, "n_train": n, "epochs": e}) for n, e in self.sizes]
@@ -67,7 +68,7 @@ STUDY_RECIPES = {
     "inr": StudyRecipe(
         "inr", ZooRecipe("inr", dict(n_images=160, fits_per_image=2, steps=1000, extra_train_images=3808)),
         dict(hidden=64, n_layers=4, latent=128, batch_size=32, precision="bf16", warmup=500, patience=30),
-        ((192, 150), (1000, 60), (4000, 30))),
+        ((192, 150), (1000, 60), (4000, 30)), export=True),
     "cnn": StudyRecipe(
         "cnn", ZooRecipe("cnn", dict(activation="relu", n_nets=320, epochs=3, n_eval=256, splits=(0.8, 0.05, 0.15))),
         dict(hidden=64, n_layers=4, latent=128, batch_size=32, precision="bf16", warmup=500, patience=30),
@@ -77,8 +78,9 @@ STUDY_RECIPES = {
     "paper": StudyRecipe(
         "paper", ZooRecipe("inr", dict(n_images=160, fits_per_image=2, steps=1000, extra_train_images=54_808)),
         {**{k: v for k, v in ScaleGMNAutoencoder.FULL.items() if k != "epochs"}, "device": "auto"},
-        ((55_000, ScaleGMNAutoencoder.FULL["epochs"]),)),
+        ((55_000, ScaleGMNAutoencoder.FULL["epochs"]),), export=True),
 }
+TRIAL_STUDY = "inr"  # the study whose zoo `bench.perf.gpu --ae-trial` trains on: its rows are the trial's comparison
 
 
 def study_root(results: Path) -> Path:
@@ -94,7 +96,7 @@ def run_study(results: Path = Path("results"), kinds=("inr", "cnn"), progress: b
             print("ae study: warning: the paper setting has no accelerator here and takes days on a CPU (estimate in "
                   "autoencoder.md's paper section); it resumes where a kill stopped it", flush=True)
         run_benchmark(STUDY_RECIPES[kind].benchmark(), opts=opts)
-        if STUDY_RECIPES[kind].zoo.kind == "inr":
+        if STUDY_RECIPES[kind].export:
             print(f"ae study: committed-model copy of the largest {kind} autoencoder: {export_largest(results, kind)}",
                   flush=True)
     table = study_table(results, kinds)
@@ -110,7 +112,7 @@ def export_largest(results: Path, name: str) -> Path:
     zoo = get_zoo(recipe.zoo, root / "zoos", progress=False)
     largest = max(range(len(recipe.sizes)), key=lambda i: recipe.sizes[i][0])
     n, spec = recipe.sizes[largest][0], recipe.specs()[largest]
-    method, _ = prepare_method(spec, 0, zoo, make_task(zoo), CheckpointStore.for_results(root))
+    method, _ = prepare_method(MethodSpec.parse(spec), 0, zoo, make_task(zoo), CheckpointStore.for_results(root))
     source = zoo.task.get("source", "data")
     return write_pretrained(method, zoo, f"{name}-{source}-{n}", f"bench ae study --kinds {name}",
                             {"kind": recipe.zoo.kind, **recipe.zoo.options}, Path(results) / "pretrained")
@@ -145,14 +147,15 @@ def study_table(results: Path, kinds=("inr", "cnn")) -> pd.DataFrame:
         zoo_hash = zoo.content_hash()
         rows_k = rows[rows.zoo_hash == zoo_hash] if len(rows) else rows
         metric = "loss"
-        for spec in (*REFERENCES, *recipe.specs()):
-            variant = normalise_spec(spec)
+        for text in (*REFERENCES, *recipe.specs()):
+            spec = MethodSpec.parse(text)
+            variant = str(spec)
             rec = {"study": name, "kind": kind, "zoo": zoo.name, "zoo_hash": zoo_hash, "method": variant,
                    "n_train": math.nan}
             rec.update(_protocol_stats(rows_k, variant, metric) if len(rows_k) else {})
-            if spec.startswith("scalegmn-ae"):
+            if spec.name == "scalegmn-ae":
                 store = CheckpointStore.for_results(root)
-                probe = make_method(spec)
+                probe = spec.build()
                 if not (store.directory(f"{probe.name}-{probe.cache_key(zoo)}") / "done.json").is_file():
                     print(f"ae study: {variant} is not trained yet (run `bench ae study`); left out", flush=True)
                     continue  # the report never trains: it reads what the study run left
@@ -162,7 +165,7 @@ def study_table(results: Path, kinds=("inr", "cnn")) -> pd.DataFrame:
                            train_minutes=info["train_seconds"] / 60, best_val_loss=info["best_val_loss"],
                            networks_per_s=info["n_train"] * info["epochs"] / max(info["train_seconds"], 1e-9))
                 rec.update(reconstruction(zoo, task, method))
-            elif spec == "constant":
+            elif spec.name == "constant":
                 method, _ = prepare_method(spec, 0, zoo, task)
                 rec.update(reconstruction(zoo, task, method))
             records.append(rec)
@@ -193,6 +196,12 @@ def projection(table: pd.DataFrame, column: str, goal: float) -> float | None:
     return float(10 ** ((goal - intercept) / slope))
 
 
+def ground_truth(study: pd.DataFrame) -> bool:
+    """Whether a study's networks were scored against ground-truth images (INRs: see
+    `Task.reconstruction_scores`): its report shows those columns, a classifier study's accuracies."""
+    return "psnr_gt" in study and bool(study["psnr_gt"].notna().any())
+
+
 def write_report(table: pd.DataFrame, results: Path) -> None:
     lines = ["# The autoencoder against its training-set size (`bench ae study`)", "",
              "Rows: reference methods, then the ScaleGMN autoencoder (its recipe under each heading; AdamW, "
@@ -207,7 +216,7 @@ def write_report(table: pd.DataFrame, results: Path) -> None:
              "does not survive, so a decoding of it can score better than the noisy original; on CNNs the constant "
              "network is the best training network, better than the average test network.", ""]
     for name, sub in table.groupby("study", sort=False):
-        inr = sub.kind.iloc[0] == "inr"
+        inr = ground_truth(sub)
         recipe = STUDY_RECIPES.get(name)
         lines += [f"## {name.upper()}{' (the reference setting)' if name == 'paper' else ''}: zoo `{sub.zoo.iloc[0]}`",
                   ""]
@@ -322,7 +331,7 @@ def paper_estimate_section(results: Path) -> list[str]:
 
 def gpu_trial_section(trial: dict, table: pd.DataFrame) -> list[str]:
     """The reference-size model trained on an accelerator (`python -m bench.perf.gpu --ae-trial`)."""
-    same = table[(table.study == "inr") & table.n_train.notna()]
+    same = table[(table.study == TRIAL_STUDY) & table.n_train.notna()]
     lines = ["## The reference model size on an accelerator", "",
              f"`python -m bench.perf.gpu --ae-trial <study INR zoo> --ae-epochs {trial['epochs']}` on "
              f"{trial['accelerator']} (torch {trial['torch']}): `scalegmn-ae` with "
@@ -351,19 +360,19 @@ def figure(table: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(len(studies), 3, figsize=(13, 3.6 * len(studies)), squeeze=False)
     for row, name in zip(axes, studies, strict=True):
         sub = table[table.study == name]
-        kind = sub.kind.iloc[0]
+        inr = ground_truth(sub)
         ae = sub[sub.n_train.notna()].sort_values("n_train")
         refs = sub[sub.n_train.isna()]
         first = ae.iloc[0] if len(ae) else None
-        quality = "psnr_gt" if kind == "inr" else "acc_decoded"
+        quality = "psnr_gt" if inr else "acc_decoded"
         row[0].plot(ae.n_train, ae[quality], "o-", label="decoded")
-        if first is not None and kind == "inr":
+        if first is not None and inr:
             row[0].axhline(first.psnr_gt_original, ls="--", c="k", label="originals")
             row[0].axhline(first.psnr_gt_mean_image, ls=":", c="grey", label="mean training image")
             row[0].axhline(20, ls="-.", c="C3", lw=0.8, label="target 20 dB")
         elif first is not None:
             row[0].axhline(first.acc_original, ls="--", c="k", label="originals")
-        row[0].set(xscale="log", xlabel="training networks", ylabel="PSNR vs ground truth (dB)" if kind == "inr"
+        row[0].set(xscale="log", xlabel="training networks", ylabel="PSNR vs ground truth (dB)" if inr
                    else "test accuracy", title=f"{name.upper()}: reconstruction")
         row[1].plot(ae.n_train, ae.ident, "o-", label="ident (network)")
         row[1].plot(ae.n_train, ae.r2, "s-", label="R^2 decoded vs original")

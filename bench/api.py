@@ -28,8 +28,8 @@ import torch
 from bench.evaluation import metrics
 from bench.evaluation.curves import curve_summary, curves
 from bench.evaluation.repair import repair_merged
-from bench.execution.sweep import resolve_zoo
-from methods import METHODS, make_method, normalise_spec
+from bench.execution.specs import resolve_zoo
+from methods import METHODS, MethodSpec, make_method
 from zoos.graph_space import GraphSpace
 from zoos.space import Layer, Params, WeightSpace
 from zoos.symmetry import select
@@ -203,8 +203,8 @@ def _like(model, params: Params, i: int = 0):
     return out
 
 
-def _prepare(spec: str, space, params: Params, data, seed: int):
-    method = make_method(spec, seed=seed)
+def _prepare(spec: MethodSpec, space, params: Params, data, seed: int):
+    method = spec.build(seed)
     if method.learned or method.reference:
         raise ValueError(f"{spec}: a {'learned' if method.learned else 'reference'} method needs a zoo (bench run)")
     n = next(iter(params.values())).shape[0]
@@ -241,12 +241,13 @@ def align(model_a, model_b, method: str = "git-rebasin", data=None, *, module=No
     space, _ = _space([model_a, model_b], module, data, input_shape)
     params = _params(space, [model_a, model_b])
     a, b = select(params, [0]), select(params, [1])
-    m, task = _prepare(method, space, params, data, seed)
+    spec = MethodSpec.parse(method)
+    m, task = _prepare(spec, space, params, data, seed)
     start = time.perf_counter()
     out = m.align(a, b)
     seconds = time.perf_counter() - start
     aligned = out.others if out.ref_transform is None else out.maps().apply(space, b)
-    report = Report(normalise_spec(method), m.exact, seconds, dict(out.info),
+    report = Report(str(spec), m.exact, seconds, dict(out.info),
                     _deviation(space, task, aligned, b) if m.exact else None)
     if task.y is not None:
         lambdas = torch.linspace(0, 1, points)
@@ -269,12 +270,13 @@ def merge(models: list, method: str = "git-rebasin", data=None, *, module=None, 
         raise ValueError(f"merge takes at least two models, got {len(models)}")
     space, _ = _space(list(models), module, data, input_shape)
     params = _params(space, list(models))
-    m, task = _prepare(method, space, params, data, seed)
+    spec = MethodSpec.parse(method)
+    m, task = _prepare(spec, space, params, data, seed)
     start = time.perf_counter()
     out = m.merge(params)
     seconds = time.perf_counter() - start
     merged = out.merged
-    report = Report(normalise_spec(method), m.exact, seconds, dict(out.info),
+    report = Report(str(spec), m.exact, seconds, dict(out.info),
                     _deviation(space, task, out.frame, params) if m.exact and out.transform is not None else None)
     if task.x is not None and repair:
         merged = repair_merged(space, out.merged, out.frame, task.train_batch(STATISTICS_BATCH)[0])

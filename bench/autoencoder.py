@@ -16,9 +16,10 @@ import torch
 
 from bench.execution.batch import prepare_method
 from bench.execution.checkpoints import CheckpointStore
-from methods import METHODS, UnknownMethod, format_spec, parse_method, unknown_name
+from methods import METHODS, MethodSpec, UnknownMethod, format_spec, parse_method
+from zoos.names import unknown_name
 from zoos.symmetry import ACTIONS, random_action, select
-from zoos.tasks import make_task
+from zoos.tasks import make_task, targets
 from zoos.zoo import SPLITS, load_zoo
 
 
@@ -47,9 +48,10 @@ def trained(zoo_dir, spec: str = "scalegmn-ae", full: bool = False, results: Pat
     task = make_task(zoo)
     if full:  # paper-sized preset for bigger machines; values given in the spec still win
         cls = METHODS[name]
-        preset = cls.FULL_CNN if zoo.task.get("kind") == "classifier" else cls.FULL
+        preset = cls.FULL_BY_TASK[task.kind]
         spec = format_spec(name, {**{k: v for k, v in preset.items() if k in cls.search_space}, **given})
-    method, _ = prepare_method(spec, 0, zoo, task, CheckpointStore.for_results(results), progress=True)
+    method, _ = prepare_method(MethodSpec.parse(spec), 0, zoo, task, CheckpointStore.for_results(results),
+                               progress=True)
     return zoo, task, method
 
 
@@ -61,7 +63,7 @@ def evaluate(zoo, task, method, split: str = "test", n_actions: int = 4) -> dict
     if not idx:
         raise ValueError(f"split {split!r} of zoo {zoo.name!r} holds no networks: nothing to evaluate")
     params = select(zoo.params, idx)
-    target = torch.tensor(zoo.meta["target"].to_numpy()[idx]) if zoo.task.get("kind") == "inr" else None
+    target = targets(zoo, idx)
     before = task.evaluate(params, target)
     after = task.evaluate(method.canonicalize(params), target)
     out = {"networks": len(idx), "split": split}

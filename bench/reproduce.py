@@ -216,10 +216,10 @@ def _run(paper: str, args) -> None:
     opts = RunOptions(results=args.results, device=args.device, progress=not args.quiet)
     for bench in get(paper).benchmarks:
         start = time.perf_counter()
-        counts = run_benchmark(bench, None, opts)
-        _add_time(args.results, paper, bench.name, time.perf_counter() - start, counts["done"])
-        print(f"{paper} / {bench.name}: {counts['done']} run, {counts['skipped']} already done, "
-              f"{counts['failed']} failed")
+        summary = run_benchmark(bench, None, opts)
+        _add_time(args.results, paper, bench.name, time.perf_counter() - start, summary.done)
+        print(f"{paper} / {bench.name}: {summary.done} run, {summary.skipped} already done, "
+              f"{summary.failed} failed")
     report = REPORTS[paper]
     for name, (flag, script, settings, labels) in report.peers.items():
         python = getattr(args, flag, None)
@@ -261,7 +261,7 @@ def _run_peer(results: Path, paper: str, name: str, python: str, script: str, se
     import torch
 
     from bench.evaluation.curves import curve_summary, curves
-    from bench.perf.suites import peer_available, run_peer, write_job
+    from bench.perf.peer_runs import peer_available, run_peer, write_job
     from bench.protocols import make_protocol
     from zoos.symmetry import select
     from zoos.tasks import make_task

@@ -7,6 +7,8 @@ sets `needs = "activations"` (see `methods.base.DATA_NEEDS`) and takes its size 
 
 from __future__ import annotations
 
+from itertools import islice
+
 import torch
 
 from zoos.space import Params, WeightSpace
@@ -16,9 +18,7 @@ def method_inputs(task, n: int, seed: int = 0) -> torch.Tensor:
     """The batch a data-based method may read (module docstring)."""
     if task is None:
         raise ValueError("this method reads activations: it needs the zoo's task (call setup first)")
-    if task.kind == "classifier":
-        return task.train_batch(n, seed)[0]
-    return task.inputs()
+    return task.method_inputs(n, seed)
 
 
 @torch.no_grad()
@@ -26,12 +26,8 @@ def hidden_features(space: WeightSpace, params: Params, x: torch.Tensor) -> list
     """Post-activations of every hidden layer (entry i: the units permutation P{i} acts on), each
     [N, samples, units]; a conv feature map contributes each spatial position as a sample."""
     n = next(iter(params.values())).shape[0]
-    h = x.unsqueeze(0).expand(n, *x.shape)
-    features = []
-    for layer in space.layers[:-1]:
-        h = space.postactivation(layer, space.preactivation(layer, params[layer.weight], params[layer.bias], h))
-        features.append(h if h.dim() == 3 else h.movedim(2, -1).reshape(n, -1, layer.n_out))
-    return features
+    return [h if h.dim() == 3 else h.movedim(2, -1).reshape(n, -1, layer.n_out)
+            for layer, h in islice(space.hidden(params, x), len(space.layers) - 1)]
 
 
 def correlation(fa: torch.Tensor, fb: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

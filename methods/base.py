@@ -139,11 +139,16 @@ class Aligner:
     def key_parts(cls) -> dict:
         return {"method_version": cls.version} if cls.version != 1 else {}
 
-    def __init__(self, seed: int = 0, **hyper):
-        unknown = set(hyper) - set(self.search_space)
+    @classmethod
+    def check_hyper(cls, names) -> None:
+        """ValueError unless every name is a declared hyperparameter."""
+        unknown = set(names) - set(cls.search_space)
         if unknown:
-            raise ValueError(f"method {self.name}: unknown hyperparameter(s) {', '.join(sorted(unknown))}"
-                             f" (known: {', '.join(self.search_space) or 'none'})")
+            raise ValueError(f"method {cls.name}: unknown hyperparameter(s) {', '.join(sorted(unknown))}"
+                             f" (known: {', '.join(cls.search_space) or 'none'})")
+
+    def __init__(self, seed: int = 0, **hyper):
+        self.check_hyper(hyper)
         self.hp = {k: h.parse(k, hyper.get(k, h.default)) for k, h in self.search_space.items()}
         if "device" in self.hp:  # refuse a device torch cannot use now, not deep inside a run
             try:

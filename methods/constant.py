@@ -13,6 +13,7 @@ import torch
 
 from methods.base import Aligner, Alignment
 from zoos.symmetry import select
+from zoos.tasks import targets
 
 
 class Constant(Aligner):
@@ -32,12 +33,7 @@ class Constant(Aligner):
         pool = zoo.indices("train")
         params = select(zoo.params, pool)
         with torch.no_grad():
-            if self.task.kind == "inr":
-                target = torch.as_tensor(zoo.meta["target"].to_numpy()[pool], dtype=torch.long)
-                loss = self.task.evaluate(params, target)["loss"]
-            else:
-                loss = torch.cat([self.task.task_loss(select(params, slice(s, s + 64)))
-                                  for s in range(0, len(pool), 64)])
+            loss = self.task.selection_loss(params, targets(zoo, pool))
         self.index = pool[int(torch.argmin(loss))]
         self.network = select(zoo.params, self.index)
 

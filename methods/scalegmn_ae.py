@@ -79,8 +79,14 @@ VERSION = 2  # bump when a change to the model or training makes old checkpoints
 class RenderLoss:
     """INRs: MSE between the images rendered by the original and by the decoded network."""
 
+    clip = 10.0  # the gradient-norm clip when the `clip` hyperparameter is 0
+
     def __init__(self, space: WeightSpace, size: int = 28):
         self.space, self.grid = space, inr_grid(size)
+
+    @classmethod
+    def for_task(cls, task, hp: dict) -> RenderLoss:
+        return cls(task.space, task.size)
 
     def reference(self, params: Params) -> torch.Tensor:
         return self.space.forward(params, self.grid.to(_device_of(params)))[..., 0]
@@ -92,8 +98,14 @@ class RenderLoss:
 class LogitKLLoss:
     """Classifiers: T^2 KL(softmax(z_orig/T) || softmax(z_rec/T)) averaged over a fixed image set."""
 
+    clip = 5.0
+
     def __init__(self, space: WeightSpace, images: torch.Tensor, temperature: float = 0.6):
         self.space, self.images, self.t = space, images, temperature
+
+    @classmethod
+    def for_task(cls, task, hp: dict) -> LogitKLLoss:
+        return cls(task.space, task.method_inputs(hp["n_images"]), hp["temperature"])
 
     def reference(self, params: Params) -> torch.Tensor:
         return F.log_softmax(self.space.forward(params, self.images.to(_device_of(params))) / self.t, -1)
@@ -102,6 +114,10 @@ class LogitKLLoss:
         log_q = self.reference(decoded)
         kl = (reference.exp() * (reference - log_q)).sum(-1)  # [B, n_images]
         return self.t ** 2 * kl.mean(1)
+
+
+# the reconstruction loss of each task kind (see `Aligner.tasks`)
+LOSSES = {"inr": RenderLoss, "classifier": LogitKLLoss}
 
 
 def _device_of(params: Params) -> torch.device:
@@ -267,6 +283,7 @@ class ScaleGMNAutoencoder(Aligner):
     FULL = {"hidden": 128, "n_layers": 4, "latent": 128, "epochs": 150, "batch_size": 128, "warmup": 1000,
             "patience": 50}
     FULL_CNN = {**FULL, "batch_size": 64, "epochs": 300}
+    FULL_BY_TASK = {"inr": FULL, "classifier": FULL_CNN}  # the paper-sized preset of each task kind
 
     def __init__(self, seed: int = 0, **hyper):
         super().__init__(seed, **hyper)
@@ -307,10 +324,7 @@ class ScaleGMNAutoencoder(Aligner):
 
     def make_loss(self, zoo):
         task = self.task if self.task is not None else make_task(zoo)
-        if task.kind == "inr":
-            return RenderLoss(zoo.space, zoo.targets.shape[-1] if zoo.targets is not None else 28)
-        images, _ = task.train_batch(self.hp["n_images"])
-        return LogitKLLoss(zoo.space, images, self.hp["temperature"])
+        return LOSSES[task.kind].for_task(task, self.hp)
 
     # ---- training ----------------------------------------------------------------------------
     def fit(self, zoo, store: CheckpointStore | None = None, progress: bool = False) -> None:
@@ -361,65 +375,22 @@ class ScaleGMNAutoencoder(Aligner):
         model.set_scales(train_p)
         model.to(device)
         self.model = model
-        self.fit_info = self._train(model, space, loss_fn, (train_p, train_ref), (val_p, val_ref), ckpt,
-                                    "inr" if isinstance(loss_fn, RenderLoss) else "classifier", progress)
+        self.fit_info = self._train(model, space, loss_fn, (train_p, train_ref), (val_p, val_ref), ckpt, progress)
         self.model = model.eval()
 
-    def _train(self, model, space, loss_fn, train, val, ckpt: Path | None, kind: str, progress: bool) -> dict:
+    def _train(self, model, space, loss_fn, train, val, ckpt: Path | None, progress: bool) -> dict:
         hp = self.hp
-        clip = hp["clip"] or (10.0 if kind == "inr" else 5.0)
         gen = torch.Generator().manual_seed(self.seed)
         opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
-        train_p, train_ref = train
-        n_train = train_ref.shape[0]
+        n_train = train[1].shape[0]
         warmup = min(hp["warmup"], hp["epochs"] * math.ceil(n_train / hp["batch_size"]) // 10)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
-        st = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
-              "seconds": 0.0, "cpu_seconds": 0.0, "skipped_steps": 0, "initial_val": math.nan, "resumed_from": -1}
-        best_state = None
-        saved = None
-        if ckpt is not None and (ckpt / "last.pt").is_file():
-            try:
-                saved = load_tensors(ckpt / "last.pt")  # the one guarded reader; tensors move to the device below
-            except Exception as error:  # noqa: BLE001 - a damaged checkpoint: train from the start
-                _warn_damaged(ckpt / "last.pt", error)
-        if saved is not None:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["opt"])
-            sched.load_state_dict(saved["sched"])
-            gen.set_state(saved["gen"].cpu())
-            best_state = saved["best_model"]
-            st = {**saved["state"], "resumed_from": saved["state"]["epoch"]}
-        else:
-            st["initial_val"] = self._val_loss(model, loss_fn, val)
-            if ckpt is not None:
-                ckpt.mkdir(parents=True, exist_ok=True)
-                config = {"method": self.name, "hp": self.hp, "seed": self.seed, "space": space.name,
-                          "version": VERSION}
-                _atomic(ckpt / "config.json", json.dumps(config, indent=2).encode())
-
+        st, best_state = self._start(model, space, loss_fn, val, ckpt, (opt, sched, gen))
         bar = tqdm(total=hp["epochs"], initial=st["epoch"], desc=self.name, unit="epoch", leave=False,
                    disable=not progress)
         while st["epoch"] < hp["epochs"] and st["bad_epochs"] < hp["patience"]:
             start, cpu_start = time.perf_counter(), time.process_time()
-            model.train()
-            order = torch.randperm(n_train, generator=gen)
-            total, count = 0.0, 0
-            for s in range(0, n_train, hp["batch_size"]):
-                idx = order[s:s + hp["batch_size"]].to(train_ref.device)
-                p = select(train_p, idx)
-                if hp["augment"] != "none":
-                    p = _to(random_action(space, _to(p, "cpu"), hp["augment"], gen)[0], train_ref.device)
-                opt.zero_grad(set_to_none=True)
-                loss = accumulate(model, loss_fn, p, train_ref[idx], hp["graph"], hp["precision"])
-                if not torch.isfinite(loss):  # a diverging batch is skipped, not applied
-                    st["skipped_steps"] += 1
-                    continue
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                opt.step()
-                sched.step()
-                st["step"] += 1
-                total, count = total + loss.item() * len(idx), count + len(idx)
+            train_loss = self._epoch(model, space, loss_fn, train, (opt, sched, gen), st)
             val_loss = self._val_loss(model, loss_fn, val)
             st["epoch"] += 1
             st["seconds"] += time.perf_counter() - start
@@ -429,7 +400,7 @@ class ScaleGMNAutoencoder(Aligner):
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 st["bad_epochs"] += 1
-            metrics = {"train_loss": total / max(count, 1), "val_loss": val_loss, "lr": opt.param_groups[0]["lr"],
+            metrics = {"train_loss": train_loss, "val_loss": val_loss, "lr": opt.param_groups[0]["lr"],
                        "epoch_seconds": time.perf_counter() - start}
             st["history"].append(metrics)
             if ckpt is not None:
@@ -443,9 +414,65 @@ class ScaleGMNAutoencoder(Aligner):
             if self.log_fn is not None:
                 self.log_fn(metrics, st["epoch"])
         bar.close()
-
         if best_state is not None:
             model.load_state_dict(best_state)
+        return self._finish(model, st, n_train, val, ckpt)
+
+    def _start(self, model, space, loss_fn, val, ckpt: Path | None, optimiser) -> tuple[dict, dict | None]:
+        """(training state, best model state so far): resumed from the checkpoint's last epoch if one is
+        readable (model, optimiser, schedule and generator restored), else fresh (the initial validation loss
+        measured, the run's config written)."""
+        opt, sched, gen = optimiser
+        st = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+              "seconds": 0.0, "cpu_seconds": 0.0, "skipped_steps": 0, "initial_val": math.nan, "resumed_from": -1}
+        saved = None
+        if ckpt is not None and (ckpt / "last.pt").is_file():
+            try:
+                saved = load_tensors(ckpt / "last.pt")  # the one guarded reader; tensors move to the device below
+            except Exception as error:  # noqa: BLE001 - a damaged checkpoint: train from the start
+                _warn_damaged(ckpt / "last.pt", error)
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["opt"])
+            sched.load_state_dict(saved["sched"])
+            gen.set_state(saved["gen"].cpu())
+            return {**saved["state"], "resumed_from": saved["state"]["epoch"]}, saved["best_model"]
+        st["initial_val"] = self._val_loss(model, loss_fn, val)
+        if ckpt is not None:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            config = {"method": self.name, "hp": self.hp, "seed": self.seed, "space": space.name,
+                      "version": VERSION}
+            _atomic(ckpt / "config.json", json.dumps(config, indent=2).encode())
+        return st, None
+
+    def _epoch(self, model, space, loss_fn, train, optimiser, st: dict) -> float:
+        """One pass over the training networks in a seeded order; the mean training loss of the applied steps."""
+        hp = self.hp
+        opt, sched, gen = optimiser
+        train_p, train_ref = train
+        clip = hp["clip"] or loss_fn.clip
+        model.train()
+        order = torch.randperm(train_ref.shape[0], generator=gen)
+        total, count = 0.0, 0
+        for s in range(0, train_ref.shape[0], hp["batch_size"]):
+            idx = order[s:s + hp["batch_size"]].to(train_ref.device)
+            p = select(train_p, idx)
+            if hp["augment"] != "none":
+                p = _to(random_action(space, _to(p, "cpu"), hp["augment"], gen)[0], train_ref.device)
+            opt.zero_grad(set_to_none=True)
+            loss = accumulate(model, loss_fn, p, train_ref[idx], hp["graph"], hp["precision"])
+            if not torch.isfinite(loss):  # a diverging batch is skipped, not applied
+                st["skipped_steps"] += 1
+                continue
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            sched.step()
+            st["step"] += 1
+            total, count = total + loss.item() * len(idx), count + len(idx)
+        return total / max(count, 1)
+
+    def _finish(self, model, st: dict, n_train: int, val, ckpt: Path | None) -> dict:
+        """The training summary (`fit_info`); with a checkpoint directory, the best model and it are kept there."""
         info = {"train_seconds": st["seconds"], "train_cpu_seconds": st["cpu_seconds"], "epochs": st["epoch"],
                 "steps": st["step"],
                 "best_epoch": st["best_epoch"], "best_val_loss": st["best_val"], "initial_val_loss": st["initial_val"],

@@ -228,9 +228,7 @@ class SinkhornRebasin(Aligner):
         for k in a:
             w = lam.reshape(-1, *[1] * (a[k].dim() - 1))
             theta[k] = (1 - w) * a[k] + w * b_perm[k]
-        if self.task.kind == "classifier":
-            return self.task.task_loss(theta, n=self.hp["batch"])
-        return self.task.task_loss(theta, None if target is None else target.expand(m))
+        return self.task.task_loss(theta, None if target is None else target.expand(m), n=self.hp["batch"])
 
     def _target(self, target):
         if self.hp["objective"] == "l2":
@@ -238,12 +236,10 @@ class SinkhornRebasin(Aligner):
         if self.task is None:
             raise ValueError(f"{self.name}: objective {self.hp['objective']!r} needs a task (call setup first, "
                              "or use objective=l2)")
-        if self.task.kind == "inr":
-            if target is None:
-                raise ValueError(f"{self.name}: an INR task needs the target image index for objective "
-                                 f"{self.hp['objective']!r}")
-            return torch.as_tensor(target, dtype=torch.long).reshape(1)
-        return None
+        try:
+            return self.task.loss_target(target)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error} for objective {self.hp['objective']!r}") from None
 
     def match(self, a: Params, b: Params, target=None, generator: torch.Generator | None = None):
         """Align M networks b [M, ...] to a [1, ...], all pairs optimised at once (they are independent:

@@ -17,7 +17,7 @@ match it, interpolates well with A. Each step:
    training batch - the reference uses lambda = 1/2 throughout, it draws none. Classifiers: the
    next `batch` images of shuffled passes over a pool of `steps * batch` training images (all of
    them when there are fewer; with the reference's budget, epochs over the training set as there),
-   drawn once per `align` call with `task.train_batch`; INRs: the target image, every pixel;
+   drawn once per `align` call with `task.train_examples`; INRs: the target image, every pixel;
 4. one step of SGD with momentum on theta~.
 
 The permutation kept is the one with the lowest step loss seen (the reference's `best_perm`,
@@ -45,7 +45,6 @@ task-loss objective (`sinkhorn-rebasin`); the harness recounts them only when it
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from methods.base import Aligner, Alignment, Hyper
 from methods.weight_matching import apply_matching, as_element, weight_matching
@@ -75,19 +74,23 @@ class StraightThrough(Aligner):
     def _target(self, target) -> torch.Tensor | None:
         if self.task is None:
             raise ValueError(f"{self.name}: the midpoint task loss needs a task (call setup first)")
-        if self.task.kind == "inr":
-            if target is None:
-                raise ValueError(f"{self.name}: an INR task needs the target image index")
-            return torch.as_tensor(target, dtype=torch.long).reshape(1)
-        return None
+        try:
+            return self.task.loss_target(target)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error}") from None
 
     def _batches(self, generator: torch.Generator):
-        """Classifier batches (x, y), endlessly: consecutive slices of shuffled passes over training images.
+        """Training batches (x, y), endlessly: consecutive slices of shuffled passes over training examples;
+        None for a task that draws none (INRs: the loss reads the target image).
 
-        The pool is `steps * batch` training images drawn once (all of them when there are fewer), so a
+        The pool is `steps * batch` training examples drawn once (all of them when there are fewer), so a
         short run reads no more than it uses."""
         steps, batch = self.hp["steps"], self.hp["batch"]
-        x, y = self.task.train_batch(steps * batch, seed=self.seed)
+        pool = self.task.train_examples(steps * batch, seed=self.seed)
+        return None if pool is None else self._slices(*pool, batch, generator)
+
+    @staticmethod
+    def _slices(x: torch.Tensor, y: torch.Tensor, batch: int, generator: torch.Generator):
         batch = min(batch, len(x))
         order = torch.empty(0, dtype=torch.long)
         while True:
@@ -96,12 +99,6 @@ class StraightThrough(Aligner):
             idx, order = order[:batch], order[batch:]
             yield x[idx], y[idx]
 
-    def _loss(self, theta: Params, data, target) -> torch.Tensor:
-        """Task loss of one network theta [1, ...] (a scalar)."""
-        if self.task.kind == "inr":
-            return self.task.task_loss(theta, target)[0]
-        x, y = data
-        return F.cross_entropy(self.space.forward(theta, x)[0], y)
 
     def match(self, a: Params, b: Params, target, generator: torch.Generator, batches):
         """One pair, a and b [1, ...]: returns (perms {p: [n]}, best loss, step of the best, losses per step)."""
@@ -122,8 +119,8 @@ class StraightThrough(Aligner):
                 perms = {p: perms[p][found[p]] for p in perms}
                 moved = apply_matching(space, moved, found, {})
             straight = {k: moved[k] + proxy[k] - proxy[k].detach() for k in proxy}  # value P(B), gradient to proxy
-            loss = self._loss({k: (a[k] + straight[k]) / 2 for k in a}, None if batches is None else next(batches),
-                              target)
+            loss = self.task.step_loss({k: (a[k] + straight[k]) / 2 for k in a},
+                                       None if batches is None else next(batches), target)
             value = loss.item()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{self.name}: the midpoint loss is not finite at step {step}")
@@ -138,7 +135,7 @@ class StraightThrough(Aligner):
     def align(self, ref, others, target=None) -> Alignment:
         t = self._target(target)
         generator = torch.Generator().manual_seed(self.seed)
-        batches = self._batches(generator) if self.task.kind == "classifier" else None
+        batches = self._batches(generator)
         out, elements, best, first, at = [], [], [], [], []
         for i in range(next(iter(others.values())).shape[0]):
             b = select(others, i)

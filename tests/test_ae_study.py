@@ -42,7 +42,7 @@ def tiny_study(monkeypatch, tmp_path):
     monkeypatch.setattr(study, "STUDY_RECIPES", {
         "inr": study.StudyRecipe("inr", ZooRecipe("inr", dict(n_images=10, fits_per_image=2, steps=60,
                                                               extra_train_images=4)),
-                                 TINY_MODEL, ((6, 2), (10, 3))),
+                                 TINY_MODEL, ((6, 2), (10, 3)), export=True),
         "cnn": study.StudyRecipe("cnn", ZooRecipe("cnn", dict(activation="relu", n_nets=10, epochs=1, n_eval=64,
                                                               train_fraction=(0.05,), splits=(0.6, 0.2, 0.2))),
                                  TINY_MODEL, ((3, 2), (6, 2))),
@@ -95,7 +95,7 @@ def test_the_largest_inr_model_is_exported_and_serves_zoos_it_applies_to(tiny_st
     from bench.execution.batch import prepare_method
     from bench.execution.checkpoints import CheckpointStore
     from bench.execution.zoo_cache import get_zoo
-    from methods import make_method
+    from methods import MethodSpec, make_method
     from zoos.symmetry import select
     from zoos.tasks import make_task
 
@@ -105,10 +105,11 @@ def test_the_largest_inr_model_is_exported_and_serves_zoos_it_applies_to(tiny_st
     recipe = study.STUDY_RECIPES["inr"]
     zoo = get_zoo(recipe.zoo, tmp_path / "ae-study" / "zoos", progress=False)
     task = make_task(zoo)
-    trained, _ = prepare_method(recipe.specs()[-1], 0, zoo, task, CheckpointStore.for_results(tmp_path / "ae-study"))
+    trained, _ = prepare_method(MethodSpec.parse(recipe.specs()[-1]), 0, zoo, task,
+                                CheckpointStore.for_results(tmp_path / "ae-study"))
     spec = f"scalegmn-ae[pretrained={exported.name}]"
     assert make_method(spec).skip(zoo) is None
-    served, _ = prepare_method(spec, 0, zoo, task)
+    served, _ = prepare_method(MethodSpec.parse(spec), 0, zoo, task)
     assert served.hp["hidden"] == TINY_MODEL["hidden"] and served.fit_info["pretrained"] == exported.name
     test = select(zoo.params, zoo.indices("test"))
     a, b = trained.canonicalize(test), served.canonicalize(test)
@@ -146,7 +147,8 @@ def test_the_committed_model_serves_the_default_inr_zoo():
     trained on. On a machine without Fashion-MNIST the zoo is digits and the model is skipped instead."""
     import pandas as pd
 
-    from bench.execution.presets import DEFAULT_PRETRAINED, PRESETS
+    from bench.execution.presets import PRESETS
+    from bench.store.claims_catalog import DEFAULT_PRETRAINED
     from methods import make_method
     from methods.scalegmn_ae import pretrained_root
     from zoos.data import load_images, resolve_source

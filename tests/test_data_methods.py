@@ -19,16 +19,15 @@ class _Zoo:
 
 
 class _Inputs:
-    """A classifier task stand-in for MLPs on random inputs (train_batch is all a data method reads)."""
+    """A classifier task stand-in for MLPs on random inputs (method_inputs is all a data method reads)."""
 
     kind = "classifier"
 
     def __init__(self, dim):
         self.dim = dim
 
-    def train_batch(self, n=512, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        return torch.randn(n, self.dim, generator=g), torch.zeros(n, dtype=torch.long)
+    def method_inputs(self, n=512, seed=0):
+        return torch.randn(n, self.dim, generator=torch.Generator().manual_seed(seed))
 
 
 def _method(spec, space, task=None):

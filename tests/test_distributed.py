@@ -11,16 +11,18 @@ import pytest
 
 from bench.execution.presets import PRESETS, ZooRecipe
 from bench.execution.runner import RunOptions, run_benchmark
+from bench.execution.tally import RunTally
 from bench.store.results import ResultStore
+from methods import MethodSpec
 
 distributed = pytest.importorskip("distributed")
 
 METHODS = ["naive", "git-rebasin"]
 
 
-def _tally(counts: dict) -> dict:
+def _tally(summary) -> dict:
     """The unit counts of a run (without its lists of gaps and skipped pairs)."""
-    return {k: counts[k] for k in ("done", "skipped", "failed")}
+    return {"done": summary.done, "skipped": summary.skipped, "failed": summary.failed}
 
 
 def _bench(zoo, **protocols):
@@ -78,7 +80,7 @@ def test_local_cluster_gives_the_serial_rows(tiny_inr_zoo, tmp_path, monkeypatch
                 for name, options in bench.protocols.items())
     assert units >= 8  # the smoke preset's protocols on the tiny zoo: pairs, orbit and merge units
     assert _tally(serial) == _tally(dask) == {"done": units * len(METHODS), "skipped": 0, "failed": 0}
-    assert serial["gaps"] == dask["gaps"]  # both report what a protocol could not measure
+    assert serial.gaps == dask.gaps  # both report what a protocol could not measure
     pd.testing.assert_frame_equal(_rows(tmp_path / "dask"), _rows(tmp_path / "serial"))
     table = ResultStore(tmp_path / "dask").table()
     assert table.error.isna().all() and (table.env_threads == 1).all()
@@ -101,8 +103,8 @@ def test_killed_worker_loses_no_units_and_duplicates_none(tiny_inr_zoo, tmp_path
     n = len(ResultStore(tmp_path / "serial").table())
     assert n == 3 * 48
 
-    counts = {}
-    runner = threading.Thread(target=lambda: counts.update(
+    summaries = []  # the thread's RunSummary
+    runner = threading.Thread(target=lambda: summaries.append(
         run_benchmark(bench, methods, _opts(tmp_path / "dask", scheduler=lc.scheduler_address))))
     runner.start()
     pids = client.run(os.getpid)
@@ -118,7 +120,7 @@ def test_killed_worker_loses_no_units_and_duplicates_none(tiny_inr_zoo, tmp_path
     assert pids[victim] not in client.run(os.getpid).values()  # the nanny started a fresh process
 
     # the lost batch was rescheduled: complete, identical to the serial run, each key written once
-    assert _tally(counts) == {"done": n, "skipped": 0, "failed": 0}
+    assert _tally(summaries[0]) == {"done": n, "skipped": 0, "failed": 0}
     assert _raw_keys(tmp_path / "dask").is_unique
     pd.testing.assert_frame_equal(_rows(tmp_path / "dask"), _rows(tmp_path / "serial"))
 
@@ -138,7 +140,7 @@ def test_learned_method_trains_on_the_client_and_workers_load(tiny_inr_zoo, tmp_
     def worker_fits():
         from bench.execution.distributed import _METHODS
 
-        return [m.fit_info.get("cached") for (_, s, _, _), m in _METHODS.items() if s == spec]
+        return [m.fit_info.get("cached") for (_, s, _, _), m in _METHODS.items() if s == MethodSpec.parse(spec)]
 
     fits = [f for per_worker in client.run(worker_fits).values() for f in per_worker]
     assert fits and all(fits)  # every worker that ran a batch loaded the client's checkpoint, none trained
@@ -157,7 +159,7 @@ def test_zoo_is_scattered_when_workers_cannot_see_its_directory(tiny_inr_zoo, tm
     assert isinstance(source, distributed.Future)
 
     bench = _bench(tiny_inr_zoo, pairs=dict(n_pairs=2, lambdas=5))
-    batch = next(plan(bench, ["git-rebasin"], _opts(tmp_path), set(), "r", {"skipped": 0})).batches[0]
+    batch = next(plan(bench, [MethodSpec.parse("git-rebasin")], _opts(tmp_path), set(), "r", RunTally())).batches[0]
     by_path, _ = client.submit(run_batch, batch, str(tiny_inr_zoo), pure=False).result()
     scattered, failed = client.submit(run_batch, batch, source, pure=False).result()
     assert failed == 0 and len(scattered) == 2

@@ -20,7 +20,7 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bench.execution.sweep import protocol_options
+from bench.execution.specs import protocol_options
 from methods import METHODS, make_method, parse_method
 from tests.harness.hostile import write_cnn_format
 from zoos.formats import _DWS_KEYS, _load_state_dict, _read_splits, _take_weights, load_cnn_zoo

@@ -77,9 +77,9 @@ def rerun(tmp_path_factory):
     reference = json.loads((GOLDEN / "rows.json").read_text())
     zoos = tuple(ZooRecipe("path", {"path": str(GOLDEN / "zoos" / kind)}) for kind in ("inr", "cnn"))
     results = tmp_path_factory.mktemp("golden")
-    counts = run_benchmark(Benchmark("golden", zoos, PROTOCOLS), reference["variants"],
-                           RunOptions(results=results, progress=False, mirror=False, report=False))
-    assert counts["failed"] == 0
+    summary = run_benchmark(Benchmark("golden", zoos, PROTOCOLS), reference["variants"],
+                            RunOptions(results=results, progress=False, mirror=False, report=False))
+    assert summary.failed == 0
     kept = [r for r in reference["rows"] if not _drawn_outside_the_split(r)]
     assert len(kept) < len(reference["rows"])  # the CNN merges are gone
     return kept, ResultStore(results).table().to_dict("records")

@@ -17,11 +17,10 @@ from bench.evaluation.repair import (
     repair,
     repair_graph,
     reset_batchnorm,
-    statistics_inputs,
     unit_stats,
 )
 from bench.protocols import make_protocol
-from methods import make_method
+from methods import METHODS, make_method
 from methods.weight_matching import apply_matching, weight_matching
 from tests.conftest import random_params, run_protocol
 from zoos.graph_space import GraphSpace, space_from_dict, stack_graph
@@ -338,7 +337,9 @@ def test_exact_methods_run_unchanged_on_a_residual_zoo(resnet_copies):
 
 
 def test_layer_reading_methods_and_probes_say_why_they_skip_a_graph(resnet_copies):
-    for spec in ("activation-matching", "otfusion", "zipit", "cca-merge", "scalegmn-ae"):
+    stack_only = [name for name, cls in METHODS.items() if cls.stack_only]
+    assert {"activation-matching", "otfusion", "zipit", "cca-merge", "scalegmn-ae"} <= set(stack_only)
+    for spec in stack_only:
         assert "stack of layers" in make_method(spec).skip(resnet_copies)
     combine = make_protocol("combine", n_pairs=1, n_triples=0, lambdas=3)
     assert {u.probe for u in combine.units(resnet_copies)}.isdisjoint({"stitch", "robustness"})
@@ -419,7 +420,7 @@ def test_paths_of_batchnorm_networks_are_scored_with_recounted_statistics(resnet
     a, b = select(zoo.params, [0]), select(zoo.params, [1])  # one network, two unit orders: a naive path
     lambdas = torch.linspace(0, 1, 3)
     path = interpolate(a, b, lambdas)
-    recounted = reset_batchnorm(zoo.space, path, statistics_inputs(task))
+    recounted = reset_batchnorm(zoo.space, path, task.statistics_inputs())
     curve = curves(task, a, b, lambdas)
     assert torch.allclose(curve["loss"][0], task.evaluate(recounted)["loss"], rtol=1e-6)
     assert not torch.allclose(curve["loss"][0], task.evaluate(path)["loss"], rtol=1e-3)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.protocols import make_protocol
-from bench.report import tables as report
+from bench.report.leaderboard import collapse_gate, leaderboard
+from bench.report.render import markdown
 from bench.report.stats import mean_ci, paired_p
 from tests.conftest import random_params, run_protocol
 from zoos.space import cnn_zoo_space
@@ -89,19 +90,19 @@ def _rows(variant, kind, values, protocol="pairs"):
 def test_a_reference_baseline_is_shown_but_never_ranked():
     table = pd.DataFrame(_rows("constant", "reference", [0.0] * 10) + _rows("git-rebasin", "exact", [0.1] * 10)
                          + _rows("naive", "exact", [0.3 + 0.01 * i for i in range(10)]))
-    board = report.leaderboard(table)
+    board = leaderboard(table)
     ranks = dict(zip(board["variant"], board["rank"], strict=True))
     assert pd.isna(ranks["constant"]) and ranks["git-rebasin"] == 1 and ranks["naive"] == 2
     naive = board[board["variant"] == "naive"].iloc[0]
     assert naive["n_shared"] == 10 and naive["p_vs_best"] < 0.01
-    text = report.markdown(table)
+    text = markdown(table)
     assert "constant (reference)" in text and "Ranked by mean loss path excess" in text
 
 
 def test_cells_with_few_units_and_failures_are_listed_first():
     rows = _rows("git-rebasin", "exact", [0.1] * 3) + _rows("naive", "exact", [0.2] * 12)
     rows[-1] = {**rows[-1], "loss_excess": None, "error": "RuntimeError: boom"}
-    text = report.markdown(pd.DataFrame(rows))
+    text = markdown(pd.DataFrame(rows))
     first = text.index("## Read first")
     assert first < text.index("## z / pairs")
     assert "only 3 unit(s)" in text and "1 unit(s) failed: RuntimeError: boom" in text
@@ -138,10 +139,10 @@ def test_a_decoder_that_does_not_identify_its_sources_is_not_ranked():
                 for r in _rows(variant, "learned", values)]
     table = pd.DataFrame(learned("collapsed-ae", 0.0, [0.01] * 16) + learned("faithful-ae", 0.5, [0.05] * 16)
                          + _rows("git-rebasin", "exact", [0.1 + 0.001 * i for i in range(16)]))
-    board = report.leaderboard(table)
+    board = leaderboard(table)
     ranks = dict(zip(board["variant"], board["rank"], strict=True))
     assert pd.isna(ranks["collapsed-ae"]) and ranks["faithful-ae"] == 1 and ranks["git-rebasin"] == 2
-    assert "collapsed-ae (collapsed)" in report.markdown(table)
+    assert "collapsed-ae (collapsed)" in markdown(table)
 
 
 def test_an_empty_split_gives_no_units_never_other_networks(inr_zoo):
@@ -216,7 +217,7 @@ def test_the_collapse_gate_passes_a_decoder_that_ignores_its_input_at_most_5_per
         rows = [r for rep in range(reps if decoder != "faithful" else 50)
                 for r in _simulated_rows(DEFAULT_DESIGN[zoo], decoder, rng, rep)]
         table = pd.DataFrame(rows)
-        gate = report.collapse_gate(table)
+        gate = collapse_gate(table)
         passed = np.array([p < 0.05 for p, _, _, _ in gate.values()])
         n_trials = {n for _, _, n, _ in gate.values()}
         assert n_trials == {2 * DEFAULT_DESIGN[zoo]["n_pairs"]}  # one decision per source of the pairs units
@@ -244,10 +245,10 @@ def test_rates_carry_exact_intervals_and_two_valued_columns_keep_theirs():
     assert low < mean < high and n == 16
     rows = [{**r, "ident": 0.5 if i < 7 else 0.0, "ident_chance": 1 / 32, "method_kind": "learned",
              "recovered": float(i < 4)} for i, r in enumerate(_rows("ae", "learned", [0.1] * 16, protocol="orbit"))]
-    cell = report.leaderboard(pd.DataFrame(rows)).iloc[0]
+    cell = leaderboard(pd.DataFrame(rows)).iloc[0]
     assert (cell["ident_lo"], cell["ident_hi"]) == pytest.approx((0.0928, 0.3997), abs=1e-3)
     assert (cell["recovered_mean"], cell["recovered_lo"]) == (0.25, pytest.approx(0.0727, abs=1e-3))
-    assert "identifies source" in report.markdown(pd.DataFrame(rows)) and "Clopper-Pearson" in report.markdown(
+    assert "identifies source" in markdown(pd.DataFrame(rows)) and "Clopper-Pearson" in markdown(
         pd.DataFrame(rows))
 
 
@@ -274,16 +275,16 @@ def test_a_method_declared_exact_that_changes_the_function_has_its_units_failed(
 
     monkeypatch.setitem(METHODS, "noisy-exact", NoisyExact)
     bench = Benchmark("b", (ZooRecipe("path", {"path": str(tiny_inr_zoo)}),), {"pairs": dict(n_pairs=2, lambdas=3)})
-    counts = run_benchmark(bench, ["noisy-exact", "git-rebasin"], RunOptions(results=tmp_path, progress=False,
-                                                                               mirror=False, report=False))
+    summary = run_benchmark(bench, ["noisy-exact", "git-rebasin"], RunOptions(results=tmp_path, progress=False,
+                                                                                mirror=False, report=False))
     table = ResultStore(tmp_path).table()
     noisy = table[table["variant"] == "noisy-exact"]
-    assert counts["failed"] == 2 and noisy["error"].str.startswith("not exact: functional deviation").all()
+    assert summary.failed == 2 and noisy["error"].str.startswith("not exact: functional deviation").all()
     assert (noisy["deviation"] > EXACT_TOLERANCE).all()
     exact = table[table["variant"] == "git-rebasin"]
     assert exact["error"].isna().all() and (exact["deviation"] < 1e-5).all()
-    text = report.markdown(table)
+    text = markdown(table)
     read_first = text[text.index("## Read first"):text.index("## ", text.index("## Read first") + 3)]
     assert "noisy-exact | 2 unit(s) failed: not exact: functional deviation" in read_first
-    board = report.leaderboard(table).set_index("variant")
+    board = leaderboard(table).set_index("variant")
     assert board.loc["noisy-exact", "n"] == 0 and board.loc["git-rebasin", "rank"] == 1

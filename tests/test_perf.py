@@ -5,12 +5,27 @@ import json
 import sys
 import time
 
+import pandas as pd
 import pytest
 import torch
 
 import methods.sinkhorn as sinkhorn_module
 from bench.cli import main
-from bench.perf import suites as perf
+from bench.perf import suites
+from bench.perf.baseline import BASELINE_METHODS, checkout
+from bench.perf.figure import perf_figure
+from bench.perf.markdown import perf_markdown
+from bench.perf.peer_runs import PEERS_DIR, peer_available, run_peer, write_job
+from bench.perf.suites.ae_train import AE_CASES, autoencoder_training
+from bench.perf.suites.alignment import alignment, make_pair
+from bench.perf.suites.autoencoder import autoencoder
+from bench.perf.suites.evaluation import evaluation
+from bench.perf.suites.inr_fit import inr_fitting
+from bench.perf.suites.lap_share import LAP_SHARE_METHODS, lap_share
+from bench.perf.suites.memory import _peak_rss_during, memory, memory_case
+from bench.perf.suites.zoo_fit import zoo_fitting
+from bench.perf.timing import side_by_side, stats
+from bench.store.provenance import environment
 from methods.sinkhorn import _ScaledSinkhorn, log_sinkhorn, sinkhorn
 from tests.conftest import random_params
 from zoos import inr
@@ -106,24 +121,24 @@ def test_scaled_sinkhorn_is_the_log_domain_sinkhorn(monkeypatch):
 # ---- the perf harness ---------------------------------------------------------------------------------
 def test_side_by_side_interleaves_and_reports_cpu_and_wall():
     calls = []
-    times = perf.side_by_side({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2)
+    times = side_by_side({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2)
     assert calls == ["a", "b", "a", "b", "a", "b"]  # warm-up, then interleaved repetitions
-    s = perf.stats(times["a"])
+    s = stats(times["a"])
     assert s["repeats"] == 2 and s["min_s"] <= s["median_s"] <= s["max_s"]
 
 
 def test_suites_at_tiny_sizes_and_report(tmp_path):
-    rows = perf.inr_fitting(n=4, steps=2, repeats=1, singles=2)
-    zoo = perf.zoo_fitting(n=4, steps=2, repeats=1)
+    rows = inr_fitting(n=4, steps=2, repeats=1, singles=2)
+    zoo = zoo_fitting(n=4, steps=2, repeats=1)
     assert [r["case"] for r in zoo] == ["2 worker processes", "1 process, 2 threads"]
     assert all(r["per_item_s"] > 0 for r in zoo) and torch.get_num_threads() == 1  # threads put back
     rows += zoo
-    rows += perf.evaluation(pairs=3, points=3, repeats=1)
-    align = perf.alignment(specs=(("mlp", 2), ("cnn", 3)), widths=(4, 8), repeats=1,
+    rows += evaluation(pairs=3, points=3, repeats=1)
+    align = alignment(specs=(("mlp", 2), ("cnn", 3)), widths=(4, 8), repeats=1,
                            methods=("git-rebasin", "sign-rebasin", "sinkhorn-l2", "sinkhorn-mid"), fit_steps=5)
-    rows += align + perf.autoencoder(widths=(4,), networks=2, repeats=1)
-    ae = perf.autoencoder_training(hidden=4, n_layers=1, batches=(3,), repeats=1)
-    assert [r["case"] for r in ae] == [c[0] for c in perf.AE_CASES] and all(r["per_item_s"] > 0 for r in ae)
+    rows += align + autoencoder(widths=(4,), networks=2, repeats=1)
+    ae = autoencoder_training(hidden=4, n_layers=1, batches=(3,), repeats=1)
+    assert [r["case"] for r in ae] == [c[0] for c in AE_CASES] and all(r["per_item_s"] > 0 for r in ae)
     rows += ae
     cases = {(r["spec"], r["width"], r["case"]) for r in align}
     assert ("mlp", 8, "sinkhorn-mid") in cases and ("cnn", 8, "git-rebasin") in cases
@@ -131,57 +146,57 @@ def test_suites_at_tiny_sizes_and_report(tmp_path):
     for r in align:  # exact methods: the aligned network computes the same function
         assert r["deviation_after"] < 1e-4, r
         assert (r["barrier_after"] is not None) == (r["spec"] == "mlp")
-    table = perf.pd.DataFrame(rows).assign(**perf.environment(), load_min=0.0, load_max=1.0)
-    text = perf.perf_markdown(table)
+    table = pd.DataFrame(rows).assign(**environment(), load_min=0.0, load_max=1.0)
+    text = perf_markdown(table)
     assert "## alignment per pair vs width" in text and "## targets" in text and "| batched |" in text
     assert "autoencoder training throughput, dense bf16, chunked vs before" in text and "## ae-train" in text
     assert "## zoo-fit (WALL seconds" in text and "INR zoo fitting on 2 cores" in text
-    assert perf.perf_figure(table, tmp_path / "perf.png").stat().st_size > 0
+    assert perf_figure(table, tmp_path / "perf.png").stat().st_size > 0
 
 
 def test_peer_protocol_with_an_identity_peer(tmp_path):
     """A stand-in peer (returns B unchanged) exercises job writing, the subprocess, the budget and reading back."""
     script = tmp_path / "identity_peer.py"
-    script.write_text(f"import sys\nsys.path.insert(0, {str(perf.PEERS_DIR)!r})\n"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(PEERS_DIR)!r})\n"
                       "from _common import load_pair, run\n"
                       "run(lambda spec, settings, case, job_dir: (load_pair(job_dir, case)[1], {}))\n")
-    pairs = {f"w{w}": perf.make_pair("mlp", w, 2, fit_steps=2) for w in (4, 6)}
-    perf.write_job(tmp_path / "job", pairs, {"budget_s": -1.0})  # every case is over budget
-    got = perf.run_peer(sys.executable, str(script), tmp_path / "job", tmp_path / "out")
+    pairs = {f"w{w}": make_pair("mlp", w, 2, fit_steps=2) for w in (4, 6)}
+    write_job(tmp_path / "job", pairs, {"budget_s": -1.0})  # every case is over budget
+    got = run_peer(sys.executable, str(script), tmp_path / "job", tmp_path / "out")
     assert set(got) == {"w4", "w6"} and got["w6"] == {"skipped": True} and got["w4"]["cpu_seconds"] >= 0
     from safetensors.torch import load_file
 
     back = load_file(str(tmp_path / "out" / "w4.safetensors"))
     assert all(torch.equal(back[k], pairs["w4"][2][k][0]) for k in back)
     assert json.loads((tmp_path / "job" / "job.json").read_text())["cases"][0]["data"] == "w4.data.safetensors"
-    assert "_error" in perf.run_peer(sys.executable, str(tmp_path / "missing.py"), tmp_path / "job", tmp_path / "o2")
+    assert "_error" in run_peer(sys.executable, str(tmp_path / "missing.py"), tmp_path / "job", tmp_path / "o2")
 
 
 def test_baseline_runs_the_project_as_it_was_at_a_commit(tmp_path):
     """`--baseline REV`: the methods of a `git archive` of REV, side by side with the current code, on the
     same pairs; the targets table compares them. HEAD's matching gives the same objective as ours."""
-    base = (perf.checkout("HEAD", tmp_path / "tree"), tmp_path / "tree")
+    base = (checkout("HEAD", tmp_path / "tree"), tmp_path / "tree")
     assert (tmp_path / "tree" / "methods" / "c2m3.py").is_file()
-    rows = perf.alignment(specs=(("mlp", 2),), widths=(6,), repeats=1, methods=("git-rebasin", "c2m3"),
+    rows = alignment(specs=(("mlp", 2),), widths=(6,), repeats=1, methods=("git-rebasin", "c2m3"),
                           fit_steps=5, baseline=base)
     by_case = {r["case"]: r for r in rows}
-    for method in perf.BASELINE_METHODS:
+    for method in BASELINE_METHODS:
         before = by_case[f"{method} @ {base[0]}"]
         assert before["peer_of"] == method and before["median_s"] > 0
         assert before["l2_after"] == pytest.approx(by_case[method]["l2_after"], rel=1e-6)
-    table = perf.pd.DataFrame(rows).assign(**perf.environment(), load_min=0.0, load_max=1.0)
-    text = perf.perf_markdown(table)
+    table = pd.DataFrame(rows).assign(**environment(), load_min=0.0, load_max=1.0)
+    text = perf_markdown(table)
     assert f"c2m3 vs itself at {base[0]}, width 512" in text  # not measured at 512 here: reported as not met
     with pytest.raises(ValueError, match="not a commit"):
-        perf.checkout("no-such-revision", tmp_path / "other")
+        checkout("no-such-revision", tmp_path / "other")
 
 
 def test_lap_share_times_the_solves_inside_a_matching(tmp_path):
-    rows = perf.lap_share(widths=(8,), repeats=1, steps=2)
-    assert [r["case"] for r in rows] == list(perf.LAP_SHARE_METHODS)
+    rows = lap_share(widths=(8,), repeats=1, steps=2)
+    assert [r["case"] for r in rows] == list(LAP_SHARE_METHODS)
     for r in rows:
         assert 0 < r["lap_s"] <= r["median_s"] and r["lap_ratio"] >= 1
-    text = perf.perf_markdown(perf.pd.DataFrame(rows).assign(**perf.environment(), load_min=0.0, load_max=1.0))
+    text = perf_markdown(pd.DataFrame(rows).assign(**environment(), load_min=0.0, load_max=1.0))
     assert "## weight matching vs its own assignment solves" in text and "<= 1.2x" in text
     import methods.assignment
 
@@ -189,23 +204,23 @@ def test_lap_share_times_the_solves_inside_a_matching(tmp_path):
 
 
 def test_missing_peers_are_skipped_gracefully(tmp_path):
-    assert perf.peer_available(None) == "not given"
-    assert "does not exist" in perf.peer_available(str(tmp_path / "nowhere" / "python"))
-    assert perf.peer_available(sys.executable, "json") is None
-    assert perf.peer_available(sys.executable, "no_such_module_here") is not None
+    assert peer_available(None) == "not given"
+    assert "does not exist" in peer_available(str(tmp_path / "nowhere" / "python"))
+    assert peer_available(sys.executable, "json") is None
+    assert peer_available(sys.executable, "no_such_module_here") is not None
 
 
 def test_memory_case_reports_a_peak():
-    rows = perf.memory(cases=("eval per-network",))  # the suite's own fresh process (python -m bench.perf)
+    rows = memory(cases=("eval per-network",))  # the suite's own fresh process (python -m bench.perf)
     assert rows[0]["case"] == "eval per-network" and rows[0]["rss_before_mb"] > 0
-    out = perf._memory_case("eval batched", n=4)
+    out = memory_case("eval batched", n=4)
     assert out["peak_mb"] >= 0 and out["rss_before_mb"] > 0
     def hold_64_mb():  # held long enough for the sampling thread to see it, however loaded the machine
         tensor = torch.ones(64 * 2**20 // 4)
         time.sleep(0.5)
         return tensor.sum()
 
-    before, peak = perf._peak_rss_during(hold_64_mb)
+    before, peak = _peak_rss_during(hold_64_mb)
     assert peak - before > 32
 
 
@@ -218,8 +233,9 @@ def test_cli_perf_writes_table_markdown_and_figure(tmp_path, capsys):
     assert "peer rebasin skipped" in capsys.readouterr().out
     assert main(["perf", "--results", str(tmp_path), "--suites", "nonsense"]) == 2
     # measuring one suite later keeps the rows of the others (each with its own commit and load)
-    new = perf.pd.DataFrame([{"group": "ae-train", "case": "x", "env_git": "later", "load_min": 0.0, "load_max": 0.0}])
-    merged = perf._keep_other_suites(tmp_path / "perf.parquet", new)
+    new = pd.DataFrame([{"group": "ae-train", "case": "x", "env_git": "later", "load_min": 0.0, "load_max": 0.0}])
+    merged = suites._keep_other_suites(tmp_path / "perf.parquet", new)
     assert set(merged.group) == {"align", "ae-train"} and set(merged[merged.group == "align"].env_git) != {"later"}
-    rerun = perf._keep_other_suites(tmp_path / "perf.parquet", merged[merged.group == "align"].assign(env_git="later"))
+    align_again = merged[merged.group == "align"].assign(env_git="later")
+    rerun = suites._keep_other_suites(tmp_path / "perf.parquet", align_again)
     assert set(rerun.env_git) == {"later"}  # a suite measured again replaces its old rows

@@ -40,7 +40,7 @@ def test_rows_follow_the_first_column_and_captions_say_what_is_shown():
 
 
 def test_an_unknown_metric_lists_the_valid_ones_in_one_line():
-    from bench.cli import _check_metric
+    from bench.commands.report import _check_metric
 
     table = pd.DataFrame({"variant": ["naive"], "zoo": ["z"], "protocol": ["pairs"], "loss_barrier": [0.1],
                           "loss_excess": [0.2], "acc_barrier": [None]})

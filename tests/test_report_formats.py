@@ -7,8 +7,16 @@ import struct
 import numpy as np
 import pytest
 
+from bench.report import figures
 from bench.report import files as report_files
-from bench.report import tables as report
+from bench.report.declared import PROBE_ORDER
+from bench.report.figures import plot_merged_vs_n
+from bench.report.files import read_sweeps
+from bench.report.leaderboard import leaderboard
+from bench.report.long_frames import curves_long, eps_long, merge_long, runtime_long, width_long
+from bench.report.method_names import MethodNames
+from bench.report.render import html_page, latex, markdown
+from bench.report.sections import attention_section, board_sections, combine_sections, sweep_sections
 from bench.store.results import ResultStore
 
 VARIANTS = ("naive", "git-rebasin[init=identity,max_sweeps=5]")
@@ -101,38 +109,38 @@ def test_report_files_are_byte_identical_on_rerun(results, tmp_path):
 def test_tables_do_not_depend_on_row_order(results):
     table = ResultStore(results).table()
     shuffled = table.sample(frac=1.0, random_state=1)
-    for render in (report.markdown, report.latex, report.html_page):
+    for render in (markdown, latex, html_page):
         assert render(table, ["# x"]) == render(shuffled, ["# x"])
 
 
 def test_width_ablation_is_told_apart_and_plotted(results):
     table = ResultStore(results).table()
-    board = report.leaderboard(table)
+    board = leaderboard(table)
     zoos = set(board["zoo"])
     assert zoos == {"cnn_relu (width 8)", "cnn_relu (width 16)"}
-    width = report.width_long(table)
+    width = width_long(table)
     assert set(width["width"]) == {8.0, 16.0}
     assert set(width["panel"]) == {"cnn_relu · pairs", "cnn_relu · combine · line", "cnn_relu · combine · bernoulli"}
-    runtime = report.runtime_long(table)
+    runtime = runtime_long(table)
     assert len(runtime) == 2 * 2 * 3 and runtime.groupby("width").align_s.mean()[16.0] > runtime.groupby(
         "width").align_s.mean()[8.0]
     # without a recorded width the zoos stay apart by content hash
-    bare = report.leaderboard(table[table["protocol"] != "combine"].drop(columns=["width"]))
+    bare = leaderboard(table[table["protocol"] != "combine"].drop(columns=["width"]))
     assert set(bare["zoo"]) == {"cnn_relu #h8", "cnn_relu #h16"}
 
 
 def test_leaderboard_sections_merge_ranks_and_errors(results):
     table = ResultStore(results).table()
-    board = report.leaderboard(table)
+    board = leaderboard(table)
     merge = board[(board.protocol == "merge") & (board.n_models == 3) & (board.zoo == "cnn_relu (width 8)")]
     ranks = dict(zip(merge.variant, merge["rank"], strict=True))
     assert ranks == {VARIANTS[1]: 1, "naive": 2}  # merged loss 1.3 < 1.6
     pairs = board[(board.protocol == "pairs") & (board.zoo == "cnn_relu (width 8)")].set_index("variant")
     assert pairs.loc["naive", "n"] == 3 and pairs.loc["naive", "n_errors"] == 1
-    md = report.markdown(table)
+    md = markdown(table)
     assert "| rank | n_models | variant | n | merged loss | merged acc | merged acc (REPAIR) | cycle error |" in md
     assert "merge s (median)" in md and "## cnn_relu (width 16) / mode combinability (loss barrier)" in md
-    combi = report.combine_sections(table)[0]
+    combi = combine_sections(table)[0]
     assert combi.header == ["probe", VARIANTS[1], "naive"] and [r[0] for r in combi.rows] == ["line", "bernoulli"]
 
 
@@ -157,21 +165,21 @@ class _Checker(html.parser.HTMLParser):
 
 def test_latex_and_html_render_the_same_sections(results):
     table = ResultStore(results).table()
-    sweeps = report.read_sweeps(results)
-    sections = (report.attention_section(table) + report.board_sections(table) + report.combine_sections(table)
-                + report.sweep_sections(sweeps))
-    tex = report.latex(table, ["# Title"], sweeps)
+    sweeps = read_sweeps(results)
+    sections = (attention_section(table) + board_sections(table) + combine_sections(table)
+                + sweep_sections(sweeps))
+    tex = latex(table, ["# Title"], sweeps)
     assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == len(sections)
     body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
     assert "git-rebasin[init=identity,max\\_sweeps=5]" in body and "$\\pm$" in body and "±" not in body
     assert tex.startswith("% # Title\n") and "\\toprule" in tex
-    page = report.html_page(table, ["# Title"], sweeps, ["curves.png"])
+    page = html_page(table, ["# Title"], sweeps, ["curves.png"])
     checker = _Checker()
     checker.feed(page)
     assert not checker.stack and checker.tables == len(sections)
     text = "".join(checker.text)
     assert "git-rebasin[init=identity,max_sweeps=5]" in text and '<img src="curves.png"' in page
-    sweep = report.sweep_sections(sweeps)[0]
+    sweep = sweep_sections(sweeps)[0]
     assert [r[0] for r in sweep.rows] == ["2", "1", "4", "0", "3"]  # best (lowest) first, ties by trial
     assert sweep.rows[0][1:4] == ["git-rebasin[max_sweeps=3]", "0.3", "2"] and sweep.rows[3][-1] == "yes"
 
@@ -179,7 +187,7 @@ def test_latex_and_html_render_the_same_sections(results):
 def test_probe_order_matches_the_protocol():
     from bench.protocols.combine import PROBES
 
-    assert report.PROBE_ORDER == PROBES  # kept apart so that reports need no torch
+    assert PROBE_ORDER == PROBES  # kept apart so that reports need no torch
 
 
 def test_leaderboard_says_what_each_method_read(tmp_path):
@@ -190,7 +198,7 @@ def test_leaderboard_says_what_each_method_read(tmp_path):
             for i, (variant, needs) in enumerate([("naive", "data-free")] * 3
                                                  + [("activation-matching", "activations")] * 3)]
     ResultStore(tmp_path).append(rows)
-    md = report.markdown(ResultStore(tmp_path).table())
+    md = markdown(ResultStore(tmp_path).table())
     assert "| variant | data | n |" in md.replace("| rank | ", "| ")
     assert "| activation-matching | activations | 3 |" in md
     older = [{**r, "key": f"old{i}", "variant": "git-rebasin", "method": "git-rebasin"} for i, r in enumerate(rows[:3])]
@@ -205,22 +213,22 @@ def test_figures_small_multiples_rank_metric_and_integer_counts(results, tmp_pat
     """Figures: one panel per (zoo · section, method family) with baselines in every family's panel; orbit
     plots the protocol's rank metric; the merge figure's N axis is integer."""
     table = ResultStore(results).table()
-    eps = report.eps_long(table)
+    eps = eps_long(table)
     assert set(eps["metric"]) == {"loss_barrier"}  # the fixture's orbit rows carry no path excess
     table = table.assign(loss_excess=table["loss_barrier"] + 1.0)
-    eps = report.eps_long(table)
+    eps = eps_long(table)
     assert set(eps["metric"]) == {"loss_excess"} and (eps["value"] >= 1.0).all()
     kinds = {"naive": "exact", "git-rebasin": "exact"}
     table = table.assign(method_kind=table["method"].map(kinds), method_needs="data-free")
-    families = set(report.curves_long(table)["family"])
+    families = set(curves_long(table)["family"])
     assert families == {"baseline", "exact, data-free"}
-    merge = report.merge_long(table)
+    merge = merge_long(table)
     assert merge["n_models"].dtype.kind == "i" and set(merge["family"]) == {"baseline", "exact, data-free"}
-    path = report.plot_merged_vs_n(table, tmp_path / "merged.png")
+    path = plot_merged_vs_n(table, tmp_path / "merged.png")
     assert path.stat().st_size > 5000
-    styles = report._styles(merge)
+    styles = figures._styles(merge)
     assert styles["naive"][0] == "0.25"  # baselines in grey; methods from the colour-blind palette
-    assert styles[VARIANTS[1]][0] in report._palette()
+    assert styles[VARIANTS[1]][0] in figures._palette()
 
 
 def test_display_names_and_references(results):
@@ -230,21 +238,21 @@ def test_display_names_and_references(results):
     from methods import METHODS
 
     table = ResultStore(results).table()
-    names = report.MethodNames.of(METHODS)
+    names = MethodNames.of(METHODS)
     assert names.show("git-rebasin[max_sweeps=5]") == "Git Re-Basin (WM) [max_sweeps=5]"
     bound = names.bind(table["variant"])
     assert bound.show(VARIANTS[1]) == "Git Re-Basin (WM) [init=identity,max_sweeps=5] [1]"
     assert bound.show("naive") == "Naive averaging"  # no citation, no number
-    md = report.markdown(table, names=names)
+    md = markdown(table, names=names)
     assert "| Git Re-Basin (WM) [init=identity,max_sweeps=5] [1] |" in md and "## References" in md
     assert "[1] Git Re-Basin (WM): Ainsworth" in md and "arXiv:2209.04836" in md
-    tex = report.latex(table, names=names)
+    tex = latex(table, names=names)
     assert "\\item[{[1]}] Git Re-Basin (WM): Ainsworth, Hayase \\& Srinivasa, ``Git Re-Basin" in tex
-    page = report.html_page(table, names=names)
+    page = html_page(table, names=names)
     assert '<a href="https://arxiv.org/abs/2209.04836">arXiv:2209.04836</a>' in page and "Naive averaging" in page
     matrices = cmp.comparison(table, names=names)
     for fmt in ("md", "tex", "html"):
         text = cmp.render(matrices, fmt)
         assert "Git Re-Basin (WM)" in text and "2209.04836" in text, fmt
     assert "git-rebasin[init=identity,max_sweeps=5]" in cmp.render(matrices, "csv")  # data keeps the names run
-    assert "Git Re-Basin" not in report.markdown(table)  # off by default
+    assert "Git Re-Basin" not in markdown(table)  # off by default

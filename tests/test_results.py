@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 
 from bench.report import files as report_files
-from bench.report import tables as report
+from bench.report.files import write_markdown
+from bench.report.leaderboard import leaderboard
+from bench.report.long_frames import curves_long
+from bench.report.render import markdown
 from bench.store.provenance import environment
 from bench.store.results import ResultStore, unit_key
 from methods import normalise_spec
@@ -128,7 +131,7 @@ def _tiny_table():
 
 def test_leaderboard_and_markdown(tmp_path):
     table = _tiny_table()
-    board = report.leaderboard(table)
+    board = leaderboard(table)
     assert list(board["variant"]) == ["git-rebasin", "naive"] and list(board["rank"]) == [1, 2]
     naive = board[board["variant"] == "naive"].iloc[0]
     assert naive["n"] == 2 and naive["n_errors"] == 1
@@ -136,8 +139,8 @@ def test_leaderboard_and_markdown(tmp_path):
     assert naive["loss_barrier_std"] == pytest.approx(math.sqrt(0.08))  # sample std of {0.5, 0.9}
     header = ["# Leaderboard", "command: make run"]
     a, b = tmp_path / "a.md", tmp_path / "b.md"
-    report.write_markdown(table, a, header)
-    report.write_markdown(table.sample(frac=1.0, random_state=0), b, header)  # row order must not matter
+    write_markdown(table, a, header)
+    write_markdown(table.sample(frac=1.0, random_state=0), b, header)  # row order must not matter
     assert a.read_bytes() == b.read_bytes()
     text = a.read_text(encoding="utf-8")
     assert text.startswith("# Leaderboard\ncommand: make run\n") and "## z / pairs" in text
@@ -152,7 +155,7 @@ def test_orbit_leaderboard_ranks_within_action_eps():
     rows = [_row(f"o{i}", variant=v, protocol="orbit", action=act, eps=eps, loss=loss)
             for i, (v, act, eps, loss) in enumerate([("a", "P", 0.0, 0.1), ("b", "P", 0.0, 0.2),
                                                      ("a", "PS", 0.1, 0.5), ("b", "PS", 0.1, 0.4)])]
-    board = report.leaderboard(pd.DataFrame(rows))
+    board = leaderboard(pd.DataFrame(rows))
     ranks = {(r.action, r.variant): r.rank for r in board.itertuples()}
     assert ranks == {("P", "a"): 1, ("P", "b"): 2, ("PS", "a"): 2, ("PS", "b"): 1}
 
@@ -164,7 +167,7 @@ def test_plot_and_write_report(tmp_path):
     assert md == tmp_path / "leaderboard.md" and "git-rebasin" in md.read_text(encoding="utf-8")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-    long = report.curves_long(store.table())
+    long = curves_long(store.table())
     assert len(long) == 4 * 3 and set(long["panel"]) == {"z · pairs"}  # the errored unit is left out
 
 
@@ -247,9 +250,9 @@ def test_runs_under_other_pairs_options_into_one_folder_never_merge(tiny_inr_zoo
         run_benchmark(Benchmark("b", zoo, {"pairs": options}), ["naive"], opts)
     table = current_code(ResultStore(tmp_path).table())
     assert len(table) == 2 + 2 + 3 and table["protocol_options"].nunique() == 3
-    board = report.leaderboard(table)
+    board = leaderboard(table)
     cells = {o: int(n) for o, n in zip(board["options"], board["n"], strict=True)}
     assert cells == {"lambdas=5, n_pairs=2, split=test": 2, "lambdas=3, n_pairs=2, split=test": 2,
                      "lambdas=5, n_pairs=3, split=train": 3}
-    text = report.markdown(table)
+    text = markdown(table)
     assert "/ pairs [lambdas=3, n_pairs=2, split=test]\n" in text and text.count(" / pairs [") == 3

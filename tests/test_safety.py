@@ -16,10 +16,11 @@ import torch
 from bench.execution.batch import UnitBatch, execute
 from bench.execution.plan import RunOptions, plan
 from bench.execution.presets import Benchmark, ZooRecipe
+from bench.execution.tally import RunTally
 from bench.protocols import make_protocol
-from bench.report import tables as report
+from bench.report.render import html_page, latex, markdown
 from bench.store.results import ResultStore
-from methods import Aligner, Alignment, normalise_spec
+from methods import Aligner, Alignment, MethodSpec, normalise_spec
 from zoos.files import TMP_PREFIX
 from zoos.tasks import make_task
 from zoos.zoo import ZooError, load_zoo, save_zoo
@@ -100,7 +101,7 @@ def test_units_whose_metrics_are_not_numbers_fail(tiny_inr_zoo):
     method.setup(zoo, task)
     protocol = make_protocol("pairs", n_pairs=2, lambdas=3)
     units = tuple(protocol.units(zoo))
-    batch = UnitBatch("", zoo.name, "h", "naive", 0, "pairs", {"n_pairs": 2, "lambdas": 3},
+    batch = UnitBatch("", zoo.name, "h", MethodSpec("naive"), 0, "pairs", {"n_pairs": 2, "lambdas": 3},
                       keys=tuple(f"k{i}" for i in range(len(units))), units=units)
     rows, failed = execute(batch, method, zoo, task, {})
     assert failed == len(units) and all("non-finite metric(s): loss_excess" in r["error"] for r in rows)
@@ -122,8 +123,8 @@ def test_editing_the_spec_changes_the_keys(tiny_inr_zoo, tmp_path):
 
     def keys(path):
         bench = Benchmark("t", zoos=(ZooRecipe("path", {"path": str(path)}),), protocols={"pairs": {"n_pairs": 2}})
-        groups = plan(bench, ["naive"], RunOptions(results=tmp_path / "r", progress=False), set(), "r",
-                      {"skipped": 0})
+        groups = plan(bench, [MethodSpec.parse("naive")], RunOptions(results=tmp_path / "r", progress=False),
+                      set(), "r", RunTally())
         return {k for g in groups for b in g.batches for k in b.keys}
 
     assert load_zoo(edited).content_hash() == zoo.content_hash()
@@ -134,13 +135,13 @@ def test_report_text_from_files_cannot_forge_sections():
     rows = [{"key": f"k{i}", "zoo": "evil\n## Forged section\n| a | b |", "zoo_hash": "h", "protocol": "pairs",
              "variant": "naive<script>", "method": "naive", "unit": f"pair={i}", "loss_barrier": 0.1 * i,
              "error": None} for i in range(3)]
-    text = report.markdown(pd.DataFrame(rows))
+    text = markdown(pd.DataFrame(rows))
     assert [line for line in text.splitlines() if line.startswith("## ")] == \
         ["## Read first", "## evil ## Forged section \\| a \\| b \\| / pairs"]  # 3 units: listed first
     assert "<script>" not in text and "\\<script\\>" in text
-    page = report.html_page(pd.DataFrame(rows))  # our own sorting script aside, nothing from the rows runs
+    page = html_page(pd.DataFrame(rows))  # our own sorting script aside, nothing from the rows runs
     assert "naive<script>" not in page and "naive&lt;script&gt;" in page
-    assert "\n## Forged" not in report.latex(pd.DataFrame(rows))
+    assert "\n## Forged" not in latex(pd.DataFrame(rows))
 
 
 @pytest.mark.parametrize("argv, option", [(["run", "--threads", "0"], "--threads"),

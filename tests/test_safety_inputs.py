@@ -225,7 +225,7 @@ def test_ctrl_c_between_ask_and_tell_gives_the_trial_back(where, tiny_inr_zoo, t
             def interrupted_log(cfg, text):
                 if text.startswith("trial 0 "):
                     raise KeyboardInterrupt
-            patch.setattr(sweep, "_log", interrupted_log)
+            patch.setattr(sweep.workers, "_log", interrupted_log)
         with pytest.raises(KeyboardInterrupt):
             sweep.run_sweep(cfg)
     study = optuna.load_study(study_name=optuna.get_all_study_names(sweep.make_storage(None, tmp_path))[0],
@@ -256,13 +256,13 @@ def test_a_trial_never_stamped_is_reclaimed_after_a_heartbeat(tmp_path, monkeypa
     ghost = study.ask()
     assert sweep.reclaim_stale(study) == []  # a worker stamps its trial right after ask: not yet
     later = time.time() + sweep.HEARTBEAT_S + 1
-    monkeypatch.setattr(sweep.time, "time", lambda: later)
+    monkeypatch.setattr(time, "time", lambda: later)
     assert sweep.reclaim_stale(study) == [ghost.number]
 
 
 def test_a_zoo_content_run_under_two_names_is_one_section():
     from bench.report.comparison import select
-    from bench.report.tables import with_zoo_labels
+    from bench.report.rows import with_zoo_labels
 
     rows = pd.DataFrame([{"zoo": z, "zoo_hash": h, "variant": v, "protocol": "pairs", "key": f"{z}{h}{v}"}
                          for z, h, v in (("inr", "aaaaaaaa", "naive"), ("inr-copy", "aaaaaaaa", "git-rebasin"),

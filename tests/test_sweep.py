@@ -11,13 +11,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from bench.execution.specs import SpecError, protocol_options
 from bench.execution.sweep import (
     SIGNIFICANT,
     SweepConfig,
     SweepError,
     direction,
     make_storage,
-    protocol_options,
     reclaim_stale,
     run_sweep,
     searched,
@@ -71,7 +71,7 @@ def test_spec_round_trip_and_fixed_parameters():
         searched("git-rebasin", ("nope",))
     assert protocol_options("combine[probes=line;minmax,samples=3]", "smoke")[1] == {"probes": ("line", "minmax"),
                                                                                       "samples": 3}
-    with pytest.raises(SweepError, match="unknown option"):
+    with pytest.raises(SpecError, match="unknown option"):
         protocol_options("pairs[bogus=1]")
 
 

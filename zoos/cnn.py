@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from zoos.data import DataError, check_classifier_data, load_images, resolve_source
 from zoos.files import ResourceError, WorkerError, check_input, check_memory, write_bytes_atomic
-from zoos.recipes import lr_factor
+from zoos.options import option, redefault
+from zoos.recipes import RECIPES, lr_factor
 from zoos.space import WeightSpace, cnn_zoo_space, mlp_space
 from zoos.tasks import scale_inputs
 from zoos.zoo import Zoo, ZooError, assign_splits
@@ -42,30 +43,44 @@ TRAINING_DEFAULTS = dict(input_scaling="signed", schedule="constant", warmup_ste
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 
+_COUNT = dict(type=int, low=1)  # a flag's range: a positive integer
+
+
 @dataclass(frozen=True)
 class CnnZooConfig:
-    activation: str = "relu"
-    n_nets: int = 24
-    epochs: int = 3
+    """A zoo of trained classifiers: the options of the `cnn` zoo kind (and, with the subclasses below, of `mlp`,
+    `vgg` and `resnet`); the fields with a flag are what `bench zoo build KIND` takes."""
+
+    activation: str = option("relu", "--activation", "(default: {default})", choices=("relu", "tanh"))
+    n_nets: int = option(16, "--nets", "number of networks (default: {default})", **_COUNT)
+    epochs: int = option(3, "--epochs", "training epochs per network (default: {default}, or the recipe's)", **_COUNT)
     batch_size: int = 128
-    train_fraction: tuple[float, ...] = (0.1, 0.25)
+    train_fraction: tuple[float, ...] = option(
+        (0.1, 0.25), "--train-fraction", "training-image fractions, one drawn per network (default: {default}, or "
+        "the recipe's)", type=float, low=0.0, high=1.0, nargs="+")
     optimizers: tuple[str, ...] = ("adam",)
     lr: tuple[float, float] = (1e-3, 5e-3)  # log-uniform
     l2: tuple[float, float] = (1e-8, 1e-4)  # log-uniform, on kernels only (Keras convention)
     dropout: tuple[float, float] = (0.0, 0.1)
     inits: tuple[str, ...] = ("glorot_normal", "he_normal", "orthogonal")
     init_std: tuple[float, float] = (1e-2, 0.1)  # log-uniform, for the normal inits
-    channels: int = 16
+    channels: int = option(16, "--channels", "channels per conv (width; default: {default})", **_COUNT)
     source: str = "auto"
-    seed: int = 0
+    seed: int = option(0, "--seed", "(default: {default})", type=int, low=0, high=2**31 - 1)
     n_eval: int = 2000  # test images the task scores networks on
-    splits: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train/val/test fractions of the networks
+    splits: tuple[float, float, float] = option(  # train/val/test fractions of the networks
+        (0.6, 0.2, 0.2), "--splits", "fractions of the networks in the train / val / test splits, summing to 1 "
+        "(default: {default})", type=float, low=0.0, high=1.0, include_low=True, nargs=3,
+        metavar=("TRAIN", "VAL", "TEST"))
     # hidden widths of an MLP 784-w1-..-wk-10 trained instead of the CNN (the `mlp` zoo kind); () = the CNN
-    widths: tuple[int, ...] = ()
+    widths: tuple[int, ...] = option((), "--widths", "hidden widths, e.g. 512 512 512", nargs="+", required=True,
+                                     **_COUNT)
     # a module of `zoos.models` trained instead ("vgg", "resnet"), `channels` wide; "" = the CNN Zoo net
     arch: str = ""
-    blocks: int = 1  # resnet: basic blocks per stage (3 = ResNet-20)
-    batchnorm: bool = True  # vgg: BatchNorm after each conv (without it ReLU keeps its positive-scale group)
+    blocks: int = option(1, "--blocks", "basic blocks per stage (3: ResNet-20; default: {default})", **_COUNT)
+    # vgg: BatchNorm after each conv (without it ReLU keeps its positive-scale group)
+    batchnorm: bool = option(True, "--no-batchnorm", "no BatchNorm (ReLU then keeps its positive-scale group, tanh "
+                             "its signs)", negates=True)
     # how inputs are scaled: "signed" pixels*2-1 in [-1, 1] (CNN Zoo), "unit" pixels/255 in [0, 1] (Git Re-Basin)
     input_scaling: str = "signed"
     schedule: str = "constant"  # or "warmup_cosine" (zoos.recipes.lr_factor)
@@ -74,7 +89,10 @@ class CnnZooConfig:
     grad_clip: float = 0.0  # max global gradient norm (0: none)
     momentum: float = 0.0  # SGD
     weight_decay: float = 0.0  # decoupled (AdamW) when > 0
-    recipe: str = ""  # the zoos.recipes entry these fields came from ("" = sampled as above)
+    # the zoos.recipes entry these fields came from ("" = sampled as above); a recipe's option names one
+    recipe: str = option("", "--recipe", "train with a paper's recipe (zoos/recipes.py: optimizer, lr, schedule, "
+                         "batch, epochs, init, input scaling); --epochs and --train-fraction override it only when "
+                         "given", choices=tuple(sorted(RECIPES)))
 
     @classmethod
     def from_recipe(cls, name: str, **overrides) -> CnnZooConfig:
@@ -424,3 +442,44 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
         shape += f"-b{config.blocks}"
     shape += config._norm_tag
     return Zoo(f"{config.kind}-{config.activation}{shape}-{source}", space, params, meta, task)
+
+
+@dataclass(frozen=True)
+class VggZooConfig(CnnZooConfig):
+    """The `vgg` zoo kind: VGG nets trained like the CNN zoo, narrower, shorter and without dropout."""
+
+    epochs: int = redefault(CnnZooConfig, "epochs", 2)
+    dropout: tuple[float, float] = (0.0, 0.0)
+    channels: int = option(8, "--channels", "first stage's channels (width; default: {default})", **_COUNT)
+    arch: str = "vgg"
+
+
+@dataclass(frozen=True)
+class ResnetZooConfig(VggZooConfig):
+    """The `resnet` zoo kind: ResNet-20-style nets, trained as the `vgg` kind."""
+
+    arch: str = "resnet"
+
+
+def trained_zoo(config: type[CnnZooConfig]):
+    """The builder of a zoo kind of trained classifiers whose options are `config`'s fields. `recipe` names a
+    paper's recipe (zoos.recipes) the other options override; `snapshots` (epochs) keeps networks of those
+    epochs where zoos of fewer epochs find them."""
+    def build(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
+        options = dict(options)
+        snapshots = tuple(options.pop("snapshots", ()))
+        recipe = options.pop("recipe", None)
+        cfg = config.from_recipe(recipe, source=data, **options) if recipe else config(source=data, **options)
+        # trained in worker processes on the CPU whatever the device: small nets, where processes pay more
+        return build_cnn_zoo(cfg, workers=workers, progress=progress, checkpoints=checkpoints, snapshots=snapshots,
+                             snapshot_dir=checkpoints.parent / "snapshots" if checkpoints is not None else None)
+    return build
+
+
+def build_mlp_kind(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None,
+                   device: str) -> Zoo:
+    """The `mlp` zoo kind: `CnnZooConfig` with its hidden `widths`, which it needs."""
+    if not options.get("widths"):
+        raise ValueError("an mlp zoo recipe needs its hidden widths, e.g. widths=(512, 512, 512)")
+    return trained_zoo(CnnZooConfig)({**options, "widths": tuple(options["widths"])}, data, workers, progress,
+                                     checkpoints, device)

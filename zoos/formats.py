@@ -435,6 +435,30 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
     zoo's outputs, is refused.
     """
     directory = Path(directory)
+    flat, layers, meta, (weights_path, layout_path, metrics_path) = _read_cnn_zoo_files(directory)
+    meta = _ordered(meta, order)
+    meta = meta.assign(split=_cnn_splits(meta))
+    meta, act = _select_runs(meta, step, activation, metrics_path)
+    params = _cnn_params(flat, meta, layers, weights_path)
+    first = layers[0][2]["shape"]  # (3, 3, in_channels, channels)
+    classes = layers[3][2]["shape"][1]
+    source, image = _cnn_dataset(dataset, meta, metrics_path, classes, first[2])
+    try:
+        space = cnn_zoo_space(act, channels=first[3], image=image, in_channels=first[2], classes=classes)
+    except SpecError as e:
+        raise _fail(layout_path, e) from None
+    meta.insert(0, "id", [f"{d}@{s}" for d, s in zip(meta["modeldir"], meta["step"], strict=True)])
+    # imported zoos are scored on the whole test split, so their published test_accuracy can be reproduced
+    task = {"kind": "classifier", "dataset": source, "n_eval": None if source != "auto" else 2000}
+    zoo = _make_zoo(layout_path, f"cnnzoo-{directory.name}-{act}", space, params, meta, task, None)
+    if source == "auto":  # said once everything loaded: a refusal stays one line
+        print(f"bench: warning: {metrics_path}: no config.dataset and no --dataset: the zoo is scored on 'auto' "
+              f"(Fashion-MNIST or digits); give --dataset if it was trained on other images", file=sys.stderr)
+    return zoo
+
+
+def _read_cnn_zoo_files(directory: Path):
+    """weights.npy (memory-mapped), its layers from layout.csv, and metrics checked row for row against it."""
     if not directory.is_dir():
         raise _fail(directory, "no such CNN zoo directory")
     weights_path, layout_path = directory / "weights.npy", directory / "layout.csv"
@@ -466,19 +490,27 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
     for col in ("modeldir", "step"):
         if col not in meta:
             raise _fail(metrics_path, f"no column {col!r}")
-    meta = _check_metrics(meta, metrics_path)
-    meta = meta.assign(row=np.arange(len(meta)))
-    if order is not None:
-        try:
-            perm = pd.read_csv(io.BytesIO(read_input(order)), header=None).to_numpy().ravel().astype(np.int64)
-        except InputError as e:
-            raise ZooError(str(e)) from None
-        except Exception as e:  # noqa: BLE001
-            raise _fail(order, f"unreadable row order ({e})") from None
-        if perm.size and (perm.min() < 0 or perm.max() >= len(meta)):
-            raise _fail(order, f"row indices outside 0..{len(meta) - 1}")
-        meta = meta.iloc[perm].reset_index(drop=True)
-    meta = meta.assign(split=_cnn_splits(meta))
+    meta = _check_metrics(meta, metrics_path).assign(row=np.arange(len(meta)))
+    return flat, layers, meta, (weights_path, layout_path, metrics_path)
+
+
+def _ordered(meta: pd.DataFrame, order) -> pd.DataFrame:
+    """The rows in the order of a headerless CSV of row indices (NFN's `cifar10_split.csv`), if one is given."""
+    if order is None:
+        return meta
+    try:
+        perm = pd.read_csv(io.BytesIO(read_input(order)), header=None).to_numpy().ravel().astype(np.int64)
+    except InputError as e:
+        raise ZooError(str(e)) from None
+    except Exception as e:  # noqa: BLE001
+        raise _fail(order, f"unreadable row order ({e})") from None
+    if perm.size and (perm.min() < 0 or perm.max() >= len(meta)):
+        raise _fail(order, f"row indices outside 0..{len(meta) - 1}")
+    return meta.iloc[perm].reset_index(drop=True)
+
+
+def _select_runs(meta: pd.DataFrame, step, activation: str | None, metrics_path: Path) -> tuple[pd.DataFrame, str]:
+    """The rows at `step` ("final": each run's last) of one activation (a Zoo holds one weight space)."""
     if step == "final":
         meta = meta[meta["step"] == meta.groupby("modeldir")["step"].transform("max")]
     elif step is not None:
@@ -500,7 +532,11 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
         raise _fail(metrics_path, f"unknown activation {act!r} (supported: {', '.join(_CNN_ACTIVATIONS)})")
     if meta.empty:
         raise _fail(metrics_path, f"no rows at step={step!r} with activation {act!r}")
-    meta = meta.reset_index(drop=True)
+    return meta.reset_index(drop=True), act
+
+
+def _cnn_params(flat: np.ndarray, meta: pd.DataFrame, layers, weights_path: Path) -> dict:
+    """The selected rows' parameters in our layout: TF HWIO kernels -> OIHW, dense [in, out] -> [out, in]."""
     data = np.asarray(flat[np.sort(meta["row"].to_numpy())], dtype=np.float32)
     data = data[np.argsort(np.argsort(meta["row"].to_numpy()))]  # back into meta's order
     bad = ~np.isfinite(data).all(axis=1)
@@ -510,25 +546,10 @@ def load_cnn_zoo(directory, activation: str | None = None, step="final", order=N
     params = {}
     for ours, bias, kernel in layers:
         k = data[:, kernel["start"]:kernel["end"]].reshape(len(data), *kernel["shape"])
-        # TF HWIO -> OIHW; dense [in, out] -> [out, in] (the leading axis is the network)
-        k = k.transpose(0, 4, 3, 1, 2) if k.ndim == 5 else k.transpose(0, 2, 1)
+        k = k.transpose(0, 4, 3, 1, 2) if k.ndim == 5 else k.transpose(0, 2, 1)  # the leading axis is the network
         params[f"{ours}.weight"] = torch.from_numpy(np.ascontiguousarray(k))
         params[f"{ours}.bias"] = torch.from_numpy(np.ascontiguousarray(data[:, bias["start"]:bias["end"]]))
-    first = layers[0][2]["shape"]  # (3, 3, in_channels, channels)
-    classes = layers[3][2]["shape"][1]
-    source, image = _cnn_dataset(dataset, meta, metrics_path, classes, first[2])
-    try:
-        space = cnn_zoo_space(act, channels=first[3], image=image, in_channels=first[2], classes=classes)
-    except SpecError as e:
-        raise _fail(layout_path, e) from None
-    meta.insert(0, "id", [f"{d}@{s}" for d, s in zip(meta["modeldir"], meta["step"], strict=True)])
-    # imported zoos are scored on the whole test split, so their published test_accuracy can be reproduced
-    task = {"kind": "classifier", "dataset": source, "n_eval": None if source != "auto" else 2000}
-    zoo = _make_zoo(layout_path, f"cnnzoo-{directory.name}-{act}", space, params, meta, task, None)
-    if source == "auto":  # said once everything loaded: a refusal stays one line
-        print(f"bench: warning: {metrics_path}: no config.dataset and no --dataset: the zoo is scored on 'auto' "
-              f"(Fashion-MNIST or digits); give --dataset if it was trained on other images", file=sys.stderr)
-    return zoo
+    return params
 
 
 # the CNN Zoo's `config.dataset` (TFDS names) -> our source name (None: the user must give the folder), image size

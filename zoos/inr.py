@@ -9,6 +9,8 @@ pairs of independently fitted INRs of one image that the `pairs` protocol needs.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 
 from zoos.data import load_images, resolve_source
 from zoos.files import WorkerError, check_memory
+from zoos.options import option
 from zoos.space import Params, WeightSpace, siren_space
 from zoos.tasks import inr_grid, psnr
 from zoos.zoo import Zoo, assign_splits
@@ -298,6 +301,33 @@ def inr_bytes(space: WeightSpace, n: int, chunk: int = 512, pixels: int = 28 * 2
     hidden = space.layers[:-1]
     buffers = 3 * min(chunk, n) * pixels * sum(layer.n_out for layer in hidden) * 4
     return buffers + 6 * 4 * n * space.n_params
+
+
+_COUNT = dict(type=int, low=1)  # a flag's range: a positive integer
+
+
+@dataclass(frozen=True)
+class InrZooConfig:
+    """The `inr` zoo kind's options (`build_inr_zoo`'s); the fields with a flag are what `bench zoo build inr`
+    takes."""
+
+    n_images: int = option(64, "--images", "number of images (default: {default})", **_COUNT)
+    fits_per_image: int = option(2, "--fits-per-image", "independent fits per image (default: {default})", **_COUNT)
+    extra_train_images: int = option(0, "--extra-train-images", "N more images fitted once each, all in the train "
+                                     "split (default: {default})", type=int, low=0, metavar="N")
+    steps: int = option(1000, "--steps", "Adam steps per fit (default: {default})", **_COUNT)
+    lr: float = option(5e-3, "--lr", "learning rate (default: {default})", type=float, low=0.0, high=1e3)
+    hidden: int = option(32, "--hidden", "hidden width (default: {default})", **_COUNT)
+    depth: int = option(2, "--depth", "hidden layers (default: {default})", **_COUNT)
+    seed: int = option(0, "--seed", "(default: {default})", type=int, low=0, high=2**31 - 1)
+    chunk: int = 512  # SIRENs fitted as one stack
+
+
+def build_inr_kind(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None,
+                   device: str) -> Zoo:
+    """The `inr` zoo kind: SIRENs fitted on `device` (the zoo's cache entry names a device other than the CPU)."""
+    return build_inr_zoo(source=data, progress=progress, device=device, workers=workers,
+                         **asdict(InrZooConfig(**options)))
 
 
 def build_inr_zoo(source: str = "auto", n_images: int = 256, fits_per_image: int = 2, steps: int = 1000,

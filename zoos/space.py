@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -216,11 +217,26 @@ class WeightSpace(ParamLayout):
             shared = x.dim() == len(self.input_shape) + 1
             return torch.cat([self.forward({k: v[i : i + 1] for k, v in params.items()}, x if shared else x[i : i + 1])
                               for i in range(n)])
-        shared = x.dim() == len(self.input_shape) + 1
-        h = x.unsqueeze(0).expand(n, *x.shape) if shared else x
-        for layer in self.layers:
-            h = self.postactivation(layer, self.preactivation(layer, params[layer.weight], params[layer.bias], h))
+        for _, h in self.hidden(params, x):
+            pass
         return h + self.output_offset if self.output_offset else h
+
+    def hidden(self, params: Params, x: torch.Tensor,
+               adjust: Callable[[int, Layer, torch.Tensor], torch.Tensor] | None = None
+               ) -> Iterator[tuple[Layer, torch.Tensor]]:
+        """The forward pass of N networks layer by layer: yields (layer, h) for every layer in order, h its
+        activation (pooled where the layer pools) [N, B, n_out(, H, W)], which the next layer reads; the last
+        layer's is the output before `output_offset`. x is [B, *input_shape] (shared) or [N, B, *input_shape].
+        `adjust(index, layer, z)` sees each pre-activation z and returns the one to activate (REPAIR measures
+        and corrects them there). A layer is computed only when the caller asks for it."""
+        n = params[self.layers[0].weight].shape[0]
+        h = x.unsqueeze(0).expand(n, *x.shape) if x.dim() == len(self.input_shape) + 1 else x
+        for i, layer in enumerate(self.layers):
+            z = self.preactivation(layer, params[layer.weight], params[layer.bias], h)
+            # z is not kept past its activation: peak memory as a plain forward
+            h = self.postactivation(layer, z if adjust is None else adjust(i, layer, z))
+            del z
+            yield layer, h
 
     @staticmethod
     def preactivation(layer: Layer, w: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,12 @@
 
 `evaluate(params, target)` scores M networks at once (`target[m]` is network m's target image
 for INRs, ignored for classifiers) in chunks sized to bound memory.
+
+A task class owns everything that differs between task kinds, so that nothing else asks which kind a
+zoo has: per-network targets (`targets`) and the groups that can be scored together (`draw_groups`),
+what a zoo of the kind must hold (`check_zoo`), the inputs data-reading methods and statistics
+corrections read, the function signature collapse checks compare, a method's training loss, and the
+reconstruction scores. `TASKS` maps a zoo's `task["kind"]` to its class (`task_class`, `make_task`).
 """
 
 from __future__ import annotations
@@ -12,14 +18,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from functools import cached_property
+from typing import ClassVar
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from zoos.data import load_images
+from zoos.recipes import describe
 from zoos.space import Params, WeightSpace
+
+TARGETS_KEY = "__targets__"  # an INR zoo's target images, in its weights file beside the parameters
 
 
 def psnr(mse: torch.Tensor) -> torch.Tensor:
@@ -173,8 +184,9 @@ class Task:
         """The output ensemble of N networks' outputs [N, B, out] -> [1, B, out] (mean output)."""
         return outputs.mean(0, keepdim=True)
 
-    def task_loss(self, params: Params, target: torch.Tensor | None = None) -> torch.Tensor:
-        """Differentiable training loss per network [M] (task-loss objectives, e.g. Sinkhorn Mid)."""
+    def task_loss(self, params: Params, target: torch.Tensor | None = None, n: int = 512) -> torch.Tensor:
+        """Differentiable training loss per network [M] (task-loss objectives, e.g. Sinkhorn Mid), on a fixed
+        batch of n training examples where the task draws some."""
         raise NotImplementedError
 
     def data(self) -> tuple[torch.Tensor, ...]:
@@ -190,11 +202,94 @@ class Task:
             h.update(t.detach().contiguous().cpu().numpy().tobytes())
         return h.hexdigest()[:16]
 
+    # ---- what differs between task kinds, for the zoo as a whole (no data loaded) ---------------
+    # whether each network is scored against a target of its own (an INR's image): networks scored
+    # together (a pair, a merged group) must then share it
+    per_network_target: ClassVar[bool] = False
+
+    @classmethod
+    def for_zoo(cls, zoo) -> Task:
+        raise NotImplementedError
+
+    @classmethod
+    def check_zoo(cls, zoo, bad: Callable[[str, str], Exception]) -> None:
+        """Raise `bad(part, message)` unless `zoo` holds what this task and the protocols need."""
+
+    @classmethod
+    def targets(cls, zoo, indices: list[int]) -> torch.Tensor | None:
+        """Each network's target index (`evaluate`'s `target`), None for a task without per-network targets."""
+        return None
+
+    @classmethod
+    def groups(cls, zoo, pool: list[int], size: int, count: int, seed: int, overlapping: bool
+               ) -> list[tuple[int, ...]]:
+        """`draw_groups` on the networks `pool` of one split."""
+        if overlapping:  # each group its own draw (merge); a pool smaller than `size` has none
+            if len(pool) < size:
+                return []
+            return [tuple(sorted(pick(pool, size, seed * 7919 + size * 101 + g))) for g in range(count)]
+        shuffled = pick(pool, len(pool), seed)
+        return [tuple(shuffled[i : i + size]) for i in range(0, len(shuffled) - size + 1, size)][:count]
+
+    @classmethod
+    def recipe(cls, zoo) -> str:
+        """How the zoo's networks were trained, in one line ("" when its spec does not record it)."""
+        return ""
+
+    # ---- what differs between task kinds, on the task's data ----------------------------------
+    def statistics_inputs(self) -> torch.Tensor:
+        """The inputs statistics corrections (REPAIR, BatchNorm recounts) are measured on."""
+        return self.inputs()
+
+    def input_sample(self, n: int) -> torch.Tensor:
+        """The first n of the task's inputs (an INR's are one domain, its grid: all of them)."""
+        return self.inputs()[:n]
+
+    def method_inputs(self, n: int, seed: int = 0) -> torch.Tensor:
+        """The batch a data-based method may read (never evaluation data); n and seed where there is a draw."""
+        return self.inputs()
+
+    def loss_target(self, index: int | None) -> torch.Tensor | None:
+        """`task_loss`'s target for one network whose target index is `index` (see `targets`)."""
+        return None
+
+    def train_examples(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A seeded draw of n training examples (inputs, labels) a method may train on; None for a task
+        whose training data is the network's own target."""
+        return None
+
+    def step_loss(self, params: Params, batch, target: torch.Tensor | None) -> torch.Tensor:
+        """One network's [1, ...] training loss (a scalar) on `batch` (drawn from `train_examples`)."""
+        raise NotImplementedError
+
+    def selection_loss(self, params: Params, target: torch.Tensor | None) -> torch.Tensor:
+        """Loss [M] by which a method may pick among networks: never on the evaluation data."""
+        raise NotImplementedError
+
+    def signature(self, outputs: torch.Tensor) -> torch.Tensor:
+        """What networks compute, one row per network, from their outputs [M, B, out] (collapse checks)."""
+        return outputs.flatten(1)
+
+    def distances(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """[M, P] function distances between signature rows of x and y."""
+        return torch.cdist(x.double(), y.double())
+
+    def comparable(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Outputs as a reconstruction's R^2 compares them."""
+        return outputs
+
+    def reconstruction_scores(self, zoo, indices: list[int], params: Params, decoded: Params,
+                              outputs: torch.Tensor, decoded_outputs: torch.Tensor, nearest: torch.Tensor) -> dict:
+        """The task's own reconstruction columns for networks `indices` of `zoo` (`params`), decoded by a method
+        (`decoded`); outputs are `comparable`, nearest[m] the original nearest to decoded network m."""
+        return {}
+
 
 class InrTask(Task):
     kind = "inr"
     metrics = ("loss", "psnr")
     higher_is_better = {"loss": False, "psnr": True}
+    per_network_target = True
 
     def __init__(self, space: WeightSpace, targets: torch.Tensor):
         super().__init__(space)
@@ -226,7 +321,8 @@ class InrTask(Task):
         mse = ((outputs[..., 0] - _on(self.targets[target].flatten(1), outputs)) ** 2).mean(dim=1)
         return {"loss": mse, "psnr": psnr(mse)}
 
-    def task_loss(self, params, target=None):
+    def task_loss(self, params, target=None, n: int = 512):
+        # n: a classifier's batch size; an INR's loss reads every pixel of its image
         return self.score(self.space.forward(params, _on(self.grid, params)), target)["loss"]
 
     def data(self):
@@ -234,6 +330,70 @@ class InrTask(Task):
 
     def render(self, params: Params) -> torch.Tensor:
         return self.outputs(params)[..., 0].reshape(-1, self.size, self.size)
+
+    @classmethod
+    def for_zoo(cls, zoo) -> InrTask:
+        return cls(zoo.space, zoo.targets)
+
+    @classmethod
+    def check_zoo(cls, zoo, bad) -> None:
+        if zoo.space.input_shape != (2,):
+            raise bad("spec", f"an INR zoo takes 2-D pixel coordinates, not input_shape {zoo.space.input_shape}")
+        t = zoo.targets
+        if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t) or t.dim() != 3 or not len(t) \
+                or t.shape[1] != t.shape[2] or not t.shape[1]:
+            got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else "none"
+            raise bad("weights", f"an INR zoo needs its target images as float {TARGETS_KEY} [images, size, size], "
+                                 f"found {got}")
+        if not torch.isfinite(t).all():
+            raise bad("weights", f"{TARGETS_KEY} contains NaN or inf pixels")
+        target = zoo.meta.get("target")
+        if target is None or not pd.api.types.is_integer_dtype(target) or target.isna().any():
+            raise bad("metadata", f"an INR zoo needs an integer column 'target' (found "
+                                  f"{'none' if target is None else target.dtype})")
+        if not target.between(0, len(t) - 1).all():
+            raise bad("metadata", f"'target' indices outside the {len(t)} images")
+
+    @classmethod
+    def targets(cls, zoo, indices):
+        return torch.as_tensor(zoo.meta["target"].to_numpy()[indices], dtype=torch.long)
+
+    @classmethod
+    def groups(cls, zoo, pool, size, count, seed, overlapping):
+        # fits of one image: an INR is only ever scored against its own image (so groups never overlap)
+        by_image = zoo.meta.loc[pool].groupby("target").groups
+        fits = [tuple(int(i) for i in ix[:size]) for _, ix in sorted(by_image.items()) if len(ix) >= size]
+        return [fits[i] for i in pick(list(range(len(fits))), count, seed + size if overlapping else seed)]
+
+    def input_sample(self, n):
+        return self.inputs()
+
+    def loss_target(self, index):
+        if index is None:
+            raise ValueError("an INR task needs the target image index")
+        return torch.as_tensor(index, dtype=torch.long).reshape(1)
+
+    def step_loss(self, params, batch, target):
+        return self.task_loss(params, target)[0]  # every pixel of the target image, whatever the batch
+
+    def selection_loss(self, params, target):
+        return self.evaluate(params, target)["loss"]  # against each network's own image, its training data
+
+    def reconstruction_scores(self, zoo, indices, params, decoded, outputs, decoded_outputs, nearest):
+        """Against the ground-truth images too: PSNR of the decoded and the original renders, and whether the
+        nearest original shows the same image."""
+        target = torch.as_tensor(zoo.meta["target"].to_numpy()[indices])
+        images = zoo.targets[target].flatten(1).to(outputs.dtype)
+        render_o, render_d = outputs.flatten(1), decoded_outputs.flatten(1)
+        res = dict(psnr_gt=float(psnr(((render_d - images) ** 2).mean(1)).mean()),
+                   psnr_gt_original=float(psnr(((render_o - images) ** 2).mean(1)).mean()),
+                   psnr_original=float(psnr(((render_d - render_o) ** 2).mean(1)).mean()),
+                   ident_image=float((target[nearest] == target).double().mean()),
+                   ident_image_chance=1 / len(set(target.tolist())))
+        train_images = zoo.targets[torch.as_tensor(sorted(set(zoo.meta["target"].to_numpy()[zoo.indices("train")])))]
+        mean_image = train_images.flatten(1).mean(0).to(outputs.dtype)
+        res["psnr_gt_mean_image"] = float(psnr(((mean_image - images) ** 2).mean(1)).mean())
+        return res
 
 
 class ClassifierTask(Task):
@@ -295,6 +455,61 @@ class ClassifierTask(Task):
         acc = (outputs.argmax(-1) == labels).float().mean(1)
         return {"loss": loss.reshape(m, -1).mean(1), "acc": acc}
 
+    @classmethod
+    def for_zoo(cls, zoo) -> ClassifierTask:
+        return cls(zoo.space, zoo.task.get("dataset", "auto"), zoo.task.get("n_eval", 2000),
+                   input_scaling=zoo.task.get("input_scaling", "signed"))
+
+    @classmethod
+    def check_zoo(cls, zoo, bad) -> None:
+        shape = zoo.space.input_shape
+        if len(shape) not in (1, 3):
+            raise bad("spec", f"a classifier zoo takes images [channels, height, width] (or flattened, [pixels], "
+                              f"for an MLP), not input_shape {shape}")
+        n_eval, dataset = zoo.task.get("n_eval", 1), zoo.task.get("dataset", "auto")
+        if not isinstance(dataset, str) or (n_eval is not None and (isinstance(n_eval, bool)
+                                                                    or not isinstance(n_eval, int) or n_eval < 1)):
+            raise bad("spec", f"task: dataset {dataset!r} must be a string and n_eval {n_eval!r} "
+                              f"a positive integer or null (the full test split)")
+
+    @classmethod
+    def recipe(cls, zoo) -> str:
+        return describe(zoo.task.get("config", {}))
+
+    def statistics_inputs(self):
+        return self.fixed_train_batch(STATISTICS_BATCH)[0]  # never the evaluation set
+
+    def method_inputs(self, n, seed=0):
+        return self.train_batch(n, seed)[0]
+
+    def train_examples(self, n, seed=0):
+        return self.train_batch(n, seed)
+
+    def step_loss(self, params, batch, target):
+        x, y = batch
+        return F.cross_entropy(self.space.forward(params, x)[0], y)
+
+    def selection_loss(self, params, target):
+        # on the fixed training batch, 64 networks at a time
+        m = next(iter(params.values())).shape[0]
+        return torch.cat([self.task_loss({k: v[s : s + 64] for k, v in params.items()}) for s in range(0, m, 64)])
+
+    def signature(self, outputs):
+        return outputs.argmax(-1)  # predicted classes
+
+    def distances(self, x, y):
+        return (x[:, None, :] != y[None, :, :]).float().mean(-1)  # disagreement rate
+
+    def comparable(self, outputs):
+        return outputs.softmax(-1)  # probabilities, not logits (whose scale is arbitrary)
+
+    def reconstruction_scores(self, zoo, indices, params, decoded, outputs, decoded_outputs, nearest):
+        """Accuracy before and after decoding, and how often the decoded network predicts as the original."""
+        acc_o, acc_d = self.evaluate(params)["acc"].double(), self.evaluate(decoded)["acc"].double()
+        return dict(acc_original=float(acc_o.mean()), acc_decoded=float(acc_d.mean()),
+                    acc_lost=float((acc_o - acc_d).mean()),
+                    agreement=float((outputs.argmax(-1) == decoded_outputs.argmax(-1)).double().mean()))
+
 
 # training images that statistics corrections (REPAIR, BatchNorm recounts) are measured on
 STATISTICS_BATCH = 512
@@ -313,11 +528,47 @@ def zoo_fingerprint(zoo, task: Task) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def make_task(zoo) -> Task:
+TASKS: dict[str, type[Task]] = {cls.kind: cls for cls in (InrTask, ClassifierTask)}  # a zoo's task["kind"]
+
+
+def task_class(zoo) -> type[Task]:
+    """The task class of `zoo` (by its spec's task kind; no data is loaded)."""
     kind = zoo.task.get("kind")
-    if kind == "inr":
-        return InrTask(zoo.space, zoo.targets)
-    if kind == "classifier":
-        return ClassifierTask(zoo.space, zoo.task.get("dataset", "auto"), zoo.task.get("n_eval", 2000),
-                              input_scaling=zoo.task.get("input_scaling", "signed"))
-    raise ValueError(f"zoo {zoo.name}: unknown task kind {kind!r}")
+    if kind not in TASKS:
+        raise ValueError(f"zoo {zoo.name}: unknown task kind {kind!r}")
+    return TASKS[kind]
+
+
+def make_task(zoo) -> Task:
+    return task_class(zoo).for_zoo(zoo)
+
+
+def pick(indices: list[int], k: int, seed: int) -> list[int]:
+    """k of `indices` in a seeded random order."""
+    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [indices[i] for i in order[:k]]
+
+
+def targets(zoo, indices: list[int]) -> torch.Tensor | None:
+    """Each network's target index (an INR's image), None for a task without per-network targets."""
+    return task_class(zoo).targets(zoo, indices)
+
+
+def target(zoo, index: int) -> int | None:
+    """One network's target index (see `targets`)."""
+    found = targets(zoo, [index])
+    return None if found is None else int(found[0])
+
+
+def draw_groups(zoo, split: str, size: int, count: int, seed: int, overlapping: bool = False
+                ) -> list[tuple[int, ...]]:
+    """Up to `count` seeded groups of `size` networks of `split` that can be scored together.
+
+    Tasks with per-network targets draw fits of one target (INRs: the first `size` fits of an image,
+    `count` images drawn by `seed`). Other tasks draw from the whole split: disjoint runs of one shuffle
+    by `seed`, or, `overlapping`, each group a draw of its own (members sorted; groups may share
+    networks). `overlapping` also mixes `size` into the seed, as merge has always drawn (INRs: seed +
+    size; others: seed * 7919 + size * 101 + group), so that each size gets groups of its own. An empty
+    split has no groups, never networks of other splits."""
+    pool = zoo.indices(split)
+    return task_class(zoo).groups(zoo, pool, size, count, seed, overlapping)

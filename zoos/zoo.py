@@ -36,10 +36,9 @@ from zoos.files import (
 )
 from zoos.graph_space import space_from_dict
 from zoos.space import Params, SpecError, WeightSpace
+from zoos.tasks import TARGETS_KEY, TASKS
 
-TARGETS_KEY = "__targets__"
 SPLITS = ("train", "val", "test")
-TASK_KINDS = ("inr", "classifier")
 SPEC_LIMIT = 64 * 2**20  # a spec.json is a few KB; more is not a spec
 FILES = {"spec": "spec.json", "weights": "weights.safetensors", "metadata": "metadata.parquet"}
 
@@ -91,35 +90,9 @@ class Zoo:
     def _check_task(self, bad) -> None:
         """What `make_task` and the protocols need, so a zoo that loads also runs."""
         kind = self.task.get("kind") if isinstance(self.task, dict) else None
-        if kind not in TASK_KINDS:
-            raise bad("spec", f"task {self.task!r}: expected an object with kind {' or '.join(TASK_KINDS)}")
-        shape = self.space.input_shape
-        if kind == "classifier":
-            if len(shape) not in (1, 3):
-                raise bad("spec", f"a classifier zoo takes images [channels, height, width] (or flattened, [pixels], "
-                                  f"for an MLP), not input_shape {shape}")
-            n_eval, dataset = self.task.get("n_eval", 1), self.task.get("dataset", "auto")
-            if not isinstance(dataset, str) or (n_eval is not None and (isinstance(n_eval, bool)
-                                                                        or not isinstance(n_eval, int) or n_eval < 1)):
-                raise bad("spec", f"task: dataset {dataset!r} must be a string and n_eval {n_eval!r} "
-                                  f"a positive integer or null (the full test split)")
-            return
-        if shape != (2,):
-            raise bad("spec", f"an INR zoo takes 2-D pixel coordinates, not input_shape {shape}")
-        t = self.targets
-        if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t) or t.dim() != 3 or not len(t) \
-                or t.shape[1] != t.shape[2] or not t.shape[1]:
-            got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else "none"
-            raise bad("weights", f"an INR zoo needs its target images as float {TARGETS_KEY} [images, size, size], "
-                                 f"found {got}")
-        if not torch.isfinite(t).all():
-            raise bad("weights", f"{TARGETS_KEY} contains NaN or inf pixels")
-        target = self.meta.get("target")
-        if target is None or not pd.api.types.is_integer_dtype(target) or target.isna().any():
-            raise bad("metadata", f"an INR zoo needs an integer column 'target' (found "
-                                  f"{'none' if target is None else target.dtype})")
-        if not target.between(0, len(t) - 1).all():
-            raise bad("metadata", f"'target' indices outside the {len(t)} images")
+        if not isinstance(kind, str) or kind not in TASKS:
+            raise bad("spec", f"task {self.task!r}: expected an object with kind {' or '.join(TASKS)}")
+        TASKS[kind].check_zoo(self, bad)
 
     def __len__(self) -> int:
         return len(self.meta)

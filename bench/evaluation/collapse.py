@@ -19,26 +19,18 @@ from zoos.tasks import Task
 
 @torch.no_grad()
 def signatures(task: Task, params: Params) -> torch.Tensor:
-    """What a network computes, as one row per network: renders (INR) or predicted classes (classifier)."""
-    out = task.outputs(params)
-    return out.argmax(-1) if task.kind == "classifier" else out.flatten(1)
-
-
-def distances(task: Task, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """[M, P] function distances between signature rows of x and y."""
-    if task.kind == "classifier":
-        return (x[:, None, :] != y[None, :, :]).float().mean(-1)
-    return torch.cdist(x.double(), y.double())
+    """What a network computes, as one row per network (`Task.signature` of its outputs)."""
+    return task.signature(task.outputs(params))
 
 
 def identified(task: Task, decoded: torch.Tensor, sources: list[int], pool: torch.Tensor,
                pool_index: list[int]) -> torch.Tensor:
     """[M] 1.0 where the original nearest to decoded network m (by function) is its own source."""
-    nearest = distances(task, decoded, pool).argmin(dim=1)
+    nearest = task.distances(decoded, pool).argmin(dim=1)
     index = torch.as_tensor(pool_index)
     return (index[nearest] == torch.as_tensor(sources)).double()
 
 
 def pair_spread(task: Task, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """[M] function distance between a[m] and b[m] (signatures)."""
-    return torch.diagonal(distances(task, a, b))
+    return torch.diagonal(task.distances(a, b))

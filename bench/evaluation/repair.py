@@ -11,8 +11,8 @@ earlier layers) and folds an affine correction into the layer:
 so the corrected pre-activations have exactly the goal mean and std per unit. For convolutions a
 unit is a channel and the statistics run over batch and spatial positions.
 
-The forward pass here walks `space.layers` with `WeightSpace.forward`'s own layer steps
-(`preactivation`, `postactivation`), stopping at each pre-activation.
+The forward pass here is `WeightSpace.hidden`, the forward's own layer loop, which hands each
+pre-activation to the correction before activating it.
 
 Graph spaces without BatchNorm get the same correction at every conv / linear layer with a bias
 whose output units are hidden (`repair_graph`, walking `GraphSpace.apply`); in a residual stream each
@@ -24,10 +24,11 @@ network's own activations rather than an average of the endpoints'.
 
 from __future__ import annotations
 
+from itertools import islice
+
 import torch
 
 from zoos.space import ParamLayout, Params, WeightSpace
-from zoos.tasks import STATISTICS_BATCH
 
 EPS = 1e-8  # floor on a unit's std: a dead unit is left at its scale instead of blowing up
 
@@ -44,22 +45,19 @@ def _repaired_layers(space: WeightSpace) -> list[int]:
     return [i for i, layer in enumerate(space.layers) if space.axes[layer.bias][0] is not None]
 
 
-def _inputs(x: torch.Tensor, n: int) -> torch.Tensor:
-    return x.unsqueeze(0).expand(n, *x.shape)
-
-
 @torch.no_grad()
 def goal_stats(space: WeightSpace, endpoints: Params, x: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """layer index -> (mean, std) [n] averaged over the endpoint networks."""
     hidden = set(_repaired_layers(space))
-    h = _inputs(x, next(iter(endpoints.values())).shape[0])
     goals = {}
-    for i, layer in enumerate(space.layers[: max(hidden) + 1] if hidden else ()):
-        z = space.preactivation(layer, endpoints[layer.weight], endpoints[layer.bias], h)
+
+    def measure(i: int, layer, z: torch.Tensor) -> torch.Tensor:
         if i in hidden:
             mean, std = unit_stats(z)
             goals[i] = (mean.mean(0), std.mean(0))
-        h = space.postactivation(layer, z)
+        return z
+
+    _walk_layers(space.hidden(endpoints, x, measure), max(hidden, default=-1))
     return goals
 
 
@@ -76,15 +74,20 @@ def repair(space: WeightSpace, merged: Params, endpoints: Params, x: torch.Tenso
     out = {k: v.double() for k, v in merged.items()}
     x = x.double()
     goals = goal_stats(space, endpoints, x)
-    h = _inputs(x, next(iter(out.values())).shape[0])
-    for i, layer in enumerate(space.layers):
-        if i > max(goals, default=-1):
-            break
-        z = space.preactivation(layer, out[layer.weight], out[layer.bias], h)
+
+    def correct(i: int, layer, z: torch.Tensor) -> torch.Tensor:
         if i in goals:
             out[layer.weight], out[layer.bias], z = _corrected(z, out[layer.weight], out[layer.bias], goals[i])
-        h = space.postactivation(layer, z)
+        return z
+
+    _walk_layers(space.hidden(out, x, correct), max(goals, default=-1))
     return {k: v.to(dtypes[k]) for k, v in out.items()}
+
+
+def _walk_layers(steps, last: int) -> None:
+    """Runs a layer-by-layer forward (`WeightSpace.hidden`) through layer `last` and no further."""
+    for _ in islice(steps, last + 1):
+        pass
 
 
 def _corrected(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, goal: tuple[torch.Tensor, torch.Tensor]
@@ -155,12 +158,6 @@ def reset_batchnorm(space, params: Params, x: torch.Tensor) -> Params:
     return out
 
 
-def statistics_inputs(task) -> torch.Tensor:
-    """The inputs statistics corrections are measured on: a fixed training batch for classifiers (never the
-    evaluation set), the coordinate grid for INRs."""
-    return task.inputs() if task.kind == "inr" else task.fixed_train_batch(STATISTICS_BATCH)[0]
-
-
 def repair_merged(space: ParamLayout, merged: Params, endpoints: Params, x: torch.Tensor) -> Params:
     """The statistics correction that fits the space: REPAIR for stacks of layers and for graphs without
     BatchNorm, the BatchNorm reset for graphs with BatchNorm."""
@@ -176,6 +173,6 @@ def recount_statistics(task, params: Params) -> Params:
     two networks, an element-wise combination) has no running statistics of its own: the average of the
     endpoints' is not the statistics of its activations, and scoring it with them measures that mismatch
     rather than the basin (Git Re-Basin and REPAIR recount them before scoring interpolated networks). On
-    BatchNorm spaces every network is recounted on `statistics_inputs`; other spaces' networks come back
+    BatchNorm spaces every network is recounted on `Task.statistics_inputs`; other spaces' networks come back
     as they are."""
-    return reset_batchnorm(task.space, params, statistics_inputs(task)) if task.space.has_batchnorm else params
+    return reset_batchnorm(task.space, params, task.statistics_inputs()) if task.space.has_batchnorm else params

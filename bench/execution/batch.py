@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from bench.protocols import Unit, make_protocol
 from bench.store.provenance import utc_now
-from methods import Aligner, make_method, normalise_spec, parse_method
+from methods import Aligner, MethodSpec
 from zoos.zoo import Zoo
 
 
@@ -26,7 +26,7 @@ class UnitBatch:
     zoo_dir: str  # the stored zoo (absolute path): workers load it from there
     zoo_name: str
     zoo_hash: str
-    spec: str  # method spec, preset overrides applied
+    spec: MethodSpec  # preset overrides applied
     seed: int
     protocol: str
     protocol_options: dict = field(hash=False)
@@ -39,11 +39,11 @@ class UnitBatch:
     columns: dict = field(default_factory=dict, hash=False)  # extra columns of every row (sweeps: study, trial)
 
 
-def prepare_method(spec: str, seed: int, zoo: Zoo, task, checkpoints=None, progress: bool = False
+def prepare_method(spec: MethodSpec, seed: int, zoo: Zoo, task, checkpoints=None, progress: bool = False
                    ) -> tuple[Aligner, float]:
     """The method of `spec` bound to the zoo; learned ones train here once, or load their checkpoint
     from `checkpoints` (a `CheckpointStore`, or None: train and keep nothing). Returns (method, fit seconds)."""
-    method = make_method(spec, seed=seed)
+    method = spec.build(seed)
     start = time.perf_counter()
     method.setup(zoo, task, checkpoints, progress)
     return method, time.perf_counter() - start
@@ -69,12 +69,18 @@ def protocol_options(name: str, seed: int, options: dict) -> str:
                       default=list)
 
 
+def error_rows(batch: UnitBatch, error: BaseException, env: dict) -> list[dict]:
+    """Every unit of `batch` as a finished error row (a batch that failed before its method was set up)."""
+    # the method's labels (kind, version, needs, hyperparameters) are those of an instance, set up or not
+    return finish_rows(batch, failed_rows(batch.units, error), batch.spec.build(batch.seed), env)
+
+
 def finish_rows(batch: UnitBatch, rows: list[dict], method: Aligner, env: dict) -> list[dict]:
     """Protocol rows (or error rows) with the columns every row carries, keyed."""
     hp = method.hp
     options = protocol_options(batch.protocol, batch.seed, batch.protocol_options)
     common = {"run_id": batch.run_id, "protocol_options": options,
-              "method": parse_method(batch.spec)[0], "variant": normalise_spec(batch.spec),
+              "method": batch.spec.name, "variant": str(batch.spec),
               "method_kind": method_kind(method), "method_version": type(method).version, "method_needs": method.needs,
               "zoo": batch.zoo_name, "zoo_hash": batch.zoo_hash, "protocol": batch.protocol, "seed": batch.seed,
               "fit_s": batch.fit_s, "time": utc_now(), "error": None, **{f"p_{k}": v for k, v in hp.items()},
@@ -107,9 +113,3 @@ def nonfinite(protocol, row: dict) -> list[str]:
         if isinstance(value, float) and (math.isinf(value) or (m.role == "rank" and math.isnan(value))):
             out.append(m.name)
     return out
-
-
-def note_failures(counts: dict, rows: list[dict]) -> None:
-    """Add the failed units of `rows` to `counts["failures"]` as (zoo, variant, protocol, unit, error)."""
-    counts.setdefault("failures", []).extend((r.get("zoo"), r.get("variant"), r.get("protocol"), r.get("unit"),
-                                              r["error"]) for r in rows if r.get("error"))

@@ -4,7 +4,8 @@ Every run goes through `run_benchmark`, so it is resumable and skips units alrea
 The runs on the default zoos repeat the default preset's protocol options exactly where the
 default benchmark already measured a claim, so those rows are reused (same keys), never redone
 under other options beside them (which would double-count units in the leaderboard).
-`bench.report.claims` reads the rows back by the zoo labels below.
+`bench.report.paper_claims` reads the rows back by the same zoo labels and method specs, from the
+catalog both share (`bench.store.claims_catalog`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from bench.execution.plan import RunOptions
-from bench.execution.presets import DEFAULT_PRETRAINED, PRESETS, Benchmark, ZooRecipe
+from bench.execution.presets import PRESETS, Benchmark, ZooRecipe
 from bench.execution.runner import run_benchmark
+from bench.execution.tally import RunSummary
 from bench.execution.zoo_cache import get_zoo
+from bench.store.claims_catalog import (
+    AE,
+    CNN_CHANNELS,
+    CNN_RELU,
+    CNN_TANH,
+    DEFAULT_CHANNELS,
+    INR,
+    MLP_WIDTHS,
+    cnn_zoo,
+    mlp_zoo,
+)
 
 DEFAULT_INR, DEFAULT_CNN_RELU, DEFAULT_CNN_TANH = PRESETS["default"].zoos
-MLP_WIDTHS = (64, 128, 256, 512)
-CNN_CHANNELS = (8, 16, 32, 64)  # 16: the default ReLU zoo itself
 
 
 def _mlp(width: int) -> ZooRecipe:
@@ -32,20 +43,16 @@ def _mlp(width: int) -> ZooRecipe:
 
 
 def _cnn(channels: int) -> ZooRecipe:
-    if channels == 16:
+    if channels == DEFAULT_CHANNELS:
         return DEFAULT_CNN_RELU
     return replace(DEFAULT_CNN_RELU, options={**DEFAULT_CNN_RELU.options, "channels": channels})
 
 
 CLAIM_ZOOS: dict[str, ZooRecipe] = {
-    "inr": DEFAULT_INR, "cnn-relu": DEFAULT_CNN_RELU, "cnn-tanh": DEFAULT_CNN_TANH,
-    **{f"mlp-{w}": _mlp(w) for w in MLP_WIDTHS},
-    **{f"cnn-relu-c{c}": _cnn(c) for c in CNN_CHANNELS if c != 16},
+    INR: DEFAULT_INR, CNN_RELU: DEFAULT_CNN_RELU, CNN_TANH: DEFAULT_CNN_TANH,
+    **{mlp_zoo(w): _mlp(w) for w in MLP_WIDTHS},
+    **{cnn_zoo(c): _cnn(c) for c in CNN_CHANNELS if c != DEFAULT_CHANNELS},
 }
-WIDTH_STUDIES = {"mlp": {w: f"mlp-{w}" for w in MLP_WIDTHS},
-                 "cnn": {c: "cnn-relu" if c == 16 else f"cnn-relu-c{c}" for c in CNN_CHANNELS}}
-
-AE_PRETRAINED = f"scalegmn-ae[pretrained={DEFAULT_PRETRAINED}]"
 DEFAULT_PAIRS = PRESETS["default"].protocols["pairs"]
 DEFAULT_MERGE = PRESETS["default"].protocols["merge"]
 
@@ -60,27 +67,27 @@ class ClaimRun:
 CLAIM_RUNS: tuple[ClaimRun, ...] = (
     # 1, 2: planted group elements, exactly (eps 0) and under weight noise (the default run adds eps 1e-2); 32
     # networks, so that a rate of 32/32 bounds the true one above 3/4 (exact 95% interval)
-    ClaimRun(("inr",), {"orbit": dict(n_nets=32, actions=("P", "PS"), eps=(0.0, 1e-3), lambdas=7)},
-             ("git-rebasin", "sign-rebasin", AE_PRETRAINED)),
-    ClaimRun(("cnn-tanh",), {"orbit": dict(n_nets=32, actions=("P", "PS"), eps=(0.0, 1e-3), lambdas=7)},
+    ClaimRun((INR,), {"orbit": dict(n_nets=32, actions=("P", "PS"), eps=(0.0, 1e-3), lambdas=7)},
+             ("git-rebasin", "sign-rebasin", AE)),
+    ClaimRun((CNN_TANH,), {"orbit": dict(n_nets=32, actions=("P", "PS"), eps=(0.0, 1e-3), lambdas=7)},
              ("git-rebasin", "sign-rebasin")),
-    ClaimRun(("inr",), {"orbit": PRESETS["default"].protocols["orbit"]}, ("sign-rebasin", AE_PRETRAINED)),
+    ClaimRun((INR,), {"orbit": PRESETS["default"].protocols["orbit"]}, ("sign-rebasin", AE)),
     # 3, 8: independent pairs, as the default benchmark runs them
-    ClaimRun(("inr", "cnn-relu", "cnn-tanh"), {"pairs": DEFAULT_PAIRS},
+    ClaimRun((INR, CNN_RELU, CNN_TANH), {"pairs": DEFAULT_PAIRS},
              ("naive", "git-rebasin", "sign-rebasin", "scalegmn-ae")),
     # 4: multi-model merging; N = 2, 3 as in the default benchmark, 5 and 8 beside them
-    ClaimRun(("cnn-relu", "cnn-tanh"), {"merge": DEFAULT_MERGE}, ("git-rebasin", "c2m3", "mergemany")),
-    ClaimRun(("cnn-relu", "cnn-tanh"), {"merge": dict(DEFAULT_MERGE, sizes=(5, 8))},
+    ClaimRun((CNN_RELU, CNN_TANH), {"merge": DEFAULT_MERGE}, ("git-rebasin", "c2m3", "mergemany")),
+    ClaimRun((CNN_RELU, CNN_TANH), {"merge": dict(DEFAULT_MERGE, sizes=(5, 8))},
              ("git-rebasin", "c2m3", "mergemany")),
     # 5: element-wise combinations of aligned pairs
-    ClaimRun(("inr", "cnn-relu", "cnn-tanh"),
+    ClaimRun((INR, CNN_RELU, CNN_TANH),
              {"combine": dict(n_pairs=16, n_triples=0, samples=2, lambdas=11,
                               probes=("line", "uniform", "bernoulli", "stitch", "minmax"))},
              ("naive", "git-rebasin")),
     # 6, 7: width studies (the 16-channel CNN is the default zoo, already paired above)
-    ClaimRun(tuple(f"mlp-{w}" for w in MLP_WIDTHS) + tuple(f"cnn-relu-c{c}" for c in CNN_CHANNELS if c != 16),
+    ClaimRun(tuple(mlp_zoo(w) for w in MLP_WIDTHS) + tuple(cnn_zoo(c) for c in CNN_CHANNELS if c != DEFAULT_CHANNELS),
              {"pairs": DEFAULT_PAIRS}, ("naive", "git-rebasin")),
-    ClaimRun(("mlp-64", "mlp-128"), {"pairs": DEFAULT_PAIRS}, ("sinkhorn-rebasin[objective=mid]",)),
+    ClaimRun((mlp_zoo(64), mlp_zoo(128)), {"pairs": DEFAULT_PAIRS}, ("sinkhorn-rebasin[objective=mid]",)),
 )
 
 
@@ -90,13 +97,11 @@ def claim_benchmarks() -> list[Benchmark]:
                       methods=run.methods) for i, run in enumerate(CLAIM_RUNS)]
 
 
-def run_claims(opts: RunOptions) -> tuple[dict, dict[str, str]]:
-    """Run (or resume) every claim run; (summed counts, zoo label -> content hash)."""
-    counts: dict = {"done": 0, "skipped": 0, "failed": 0}
+def run_claims(opts: RunOptions) -> tuple[RunSummary, dict[str, str]]:
+    """Run (or resume) every claim run; (their summaries added up, zoo label -> content hash)."""
+    summary = RunSummary()
     for bench in claim_benchmarks():
-        got = run_benchmark(bench, None, opts)
-        for key, value in got.items():
-            counts[key] = counts.get(key, 0 if isinstance(value, int) else []) + value
+        summary += run_benchmark(bench, None, opts)
     hashes = {label: get_zoo(recipe, opts.results / "zoos", opts.data, opts.build_workers, False,
                              opts.device_type).content_hash() for label, recipe in CLAIM_ZOOS.items()}
-    return counts, hashes
+    return summary, hashes

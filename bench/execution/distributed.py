@@ -41,13 +41,14 @@ import dask
 import torch
 from tqdm.auto import tqdm
 
-from bench.execution.batch import UnitBatch, execute, failed_rows, finish_rows, note_failures, prepare_method
+from bench.execution.batch import UnitBatch, error_rows, execute, prepare_method
 from bench.execution.checkpoints import CheckpointStore
 from bench.execution.plan import RunOptions, plan
 from bench.execution.presets import Benchmark
+from bench.execution.tally import RunSummary, RunTally
 from bench.store.provenance import environment, utc_now
 from bench.store.results import ResultStore
-from methods import make_method, normalise_spec
+from methods import MethodSpec
 from zoos.tasks import make_task
 from zoos.zoo import Zoo, ZooError, load_zoo
 
@@ -90,8 +91,8 @@ def run_batch(batch: UnitBatch, source: str | Zoo, threads: int = 1) -> tuple[li
         zoo, task = _worker_zoo(source, batch.zoo_hash)
         method = _worker_method(batch, zoo, task)
     except Exception as error:  # a zoo or setup problem on this worker: error rows, retried by a rerun
-        rows = failed_rows(list(batch.units), error)
-        return finish_rows(batch, rows, make_method(batch.spec, seed=batch.seed), environment()), len(rows)
+        rows = error_rows(batch, error, environment())
+        return rows, len(rows)
     return execute(batch, method, zoo, task, environment())
 
 
@@ -181,14 +182,15 @@ def _zoo_source(client, zoo: Zoo, zoo_dir: str):
     return client.scatter(zoo, broadcast=True, hash=False)
 
 
-def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id: str | None = None) -> dict:
-    """`run_benchmark` on a Dask cluster; returns counts of units done, skipped and failed."""
+def run_distributed(bench: Benchmark, specs: list[MethodSpec], opts: RunOptions, run_id: str | None = None
+                    ) -> RunSummary:
+    """`run_benchmark` on a Dask cluster; returns its summary."""
     from distributed import as_completed
 
     store = ResultStore(opts.results)
     done = store.done_keys()
     run_id = run_id or utc_now()
-    counts = {"done": 0, "skipped": 0, "failed": 0}
+    tally = RunTally()
     client = cluster = None  # started on the first group with work: a finished benchmark needs no cluster
     pending: dict = {}  # future key -> batch
     written: set[str] = set()  # keys appended by this run: a recomputed batch must not add them again
@@ -204,21 +206,17 @@ def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id
                 except CancelledError:  # the client is shutting down: the rerun does these units
                     continue
                 except Exception as error:  # e.g. KilledWorker: the batch keeps taking workers down
-                                        rows = finish_rows(batch, failed_rows(list(batch.units), error),
-                                       make_method(batch.spec, seed=batch.seed), environment())
+                    rows = error_rows(batch, error, environment())
                 future.release()
                 rows = [r for r in rows if r["key"] not in written]
                 written.update(r["key"] for r in rows)
                 store.append(rows)
-                failed = sum(r["error"] is not None for r in rows)
-                counts["done"] += len(rows) - failed
-                counts["failed"] += failed
-                note_failures(counts, rows)
+                tally.add_rows(rows, sum(r["error"] is not None for r in rows))
                 bar.update(len(batch.units))
 
     try:
         sources: dict[str, object] = {}
-        for group in plan(bench, specs, opts, done, run_id, counts):
+        for group in plan(bench, specs, opts, done, run_id, tally):
             if client is None:
                 client, cluster = connect(opts.workers or 1, opts.scheduler)
                 futures = as_completed()
@@ -238,7 +236,7 @@ def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id
                 pending[future.key] = batch
                 futures.add(future)
             bar.total += group.n_units
-            bar.set_description(f"{group.zoo.name} {normalise_spec(group.spec)}")
+            bar.set_description(f"{group.zoo.name} {group.spec}")
             bar.refresh()
             collect(block=False)  # append what is done while the next group's method is set up
         collect(block=True)
@@ -248,4 +246,4 @@ def run_distributed(bench: Benchmark, specs: list[str], opts: RunOptions, run_id
             client.close()
         if cluster is not None:
             cluster.close()
-    return counts
+    return tally.summary()

@@ -3,8 +3,9 @@
 Units whose key is already in the table are skipped, so a killed run resumes where it stopped.
 The units still to do are cut into `UnitBatch`es of a few units of one (zoo, method, protocol):
 plain data that any process can execute, given the zoo and the set-up method. A (method, zoo)
-the method cannot handle (`Aligner.skip`) is not planned: it is recorded with its reason in
-`counts["skipped_pairs"]`, which the run's summary prints.
+the method cannot handle (`Aligner.skip`) is not planned: it is recorded with its reason in the
+run's tally (`RunTally.skipped_pairs`), which the run's summary prints. Method specs are parsed once,
+here (`method_specs`): groups, batches and rows carry the typed `MethodSpec`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import torch
 from bench.execution.batch import UnitBatch
 from bench.execution.checkpoints import CheckpointStore
 from bench.execution.presets import Benchmark
+from bench.execution.tally import Gap, RunTally, SkippedPair
 from bench.execution.zoo_cache import get_zoo, recipe_id
 from bench.protocols import make_protocol
 from bench.store.results import ResultStore, claim_name, unit_key
-from methods import METHODS, format_spec, make_method, normalise_spec, parse_method
+from methods import METHODS, MethodSpec, format_spec, parse_method
 from zoos.devices import resolve_device
-from zoos.tasks import make_task, zoo_fingerprint
+from zoos.tasks import make_task, task_class, zoo_fingerprint
 from zoos.zoo import Zoo
 
 BATCH = 8  # units per batch (one appended part, one Dask task): bounds what a kill can lose
@@ -56,7 +58,7 @@ class Group:
 
     zoo: Zoo
     task: object
-    spec: str
+    spec: MethodSpec
     batches: list[UnitBatch]
 
     @property
@@ -64,13 +66,16 @@ class Group:
         return sum(len(b.units) for b in self.batches)
 
 
-def method_specs(bench: Benchmark, methods: list[str] | None, device: str = "cpu") -> list[str]:
-    specs = methods or [*(bench.methods or METHODS), *bench.extra]
-    specs = [format_spec(s, bench.overrides[s]) if s in bench.overrides else s for s in specs]
+def method_specs(bench: Benchmark, methods: list[str] | None, device: str = "cpu") -> list[MethodSpec]:
+    """The specs to run (those given, else the preset's), with the preset's overrides and the device applied,
+    parsed once; each method is built once here to refuse a bad spec before any zoo is built."""
+    texts = methods or [*(bench.methods or METHODS), *bench.extra]
+    texts = [format_spec(s, bench.overrides[s]) if s in bench.overrides else s for s in texts]
     if resolve_device(device).type != "cpu":  # methods that can use the device get it, unless the spec says
-        specs = [_on_device(s, resolve_device(device).type) for s in specs]
-    for spec in specs:  # fail fast, before any zoo is built
-        make_method(spec)
+        texts = [_on_device(s, resolve_device(device).type) for s in texts]
+    specs = [MethodSpec.parse(text) for text in texts]
+    for spec in specs:
+        spec.build()  # e.g. a device torch cannot use now
     return specs
 
 
@@ -83,9 +88,7 @@ def _on_device(spec: str, device: str) -> str:
 
 def zoo_description(zoo) -> str:
     """One line: what the zoo holds and how its networks were made (its recipe), for every report."""
-    from zoos.recipes import describe
-
-    made = describe(zoo.task.get("config", {})) if zoo.task.get("kind") == "classifier" else ""
+    made = task_class(zoo).recipe(zoo)
     return f"{zoo.name}: {len(zoo)} networks of {zoo.space.name}" + (f"; trained with {made}" if made else "")
 
 
@@ -96,16 +99,15 @@ def zoo_directory(recipe, opts: RunOptions) -> Path:
     return (Path(opts.results) / "zoos" / recipe_id(recipe, opts.data, opts.device_type)).resolve()
 
 
-def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], run_id: str,
-         counts: dict) -> Iterator[Group]:
+def plan(bench: Benchmark, specs: list[MethodSpec], opts: RunOptions, done: set[str], run_id: str,
+         tally: RunTally) -> Iterator[Group]:
     """The work left, one (zoo, method) group at a time; zoos are built (and cached) on first use.
 
-    Counts skipped units into `counts["skipped"]`, (method, zoo) pairs the method cannot handle into
-    `counts["skipped_pairs"]` (with the reason) and what a protocol cannot measure on a zoo into
-    `counts["gaps"]`. Leaves torch at `opts.threads` threads.
+    Counts units already done into `tally.skipped`, (method, zoo) pairs the method cannot handle into
+    `tally.skipped_pairs` (with the reason) and what a protocol cannot measure on a zoo into
+    `tally.gaps`. Leaves torch at `opts.threads` threads.
     """
     checkpoints = str(CheckpointStore.for_results(opts.results).root)
-    gaps = counts.setdefault("gaps", [])
     store = ResultStore(opts.results)
     for recipe in bench.zoos:
         torch.set_num_threads(opts.build_threads)
@@ -121,18 +123,17 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
         store.record_zoo(zoo_hash, zoo_description(zoo))
         for proto_name, proto_options in bench.protocols.items():
             reasons = make_protocol(proto_name, seed=bench.seed, **proto_options).gaps(zoo)
-            gaps += [(zoo.name, proto_name, why) for why in reasons]
+            tally.gaps += [Gap(zoo.name, proto_name, why) for why in reasons]
             store.record_gaps(zoo.name, proto_name, reasons)  # reports written later say so too
         for spec in specs:
-            reason = make_method(spec).skip(zoo)
+            reason = spec.build().skip(zoo)
             if reason:
-                counts.setdefault("skipped_pairs", []).append((normalise_spec(spec), zoo.name, reason))
+                tally.skipped_pairs.append(SkippedPair(str(spec), zoo.name, reason))
                 continue
             batches = []
             for proto_name, proto_options in bench.protocols.items():
                 protocol = make_protocol(proto_name, seed=bench.seed, **proto_options)
-                version = METHODS[parse_method(spec)[0]].key_parts()
-                keyed = [(unit_key(variant=normalise_spec(spec), **version, zoo_hash=zoo_hash, zoo_spec=zoo_spec,
+                keyed = [(unit_key(variant=str(spec), **spec.key_parts(), zoo_hash=zoo_hash, zoo_spec=zoo_spec,
                                    protocol=proto_name, protocol_params=protocol.params(), unit=u.name,
                                    seed=bench.seed), u)
                          for u in protocol.units(zoo)]
@@ -141,7 +142,7 @@ def plan(bench: Benchmark, specs: list[str], opts: RunOptions, done: set[str], r
                 for start in range(0, len(keyed), BATCH):
                     chunk = keyed[start : start + BATCH]
                     todo = [(k, u) for k, u in chunk if k not in done]
-                    counts["skipped"] += len(chunk) - len(todo)
+                    tally.skipped += len(chunk) - len(todo)
                     if todo:
                         batches.append(UnitBatch(zoo_dir, zoo.name, zoo_hash, spec, bench.seed, proto_name,
                                                  dict(proto_options), tuple(k for k, _ in todo),

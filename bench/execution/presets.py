@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.store.claims_catalog import AE
+
 
 @dataclass(frozen=True)
 class ZooRecipe:
@@ -34,7 +36,6 @@ class Benchmark:
 BENCHMARK_METHODS = ("naive", "activation-matching", "c2m3", "canonical", "cca-merge", "constant", "git-rebasin",
                      "mergemany", "otfusion", "otfusion-sinkhorn", "sign-rebasin", "sinkhorn-rebasin", "ste", "zipit",
                      "gnn-ae", "scalegmn-ae")
-DEFAULT_PRETRAINED = "inr-fashion-mnist-4000-0f5ee1d0"  # results/pretrained/<this>: `bench ae study --kinds inr`
 
 PRESETS = {
     "smoke": Benchmark(
@@ -77,7 +78,7 @@ PRESETS = {
         # the best autoencoder the budget allows: the committed model of `bench ae study` (4000 training
         # INRs; used on the INR zoo it applies to, skipped with the reason elsewhere), beside the one
         # trained here on the zoo's own 192 training networks
-        extra=(f"scalegmn-ae[pretrained={DEFAULT_PRETRAINED}]",),
+        extra=(AE,),
     ),
     "full": Benchmark(
         "full",

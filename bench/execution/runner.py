@@ -16,19 +16,20 @@ from dataclasses import replace
 
 from tqdm.auto import tqdm
 
-from bench.execution.batch import UnitBatch, execute, note_failures, prepare_method
+from bench.execution.batch import UnitBatch, execute, prepare_method
 from bench.execution.checkpoints import CheckpointStore
 from bench.execution.distributed import run_distributed
 from bench.execution.plan import Group, RunOptions, method_specs, plan
 from bench.execution.presets import Benchmark
+from bench.execution.tally import RunSummary, RunTally
 from bench.store.provenance import environment, utc_now
 from bench.store.results import ResultStore
-from methods import normalise_spec
+from methods import MethodSpec
 
 
 def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunOptions = RunOptions(),
-                  run_id: str | None = None) -> dict:
-    """Run (or resume) `bench`; returns counts of units done, skipped and failed."""
+                  run_id: str | None = None) -> RunSummary:
+    """Run (or resume) `bench`; returns how many units were run, found done and failed, and why some were not."""
     specs = method_specs(bench, methods, opts.device)
     if opts.workers or opts.scheduler:
         if opts.device_type != "cpu":
@@ -38,43 +39,41 @@ def run_benchmark(bench: Benchmark, methods: list[str] | None = None, opts: RunO
     return _run_serial(bench, specs, opts, run_id)
 
 
-def _run_serial(bench: Benchmark, specs: list[str], opts: RunOptions, run_id: str | None) -> dict:
+def _run_serial(bench: Benchmark, specs: list[MethodSpec], opts: RunOptions, run_id: str | None) -> RunSummary:
     store = ResultStore(opts.results)
     done = store.done_keys()
     run_id = run_id or utc_now()
     env = environment()
-    counts = {"done": 0, "skipped": 0, "failed": 0}
+    tally = RunTally()
     bar = tqdm(total=0, unit="unit", disable=not opts.progress, leave=False)
-    for group in plan(bench, specs, opts, done, run_id, counts):
+    for group in plan(bench, specs, opts, done, run_id, tally):
         method, fit_s = prepare_method(group.spec, bench.seed, group.zoo, group.task,
                                        CheckpointStore(group.batches[0].checkpoints), opts.progress)
         bar.total += group.n_units
-        bar.set_description(f"{group.zoo.name} {normalise_spec(group.spec)}")
+        bar.set_description(f"{group.zoo.name} {group.spec}")
         # Another `bench run` on the same results directory may hold a batch: do the free ones first,
         # then wait for each held one, which by then is usually done (or free again: its holder died).
-        held = [b for b in group.batches if not _run_claimed(b, False, store, method, group, fit_s, env, counts, bar)]
+        held = [b for b in group.batches if not _run_claimed(b, False, store, method, group, fit_s, env, tally, bar)]
         for batch in held:
-            _run_claimed(batch, True, store, method, group, fit_s, env, counts, bar)
+            _run_claimed(batch, True, store, method, group, fit_s, env, tally, bar)
     bar.close()
-    return counts
+    return tally.summary()
 
 
 def _run_claimed(batch: UnitBatch, wait: bool, store: ResultStore, method, group: Group, fit_s: float, env: dict,
-                 counts: dict, bar) -> bool:
+                 tally: RunTally, bar) -> bool:
     """Run the units of `batch` that are not in the table yet, under its claim; False if another process holds it."""
     with store.claim(batch.claim, wait=wait) as mine:
         if not mine:
             return False
         done = store.done_keys()  # fresh: the other process may have finished some of these units
         todo = [i for i, key in enumerate(batch.keys) if key not in done]
-        counts["skipped"] += len(batch.keys) - len(todo)
+        tally.skipped += len(batch.keys) - len(todo)
         bar.update(len(batch.keys))
         if todo:
             batch = replace(batch, keys=tuple(batch.keys[i] for i in todo), units=tuple(batch.units[i] for i in todo),
                             fit_s=fit_s)
             rows, failed = execute(batch, method, group.zoo, group.task, env)
             store.append(rows)
-            counts["done"] += len(rows) - failed
-            counts["failed"] += failed
-            note_failures(counts, rows)
+            tally.add_rows(rows, failed)
     return True

@@ -11,66 +11,27 @@ import torch
 from filelock import FileLock
 
 from bench.execution.presets import ZooRecipe
-from zoos.cnn import CnnZooConfig, build_cnn_zoo
 from zoos.data import resolve_source
-from zoos.inr import build_inr_zoo
+from zoos.kinds import KINDS
 from zoos.zoo import Zoo, load_zoo, save_zoo
 
 
 def recipe_id(recipe: ZooRecipe, data: str, device: str = "cpu") -> str:
     fields = {"kind": recipe.kind, "options": recipe.options, "data": resolve_source(data)}
-    if recipe.kind in DEVICE_BUILDERS and torch.device(device).type != "cpu":  # fitted elsewhere: other rounding
+    uses_device = recipe.kind in KINDS and KINDS[recipe.kind].uses_device
+    if uses_device and torch.device(device).type != "cpu":  # fitted elsewhere: other rounding
         fields["device"] = torch.device(device).type
     text = json.dumps(fields, sort_keys=True, default=list)
     return f"{recipe.kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
-
-
-def _inr(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
-    return build_inr_zoo(source=data, progress=progress, device=device, workers=workers, **options)
-
-
-def _trained(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, **fixed) -> Zoo:
-    """A zoo of trained classifiers. `recipe` names a paper's recipe (zoos.recipes) the other options
-    override; `snapshots` (epochs) keeps networks of those epochs where zoos of fewer epochs find them."""
-    options = {**options, **fixed}
-    snapshots = tuple(options.pop("snapshots", ()))
-    recipe = options.pop("recipe", None)
-    config = CnnZooConfig.from_recipe(recipe, source=data, **options) if recipe else \
-        CnnZooConfig(source=data, **options)
-    # trained in worker processes on the CPU whatever the device: small nets, where processes pay more
-    return build_cnn_zoo(config, workers=workers, progress=progress, checkpoints=checkpoints, snapshots=snapshots,
-                         snapshot_dir=checkpoints.parent / "snapshots" if checkpoints is not None else None)
-
-
-def _cnn(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
-    return _trained(options, data, workers, progress, checkpoints)
-
-
-def _mlp(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
-    if not options.get("widths"):
-        raise ValueError("an mlp zoo recipe needs its hidden widths, e.g. widths=(512, 512, 512)")
-    return _trained({**options, "widths": tuple(options["widths"])}, data, workers, progress, checkpoints)
-
-
-def _arch(kind: str):
-    def build(options: dict, data: str, workers: int, progress: bool, checkpoints: Path | None, device: str) -> Zoo:
-        return _trained(options, data, workers, progress, checkpoints, arch=kind)
-    return build
-
-
-# zoo kind -> builder(options, data, workers, progress, checkpoints, device); a new kind is its
-# generator module in zoos/ plus one line here
-BUILDERS = {"inr": _inr, "cnn": _cnn, "mlp": _mlp, "vgg": _arch("vgg"), "resnet": _arch("resnet")}
-DEVICE_BUILDERS = ("inr",)  # kinds whose builder uses the device (and whose cache entry names it)
 
 
 def build(recipe: ZooRecipe, data: str = "auto", workers: int = 2, progress: bool = True,
           checkpoints: Path | None = None, device: str = "cpu") -> Zoo:
     if recipe.kind == "path":
         return load_zoo(recipe.options["path"])
-    if recipe.kind not in BUILDERS:
-        raise ValueError(f"unknown zoo kind {recipe.kind!r} (known: {', '.join(BUILDERS)}, path)")
-    return BUILDERS[recipe.kind](recipe.options, data, workers, progress, checkpoints, device)
+    if recipe.kind not in KINDS:
+        raise ValueError(f"unknown zoo kind {recipe.kind!r} (known: {', '.join(KINDS)}, path)")
+    return KINDS[recipe.kind].build(recipe.options, data, workers, progress, checkpoints, device)
 
 
 def get_zoo(recipe: ZooRecipe, cache: Path, data: str = "auto", workers: int = 2, progress: bool = True,

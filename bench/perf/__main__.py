@@ -6,9 +6,9 @@ The `memory` suite of `bench perf` runs each case this way (the command for peop
 import json
 import sys
 
-from bench.perf.suites import MEMORY_CASES, _memory_case
+from bench.perf.suites.memory import MEMORY_CASES, memory_case
 
 if len(sys.argv) == 3 and sys.argv[1] == "--memory-case" and sys.argv[2] in MEMORY_CASES:
-    print(json.dumps(_memory_case(sys.argv[2])))
+    print(json.dumps(memory_case(sys.argv[2])))
 else:
     sys.exit(f"usage: python -m bench.perf --memory-case {{{'|'.join(MEMORY_CASES)}}} (the command is `bench perf`)")

@@ -27,6 +27,7 @@ from bench.evaluation.repair import recount_statistics
 from methods.base import Aligner, Alignment
 from zoos.space import Params
 from zoos.symmetry import select, stack
+from zoos.tasks import targets
 from zoos.zoo import Zoo
 
 ROLES = ("rank", "shown", "diagnostic", "runtime")
@@ -231,7 +232,12 @@ PROTOCOLS: dict[str, type[Protocol]] = {}
 
 
 def register(cls: type[Protocol]) -> type[Protocol]:
-    """Class decorator: make a protocol known to `bench run`, sweeps and reports under `cls.name`."""
+    """Class decorator: make a protocol known to `bench run`, sweeps and reports under `cls.name`. A name taken
+    by another class is refused (a silent overwrite would run the other protocol under the same keys)."""
+    taken = PROTOCOLS.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise ValueError(f"protocol {cls.name!r} from {cls.__module__} is already registered (from "
+                         f"{taken.__module__}); rename one of them")
     PROTOCOLS[cls.name] = cls
     return cls
 
@@ -246,23 +252,6 @@ def metric(name: str) -> Metric | None:
 
 
 # ---- helpers the protocols share ----------------------------------------------------------------
-def pick(indices: list[int], k: int, seed: int) -> list[int]:
-    """k of `indices` in a seeded random order."""
-    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()
-    return [indices[i] for i in order[:k]]
-
-
-def targets(zoo: Zoo, indices: list[int]) -> torch.Tensor | None:
-    """INR target image of each network (None for classifiers)."""
-    if zoo.task.get("kind") != "inr":
-        return None
-    return torch.as_tensor(zoo.meta["target"].to_numpy()[indices], dtype=torch.long)
-
-
-def target(zoo: Zoo, index: int) -> int | None:
-    return int(zoo.meta["target"].iloc[index]) if zoo.task.get("kind") == "inr" else None
-
-
 def timed_align(method: Aligner, ref, others, target_index) -> tuple[Alignment, float]:
     start = time.perf_counter()
     out = method.align(ref, others, target_index)

@@ -37,9 +37,10 @@ from dataclasses import dataclass
 import torch
 
 from bench.evaluation.repair import recount_statistics
-from bench.protocols.base import Metric, Option, Protocol, Unit, info_columns, pick, register, target
+from bench.protocols.base import Metric, Option, Protocol, Unit, info_columns, register
 from zoos.space import Params, WeightSpace
 from zoos.symmetry import apply_perms, select, stack
+from zoos.tasks import draw_groups, target, targets
 from zoos.zoo import Zoo
 
 RANDOM_PROBES = ("uniform", "subcube", "hyperplane", "bernoulli")
@@ -144,11 +145,9 @@ def min_max(a: Params, b: Params) -> tuple[Params, Params]:
 
 def hidden_activations(space: WeightSpace, params: Params, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """perm -> activations of the hidden layer it permutes, [N, samples, units] (conv positions count
-    as samples), from one forward pass through the space's own layer steps."""
+    as samples), from one forward pass (`WeightSpace.hidden`)."""
     out = {}
-    h = x.unsqueeze(0).expand(next(iter(params.values())).shape[0], *x.shape)
-    for layer in space.layers:
-        h = space.postactivation(layer, space.preactivation(layer, params[layer.weight], params[layer.bias], h))
+    for layer, h in space.hidden(params, x):
         perm = space.axes[layer.weight][0]
         if perm is not None:
             out[perm] = h.movedim(2, -1).flatten(1, 3) if h.dim() == 5 else h  # [N, B, C, H, W] -> [N, B*H*W, C]
@@ -217,15 +216,6 @@ class Combine(Protocol):
             raise ValueError(f"combine: unknown probe(s) {', '.join(sorted(unknown))} (known: {', '.join(PROBES)})")
         self._aligned: dict = {}  # (method, nets) -> (aligned networks, align seconds, method info)
 
-    def _groups(self, zoo: Zoo, size: int, count: int, seed: int) -> list[tuple[int, ...]]:
-        pool = zoo.indices(self.split)  # an empty split has no units (see gaps), never other networks
-        if zoo.task.get("kind") == "inr":  # fits of one image: an INR is scored against its own image only
-            by_image = zoo.meta.loc[pool].groupby("target").groups
-            groups = [tuple(int(i) for i in ix[:size]) for _, ix in sorted(by_image.items()) if len(ix) >= size]
-            return [groups[i] for i in pick(list(range(len(groups))), count, seed)]
-        shuffled = pick(pool, len(pool), seed)
-        return [tuple(shuffled[i : i + size]) for i in range(0, len(shuffled) - size + 1, size)][:count]
-
     def _pair_probes(self, zoo: Zoo) -> list[str]:
         return [p for p in self.probes if p in PAIR_PROBES and (zoo.space.stacked or p not in STACK_PROBES)]
 
@@ -238,10 +228,10 @@ class Combine(Protocol):
     def units(self, zoo: Zoo) -> list[Unit]:
         units = []
         pair_probes = self._pair_probes(zoo)
-        for a, b in self._groups(zoo, 2, self.n_pairs, self.seed) if pair_probes else []:
+        for a, b in draw_groups(zoo, self.split, 2, self.n_pairs, self.seed) if pair_probes else []:
             units += [Unit(f"pair={a}-{b} probe={p}", (a, b), probe=p) for p in pair_probes]
         if "transitivity" in self.probes:
-            for a, b, c in self._groups(zoo, 3, self.n_triples, self.seed + 1):
+            for a, b, c in draw_groups(zoo, self.split, 3, self.n_triples, self.seed + 1):
                 units.append(Unit(f"triple={a}-{b}-{c} probe=transitivity", (a, b, c), probe="transitivity"))
         return units
 
@@ -284,7 +274,7 @@ class Combine(Protocol):
             lo, hi = min_max(a, b)
             return unit, [line(lo, hi, [x]) for x in unit]
         if probe == "robustness":
-            x = task.inputs() if task.kind == "inr" else task.inputs()[: self.n_inputs]
+            x = task.input_sample(self.n_inputs)
             corr = matched_correlations(space, a, b, x)
             path = torch.linspace(0, 1, 5).tolist()  # barriers of these pairs peak mid-way: 5 points suffice
             return list(self.fractions), [line(a, rematch(space, b, corr, f, gen), path) for f in self.fractions]
@@ -301,12 +291,11 @@ class Combine(Protocol):
             plans.append((unit, nets, probe, seconds, info, grid, [stack([a, b])] + batches))
         # one batched evaluation of every network of every unit
         nets_all = stack([net for plan in plans for net in plan[6]])
-        targets = None
-        if zoo.task.get("kind") == "inr":
-            sizes = [sum(next(iter(x.values())).shape[0] for x in plan[6]) for plan in plans]
-            targets = torch.cat([torch.full((s,), target(zoo, plan[1][0]), dtype=torch.long)
-                                 for s, plan in zip(sizes, plans, strict=True)])
-        scores = task.evaluate(recount_statistics(task, nets_all), targets)
+        sizes = [sum(next(iter(x.values())).shape[0] for x in plan[6]) for plan in plans]
+        first = targets(zoo, [plan[1][0] for plan in plans])  # every network of a unit shares its target
+        tgt = None if first is None else torch.cat([torch.full((s,), int(t), dtype=torch.long)
+                                                    for s, t in zip(sizes, first, strict=True)])
+        scores = task.evaluate(recount_statistics(task, nets_all), tgt)
         rows, offset = [], 0
         for unit, nets, probe, seconds, info, grid, batches in plans:
             row = {"unit": unit.name, "a": nets[0], "b": nets[1], "c": nets[2] if len(nets) > 2 else None,

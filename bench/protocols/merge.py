@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import torch
 
 from bench.evaluation.cycles import all_triples, mean_cycle_error
-from bench.evaluation.repair import repair_merged, statistics_inputs
-from bench.protocols.base import Metric, Option, Protocol, Unit, info_columns, pick, register, target
+from bench.evaluation.repair import repair_merged
+from bench.protocols.base import Metric, Option, Protocol, Unit, info_columns, register
 from methods.base import Aligner, Merged
 from zoos.space import Params
 from zoos.symmetry import GroupElement, select
+from zoos.tasks import draw_groups, pick, target, task_class
 from zoos.zoo import Zoo
 
 
@@ -67,31 +68,17 @@ class Merge(Protocol):
     max_triples: int = 6
 
     def units(self, zoo: Zoo) -> list[Unit]:
-        units = []
-        if zoo.task.get("kind") == "inr":
-            by_image = zoo.meta.loc[zoo.indices(self.split)].groupby("target").groups
-            groups = [list(ix) for _, ix in sorted(by_image.items())]
-            for n in self.sizes:
-                fit = [g[:n] for g in groups if len(g) >= n]
-                for g in [fit[i] for i in pick(list(range(len(fit))), self.n_groups, self.seed + n)]:
-                    units.append(Unit(f"n={n} nets={'-'.join(map(str, g))}", tuple(int(i) for i in g)))
-            return units
-        pool = zoo.indices(self.split)
-        for n in self.sizes:
-            if len(pool) < n:
-                continue  # a gap (see `gaps`), never networks of other splits
-            for g in range(self.n_groups):
-                members = sorted(pick(pool, n, self.seed * 7919 + n * 101 + g))
-                if len(members) == n:
-                    units.append(Unit(f"n={n} nets={'-'.join(map(str, members))}", tuple(members)))
-        return units
+        # each size its own groups (INRs: fits of one image; classifiers: drawn from the split, a size
+        # the split cannot fill has none: a gap, never networks of other splits)
+        return [Unit(f"n={n} nets={'-'.join(map(str, g))}", g) for n in self.sizes
+                for g in draw_groups(zoo, self.split, n, self.n_groups, self.seed, overlapping=True)]
 
     def run(self, method, zoo, task, units):
         return [self._one(method, zoo, task, unit) for unit in units]
 
     def gaps(self, zoo: Zoo) -> list[str]:
         have = {u.name.split(" ")[0] for u in self.units(zoo)}
-        if zoo.task.get("kind") == "inr":
+        if task_class(zoo).per_network_target:
             why = " (INR zoos merge fits of one image)"
         else:
             why = f" (split {self.split!r} holds {len(zoo.indices(self.split))} network(s))"
@@ -114,7 +101,7 @@ class Merge(Protocol):
             row[f"{k}_gap"] = row[f"{k}_merged"] - row[f"{k}_endpoints"]
             row[f"{k}_ensemble"] = float(ensemble[k][0])
         if self.repair:
-            repaired = repair_merged(zoo.space, out.merged, out.frame, statistics_inputs(task))
+            repaired = repair_merged(zoo.space, out.merged, out.frame, task.statistics_inputs())
             for k, v in task.evaluate(repaired, tgt).items():
                 row[f"{k}_merged_repair"] = float(v[0])
         row["cycle_error"] = float("nan")

@@ -21,12 +21,11 @@ from bench.protocols.base import (
     curve_metrics,
     info_columns,
     interpolation_rows,
-    pick,
     register,
-    target,
     timed_align,
 )
 from zoos.symmetry import ACTIONS, add_noise, apply_perms, apply_scales, invert, random_action, select
+from zoos.tasks import pick, target
 from zoos.zoo import Zoo
 
 

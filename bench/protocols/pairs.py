@@ -16,12 +16,11 @@ from bench.protocols.base import (
     curve_metrics,
     info_columns,
     interpolation_rows,
-    pick,
     register,
-    target,
     timed_align,
 )
 from zoos.symmetry import select
+from zoos.tasks import draw_groups, target, task_class
 from zoos.zoo import Zoo
 
 
@@ -34,20 +33,11 @@ class Pairs(Protocol):
     n_pairs: int = 16
 
     def units(self, zoo: Zoo) -> list[Unit]:
-        pool = zoo.indices(self.split)  # an empty split has no units (see gaps), never other networks
-        meta = zoo.meta
-        if zoo.task.get("kind") == "inr":
-            # two independent fits of the same image: an INR is only ever scored against its own image
-            by_image = meta.loc[pool].groupby("target").groups
-            pairs = [(int(ix[0]), int(ix[1])) for _, ix in sorted(by_image.items()) if len(ix) >= 2]
-            pairs = [pairs[i] for i in pick(list(range(len(pairs))), self.n_pairs, self.seed)]
-        else:
-            shuffled = pick(pool, len(pool), self.seed)
-            pairs = list(zip(shuffled[0::2], shuffled[1::2], strict=False))[: self.n_pairs]
-        return [Unit(f"pair={a}-{b}", (a, b)) for a, b in pairs]
+        # INRs: two independent fits of the same image (an INR is only ever scored against its own image)
+        return [Unit(f"pair={a}-{b}", (a, b)) for a, b in draw_groups(zoo, self.split, 2, self.n_pairs, self.seed)]
 
     def gaps(self, zoo: Zoo) -> list[str]:
-        if zoo.task.get("kind") == "inr" and not self.units(zoo):
+        if task_class(zoo).per_network_target and not self.units(zoo):
             return [f"no units: no image has two INRs in split {self.split!r} (pairs need two fits of one image; "
                     f"a zoo with one INR per image, like DWSNets', has none)"]
         return super().gaps(zoo)

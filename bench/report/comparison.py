@@ -1,7 +1,7 @@
 """Comparison matrices, the table a paper shows: one row per method, one column per comparison (zoo
 [, action, eps | n_models | probe]) of one protocol, each cell the mean [95% CI] of its metric.
 
-Built on the leaderboard (`tables.leaderboard`): the same means, intervals and ranking flags, so the
+Built on the leaderboard (`leaderboard.leaderboard`): the same means, intervals and ranking flags, so the
 two cannot disagree. Per column the best ranked method is in bold and every method whose paired
 difference from it is not significant (Wilcoxon signed-rank on the units both ran, p >= ALPHA) is
 marked; reference baselines and collapsed methods are shown but never bold or marked. All cells of
@@ -25,23 +25,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bench.protocols import PROTOCOLS
+from bench.report.cells import value_text
+from bench.report.declared import EXTRA_SECTION
+from bench.report.leaderboard import leaderboard, unit_values
+from bench.report.method_names import MethodNames
+from bench.report.render import html_document, html_references, latex_escape, latex_references, md_cell, md_header
+from bench.report.rows import ok_rows, sorted_rows, with_zoo_labels
 from bench.report.stats import ALPHA, MIN_PAIRED, paired_p
-from bench.report.tables import (
-    EXTRA_SECTION,
-    MethodNames,
-    _label,
-    _md_cell,
-    _ok_rows,
-    _sorted,
-    html_document,
-    html_references,
-    latex_escape,
-    latex_references,
-    leaderboard,
-    md_header,
-    unit_values,
-    with_zoo_labels,
-)
 from zoos.names import unknown_name
 
 MAX_COLUMNS = 4  # wider tables are split between zoos (four stacked mean/CI columns fit a paper's text width)
@@ -141,8 +131,8 @@ def comparison(table: pd.DataFrame, metric: str | None = None, names: MethodName
         return []
     if names is not None:
         names = names.bind(board["variant"])
-    rows = with_zoo_labels(_sorted(table))
-    rows = rows[_ok_rows(rows)]
+    rows = with_zoo_labels(sorted_rows(table))
+    rows = rows[ok_rows(rows)]
     extra = [c for c in EXTRA_SECTION if c in board.columns]
     matrices = []
     for protocol, proto_board in board.groupby("protocol", sort=True):
@@ -326,22 +316,22 @@ def to_markdown(matrices: list[Matrix]) -> str:
         ns = _ns(m)
         header = ["method"] + [" · ".join(filter(None, (c.zoo, _section_text(c)))) + (f" (n={ns[j]})" if ns[j] else "")
                                for j, c in enumerate(m.columns)]
-        out += [f"## {_md_cell(_title(m))}", "", _md_cell(_caption(m)), "",
-                "| " + " | ".join(_md_cell(h) for h in header) + " |", "|---" + "|---:" * len(m.columns) + "|"]
+        out += [f"## {md_cell(_title(m))}", "", md_cell(_caption(m)), "",
+                "| " + " | ".join(md_cell(h) for h in header) + " |", "|---" + "|---:" * len(m.columns) + "|"]
         for v, cells in _rows(m):
-            row = [_md_cell(_variant_label(m, v))]
+            row = [md_cell(_variant_label(m, v))]
             for cell in cells:
                 if cell is None:
                     row.append("")
                     continue
                 c, mean, ci = cell
                 mean = f"**{mean}**" if c.best else mean + (TIE if c.tie else "")
-                row.append(f"{mean} {_md_cell(ci)}".strip())
+                row.append(f"{mean} {md_cell(ci)}".strip())
             out.append("| " + " | ".join(row) + " |")
         out.append("")
     names = _names(matrices)
     if names is not None and names.numbers:
-        out += ["## References", ""] + [f"{_md_cell(line)}  " for line in names.lines()] + [""]
+        out += ["## References", ""] + [f"{md_cell(line)}  " for line in names.lines()] + [""]
     return "\n".join(out) if out else "No results to compare.\n"
 
 
@@ -395,11 +385,11 @@ def _names(matrices: list[Matrix]) -> MethodNames | None:
 
 
 def _extra_text(key: str, value) -> str:
-    return {"eps": f"ε={_label(value)}", "n_models": f"{_label(value)} models"}.get(key, _label(value))
+    return {"eps": f"ε={value_text(value)}", "n_models": f"{value_text(value)} models"}.get(key, value_text(value))
 
 
 def to_html(matrices: list[Matrix]) -> str:
-    """Tables (class "sortable", cells carrying data-value) for `tables.html_document`'s sorting script."""
+    """Tables (class "sortable", cells carrying data-value) for `render.html_document`'s sorting script."""
     esc, out = html.escape, []
     for m in matrices:
         ns = _ns(m)
@@ -434,7 +424,7 @@ def to_csv(matrices: list[Matrix]) -> str:
             for j, col in enumerate(m.columns):
                 c = m.cells.get((v, j))
                 if c is not None:
-                    writer.writerow([col.zoo, col.protocol, ";".join(f"{k}={_label(x)}" for k, x in col.extras),
+                    writer.writerow([col.zoo, col.protocol, ";".join(f"{k}={value_text(x)}" for k, x in col.extras),
                                      col.metric, col.higher_is_better, v, c.role, c.n, repr(float(c.mean)),
                                      repr(float(c.lo)), repr(float(c.hi)), c.best, c.tie,
                                      "" if math.isnan(c.p) else repr(c.p)])

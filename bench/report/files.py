@@ -6,18 +6,33 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from bench.report.comparison import FORMATS, comparison, render
-from bench.report.tables import (
-    MethodNames,
-    _write_text,
-    html_page,
-    latex,
-    read_sweeps,
-    write_figures,
-    write_markdown,
-)
+from bench.report.figures import write_figures
+from bench.report.method_names import MethodNames
+from bench.report.render import html_page, latex, markdown
 from bench.store.results import ResultStore, current_code
-from zoos.files import clean_temp_files
+from zoos.files import clean_temp_files, write_bytes_atomic
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically, making its directory: a kill leaves the old file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_bytes_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def write_markdown(table: pd.DataFrame, path: str | os.PathLike, header_lines: Sequence[str] = (),
+                   sweeps: pd.DataFrame | None = None, figures: Sequence[str] = (),
+                   names: MethodNames | None = None) -> Path:
+    return write_text(path, markdown(table, header_lines, sweeps, figures, names))
+
+
+def read_sweeps(results_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """The sweep trials' rows (`bench sweep` writes them under <results>/sweeps/), if any."""
+    root = Path(results_dir) / "sweeps"
+    return ResultStore(root).table() if (root / "rows").is_dir() else None
 
 
 def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = (),
@@ -46,10 +61,10 @@ def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence
     matrices = comparison(table, names=names)
     files = [p.name for p in figures]
     return [write_markdown(table, results_dir / "leaderboard.md", header_lines, sweeps, files, names),
-            _write_text(results_dir / "leaderboard.tex", latex(table, header_lines, sweeps, names)),
-            _write_text(results_dir / "leaderboard.html", html_page(table, header_lines, sweeps, files, names)),
+            write_text(results_dir / "leaderboard.tex", latex(table, header_lines, sweeps, names)),
+            write_text(results_dir / "leaderboard.html", html_page(table, header_lines, sweeps, files, names)),
             *figures,
-            *(_write_text(results_dir / f"comparison.{fmt}", render(matrices, fmt, header_lines)) for fmt in FORMATS)]
+            *(write_text(results_dir / f"comparison.{fmt}", render(matrices, fmt, header_lines)) for fmt in FORMATS)]
 
 
 def write_report(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = (),

@@ -1,12 +1,13 @@
 """The claims `results/claims.md` tests: what each paper says, where, and which rows decide it.
 
-Zoo labels are those of `bench.execution.claims.CLAIM_ZOOS`, which also runs every selection named
-here (a test checks that the two agree).
+Zoo labels and the autoencoder come from `bench.store.claims_catalog`, shared with
+`bench.execution.claims`, which runs every selection named here (a test checks that it does).
 """
 
 from __future__ import annotations
 
 from bench.report.claims import AboveChance, Below, Claim, Lower, Rate, Select, Setting, Shrinks
+from bench.store.claims_catalog import AE, CNN_CHANNELS, CNN_RELU, CNN_TANH, INR, MLP_WIDTHS, WIDTH_STUDIES, mlp_zoo
 
 # The bibliography the claims cite (authors, title, venue, arXiv id)
 BIB = {
@@ -28,14 +29,11 @@ BIB = {
 # the paper's own figure is 0.044 (CIFAR-10 ResNet-20 x32)
 SMALL_BARRIER = 0.1
 
-AE = "scalegmn-ae[pretrained=inr-fashion-mnist-4000-0f5ee1d0]"  # the committed autoencoder (4000 training INRs)
 # objective=mid is sinkhorn-rebasin's default, so `sinkhorn-rebasin[objective=mid]` (the claim run's spec) is
 # stored under the plain name: method specs at their defaults normalise to it (one key, one variant)
 MID = "sinkhorn-rebasin"
-ZOO_TEXT = {"inr": "SIREN 2-32-32-1 INRs of Fashion-MNIST images", "cnn-relu": "CNN Zoo net, ReLU, 16 channels",
-            "cnn-tanh": "CNN Zoo net, tanh, 16 channels"}
-MLP_WIDTHS = (64, 128, 256, 512)
-CNN_CHANNELS = (8, 16, 32, 64)
+ZOO_TEXT = {INR: "SIREN 2-32-32-1 INRs of Fashion-MNIST images", CNN_RELU: "CNN Zoo net, ReLU, 16 channels",
+            CNN_TANH: "CNN Zoo net, tanh, 16 channels"}
 
 
 SEED_ONLY = "one recipe, networks differ by seed (Adam 1e-3, 4 epochs)"
@@ -51,7 +49,7 @@ def _orbit(zoo: str, variant: str, action: str, eps: float) -> Select:
 
 def _claim1() -> Claim:
     settings = []
-    for zoo in ("inr", "cnn-tanh"):
+    for zoo in (INR, CNN_TANH):
         settings.append(Setting(f"{ZOO_TEXT[zoo]}: a planted signed permutation (PS), no noise", (
             Rate(_orbit(zoo, "sign-rebasin", "PS", 0.0), "recovered", 0.75, True,
                  "signed matching recovers the noise-free planted element in >= 3/4 of networks", control=True),
@@ -70,10 +68,10 @@ def _claim1() -> Claim:
 
 def _claim2() -> Claim:
     settings = tuple(
-        Setting(f"{ZOO_TEXT['inr']}: orbit pairs (PS), weight noise eps = {eps:g}", (
-            Lower(_orbit("inr", AE, "PS", eps), _orbit("inr", "sign-rebasin", "PS", eps), "loss_excess",
+        Setting(f"{ZOO_TEXT[INR]}: orbit pairs (PS), weight noise eps = {eps:g}", (
+            Lower(_orbit(INR, AE, "PS", eps), _orbit(INR, "sign-rebasin", "PS", eps), "loss_excess",
                   "the autoencoder's path excess (against the original endpoints) is lower than signed LAP's"),
-            AboveChance(_orbit("inr", AE, "PS", eps), control=True)))
+            AboveChance(_orbit(INR, AE, "PS", eps), control=True)))
         for eps in (0.0, 1e-3, 1e-2))
     return Claim(2, "The autoencoder's interpolation path lies lower than signed LAP's on orbit pairs, "
                     "robustly to weight noise", "ScaleGMN autoencoder paper", settings,
@@ -100,7 +98,7 @@ def _claim3() -> Claim:
             Lower(Select(zoo, "pairs", "scalegmn-ae"), Select(zoo, "pairs", "sign-rebasin"), "acc_barrier",
                   "its accuracy barrier (between its own endpoints) is lower than signed matching's"),
             AboveChance(Select(zoo, "pairs", "scalegmn-ae"), control=True)))
-        for zoo in ("cnn-relu", "cnn-tanh"))
+        for zoo in (CNN_RELU, CNN_TANH))
     return Claim(3, "On CNNs the autoencoder trades reconstruction accuracy for a lower barrier",
                  "ScaleGMN autoencoder paper", settings,
                  paper="No published number: stated in words (poster [ae]) for the CIFAR-10 Small CNN "
@@ -113,7 +111,7 @@ def _claim3() -> Claim:
 
 def _claim4() -> Claim:
     settings = []
-    for zoo in ("cnn-relu", "cnn-tanh"):
+    for zoo in (CNN_RELU, CNN_TANH):
         for n in (3, 5, 8):
             def merge(variant: str) -> Select:
                 return Select(zoo, "merge", variant, (("n_models", n),))  # noqa: B023 (used at once)
@@ -143,7 +141,7 @@ def _claim4() -> Claim:
 
 def _claim5() -> Claim:
     settings = []
-    for zoo in ("inr", "cnn-relu", "cnn-tanh"):
+    for zoo in (INR, CNN_RELU, CNN_TANH):
         def probe(variant: str, name: str) -> Select:
             return Select(zoo, "combine", variant, (("probe", name),))  # noqa: B023 (used at once)
 
@@ -168,8 +166,8 @@ def _claim5() -> Claim:
 
 
 def _claim6() -> Claim:
-    mlp = tuple((w, Select(f"mlp-{w}", "pairs", "git-rebasin")) for w in MLP_WIDTHS)
-    cnn = tuple((c, Select("cnn-relu" if c == 16 else f"cnn-relu-c{c}", "pairs", "git-rebasin")) for c in CNN_CHANNELS)
+    mlp = tuple((w, Select(zoo, "pairs", "git-rebasin")) for w, zoo in WIDTH_STUDIES["mlp"].items())
+    cnn = tuple((c, Select(zoo, "pairs", "git-rebasin")) for c, zoo in WIDTH_STUDIES["cnn"].items())
     paper = ("Git Re-Basin: VGG-16 (1/8-4x) and ResNet20 (1-32x) on CIFAR-10 reach ~0 barrier with width (figures "
              "only); MNIST MLP 3x512 'zero barrier'. Deep-Align (Table 1): MNIST MLP barrier naive 2.007, weight "
              "matching 0.047. Ours: Fashion-MNIST, 3 epochs of Adam (LMC grows with training, Git Re-Basin Fig. 3).")
@@ -187,7 +185,7 @@ def _claim7() -> Claim:
     return Claim(7, "Sinkhorn re-basin's Mid objective lies below weight matching on small MLPs",
                  "Re-basin via implicit Sinkhorn differentiation (Pena et al.)", tuple(
                      Setting(f"{_mlp(w)}: independent pairs", (
-                         Lower(Select(f"mlp-{w}", "pairs", MID), Select(f"mlp-{w}", "pairs", "git-rebasin"),
+                         Lower(Select(mlp_zoo(w), "pairs", MID), Select(mlp_zoo(w), "pairs", "git-rebasin"),
                                "loss_excess", "Mid's loss path excess is lower than weight matching's"),))
                      for w in (64, 128)),
                  paper="Sinkhorn re-basin's project figure (2-hidden-layer MLP, CIFAR-10, read off the plot): barrier "
@@ -202,8 +200,8 @@ def _claim7() -> Claim:
 def _claim8() -> Claim:
     return Claim(8, "Weight matching lowers the barrier of independently fitted SIRENs", "Git Re-Basin, applied to "
                  "INRs by the metanetwork literature", tuple(
-                     Setting(f"{ZOO_TEXT['inr']}: two independent fits of one image, {variant}", (
-                         Lower(Select("inr", "pairs", variant), Select("inr", "pairs", "naive"), "loss_excess",
+                     Setting(f"{ZOO_TEXT[INR]}: two independent fits of one image, {variant}", (
+                         Lower(Select(INR, "pairs", variant), Select(INR, "pairs", "naive"), "loss_excess",
                                f"{variant}'s loss path excess is lower than naive averaging's"),))
                      for variant in ("git-rebasin", "sign-rebasin")),
                  paper="No published number for independent fits of one image (Deep-Align aligns independently fitted "

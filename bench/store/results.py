@@ -65,7 +65,7 @@ def unit_key(**parts) -> str:
     """Stable 16-hex key of a unit of work (method spec, hyperparameters, zoo hash, protocol, unit, seed...).
 
     The hash is over canonical JSON (sorted keys, fixed separators), so it does not depend on
-    argument order or dict order. Pass method specs in normal form (`methods.normalise_spec`).
+    argument order or dict order. Pass method specs in normal form (`str(methods.MethodSpec)`).
     """
     canon = _jsonable(parts)
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

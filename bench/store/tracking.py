@@ -61,7 +61,7 @@ class TrackingError(ValueError):
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_mlflow():
     """Silence MLflow's and alembic's INFO chatter and warnings while mirroring."""
     import mlflow  # noqa: F401  (importing mlflow configures its logger: adjust it afterwards)
 
@@ -152,7 +152,7 @@ def _create_db(db: Path) -> None:
             leftover.unlink(missing_ok=True)
         tmp = db.with_name(f"{TMP_PREFIX}{db.name}.{tmp_suffix()}")
         try:
-            with _quiet():
+            with quiet_mlflow():
                 from mlflow import MlflowClient
 
                 MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()
@@ -258,7 +258,8 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development",  # the U
                                           "directory is the source of truth."}
 
 
-def _experiment_id(client, name: str, artifact_location: str | None) -> str:
+def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
+    """The id of experiment `name`, created (or restored from deleted) with the harness's tags."""
     exp = client.get_experiment_by_name(name)
     if exp is None:
         return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
@@ -337,12 +338,12 @@ def _client(tracking_uri: str | None, experiment: str, results_dir):
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_uri(tracking_uri, results_dir)
-    with FileLock(results_dir / LOCK), _quiet():
+    with FileLock(results_dir / LOCK), quiet_mlflow():
         from mlflow import MlflowClient
 
         try:
             client = MlflowClient(tracking_uri=uri)
-            exp_id = _experiment_id(client, experiment, artifact_root(uri))
+            exp_id = ensure_experiment(client, experiment, artifact_root(uri))
         except Exception as e:  # noqa: BLE001 - sqlalchemy, requests and MLflow raise many types
             raise TrackingError(f"{uri}: unusable MLflow store ({type(e).__name__}: {e})".splitlines()[0]) from None
         yield client, exp_id, owner(uri, results_dir)

@@ -305,9 +305,9 @@ def sweep_mirror_problems(results: Path, study) -> list[str]:
     from optuna.trial import TrialState
 
     from bench.execution.sweep import MlflowSweepMirror
-    from bench.store.tracking import _quiet, all_runs, resolve_uri
+    from bench.store.tracking import all_runs, quiet_mlflow, resolve_uri
 
-    with _quiet():
+    with quiet_mlflow():
         from mlflow import MlflowClient
 
         client = MlflowClient(resolve_uri(None, results))

@@ -65,9 +65,12 @@ def _first(text: str, prefix: str = "") -> str:
 def _keys(zoo_dir: Path, results: Path, spec: str = "naive") -> set[str]:
     from bench.execution.plan import RunOptions, plan
     from bench.execution.presets import Benchmark, ZooRecipe
+    from bench.execution.tally import RunTally
+    from methods import MethodSpec
 
     bench = Benchmark("t", zoos=(ZooRecipe("path", {"path": str(zoo_dir)}),), protocols={"pairs": {"n_pairs": 2}})
-    groups = plan(bench, [spec], RunOptions(results=results, progress=False), set(), "r", {"skipped": 0})
+    groups = plan(bench, [MethodSpec.parse(spec)], RunOptions(results=results, progress=False), set(), "r",
+                  RunTally())
     return {k for g in groups for b in g.batches for k in b.keys}
 
 
@@ -442,7 +445,7 @@ def mirror_rebuild_shared_uri(good: Path, work: Path) -> Check:
     for name in folders:
         if _cli(["mirror", "--results", work / name], env)[0] != 0:
             return Check("outputs", "mirror --rebuild on a shared tracking URI", seen=f"mirror of {name} failed")
-    with tracking._quiet():
+    with tracking.quiet_mlflow():
         from mlflow import MlflowClient
 
         client = MlflowClient(uri)
@@ -450,7 +453,7 @@ def mirror_rebuild_shared_uri(good: Path, work: Path) -> Check:
         hand = client.create_run(exp.experiment_id, run_name="my own notes").info.run_id
         client.set_terminated(hand)
     rebuilt = _cli(["mirror", "--rebuild", "--results", work / "a"], env)
-    with tracking._quiet():
+    with tracking.quiet_mlflow():
         active = {r.info.run_id: r for r in tracking.all_runs(client, exp.experiment_id)}
     b_runs = [r for r in active.values() if r.data.tags.get(tracking.RESULTS_TAG) == tracking.results_id(work / "b")]
     check_a, check_b = (_cli(["mirror", "--check", "--results", work / n], env)[0] for n in ("a", "b"))
@@ -839,7 +842,7 @@ def renamed_zoo_copy(good: Path, work: Path) -> Check:
     import json
     import shutil
 
-    from bench.report.tables import with_zoo_labels
+    from bench.report.rows import with_zoo_labels
     from bench.store.results import ResultStore
     from zoos.zoo import load_zoo, save_zoo
 
