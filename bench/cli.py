@@ -26,6 +26,8 @@ EXAMPLES = """examples:
   bench report                               # leaderboard.*, comparison.* and figures from results/
   bench report --zoos 'cnn-*' --methods naive git-rebasin --protocols pairs --format tex --out table.tex
   bench report --metric loss_barrier --format csv   # one matrix, every number unrounded
+  bench report --results results/archive/default --into results   # the committed tables, from their rows
+  bench archive --results results --out results/archive/default   # rows, zoo records and zoos, compacted
   bench report --claims                      # the papers' claims tested: runs what they need, results/claims.md
   bench reproduce git-rebasin --peer-rebasin /tmp/peer-rebasin/bin/python   # a paper in its regime: reproductions.md
   bench mirror --check                       # is the MLflow mirror the Parquet table? (--rebuild: make it so)
@@ -61,10 +63,10 @@ def _commands() -> dict:
     """Verb -> its module (bench/commands/, one per verb): add_parser(sub, command) and main(args, argv), in the
     order `bench --help` lists them."""
     from bench import reproduce
-    from bench.commands import ae, methods, mirror, perf, report, run, sweep, zoo
+    from bench.commands import ae, archive, methods, mirror, perf, report, run, sweep, zoo
 
-    return {"reproduce": reproduce, "run": run, "report": report, "methods": methods, "mirror": mirror,
-            "perf": perf, "sweep": sweep, "ae": ae, "zoo": zoo}
+    return {"reproduce": reproduce, "run": run, "report": report, "archive": archive, "methods": methods,
+            "mirror": mirror, "perf": perf, "sweep": sweep, "ae": ae, "zoo": zoo}
 
 
 def _version() -> str:

@@ -18,6 +18,7 @@ def add_parser(sub, command) -> None:
     rep.add_argument("--out", type=Path, help="write the comparison matrix here instead of printing it (- : stdout);"
                                               " an existing file is replaced only if `bench report --out` wrote it")
     rep.add_argument("--force", action="store_true", help="--out: replace an existing file that bench did not write")
+    rep.add_argument("--into", type=Path, help="write the report files (tables, figures) here; default: --results")
     rep.add_argument("--display-names", action="store_true",
                      help="tables name methods by their display names (`bench methods`), numbered by citation, with"
                           " the references listed (LaTeX, HTML, Markdown); default: the registered names")
@@ -34,19 +35,26 @@ def main(args, argv) -> int:
         raise FileNotFoundError(f"{args.results}: no results table here (expected {args.results / 'rows'}/;"
                                 f" `bench run --results {args.results}` writes one)")
     if any((args.methods, args.zoos, args.protocols, args.metric, args.format, args.out)):
+        if args.into:
+            raise ValueError("--into writes the whole report; a selection writes one matrix (--out FILE)")
         return _comparison(args)
-    finish(args.results, argv, mirror=False, display_names=args.display_names)
+    finish(args.results, argv, mirror=False, display_names=args.display_names, into=args.into)
     return 0
 
 
-def header(argv: list[str]) -> list[str]:
-    from bench.store.provenance import git_commit
+def header(argv: list[str], results: Path) -> list[str]:
+    """The command, and the commits that made the rows (not the checkout rendering them: an archive's tables
+    come out byte for byte on any later commit)."""
+    from bench.store.results import ResultStore
 
-    return [f"Produced by `bench {' '.join(argv)}` at commit `{git_commit()[:12]}`."]
+    commits = [f"`{c[:12]}`" for c in ResultStore(results).commits()]
+    made = (f"at commit{'s' if len(commits) > 1 else ''} {', '.join(commits[:3])}"
+            f"{f' and {len(commits) - 3} more' if len(commits) > 3 else ''}" if commits else "(no commit recorded)")
+    return [f"Produced by `bench {' '.join(argv)}` from rows made {made}."]
 
 
 def finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True, notes: list[str] = (),
-           display_names: bool = False) -> None:
+           display_names: bool = False, into: Path | None = None) -> None:
     from bench.report.files import write_report
     from bench.store.results import ResultStore
 
@@ -54,8 +62,8 @@ def finish(results: Path, argv: list[str], mirror: bool = True, report: bool = T
         from methods import METHODS
 
         names = method_display_names() if display_names else None
-        for path in write_report(results, header(argv) + list(notes), {n: c.needs for n, c in METHODS.items()},
-                                 names):
+        for path in write_report(results, header(argv, results) + list(notes),
+                                 {n: c.needs for n, c in METHODS.items()}, names, into):
             print(f"wrote {path}")
     if mirror:
         from bench.store.tracking import EXPERIMENT, mirror_report, resolve_uri
@@ -88,7 +96,7 @@ def _claims(args, argv) -> int:
     summary, hashes = run_claims(RunOptions(results=args.results, progress=not args.quiet))
     print(f"units: {summary.done} run, {summary.skipped} already done, {summary.failed} failed")
     results = evaluate(CLAIMS, current_code(ResultStore(args.results).table()), hashes)
-    path = write_text(args.results / "claims.md", markdown(results, header(argv)))
+    path = write_text(args.results / "claims.md", markdown(results, header(argv, args.results)))
     for r in results:
         print(f"claim {r.claim.number}: {r.verdict}")
     print(f"wrote {path}")

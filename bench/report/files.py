@@ -36,11 +36,13 @@ def read_sweeps(results_dir: str | os.PathLike) -> pd.DataFrame | None:
 
 
 def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = (),
-              method_needs: Mapping[str, str] | None = None, names: MethodNames | None = None) -> list[Path]:
+              method_needs: Mapping[str, str] | None = None, names: MethodNames | None = None,
+              into: str | os.PathLike | None = None) -> list[Path]:
     """Read the tables under `results_dir`; write the figures and leaderboard.{md,tex,html} there.
     `method_needs` (method name -> what it reads) fills the data column of rows written before rows
     carried it (every such method read the same whatever its hyperparameters). `names`: tables show
-    methods by display name, with their references (figures keep the registered names)."""
+    methods by display name, with their references (figures keep the registered names). `into`: write the
+    files there instead (e.g. the tables of an archive, `bench.store.archive`, beside the other reports)."""
     results_dir = Path(results_dir)
     store = ResultStore(results_dir)
     table = current_code(store.table())
@@ -55,21 +57,22 @@ def write_all(results_dir: str | os.PathLike = "results", header_lines: Sequence
     if method_needs and "method" in table.columns:
         known = table["method"].map(dict(method_needs))
         table["method_needs"] = table["method_needs"].fillna(known) if "method_needs" in table.columns else known
-    clean_temp_files(results_dir)  # of a report killed mid-write
     sweeps = read_sweeps(results_dir)
-    figures = write_figures(table, results_dir)
+    out = Path(into) if into is not None else results_dir
+    clean_temp_files(out)  # of a report killed mid-write
+    figures = write_figures(table, out)
     matrices = comparison(table, names=names)
     files = [p.name for p in figures]
-    return [write_markdown(table, results_dir / "leaderboard.md", header_lines, sweeps, files, names),
-            write_text(results_dir / "leaderboard.tex", latex(table, header_lines, sweeps, names)),
-            write_text(results_dir / "leaderboard.html", html_page(table, header_lines, sweeps, files, names)),
+    return [write_markdown(table, out / "leaderboard.md", header_lines, sweeps, files, names),
+            write_text(out / "leaderboard.tex", latex(table, header_lines, sweeps, names)),
+            write_text(out / "leaderboard.html", html_page(table, header_lines, sweeps, files, names)),
             *figures,
-            *(write_text(results_dir / f"comparison.{fmt}", render(matrices, fmt, header_lines)) for fmt in FORMATS)]
+            *(write_text(out / f"comparison.{fmt}", render(matrices, fmt, header_lines)) for fmt in FORMATS)]
 
 
 def write_report(results_dir: str | os.PathLike = "results", header_lines: Sequence[str] = (),
                  method_needs: Mapping[str, str] | None = None,
-                 names: MethodNames | None = None) -> tuple[Path, Path]:
+                 names: MethodNames | None = None, into: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """`write_all`; returns (leaderboard.md, curves.png) (every file is listed by `write_all`)."""
-    paths = write_all(results_dir, header_lines, method_needs, names)
+    paths = write_all(results_dir, header_lines, method_needs, names, into)
     return paths[0], paths[3]

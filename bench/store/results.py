@@ -246,6 +246,11 @@ class ResultStore:
         rest = sorted(c for c in frame.columns if c not in lead)
         return frame[lead + rest]
 
+    def commits(self) -> list[str]:
+        """The commits that made the rows (`env_git`), sorted."""
+        frame = self._read(self.parts(), columns=["env_git"])
+        return sorted(set(frame["env_git"].dropna().astype(str))) if "env_git" in frame.columns else []
+
     def done_keys(self) -> set[str]:
         """Keys whose latest row recorded no error: a resumed run skips these units.
 

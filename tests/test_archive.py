@@ -1,0 +1,61 @@
+"""Archives of results folders: the committed tables regenerate from the committed rows, byte for byte."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.store.archive import MARKER, archive_results
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE = "results/archive/default"  # the default benchmark's rows behind the committed tables
+# the command the committed tables come from (README, `make tables`): run from the repository root
+REGENERATE = ["report", "--results", ARCHIVE, "--into", "results"]
+TABLES = ["leaderboard.md", "leaderboard.tex", "leaderboard.html",
+          "comparison.md", "comparison.tex", "comparison.html", "comparison.csv"]
+
+
+def _run(results: Path, zoo: Path) -> None:
+    from bench.execution.plan import RunOptions
+    from bench.execution.presets import Benchmark, ZooRecipe
+    from bench.execution.runner import run_benchmark
+
+    opts = RunOptions(results=results, progress=False, mirror=False, report=False)
+    bench = Benchmark("b", (ZooRecipe("path", {"path": str(zoo)}),), {"pairs": dict(n_pairs=2, lambdas=3)})
+    run_benchmark(bench, ["naive", "git-rebasin"], opts)
+    run_benchmark(bench, ["git-rebasin[init=identity]"], opts)  # a second part: the archive holds one
+
+
+def test_an_archive_reports_what_its_source_reports(tiny_inr_zoo, tmp_path, monkeypatch, capsys):
+    results, archive = tmp_path / "results", tmp_path / "archive"
+    _run(results, tiny_inr_zoo)
+    manifest = archive_results(results, archive)
+    assert manifest["rows"] == 3 * 2 and len(list((archive / "rows").glob("*.parquet"))) == 1
+    monkeypatch.chdir(tmp_path)
+    for source, into in (("results", "a"), ("archive", "b")):
+        assert main(["report", "--results", source, "--into", into]) == 0
+    for name in TABLES:  # the same but for the header's command
+        a, b = ((tmp_path / d / name).read_text().splitlines() for d in "ab")
+        assert len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) == 1, name
+    assert "from rows made at commit" in (tmp_path / "b" / "leaderboard.md").read_text().splitlines()[0]
+    assert not (tmp_path / "archive" / "leaderboard.md").exists()  # --into: nothing written beside the rows
+
+
+def test_archive_replaces_only_an_archive(tiny_inr_zoo, tmp_path):
+    results = tmp_path / "results"
+    _run(results, tiny_inr_zoo)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="not an archive"):
+        archive_results(results, mine)
+    assert (mine / "notes.txt").read_text() == "keep"
+    archive = tmp_path / "archive"
+    archive_results(results, archive)
+    (archive / "rows" / "extra.txt").write_text("x")  # replaced as a whole: nothing of the old one stays
+    assert json.loads((archive / MARKER).read_text())["rows"] == archive_results(results, archive)["rows"]
+    assert not (archive / "rows" / "extra.txt").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
