@@ -24,6 +24,7 @@ class Canonical(Aligner):
                 'Landscape Geometry", ICML 2022')
     arxiv = "2202.03038"
     multi_model = True  # every network goes to one zoo-wide frame: its maps compose through it
+    version = 2  # 2: a unit with negligible incoming weights is dead in the scale canonical form (was: inf/NaN)
 
     def fit(self, zoo, store=None, progress=False):
         first = (zoo.indices("train") or zoo.indices())[0]

@@ -18,6 +18,7 @@ class SignRebasin(WeightMatching):
     description = "weight matching over signed permutations; ReLU nets first in positive-scale canonical form"
     citation, arxiv = "", ""  # this harness's extension of Git Re-Basin's weight matching
     signed = True
+    version = 2  # 2: a unit with negligible incoming weights is dead in the scale canonical form (was: inf/NaN)
     search_space = {**WeightMatching.search_space, "scale_canonical": Hyper("bool", True)}
 
     def align(self, ref, others, target=None) -> Alignment:
