@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN     = $(VENV)/bin
 FMNIST  = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data run smoke test lint report claims reliability clean
+.PHONY: setup data run smoke test lint report tables claims reliability clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -38,6 +38,10 @@ test: setup data
 
 report: setup
 	$(BIN)/bench report
+
+# The committed tables, from the committed rows of the default benchmark (byte for byte)
+tables: setup
+	$(BIN)/bench report --results results/archive/default --into results
 
 # The papers' claims tested on our zoos (runs what they need, resumable): results/claims.md
 claims: setup data

@@ -1,6 +1,7 @@
 """A results folder in compact, committable form.
 
-An archive holds the rows behind a results folder's tables (one Parquet part), the records the report
+An archive holds the rows behind a results folder's tables (one Parquet part; rows of replaced method code
+and superseded measurements left out, as the tables leave them out), the records the report
 reads beside them (how each zoo was made, what could not be measured) and the zoos the rows were measured
 on. It is itself a results folder: `bench report --results ARCHIVE --into DIR` regenerates the tables
 from it, byte for byte, on any checkout (the header names the commits that made the rows, not the one
@@ -14,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from bench.store.results import GAPS_FILE, ZOOS_FILE, ResultStore
+from bench.store.results import GAPS_FILE, ZOOS_FILE, ResultStore, current_code
 from zoos.files import TMP_PREFIX
 
 MARKER = "ARCHIVE.json"  # what `archive_results` writes into every archive: only such a folder is replaced
@@ -27,7 +28,7 @@ def archive_results(results: str | os.PathLike, out: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"{results}: no results table here (expected {results / 'rows'}/)")
     if out.exists() and not (out.is_dir() and ((out / MARKER).is_file() or not any(out.iterdir()))):
         raise ValueError(f"{out}: exists and is not an archive (no {MARKER}); choose another --out")
-    table = ResultStore(results).table()
+    table = current_code(ResultStore(results).table())  # the rows the tables count: not those of replaced code
     if table.empty:
         raise ValueError(f"{results}: the results table holds no rows")
     staging = out.with_name(f"{TMP_PREFIX}{out.name}-{os.getpid()}")  # a sibling: the final rename is atomic
