@@ -42,6 +42,7 @@ report: setup
 # The committed tables, from the committed rows of the default benchmark (byte for byte)
 tables: setup
 	$(BIN)/bench report --results results/archive/default --into results
+	$(BIN)/bench reproduce --report-only --results results/archive/reproductions --into results
 
 # The papers' claims tested on our zoos (runs what they need, resumable): results/claims.md
 claims: setup data

@@ -20,9 +20,8 @@ import pandas as pd
 
 from bench.execution.reproductions import GR_STE
 from bench.report.reproductions import Setting, markdown_table, settings_table, trend, trend_figure, trend_lines
+from bench.store.results import PEERS_FILE, TIMES_FILE
 
-PEERS_FILE = "reproductions/peers.parquet"
-TIMES_FILE = "reproductions/times.json"
 REPORT_FILE = "reproductions.md"
 
 
@@ -192,6 +191,8 @@ def add_parser(sub, command) -> None:
     p.add_argument("--peer-sinkhorn", help="python of a virtualenv with the PyPI `sinkhorn-rebasin` package (its "
                                            "L2 objective on the same pairs)")
     p.add_argument("--report-only", action="store_true", help="write results/reproductions.md from what is measured")
+    p.add_argument("--into", type=Path, help="--report-only: write reproductions.md and its figures here (default:"
+                                             " --results), e.g. from an archive (`bench archive`)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -204,7 +205,9 @@ def main(args) -> int:
     if not args.report_only:
         for paper in papers:
             _run(paper, args)
-    for path in write(args.results, papers=tuple(REPORTS)):
+    if args.into and not args.report_only:
+        raise ValueError("--into is for --report-only (a run writes its report beside its rows)")
+    for path in write(args.results, papers=tuple(REPORTS), into=args.into):
         print(f"wrote {path}")
     return 0
 
@@ -241,18 +244,19 @@ def _add_time(results: Path, paper: str, bench: str, seconds: float, units: int)
     write_bytes_atomic(path, lambda fh: fh.write(json.dumps(times, indent=1, sort_keys=True).encode()))
 
 
-def built_zoos(results: Path, paper: str, device: str = "cpu") -> dict:
-    """Setting label -> (its benchmark, its zoo), for the zoos already built; each zoo is loaded once."""
+def built_zoos(results: Path, paper: str, device: str = "cpu", cards: bool = False) -> dict:
+    """Setting label -> (its benchmark, its zoo), for the zoos already built; each zoo is loaded once.
+    `cards`: their spec and metadata only (`ZooCard`: what a report describes; an archive may hold no weights)."""
     from bench.execution.plan import RunOptions, zoo_directory
     from bench.execution.reproductions import get
-    from zoos.zoo import load_zoo
+    from zoos.zoo import load_zoo, load_zoo_card
 
     benches = {b.name: b for b in get(paper).benchmarks}
     out = {}
     for label, (bench, index) in REPORTS[paper].zoos.items():
         directory = zoo_directory(benches[bench].zoos[index], RunOptions(results=results, device=device))
         if (directory / "spec.json").is_file():
-            out[label] = (benches[bench], load_zoo(directory))
+            out[label] = (benches[bench], (load_zoo_card if cards else load_zoo)(directory))
     return out
 
 
@@ -322,13 +326,16 @@ def _save_peers(results: Path, new: pd.DataFrame) -> None:
     write_bytes_atomic(path, lambda fh: both.to_parquet(fh, index=False))
 
 
-def write(results: Path, papers=tuple(REPORTS)) -> list[Path]:
-    """results/reproductions.md (+ one figure per paper with trends) from the table and the peers' rows."""
+def write(results: Path, papers=tuple(REPORTS), into: Path | None = None) -> list[Path]:
+    """results/reproductions.md (+ one figure per paper with trends) from the table and the peers' rows; `into`:
+    write them there instead (the tables of an archive, `bench archive`, beside the other reports)."""
     from bench.execution.reproductions import get
     from bench.store.results import ResultStore
     from zoos.files import check_parquet, read_input, write_bytes_atomic
     from zoos.recipes import describe
 
+    if into is not None:
+        into.mkdir(parents=True, exist_ok=True)
     table = ResultStore(results).table() if (results / "rows").is_dir() else pd.DataFrame()
     peers = pd.read_parquet(check_parquet(results / PEERS_FILE)) if (results / PEERS_FILE).exists() else pd.DataFrame()
     times = json.loads(read_input(results / TIMES_FILE, 2**24)) if (results / TIMES_FILE).exists() else {}
@@ -339,7 +346,7 @@ def write(results: Path, papers=tuple(REPORTS)) -> list[Path]:
     written = []
     for paper in papers:
         spec, report = get(paper), REPORTS[paper]
-        built = built_zoos(results, paper)
+        built = built_zoos(results, paper, cards=True)
         zoos = {label: zoo.content_hash() for label, (_, zoo) in built.items()}
         lines += [f"## {report.title}", "", f"Paper: {spec.paper}", ""]
         for label in report.zoos:
@@ -360,7 +367,7 @@ def write(results: Path, papers=tuple(REPORTS)) -> list[Path]:
             if not frame.empty and frame["n"].sum():
                 panels[title] = (frame, x_name)
         if panels:
-            figure = results / f"reproduction_{paper.replace('-', '_')}.png"
+            figure = (into or results) / f"reproduction_{paper.replace('-', '_')}.png"
             trend_figure(panels, "test loss barrier", figure)
             written.append(figure)
             lines += ["", f"![{report.title}]({figure.name})"]
@@ -372,7 +379,7 @@ def write(results: Path, papers=tuple(REPORTS)) -> list[Path]:
         lines += ["", f"Budget: {spec.budget}", "", "Deviations from the paper's regime:", ""]
         lines += [f"- {d}" for d in spec.deviations] + [f"- {n}" for n in report.notes]
         lines += [f"- not runnable here: {n}" for n in spec.not_runnable] + [""]
-    path = results / REPORT_FILE
+    path = (into or results) / REPORT_FILE
     text = "\n".join(lines) + "\n"
     write_bytes_atomic(path, lambda fh: fh.write(text.encode()))
     return [path, *written]

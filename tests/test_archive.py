@@ -70,3 +70,27 @@ def test_archive_replaces_only_an_archive(tiny_inr_zoo, tmp_path):
     assert json.loads((archive / MARKER).read_text())["rows"] == archive_results(results, archive)["rows"]
     assert not (archive / "rows" / "extra.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_committed_reproductions_regenerate_from_their_archive(tmp_path, monkeypatch, capsys):
+    """results/reproductions.md comes from results/archive/reproductions (rows, the reference packages' scores,
+    wall times, and each zoo's spec and metadata: the MLP zoos' weights, 57 MB each, are left out)."""
+    source = "results/archive/reproductions"
+    shutil.copytree(ROOT / source, tmp_path / source)
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "--report-only", "--results", source, "--into", "results"]) == 0
+    assert (tmp_path / "results/reproductions.md").read_bytes() == (ROOT / "results/reproductions.md").read_bytes()
+
+
+def test_a_zoo_card_describes_a_zoo_without_its_weights(tiny_inr_zoo, tmp_path):
+    from zoos.zoo import ZooError, load_zoo, load_zoo_card
+
+    card_dir = tmp_path / "card"
+    card_dir.mkdir()
+    for name in ("spec.json", "metadata.parquet"):
+        shutil.copy2(tiny_inr_zoo / name, card_dir / name)
+    zoo, card = load_zoo(tiny_inr_zoo), load_zoo_card(card_dir)
+    assert (card.name, len(card), card.content_hash(), card.task) == (zoo.name, len(zoo), zoo.content_hash(), zoo.task)
+    (card_dir / "metadata.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ZooError, match="metadata.parquet"):
+        load_zoo_card(card_dir)

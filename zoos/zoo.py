@@ -247,6 +247,44 @@ def load_zoo(directory: str | os.PathLike) -> Zoo:
     return zoo
 
 
+@dataclass(frozen=True)
+class ZooCard:
+    """What a stored zoo says about itself without its weights: enough for a report to describe it."""
+
+    name: str
+    meta: pd.DataFrame
+    task: dict
+    stored_hash: str
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def content_hash(self) -> str:
+        return self.stored_hash
+
+
+def load_zoo_card(directory: str | os.PathLike) -> ZooCard:
+    """A stored zoo's spec and metadata (weights.safetensors may be absent: an archive can leave them out)."""
+    directory = Path(directory)
+    files = {part: directory / FILES[part] for part in ("spec", "metadata")}
+
+    def fail(part: str, detail) -> ZooError:
+        return ZooError(f"{files[part]}: {' '.join(str(detail).split())}", part, detail)
+
+    try:
+        check_input(files["spec"], SPEC_LIMIT)
+        check_parquet(files["metadata"])
+        meta = pd.read_parquet(files["metadata"]).reset_index(drop=True)
+    except InputError as e:
+        raise ZooError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+        raise fail("metadata", f"unreadable parquet file ({type(e).__name__}: {e})") from None
+    name, _, task, stored_hash = _read_spec(files["spec"], directory.name, fail)
+    if stored_hash is None:
+        raise fail("spec", "no content_hash recorded (a zoo saved before hashes were stored): load it with its weights")
+    return ZooCard(name, meta, task, stored_hash)
+
+
 def _read_spec(path: Path, default_name: str, fail) -> tuple:
     """(name, space, task, content_hash) from spec.json, every field checked."""
     try:

@@ -15,14 +15,18 @@ import os
 import shutil
 from pathlib import Path
 
-from bench.store.results import GAPS_FILE, ZOOS_FILE, ResultStore, current_code
+from bench.store.results import GAPS_FILE, PEERS_FILE, TIMES_FILE, ZOOS_FILE, ResultStore, current_code
 from zoos.files import TMP_PREFIX
 
 MARKER = "ARCHIVE.json"  # what `archive_results` writes into every archive: only such a folder is replaced
+RECORDS = (ZOOS_FILE, GAPS_FILE, PEERS_FILE, TIMES_FILE)  # what reports read beside the rows
+ZOO_CARD = ("spec.json", "metadata.parquet")  # what a report reads of a zoo (`zoos.zoo.load_zoo_card`)
 
 
-def archive_results(results: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """Write the archive of `results` to `out` (absent, empty, or an archive made here); returns its manifest."""
+def archive_results(results: str | os.PathLike, out: str | os.PathLike, weights: bool = True) -> dict:
+    """Write the archive of `results` to `out` (absent, empty, or an archive made here); returns its manifest.
+    `weights=False`: each zoo's spec and metadata only, enough for every report (`bench reproduce --report-only`
+    reads zoo cards) but not to score the zoo again; for zoos too large to commit."""
     results, out = Path(results), Path(out)
     if not (results / "rows").is_dir():
         raise FileNotFoundError(f"{results}: no results table here (expected {results / 'rows'}/)")
@@ -34,18 +38,25 @@ def archive_results(results: str | os.PathLike, out: str | os.PathLike) -> dict:
     staging = out.with_name(f"{TMP_PREFIX}{out.name}-{os.getpid()}")  # a sibling: the final rename is atomic
     shutil.rmtree(staging, ignore_errors=True)  # ours: the temp name carries our pid
     ResultStore(staging).append(table)
-    for name in (ZOOS_FILE, GAPS_FILE):
+    for name in RECORDS:
         if (results / name).is_file():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(results / name, staging / name)
     measured = set(table["zoo_hash"].dropna().astype(str)) if "zoo_hash" in table.columns else set()
     zoos = []
     for spec in sorted((results / "zoos").glob("*/spec.json")):
         if json.loads(spec.read_text()).get("content_hash") in measured:  # the zoos the rows were measured on
-            shutil.copytree(spec.parent, staging / "zoos" / spec.parent.name)
+            if weights:
+                shutil.copytree(spec.parent, staging / "zoos" / spec.parent.name)
+            else:
+                (staging / "zoos" / spec.parent.name).mkdir(parents=True)
+                for name in ZOO_CARD:
+                    shutil.copy2(spec.parent / name, staging / "zoos" / spec.parent.name / name)
             zoos.append(spec.parent.name)
     commits = sorted(set(table["env_git"].dropna().astype(str))) if "env_git" in table.columns else []
-    manifest = {"rows": len(table), "commits": commits, "zoos": zoos,
-                "regenerate": f"bench report --results {out} --into DIR"}
+    manifest = {"rows": len(table), "commits": commits, "zoos": zoos, "weights": weights,
+                "regenerate": [f"bench report --results {out} --into DIR",
+                               f"bench reproduce --report-only --results {out} --into DIR"]}
     (staging / MARKER).write_text(json.dumps(manifest, indent=1) + "\n")
     if out.exists():  # an archive made here (checked above), or an empty folder
         old = out.with_name(f"{TMP_PREFIX}{out.name}-old-{os.getpid()}")

@@ -34,6 +34,8 @@ STALE_TMP_S = 3600.0  # a temp file this old belongs to a dead writer (a live on
 QUARANTINE = "quarantine"  # unreadable parts are moved here (under rows/), out of the glob
 CLAIMS_DIR = ".claims"  # per-batch lock files of concurrent `bench run`s on one results directory
 ZOOS_FILE = "zoos.json"  # zoo content hash -> how its networks were made (`record_zoo`), for reports
+PEERS_FILE = "reproductions/peers.parquet"  # reference implementations' scores on our units (`bench reproduce`)
+TIMES_FILE = "reproductions/times.json"  # the wall time `bench reproduce` spent per benchmark
 GAPS_FILE = "gaps.json"  # what each (zoo, protocol) last asked for could not measure (`record_gaps`)
 
 # Leading columns of `table()`, in this order; the rest follow alphabetically.
