@@ -43,6 +43,7 @@ report: setup
 tables: setup
 	$(BIN)/bench report --results results/archive/default --into results
 	$(BIN)/bench reproduce --report-only --results results/archive/reproductions --into results
+	$(BIN)/bench perf --report-only
 
 # The papers' claims tested on our zoos (runs what they need, resumable): results/claims.md
 claims: setup data

@@ -26,8 +26,6 @@ import pandas as pd
 import torch
 
 from bench.perf.baseline import checkout
-from bench.perf.figure import perf_figure
-from bench.perf.markdown import perf_markdown
 from bench.perf.peer_runs import peer_available
 from bench.perf.suites import ae_train, alignment, autoencoder, evaluation, inr_fit, lap_share, memory, zoo_fit
 from bench.store.provenance import environment
@@ -64,9 +62,19 @@ def run_perf(results: Path = Path("results"), suites: list[str] | None = None, t
     tmp = results / "perf.parquet.tmp"
     table.to_parquet(tmp, index=False)
     tmp.replace(results / "perf.parquet")
-    (results / "perf.md").write_text(perf_markdown(table))
-    perf_figure(table, results / "perf.png")
+    write_perf_report(table, results)
     return table
+
+
+def write_perf_report(table: pd.DataFrame, out: Path) -> list[Path]:
+    """perf.md and perf.png from the perf table (as measured, or read back from perf.parquet)."""
+    from bench.perf.figure import perf_figure
+    from bench.perf.markdown import perf_markdown  # it reads the suites' targets: importing it above is a cycle
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "perf.md").write_text(perf_markdown(table))
+    perf_figure(table, out / "perf.png")
+    return [out / "perf.md", out / "perf.png"]
 
 
 def _run_suites(suites, repeats, widths, peers, budget_s, base) -> pd.DataFrame:
