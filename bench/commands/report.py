@@ -25,12 +25,16 @@ def add_parser(sub, command) -> None:
     rep.add_argument("--claims", action="store_true",
                      help="test the papers' claims: run what they need (resumable), write RESULTS/claims.md"
                           " and the other reports")
+    rep.add_argument("--report-only", action="store_true",
+                     help="--claims: run nothing; write claims.md from the claims' rows already under --results")
     rep.add_argument("--quiet", action="store_true", help="--claims: no progress bars")
 
 
 def main(args, argv) -> int:
     if args.claims:
         return _claims(args, argv)
+    if args.report_only:
+        raise ValueError("--report-only is for --claims (`bench report` itself only reads the rows)")
     if not (args.results / "rows").is_dir():  # a typo must not create a folder and exit 0
         raise FileNotFoundError(f"{args.results}: no results table here (expected {args.results / 'rows'}/;"
                                 f" `bench run --results {args.results}` writes one)")
@@ -84,7 +88,7 @@ def finish(results: Path, argv: list[str], mirror: bool = True, report: bool = T
 
 
 def _claims(args, argv) -> int:
-    from bench.execution.claims import run_claims
+    from bench.execution.claims import CLAIM_ZOOS, claim_hashes, run_claims
     from bench.execution.plan import RunOptions
     from bench.report.claims import evaluate, markdown
     from bench.report.files import write_text
@@ -93,13 +97,22 @@ def _claims(args, argv) -> int:
 
     if any((args.methods, args.zoos, args.protocols, args.metric, args.format, args.out)):
         raise ValueError("--claims runs and reads a fixed set of zoos and methods: it takes no selection or format")
-    summary, hashes = run_claims(RunOptions(results=args.results, progress=not args.quiet))
-    print(f"units: {summary.done} run, {summary.skipped} already done, {summary.failed} failed")
+    if args.report_only:  # e.g. from an archive (`bench archive`): the zoos' cards give their hashes
+        summary, hashes = None, claim_hashes(args.results)
+        missing = sorted(set(CLAIM_ZOOS) - set(hashes))
+        if missing:
+            raise FileNotFoundError(f"{args.results}: no zoo for claim zoo(s) {', '.join(missing)}: run "
+                                    f"`bench report --claims --results {args.results}` first")
+    else:
+        summary, hashes = run_claims(RunOptions(results=args.results, progress=not args.quiet))
+        print(f"units: {summary.done} run, {summary.skipped} already done, {summary.failed} failed")
     results = evaluate(CLAIMS, current_code(ResultStore(args.results).table()), hashes)
-    path = write_text(args.results / "claims.md", markdown(results, header(argv, args.results)))
+    path = write_text((args.into or args.results) / "claims.md", markdown(results, header(argv, args.results)))
     for r in results:
         print(f"claim {r.claim.number}: {r.verdict}")
     print(f"wrote {path}")
+    if summary is None:
+        return 0
     finish(args.results, argv)
     return 1 if summary.failed else 0
 

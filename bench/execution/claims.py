@@ -105,3 +105,19 @@ def run_claims(opts: RunOptions) -> tuple[RunSummary, dict[str, str]]:
     hashes = {label: get_zoo(recipe, opts.results / "zoos", opts.data, opts.build_workers, False,
                              opts.device_type).content_hash() for label, recipe in CLAIM_ZOOS.items()}
     return summary, hashes
+
+
+def claim_hashes(results) -> dict[str, str]:
+    """Zoo label -> content hash of the zoos a claims run built under `results` (read from their cards: an
+    archive may hold no weights); labels whose zoo is not there are left out."""
+    from pathlib import Path
+
+    from bench.execution.plan import zoo_directory
+    from zoos.zoo import load_zoo_card
+
+    out = {}
+    for label, recipe in CLAIM_ZOOS.items():
+        directory = zoo_directory(recipe, RunOptions(results=Path(results)))
+        if (directory / "spec.json").is_file():
+            out[label] = load_zoo_card(directory).content_hash()
+    return out
