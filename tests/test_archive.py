@@ -112,3 +112,10 @@ def test_the_perf_report_module_imports_on_its_own():
     done = subprocess.run([sys.executable, "-c", "import bench.perf.markdown"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_claims_report_only_needs_the_claims_zoos(tmp_path, capsys):
+    """`bench report --claims --report-only` runs nothing: without the claims' zoos it says so in one line."""
+    assert main(["report", "--claims", "--report-only", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no zoo for claim zoo(s)" in err[0] and "bench report --claims" in err[0]
