@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -22,6 +23,7 @@ def _modules():
             yield path.relative_to(ROOT).as_posix(), source, ast.parse(source)
 
 
+@functools.cache  # three tests read one count of the tree
 def counts() -> dict[str, list[str]]:
     out = {"task-kind comparisons outside zoos/tasks.py": [], f"files over {MAX_FILE_LINES} lines": [],
            f"functions over {MAX_FUNCTION_LINES} lines": [], "imports of private names across files": []}

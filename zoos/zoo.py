@@ -225,13 +225,7 @@ def load_zoo(directory: str | os.PathLike) -> Zoo:
         tensors = load_file(files["weights"])
     except Exception as e:  # noqa: BLE001 - safetensors and torch raise several types for corrupt files
         raise fail("weights", f"unreadable safetensors file ({type(e).__name__}: {e})") from None
-    try:
-        check_parquet(files["metadata"])
-        meta = pd.read_parquet(files["metadata"]).reset_index(drop=True)
-    except InputError as e:
-        raise ZooError(str(e), "metadata") from None
-    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-        raise fail("metadata", f"unreadable parquet file ({type(e).__name__}: {e})") from None
+    meta = _read_metadata(files["metadata"], fail)
     for k, t in tensors.items():
         if torch.is_floating_point(t) and t.dtype != torch.float32:
             tensors[k] = t.float()  # the dtype every method computes in; integer dtypes are refused below
@@ -271,18 +265,22 @@ def load_zoo_card(directory: str | os.PathLike) -> ZooCard:
     def fail(part: str, detail) -> ZooError:
         return ZooError(f"{files[part]}: {' '.join(str(detail).split())}", part, detail)
 
-    try:
-        check_input(files["spec"], SPEC_LIMIT)
-        check_parquet(files["metadata"])
-        meta = pd.read_parquet(files["metadata"]).reset_index(drop=True)
-    except InputError as e:
-        raise ZooError(str(e)) from None
-    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-        raise fail("metadata", f"unreadable parquet file ({type(e).__name__}: {e})") from None
     name, _, task, stored_hash = _read_spec(files["spec"], directory.name, fail)
+    meta = _read_metadata(files["metadata"], fail)
     if stored_hash is None:
         raise fail("spec", "no content_hash recorded (a zoo saved before hashes were stored): load it with its weights")
     return ZooCard(name, meta, task, stored_hash)
+
+
+def _read_metadata(path: Path, fail) -> pd.DataFrame:
+    """metadata.parquet, guarded (`check_parquet`) and read with a fresh index."""
+    try:
+        check_parquet(path)
+        return pd.read_parquet(path).reset_index(drop=True)
+    except InputError as e:
+        raise ZooError(str(e), "metadata") from None
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+        raise fail("metadata", f"unreadable parquet file ({type(e).__name__}: {e})") from None
 
 
 def _read_spec(path: Path, default_name: str, fail) -> tuple:
