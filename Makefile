@@ -44,6 +44,7 @@ tables: setup
 	$(BIN)/bench report --results results/archive/default --into results
 	$(BIN)/bench reproduce --report-only --results results/archive/reproductions --into results
 	$(BIN)/bench perf --report-only
+	$(BIN)/bench report --claims --report-only --results results/archive/claims --into results
 
 # The papers' claims tested on our zoos (runs what they need, resumable): results/claims.md
 claims: setup data

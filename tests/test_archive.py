@@ -114,6 +114,16 @@ def test_the_perf_report_module_imports_on_its_own():
     assert done.returncode == 0, done.stderr[-500:]
 
 
+def test_committed_claims_regenerate_from_their_archive(tmp_path, monkeypatch, capsys):
+    """results/claims.md comes from results/archive/claims: the claim runs' rows (the default benchmark's
+    reused, plus the width-study zoos') and every claim zoo's card, whose hash keys the claims' rows."""
+    source = "results/archive/claims"
+    shutil.copytree(ROOT / source, tmp_path / source)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--claims", "--report-only", "--results", source, "--into", "results"]) == 0
+    assert (tmp_path / "results/claims.md").read_bytes() == (ROOT / "results/claims.md").read_bytes()
+
+
 def test_claims_report_only_needs_the_claims_zoos(tmp_path, capsys):
     """`bench report --claims --report-only` runs nothing: without the claims' zoos it says so in one line."""
     assert main(["report", "--claims", "--report-only", "--results", str(tmp_path)]) == 2

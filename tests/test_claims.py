@@ -210,15 +210,30 @@ def test_claims_and_plan_agree_on_names():
 def test_controls_are_shown_but_not_counted_and_the_summary_quotes_the_deciding_check():
     holds = Rate(Select("z", "orbit", "a"), "recovered", 0.75, True, "recovers")
     control = Rate(Select("z", "orbit", "b"), "recovered", 0.75, True, "b recovers", control=True)
+    fails = Rate(Select("z", "orbit", "c"), "recovered", 0.75, True, "c recovers")
     table = pd.concat([_rows("a", [1.0] * 16, protocol="orbit", metric="recovered"),
-                       _rows("b", [0.0] * 16, protocol="orbit", metric="recovered")])
+                       _rows("b", [1.0] * 16, protocol="orbit", metric="recovered"),
+                       _rows("c", [0.0] * 16, protocol="orbit", metric="recovered")])
     claim = Claim(1, "c", "s", (Setting("z", (control, holds)),), references=("A. Author, 'T', arXiv:0000.00000",))
     [result] = evaluate([claim], table, HASHES)
-    assert result.settings[0][1][0].verdict == FAILS and result.verdict == HOLDS  # the failing control is not counted
-    assert deciding_check(result)[1].check == "recovers"
+    assert result.verdict == HOLDS and deciding_check(result)[1].check == "recovers"  # the control is not quoted
     text = markdown([result])
     assert "control (not counted): b recovers" in text and "| z: recovers: a: 16/16" in text
     assert "## References" in text and "1. A. Author, 'T', arXiv:0000.00000" in text
+    # a holding control is no evidence: the failing counted check decides
+    [refuted] = evaluate([Claim(1, "c", "s", (Setting("z", (control, fails)),))], table, HASHES)
+    assert refuted.verdict == FAILS and deciding_check(refuted)[1].check == "c recovers"
+
+
+def test_a_control_that_does_not_hold_voids_its_setting():
+    holds = Rate(Select("z", "orbit", "a"), "recovered", 0.75, True, "recovers")
+    broken = Rate(Select("z", "orbit", "b"), "recovered", 0.75, True, "b recovers", control=True)
+    table = pd.concat([_rows("a", [1.0] * 16, protocol="orbit", metric="recovered"),
+                       _rows("b", [0.0] * 16, protocol="orbit", metric="recovered")])
+    [result] = evaluate([Claim(1, "c", "s", (Setting("z", (broken, holds)),))], table, HASHES)
+    assert result.settings[0][1][0].verdict == FAILS and result.settings[0][1][1].verdict == HOLDS
+    assert result.verdict == UNDECIDED and deciding_check(result)[1].check == "b recovers"
+
 
 
 def test_small_is_a_stated_threshold():

@@ -46,10 +46,13 @@ check says "at least as well as", where m is the loss tolerated):
   otherwise; a claim likewise over its settings (each claim is stated for all of its settings, so one
   counterexample refutes it). **Controls** (checks that cannot fail in our setting: a noise-free planted
   element, a cycle error that is 0 by construction, identification above chance that 32 trials cannot
-  refute) are shown, labelled, and not counted.
+  refute) are shown, labelled, and never count as evidence; but a setting whose controls do not all hold
+  is inconclusive, whatever its counted checks say: a failed control means the measurement is not valid
+  (a decoder that cannot be told to identify its sources may have collapsed, and then its low barrier
+  says nothing).
 - A **"small"** claim is tested against a stated threshold: the mean's upper CI bound must lie below it.
 - The summary's "ours" column quotes the **deciding check**: the first counted check whose verdict is the
-  claim's, in the first setting that has the claim's verdict.
+  claim's, in the first setting that has the claim's verdict (or the control that voided that setting).
 - Metrics are named as the leaderboard names them: "loss path excess" (worst loss on the path minus the
   original endpoints' mean), "loss barrier" (against the path's own endpoints), "empirical loss barrier"
   (combine probes: the worst sample minus the endpoints' mean).
@@ -323,10 +326,17 @@ def evaluate(claims: Sequence[Claim], table: pd.DataFrame, hashes: Mapping[str, 
         result = ClaimResult(claim)
         for setting in claim.settings:
             outcomes = [check.run(table, hashes) for check in setting.checks]
-            counted = [o.verdict for o in outcomes if not o.control]  # controls are shown, never counted
-            result.settings.append((setting, outcomes, combined(counted)))
+            result.settings.append((setting, outcomes, setting_verdict(outcomes)))
         out.append(result)
     return out
+
+
+def setting_verdict(outcomes: Sequence[Outcome]) -> str:
+    """The counted checks' combined verdict, when every control holds; inconclusive otherwise: controls never
+    count as evidence, but a control that does not hold voids the measurement."""
+    if any(o.control and o.verdict != HOLDS for o in outcomes):
+        return UNDECIDED
+    return combined([o.verdict for o in outcomes if not o.control])
 
 
 def _latest(table: pd.DataFrame) -> pd.DataFrame:
@@ -341,12 +351,16 @@ def _latest(table: pd.DataFrame) -> pd.DataFrame:
 
 def deciding_check(result: ClaimResult) -> tuple[Setting, Outcome] | None:
     """The check the claim's verdict rests on: the first counted check, in the first setting that has the claim's
-    verdict, whose own verdict is the claim's (for "holds", every counted check holds: the first is quoted)."""
+    verdict, whose own verdict is the claim's (for "holds", every counted check holds: the first is quoted), or
+    the control that did not hold where that voided the setting."""
     for setting, outcomes, setting_verdict in result.settings:
         if setting_verdict != result.verdict:
             continue
         for o in outcomes:
             if not o.control and o.verdict == result.verdict:
+                return setting, o
+        for o in outcomes:  # a setting voided by its control: the control decided
+            if o.control and o.verdict != HOLDS:
                 return setting, o
     return None
 
