@@ -35,7 +35,7 @@ from bench.execution.presets import Benchmark, ZooRecipe
 from bench.execution.runner import run_benchmark
 from bench.execution.zoo_cache import get_zoo
 from bench.report.stats import mean_ci
-from bench.store.results import ResultStore
+from bench.store.results import MEASUREMENTS_FILE, ResultStore
 from methods import MethodSpec, format_spec
 from methods.scalegmn_ae import ScaleGMNAutoencoder, write_pretrained
 from zoos.files import check_parquet, read_input, write_bytes_atomic
@@ -99,7 +99,7 @@ def run_study(results: Path = Path("results"), kinds=("inr", "cnn"), progress: b
         if STUDY_RECIPES[kind].export:
             print(f"ae study: committed-model copy of the largest {kind} autoencoder: {export_largest(results, kind)}",
                   flush=True)
-    table = study_table(results, kinds)
+    table = study_table(results, kinds, remeasure=True)
     write_report(table, Path(results))
     return table
 
@@ -131,33 +131,75 @@ def _protocol_stats(rows: pd.DataFrame, variant: str, metric: str) -> dict:
     return out
 
 
-def study_table(results: Path, kinds=("inr", "cnn")) -> pd.DataFrame:
-    """One row per (kind, method variant): reconstruction metrics, training cost, protocol statistics."""
+MEASUREMENTS = MEASUREMENTS_FILE  # per (study, method): training record and reconstruction scores
+
+
+def study_table(results: Path, kinds=("inr", "cnn"), remeasure: bool = False) -> pd.DataFrame:
+    """One row per (study, method variant): its measurements (`measurements`) and the protocol statistics
+    of its rows (mean, 95% CI, n of the pairs and orbit units)."""
     root = study_root(results)
-    store = ResultStore(root)
-    rows = store.table()
+    rows = ResultStore(root).table()
     if "error" not in rows:
         rows["error"] = None
     records = []
+    for _, rec in measurements(results, kinds, remeasure).iterrows():
+        rec = rec.to_dict()
+        rows_k = rows[rows.zoo_hash == rec["zoo_hash"]] if len(rows) else rows
+        rec.update(_protocol_stats(rows_k, rec["method"], "loss") if len(rows_k) else {})
+        records.append(rec)
+    return pd.DataFrame(records)
+
+
+def measurements(results: Path, kinds=("inr", "cnn"), remeasure: bool = False) -> pd.DataFrame:
+    """The decoded test networks' scores and each autoencoder's training record, measured from the zoos'
+    weights and the checkpoints and kept in `<results>/ae-study/measurements.parquet`, so that the report
+    regenerates from the rows and that file alone (an archive holds no weights or checkpoints).
+
+    The stored file is used when it covers the requested studies on the zoos present (by content hash, read
+    from the zoos' cards) and `remeasure` is off; otherwise the study's zoos and checkpoints are read again."""
+    from bench.execution.plan import zoo_directory
+    from zoos.zoo import load_zoo_card
+
+    root = study_root(results)
+    path = root / MEASUREMENTS
+    cards = {}
+    for name in kinds:
+        directory = zoo_directory(STUDY_RECIPES[name].zoo, RunOptions(results=root))
+        if not (directory / "spec.json").is_file():
+            raise ValueError(f"{root / 'zoos'}: no {name} study zoo there (run `bench ae study --kinds {name}`)")
+        cards[name] = load_zoo_card(directory).content_hash()
+    if path.is_file() and not remeasure:
+        stored = pd.read_parquet(check_parquet(path))
+        current = pd.concat([_methods_of(name, cards[name]) for name in kinds])
+        have = set(zip(stored.study, stored.zoo_hash, stored.method, strict=True))
+        if all(k in have for k in zip(current.study, current.zoo_hash, current.method, strict=True)):
+            keys = set(zip(current.study, current.method, strict=True))
+            return stored[[k in keys for k in zip(stored.study, stored.method, strict=True)]].reset_index(drop=True)
+    table = _measure(root, kinds)
+    write_bytes_atomic(path, lambda fh: table.to_parquet(fh, index=False))
+    return table
+
+
+def _methods_of(name: str, zoo_hash: str) -> pd.DataFrame:
+    methods = [str(MethodSpec.parse(text)) for text in (*REFERENCES, *STUDY_RECIPES[name].specs())]
+    return pd.DataFrame({"study": name, "zoo_hash": zoo_hash, "method": methods})
+
+
+def _measure(root: Path, kinds) -> pd.DataFrame:
+    records = []
     for name in kinds:
         recipe = STUDY_RECIPES[name]
-        kind = recipe.zoo.kind
         zoo = get_zoo(recipe.zoo, root / "zoos", progress=False)
         task = make_task(zoo)
-        zoo_hash = zoo.content_hash()
-        rows_k = rows[rows.zoo_hash == zoo_hash] if len(rows) else rows
-        metric = "loss"
         for text in (*REFERENCES, *recipe.specs()):
             spec = MethodSpec.parse(text)
-            variant = str(spec)
-            rec = {"study": name, "kind": kind, "zoo": zoo.name, "zoo_hash": zoo_hash, "method": variant,
-                   "n_train": math.nan}
-            rec.update(_protocol_stats(rows_k, variant, metric) if len(rows_k) else {})
+            rec = {"study": name, "kind": recipe.zoo.kind, "zoo": zoo.name, "zoo_hash": zoo.content_hash(),
+                   "method": str(spec), "n_train": math.nan}
             if spec.name == "scalegmn-ae":
                 store = CheckpointStore.for_results(root)
                 probe = spec.build()
                 if not (store.directory(f"{probe.name}-{probe.cache_key(zoo)}") / "done.json").is_file():
-                    print(f"ae study: {variant} is not trained yet (run `bench ae study`); left out", flush=True)
+                    print(f"ae study: {spec} is not trained yet (run `bench ae study`); left out", flush=True)
                     continue  # the report never trains: it reads what the study run left
                 method, _ = prepare_method(spec, 0, zoo, task, store)
                 info = method.fit_info

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -81,14 +82,34 @@ def test_study_runs_reports_and_resumes(tiny_study, tmp_path):
     assert again.drop(columns=["train_minutes", "networks_per_s"]).equals(
         table.drop(columns=["train_minutes", "networks_per_s"]))
     # the report only reads: a model whose checkpoint is gone is left out, not trained again
-    import shutil
-
     (first,) = [d for d in (tmp_path / "ae-study" / "cache" / "checkpoints").iterdir()
                 if d.is_dir() and json.loads((d / "done.json").read_text())["n_train"] == 6
                 and json.loads((d / "config.json").read_text())["space"].startswith("siren")]
     shutil.rmtree(first)
-    partial = study.study_table(tmp_path, kinds=("inr",))
+    kept = study.study_table(tmp_path, kinds=("inr",))  # the stored measurements still hold it
+    assert kept[kept.n_train.notna()].n_train.tolist() == [6, 10] and not first.exists()
+    partial = study.study_table(tmp_path, kinds=("inr",), remeasure=True)
     assert partial[partial.n_train.notna()].n_train.tolist() == [10] and not first.exists()
+
+
+def test_the_report_regenerates_from_an_archive_without_weights(tiny_study, tmp_path, capsys):
+    """The committed autoencoder.md comes from the study's rows, measurements.parquet and zoo cards alone
+    (`bench archive --no-weights`): no zoo weights or checkpoints needed."""
+    from bench.cli import main
+
+    study.run_study(tmp_path / "run", progress=False)
+    assert main(["archive", "--results", str(tmp_path / "run" / "ae-study"), "--out",
+                 str(tmp_path / "archive" / "ae-study"), "--no-weights"]) == 0
+    assert (tmp_path / "archive" / "ae-study" / study.MEASUREMENTS).is_file()
+    assert not list((tmp_path / "archive").rglob("weights.safetensors"))
+    for source, into in (("run", "a"), ("archive", "b")):
+        assert main(["ae", "study", "--report-only", "--results", str(tmp_path / source),
+                     "--into", str(tmp_path / into)]) == 0
+    assert (tmp_path / "a" / "autoencoder.md").read_bytes() == (tmp_path / "b" / "autoencoder.md").read_bytes()
+    assert "scalegmn-ae | 10 |" in (tmp_path / "b" / "autoencoder.md").read_text()
+    # without the study's zoo there is nothing to report: one line naming the folder
+    assert main(["ae", "study", "--report-only", "--results", str(tmp_path / "empty")]) == 2
+    assert "no inr study zoo there" in capsys.readouterr().err
 
 
 def test_the_largest_inr_model_is_exported_and_serves_zoos_it_applies_to(tiny_study, tmp_path):

@@ -24,7 +24,11 @@ def add_parser(sub, command) -> None:
                        help="which studies (default: inr cnn; paper = the reference's 55k-INR setting, for a GPU)")
     study.add_argument("--results", type=Path, default=Path("results"),
                        help="report goes here; rows, zoos and checkpoints under <results>/ae-study (default: results)")
-    study.add_argument("--report-only", action="store_true", help="rewrite the report from what is there")
+    study.add_argument("--report-only", action="store_true",
+                       help="rewrite the report from what is there: the rows and measurements.parquet (re-measured "
+                            "from the zoos and checkpoints when it is missing or stale)")
+    study.add_argument("--into", type=Path, default=None,
+                       help="write the report here instead of --results (it reads perf.parquet from here too)")
     study.add_argument("--quiet", action="store_true")
 
 
@@ -32,11 +36,15 @@ def main(args, argv) -> int:
     if args.ae_command == "study":
         from bench.ae_study import run_study, study_table, write_report
 
+        into = args.into or args.results
         if args.report_only:
-            write_report(study_table(args.results, tuple(args.kinds)), args.results)
+            into.mkdir(parents=True, exist_ok=True)
+            write_report(study_table(args.results, tuple(args.kinds)), into)
         else:
             run_study(args.results, tuple(args.kinds), progress=not args.quiet)
-        print(f"wrote {args.results / 'autoencoder.md'} and {args.results / 'autoencoder.png'}")
+            if into != args.results:
+                write_report(study_table(args.results, tuple(args.kinds)), into)
+        print(f"wrote {into / 'autoencoder.md'} and {into / 'autoencoder.png'}")
         return 0
     from bench.autoencoder import main as ae_main
 

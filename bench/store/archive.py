@@ -15,11 +15,19 @@ import os
 import shutil
 from pathlib import Path
 
-from bench.store.results import GAPS_FILE, PEERS_FILE, TIMES_FILE, ZOOS_FILE, ResultStore, current_code
+from bench.store.results import (
+    GAPS_FILE,
+    MEASUREMENTS_FILE,
+    PEERS_FILE,
+    TIMES_FILE,
+    ZOOS_FILE,
+    ResultStore,
+    current_code,
+)
 from zoos.files import TMP_PREFIX
 
 MARKER = "ARCHIVE.json"  # what `archive_results` writes into every archive: only such a folder is replaced
-RECORDS = (ZOOS_FILE, GAPS_FILE, PEERS_FILE, TIMES_FILE)  # what reports read beside the rows
+RECORDS = (ZOOS_FILE, GAPS_FILE, PEERS_FILE, TIMES_FILE, MEASUREMENTS_FILE)  # what reports read beside the rows
 ZOO_CARD = ("spec.json", "metadata.parquet")  # what a report reads of a zoo (`zoos.zoo.load_zoo_card`)
 
 

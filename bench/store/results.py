@@ -36,6 +36,7 @@ CLAIMS_DIR = ".claims"  # per-batch lock files of concurrent `bench run`s on one
 ZOOS_FILE = "zoos.json"  # zoo content hash -> how its networks were made (`record_zoo`), for reports
 PEERS_FILE = "reproductions/peers.parquet"  # reference implementations' scores on our units (`bench reproduce`)
 TIMES_FILE = "reproductions/times.json"  # the wall time `bench reproduce` spent per benchmark
+MEASUREMENTS_FILE = "measurements.parquet"  # `bench ae study`: decoded networks' scores, training records
 GAPS_FILE = "gaps.json"  # what each (zoo, protocol) last asked for could not measure (`record_gaps`)
 
 # Leading columns of `table()`, in this order; the rest follow alphabetically.
