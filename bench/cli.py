@@ -62,8 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 def _commands() -> dict:
     """Verb -> its module (bench/commands/, one per verb): add_parser(sub, command) and main(args, argv), in the
     order `bench --help` lists them."""
-    from bench import reproduce
-    from bench.commands import ae, archive, methods, mirror, perf, report, run, sweep, zoo
+    from bench.commands import ae, archive, methods, mirror, perf, report, reproduce, run, sweep, zoo
 
     return {"reproduce": reproduce, "run": run, "report": report, "archive": archive, "methods": methods,
             "mirror": mirror, "perf": perf, "sweep": sweep, "ae": ae, "zoo": zoo}
@@ -93,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in args.include:
                 include(path)
-        if args.command == "reproduce":
-            return _commands()["reproduce"].main(args)
         return _commands()[args.command].main(args, argv)
     except (ZooError, DataError, SpecError, UnknownMethod, ValueError, OSError, WorkerError) as error:
         if interrupted(error):  # a cleanup that failed under Ctrl-C: the interrupt is what happened

@@ -248,3 +248,19 @@ def test_the_committed_claims_cite_a_bibliography_not_paths():
     text = " ".join(c.paper + c.note + " ".join(c.references) for c in paper_claims.CLAIMS)
     assert "shared/" not in text and "arXiv:2209.04836" in text
     assert all(c.references for c in paper_claims.CLAIMS)
+
+
+def test_settings_off_the_papers_regime_count_only_without_one_in_it():
+    holds = Rate(Select("z", "orbit", "a"), "recovered", 0.75, True, "recovers")
+    fails = Rate(Select("z", "orbit", "c"), "recovered", 0.75, True, "c recovers")
+    table = pd.concat([_rows("a", [1.0] * 16, protocol="orbit", metric="recovered"),
+                       _rows("c", [0.0] * 16, protocol="orbit", metric="recovered")])
+    regime, off = Setting("paper's recipe", (holds,)), Setting("small zoo", (fails,), regime=False)
+    [both] = evaluate([Claim(1, "c", "s", (regime, off))], table, HASHES)
+    assert both.verdict == HOLDS and [v for _, _, v in both.settings] == [HOLDS, FAILS]  # shown, not counted
+    text = markdown([both])
+    assert "| **holds** | 1 / 0 / 0 | 0 / 1 / 0 |" in text and "(**does not hold**, off the paper's regime)" in text
+    [only_off] = evaluate([Claim(1, "c", "s", (off,))], table, HASHES)
+    assert only_off.verdict == FAILS and "(off the paper's regime only)" in markdown([only_off])
+    # every claim but 3 has a setting in its paper's regime; claim 3's autoencoder cannot run on one here
+    assert [c.number for c in paper_claims.CLAIMS if not any(s.regime for s in c.settings)] == [3]

@@ -14,18 +14,25 @@ from dataclasses import dataclass, replace
 
 from bench.execution.plan import RunOptions
 from bench.execution.presets import PRESETS, Benchmark, ZooRecipe
+from bench.execution.reproductions import C2M3, CNN_ZOO, GIT_REBASIN, GR_WIDTHS, SINKHORN
 from bench.execution.runner import run_benchmark
 from bench.execution.tally import RunSummary
 from bench.execution.zoo_cache import get_zoo
 from bench.store.claims_catalog import (
     AE,
+    C2M3_MLP,
     CNN_CHANNELS,
     CNN_RELU,
     CNN_TANH,
+    CNN_ZOO_RECIPE,
     DEFAULT_CHANNELS,
+    GR_MLP_WIDTHS,
     INR,
     MLP_WIDTHS,
+    SINKHORN_MID,
+    SINKHORN_MLP,
     cnn_zoo,
+    gr_mlp,
     mlp_zoo,
 )
 
@@ -48,13 +55,23 @@ def _cnn(channels: int) -> ZooRecipe:
     return replace(DEFAULT_CNN_RELU, options={**DEFAULT_CNN_RELU.options, "channels": channels})
 
 
+# the reproductions' benchmarks (`bench reproduce`): their zoos and protocol options are taken as they are, so
+# the claim runs and the reproductions share keys, rows and zoos in one results folder
+_GR_MAIN, _, _GR_WIDTH_RUN = GIT_REBASIN.benchmarks
+(_SINKHORN_RUN,), (_C2M3_RUN,), (_CNN_ZOO_RUN,) = SINKHORN.benchmarks, C2M3.benchmarks, CNN_ZOO.benchmarks
+assert (*GR_WIDTHS, 512) == GR_MLP_WIDTHS, "the catalog's Git Re-Basin widths are the reproduction's"
+
 CLAIM_ZOOS: dict[str, ZooRecipe] = {
     INR: DEFAULT_INR, CNN_RELU: DEFAULT_CNN_RELU, CNN_TANH: DEFAULT_CNN_TANH,
     **{mlp_zoo(w): _mlp(w) for w in MLP_WIDTHS},
     **{cnn_zoo(c): _cnn(c) for c in CNN_CHANNELS if c != DEFAULT_CHANNELS},
+    **{gr_mlp(w): zoo for w, zoo in zip(GR_WIDTHS, _GR_WIDTH_RUN.zoos, strict=True)}, gr_mlp(512): _GR_MAIN.zoos[0],
+    SINKHORN_MLP: _SINKHORN_RUN.zoos[0], C2M3_MLP: _C2M3_RUN.zoos[0], CNN_ZOO_RECIPE: _CNN_ZOO_RUN.zoos[0],
 }
 DEFAULT_PAIRS = PRESETS["default"].protocols["pairs"]
 DEFAULT_MERGE = PRESETS["default"].protocols["merge"]
+COMBINE = dict(n_pairs=16, n_triples=0, samples=2, lambdas=11, probes=("line", "uniform", "bernoulli", "stitch",
+                                                                       "minmax"))
 
 
 @dataclass(frozen=True)
@@ -80,14 +97,19 @@ CLAIM_RUNS: tuple[ClaimRun, ...] = (
     ClaimRun((CNN_RELU, CNN_TANH), {"merge": dict(DEFAULT_MERGE, sizes=(5, 8))},
              ("git-rebasin", "c2m3", "mergemany")),
     # 5: element-wise combinations of aligned pairs
-    ClaimRun((INR, CNN_RELU, CNN_TANH),
-             {"combine": dict(n_pairs=16, n_triples=0, samples=2, lambdas=11,
-                              probes=("line", "uniform", "bernoulli", "stitch", "minmax"))},
-             ("naive", "git-rebasin")),
+    ClaimRun((INR, CNN_RELU, CNN_TANH), {"combine": COMBINE}, ("naive", "git-rebasin")),
     # 6, 7: width studies (the 16-channel CNN is the default zoo, already paired above)
     ClaimRun(tuple(mlp_zoo(w) for w in MLP_WIDTHS) + tuple(cnn_zoo(c) for c in CNN_CHANNELS if c != DEFAULT_CHANNELS),
              {"pairs": DEFAULT_PAIRS}, ("naive", "git-rebasin")),
     ClaimRun((mlp_zoo(64), mlp_zoo(128)), {"pairs": DEFAULT_PAIRS}, ("sinkhorn-rebasin[objective=mid]",)),
+    # in the papers' regimes: the reproductions' runs the claims read (`bench reproduce` runs the rest) ...
+    ClaimRun(tuple(gr_mlp(w) for w in GR_MLP_WIDTHS), _GR_WIDTH_RUN.protocols, ("naive", "git-rebasin")),
+    ClaimRun((SINKHORN_MLP,), _SINKHORN_RUN.protocols, ("git-rebasin", SINKHORN_MID)),
+    ClaimRun((C2M3_MLP,), _C2M3_RUN.protocols, ("git-rebasin", "mergemany", "c2m3")),
+    ClaimRun((CNN_ZOO_RECIPE,), {"merge": _CNN_ZOO_RUN.protocols["merge"]}, ("git-rebasin", "mergemany", "c2m3")),
+    # ... and 5 on the converged zoos: Git Re-Basin's widest MLP (its pairs' barrier is ~0 after matching) and
+    # the CNN Zoo's recipe; 16 networks each, all in the test split: 8 disjoint pairs
+    ClaimRun((gr_mlp(512), CNN_ZOO_RECIPE), {"combine": dict(COMBINE, n_pairs=8)}, ("naive", "git-rebasin")),
 )
 
 

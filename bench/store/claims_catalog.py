@@ -25,6 +25,18 @@ def cnn_zoo(channels: int) -> str:
 
 WIDTH_STUDIES = {"mlp": {w: mlp_zoo(w) for w in MLP_WIDTHS}, "cnn": {c: cnn_zoo(c) for c in CNN_CHANNELS}}
 
+# zoos trained with the papers' own recipes (`bench reproduce`): the claims' settings in the papers' regimes.
+# Git Re-Basin's MLP at each width (512: its main zoo), Sinkhorn re-basin's and C2M3's MLPs, the CNN Zoo's recipe
+GR_MLP_WIDTHS = (32, 64, 128, 256, 512)
+SINKHORN_MLP, C2M3_MLP, CNN_ZOO_RECIPE = "sinkhorn-mlp", "c2m3-mlp", "cnn-zoo"
+# Sinkhorn re-basin's Mid objective as its reproduction runs it (objective=mid is the default: the stored
+# variant omits it)
+SINKHORN_MID = "sinkhorn-rebasin[batch=1000,steps=180]"
+
+
+def gr_mlp(width: int) -> str:
+    return f"gr-mlp-{width}"
+
 # the committed autoencoder of `bench ae study` (4000 training INRs), which the default preset runs too
 DEFAULT_PRETRAINED = "inr-fashion-mnist-4000-0f5ee1d0"  # results/pretrained/<this>: `bench ae study --kinds inr`
 AE = f"scalegmn-ae[pretrained={DEFAULT_PRETRAINED}]"
