@@ -300,3 +300,20 @@ def test_merge_on_a_zoo_with_a_small_test_split_draws_no_group_across_splits():
                                "n=5: no group of 5 networks (split 'test' holds 2 network(s))"]
     with pytest.raises(ValueError, match="split: 'tset' is not one of train, val, test"):
         make_protocol("merge", split="tset").units(zoo)
+
+
+def test_repair_images_keys_rows_only_away_from_the_value_earlier_rows_used():
+    """`repair_images` came after merge rows were stored with REPAIR on 512 images: at 512 the key is the old one
+    (those rows stay valid), any other value is part of the key; REPAIR then measures that many images."""
+    from bench.protocols import make_protocol
+    from zoos.tasks import STATISTICS_BATCH, ClassifierTask
+
+    assert STATISTICS_BATCH == 512 and "repair_images" not in make_protocol("merge").params()
+    assert make_protocol("merge", repair_images=512).params() == make_protocol("merge").params()
+    assert make_protocol("merge", repair_images=64).params()["repair_images"] == 64
+    with pytest.raises(ValueError, match="repair_images"):
+        make_protocol("merge", repair_images=1)
+    task = ClassifierTask(cnn_zoo_space("relu"), dataset="digits", n_eval=64)
+    small, default = task.statistics_inputs(64), task.statistics_inputs()
+    assert small.shape[0] == 64 and default.shape[0] == STATISTICS_BATCH
+    assert task.statistics_inputs(64) is small  # drawn once per size, kept

@@ -59,32 +59,63 @@ def header(argv: list[str], results: Path) -> list[str]:
 
 def finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True, notes: list[str] = (),
            display_names: bool = False, into: Path | None = None) -> None:
-    from bench.report.files import write_report
+    """Write the report and mirror the table to MLflow. Both reading the same rows and neither the other's
+    output (the report run's artifacts aside, logged last), the report renders in a second process while this
+    one mirrors: on 2 cores the slower of the two sets the wall time, not their sum."""
     from bench.store.results import ResultStore
 
+    job = None
     if report:
         from methods import METHODS
 
-        names = method_display_names() if display_names else None
-        for path in write_report(results, header(argv, results) + list(notes),
-                                 {n: c.needs for n, c in METHODS.items()}, names, into):
-            print(f"wrote {path}")
-    if mirror:
-        from bench.store.tracking import EXPERIMENT, mirror_report, resolve_uri
-        from bench.store.tracking import mirror as mirror_to_mlflow
+        task = (results, header(argv, results) + list(notes), {n: c.needs for n, c in METHODS.items()},
+                method_display_names() if display_names else None, into)
+        if mirror:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        try:
-            from bench.protocols import PROTOCOLS
-            from methods import METHODS
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))  # no torch state forked
+            job = pool.submit(_write_report, *task)
+            pool.shutdown(wait=False)
+        else:
+            _print_written(_write_report(*task))
+    if not mirror:
+        return
+    from bench.store.tracking import EXPERIMENT, mirror_report, resolve_uri
+    from bench.store.tracking import mirror as mirror_to_mlflow
 
-            new = mirror_to_mlflow(ResultStore(results).table(), results_dir=results, protocols=PROTOCOLS,
-                                   methods=METHODS)
-            if report:
-                new += [r for r in [mirror_report(results)] if r]
-            print(f"mlflow: {len(new)} new run(s) mirrored to experiment {EXPERIMENT!r} at "
-                  f"{resolve_uri(None, results)} (browse: mlflow ui --backend-store-uri <that URI>)")
-        except Exception as error:  # the Parquet table is the source of truth; MLflow is a mirror
-            print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
+    error = None
+    try:
+        from bench.protocols import PROTOCOLS
+        from methods import METHODS
+
+        new = mirror_to_mlflow(ResultStore(results).table(), results_dir=results, protocols=PROTOCOLS,
+                               methods=METHODS)
+    except Exception as e:  # the Parquet table is the source of truth; MLflow is a mirror
+        error, new = e, []
+    if job is not None:
+        _print_written(job.result())  # the report's own errors surface here, after the mirror's work is saved
+    try:
+        if error is None and report:
+            new += [r for r in [mirror_report(results)] if r]
+    except Exception as e:  # noqa: BLE001
+        error = e
+    if error is not None:
+        print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
+    else:
+        print(f"mlflow: {len(new)} new run(s) mirrored to experiment {EXPERIMENT!r} at "
+              f"{resolve_uri(None, results)} (browse: mlflow ui --backend-store-uri <that URI>)")
+
+
+def _write_report(results: Path, lines: list[str], needs: dict, names: dict | None, into: Path | None) -> list[Path]:
+    from bench.report.files import write_report
+
+    return list(write_report(results, lines, needs, names, into))
+
+
+def _print_written(paths) -> None:
+    for path in paths:
+        print(f"wrote {path}")
 
 
 def _claims(args, argv) -> int:

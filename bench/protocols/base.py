@@ -193,6 +193,9 @@ class Protocol:
     # each option's declared type and range (`Option`), beside the base's split, lambdas and seed; every
     # dataclass field of a protocol must be declared (tests/test_safety_inputs.py checks that)
     options: ClassVar[dict[str, Option]] = {}
+    # options added after rows were stored -> the value every earlier row was made under: left out of the key
+    # at that value (those rows' keys stay valid: nothing that changes a result changed), in it otherwise
+    later_options: ClassVar[dict[str, object]] = {}
 
     def __post_init__(self):
         declared = self.declared()
@@ -211,7 +214,8 @@ class Protocol:
 
     def params(self) -> dict:
         """What identifies this protocol's rows besides the unit (part of the result key)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in values.items() if k not in self.later_options or v != self.later_options[k]}
 
     def units(self, zoo: Zoo) -> list[Unit]:
         raise NotImplementedError

@@ -23,7 +23,7 @@ from bench.protocols.base import Metric, Option, Protocol, Unit, info_columns, r
 from methods.base import Aligner, Merged
 from zoos.space import Params
 from zoos.symmetry import GroupElement, select
-from zoos.tasks import draw_groups, pick, target, task_class
+from zoos.tasks import STATISTICS_BATCH, draw_groups, pick, target, task_class
 from zoos.zoo import Zoo
 
 
@@ -61,11 +61,14 @@ class Merge(Protocol):
     metrics = _merge_metrics()
     sections = ("n_models",)
     options = {"sizes": Option("int", 2, 128, many=True), "n_groups": Option("int", 1, 100_000),
-               "repair": Option("bool"), "max_triples": Option("int", 0, 10_000)}
+               "repair": Option("bool"), "max_triples": Option("int", 0, 10_000),
+               "repair_images": Option("int", 2, 60_000)}
+    later_options = {"repair_images": STATISTICS_BATCH}
     sizes: tuple[int, ...] = (2, 3, 5, 8)
     n_groups: int = 2
     repair: bool = True
     max_triples: int = 6
+    repair_images: int = STATISTICS_BATCH  # training images REPAIR measures unit statistics on (classifiers)
 
     def units(self, zoo: Zoo) -> list[Unit]:
         # each size its own groups (INRs: fits of one image; classifiers: drawn from the split, a size
@@ -101,7 +104,7 @@ class Merge(Protocol):
             row[f"{k}_gap"] = row[f"{k}_merged"] - row[f"{k}_endpoints"]
             row[f"{k}_ensemble"] = float(ensemble[k][0])
         if self.repair:
-            repaired = repair_merged(zoo.space, out.merged, out.frame, task.statistics_inputs())
+            repaired = repair_merged(zoo.space, out.merged, out.frame, task.statistics_inputs(self.repair_images))
             for k, v in task.evaluate(repaired, tgt).items():
                 row[f"{k}_merged_repair"] = float(v[0])
         row["cycle_error"] = float("nan")

@@ -219,13 +219,15 @@ def group_metrics(rows: pd.DataFrame, declared: Sequence[str] | None = None,
     ok = _ok(rows)
     out = {"n_units": float(len(ok)), "n_errors": float(len(rows) - len(ok))}
     for prefix, sub in _subsets(ok, sections):
+        values = sub[cols].apply(pd.to_numeric, errors="coerce")  # one frame: its mean and std in one pass each
+        stats = {"mean": values.mean(), "std": values.std()}
+        busy = values.fillna(0).any()
         for c in cols:
-            values = pd.to_numeric(sub[c], errors="coerce")
-            if c.endswith("_s") and not values.fillna(0).any():  # a fit time of a method that fits nothing
+            if c.endswith("_s") and not busy[c]:  # a fit time of a method that fits nothing
                 continue
-            for stat, v in (("mean", values.mean()), ("std", values.std())):
-                if pd.notna(v):
-                    out[_metric_name(f"{prefix}{c}_{stat}")] = float(v)
+            for stat, column in stats.items():
+                if pd.notna(column[c]):
+                    out[_metric_name(f"{prefix}{c}_{stat}")] = float(column[c])
     return out
 
 
@@ -419,18 +421,16 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
             run = client.create_run(exp_id, tags=tags, run_name=name)
             rid = run.info.run_id
             try:
-                # MLflow caps a batch at 100 params and 1000 metrics
                 plist = [Param(_metric_name(k), v[:6000]) for k, v in params.items()]
-                for i in range(0, len(plist), 100):
-                    client.log_batch(rid, params=plist[i:i + 100])
                 now = int(time.time() * 1000)
                 proto = (protocols or {}).get(ident["protocol"])
                 declared = [m.name for m in proto.metrics] if proto is not None else None
                 sections = proto.sections if proto is not None else ("action", "eps")
                 mlist = [Metric(k, v, now, 0) for k, v in group_metrics(rows, declared, sections).items()]
                 mlist += [Metric(k, v, now, step) for k, step, v in curve_metrics(rows, sections)]
-                for i in range(0, len(mlist), 1000):
-                    client.log_batch(rid, metrics=mlist[i:i + 1000])
+                # MLflow caps a batch at 100 params and 1000 metrics: params and metrics share the calls
+                for i in range(max(math.ceil(len(plist) / 100), math.ceil(len(mlist) / 1000), 1)):
+                    client.log_batch(rid, params=plist[100 * i:100 * (i + 1)], metrics=mlist[1000 * i:1000 * (i + 1)])
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / "rows.parquet"
                     pq.write_table(to_arrow(rows.reset_index(drop=True)), path)
