@@ -5,6 +5,7 @@ import html.parser
 import struct
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bench.report import figures
@@ -256,3 +257,19 @@ def test_display_names_and_references(results):
         assert "Git Re-Basin (WM)" in text and "2209.04836" in text, fmt
     assert "git-rebasin[init=identity,max_sweeps=5]" in cmp.render(matrices, "csv")  # data keeps the names run
     assert "Git Re-Basin" not in markdown(table)  # off by default
+
+
+def test_a_trend_figure_needs_two_points_on_its_axis(results, tmp_path):
+    """barrier_vs_eps with one noise level would be a column of dots: it is not drawn, nor linked."""
+    from bench.report.figures import drawable
+
+    table = ResultStore(results).table()
+    one = table[(table["protocol"] != "orbit") | (table["eps"] == table.loc[table.protocol == "orbit", "eps"].max())]
+    copy = tmp_path / "one-eps"
+    ResultStore(copy).append(one)
+    ResultStore(copy / "sweeps").append(ResultStore(results / "sweeps").table())
+    names = {p.name for p in report_files.write_all(copy, ["# Leaderboard"])}
+    assert "barrier_vs_eps.png" not in names and "merged_vs_n.png" in names
+    assert "barrier_vs_eps.png" not in (copy / "leaderboard.md").read_text()
+    assert not drawable(pd.DataFrame({"panel": ["a", "a"], "eps": [0.01, 0.01]}), "eps")
+    assert drawable(pd.DataFrame({"panel": ["a", "a"], "eps": [0.0, 0.01]}), "eps")

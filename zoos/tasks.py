@@ -237,8 +237,9 @@ class Task:
         return ""
 
     # ---- what differs between task kinds, on the task's data ----------------------------------
-    def statistics_inputs(self) -> torch.Tensor:
-        """The inputs statistics corrections (REPAIR, BatchNorm recounts) are measured on."""
+    def statistics_inputs(self, n: int | None = None) -> torch.Tensor:
+        """The inputs statistics corrections (REPAIR, BatchNorm recounts) are measured on (classifiers: n
+        training images, default STATISTICS_BATCH; an INR's are its whole grid)."""
         return self.inputs()
 
     def input_sample(self, n: int) -> torch.Tensor:
@@ -432,9 +433,10 @@ class ClassifierTask(Task):
 
     def fixed_train_batch(self, n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
         """`train_batch(n)`, drawn once and kept (task-loss objectives, statistics corrections)."""
-        if getattr(self, "_train", None) is None or len(self._train[0]) != n:
-            self._train = self.train_batch(n)
-        return self._train
+        cache = self.__dict__.setdefault("_train_batches", {})  # REPAIR and task losses may ask for other sizes
+        if n not in cache:
+            cache[n] = self.train_batch(n)
+        return cache[n]
 
     def task_loss(self, params, target=None, n: int = 512):
         """Cross-entropy on a fixed training batch of n images (never the evaluation set)."""
@@ -476,8 +478,8 @@ class ClassifierTask(Task):
     def recipe(cls, zoo) -> str:
         return describe(zoo.task.get("config", {}))
 
-    def statistics_inputs(self):
-        return self.fixed_train_batch(STATISTICS_BATCH)[0]  # never the evaluation set
+    def statistics_inputs(self, n: int | None = None):
+        return self.fixed_train_batch(n or STATISTICS_BATCH)[0]  # never the evaluation set
 
     def method_inputs(self, n, seed=0):
         return self.train_batch(n, seed)[0]

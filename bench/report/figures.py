@@ -348,21 +348,29 @@ def plot_combine(table: pd.DataFrame, path: str | os.PathLike, metric: str = "lo
                            col_order=PROBE_ORDER)
 
 
-# figure file -> (long-frame builder deciding whether there is anything to draw, plotter)
+# figure file -> (long-frame builder, the x of a trend figure or None, plotter)
 FIGURES = {
-    "barrier_vs_eps.png": (eps_long, plot_barrier_vs_eps),
-    "barrier_vs_width.png": (width_long, plot_barrier_vs_width),
-    "runtime_vs_width.png": (runtime_long, plot_runtime_vs_width),
-    "merged_vs_n.png": (merge_long, plot_merged_vs_n),
-    "combine.png": (combine_long, plot_combine),
+    "barrier_vs_eps.png": (eps_long, "eps", plot_barrier_vs_eps),
+    "barrier_vs_width.png": (width_long, "width", plot_barrier_vs_width),
+    "runtime_vs_width.png": (runtime_long, "width", plot_runtime_vs_width),
+    "merged_vs_n.png": (merge_long, None, plot_merged_vs_n),
+    "combine.png": (combine_long, None, plot_combine),
 }
 
 
+def drawable(long: pd.DataFrame, x: str | None) -> bool:
+    """Whether a figure has anything to show: rows, and for a trend (a metric against x) two x values in one
+    panel at least (one noise level drawn against itself is a column of dots, not a trend)."""
+    if long.empty:
+        return False
+    return x is None or int(long.groupby("panel")[x].nunique().max()) >= 2
+
+
 def write_figures(table: pd.DataFrame, directory: str | os.PathLike) -> list[Path]:
-    """curves.png always (a placeholder when empty); every other figure the table has data for."""
+    """curves.png always (a placeholder when empty); every other figure the table has something to show for."""
     directory = Path(directory)
     paths = [plot_curves(table, directory / "curves.png")]
-    for name, (data, plot) in FIGURES.items():
-        if not data(table).empty:
+    for name, (data, x, plot) in FIGURES.items():
+        if drawable(data(table), x):
             paths.append(plot(table, directory / name))
     return paths
