@@ -229,11 +229,21 @@ def test_a_control_that_does_not_hold_voids_its_setting():
     holds = Rate(Select("z", "orbit", "a"), "recovered", 0.75, True, "recovers")
     broken = Rate(Select("z", "orbit", "b"), "recovered", 0.75, True, "b recovers", control=True)
     table = pd.concat([_rows("a", [1.0] * 16, protocol="orbit", metric="recovered"),
-                       _rows("b", [0.0] * 16, protocol="orbit", metric="recovered")])
+                       _rows("b", [0.0] * 16, protocol="orbit", metric="recovered"),
+                       _rows("few", [1.0] * 8, protocol="orbit", metric="recovered")])
     [result] = evaluate([Claim(1, "c", "s", (Setting("z", (broken, holds)),))], table, HASHES)
     assert result.settings[0][1][0].verdict == FAILS and result.settings[0][1][1].verdict == HOLDS
     assert result.verdict == UNDECIDED and deciding_check(result)[1].check == "b recovers"
-
+    # an underpowered control (8 of 8: its interval reaches below 3/4) voids nothing ...
+    few = Rate(Select("z", "orbit", "few"), "recovered", 0.75, True, "few recover", control=True)
+    [kept] = evaluate([Claim(1, "c", "s", (Setting("z", (few, holds)),))], table, HASHES)
+    assert kept.settings[0][1][0].verdict == UNDECIDED and kept.verdict == HOLDS
+    # ... but a gate must hold: a decoder not shown to identify its sources voids the setting
+    ident = _rows("ae", [0.0] * 16, metric="ident", ident_chance=1 / 16)
+    gate = AboveChance(Select("z", "pairs", "ae"), control=True, gate=True)
+    [gated] = evaluate([Claim(1, "c", "s", (Setting("z", (gate, holds)),))], pd.concat([table, ident]), HASHES)
+    assert gated.settings[0][1][0].verdict == UNDECIDED and gated.verdict == UNDECIDED
+    assert deciding_check(gated)[1].gate
 
 
 def test_small_is_a_stated_threshold():

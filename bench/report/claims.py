@@ -50,10 +50,11 @@ check says "at least as well as", where m is the loss tolerated):
   zoos, trained for a few epochs) are shown with their own verdicts and count only for a claim that has no
   setting in the regime (claim 3: marked so in its row). **Controls** (checks that cannot fail in our
   setting: a noise-free planted element, a cycle error that is 0 by construction, identification above
-  chance that 32 trials cannot refute) are shown, labelled, and never count as evidence; but a setting
-  whose controls do not all hold is inconclusive, whatever its counted checks say: a failed control means
-  the measurement is not valid (a decoder that cannot be told to identify its sources may have collapsed,
-  and then its low barrier says nothing).
+  chance that 32 trials cannot refute) are shown, labelled, and never count as evidence; but a setting is
+  inconclusive, whatever its counted checks say, when a control does not hold (the measurement is not
+  valid) or when a **gate** is not shown to hold: identification above chance gates the autoencoder's
+  settings (a decoder that may have collapsed to one network has low barriers that say nothing). An
+  underpowered control voids nothing (8 of 8 cycles closed cannot show a rate above 3/4).
 - A **"small"** claim is tested against a stated threshold: the mean's upper CI bound must lie below it.
 - The summary's "ours" column quotes the **deciding check**: the first counted check whose verdict is the
   claim's, in the first setting that has the claim's verdict (or the control that voided that setting).
@@ -121,6 +122,7 @@ class Outcome:
     margin: float
     verdict: str
     control: bool = False  # a check that cannot fail here: shown, labelled, not counted toward a verdict
+    gate: bool = False  # a control the setting's measurements are only valid under: it must hold
 
 
 def verdict(lo: float, hi: float, margin: float = 0.0, p: float | None = None) -> str:
@@ -221,9 +223,10 @@ class AboveChance:
     select: Select
     text: str = "its decoded networks identify their own sources above chance (not collapsed)"
     control: bool = False
+    gate: bool = False  # the setting counts only when this holds (a collapsed decoder's barriers say nothing)
 
     def run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
-        return replace(self._run(table, hashes), control=self.control)
+        return replace(self._run(table, hashes), control=self.control, gate=self.gate)
 
     def _run(self, table: pd.DataFrame, hashes: Mapping[str, str]) -> Outcome:
         rows = self.select.rows(table, hashes)
@@ -349,11 +352,17 @@ def evaluate(claims: Sequence[Claim], table: pd.DataFrame, hashes: Mapping[str, 
 
 
 def setting_verdict(outcomes: Sequence[Outcome]) -> str:
-    """The counted checks' combined verdict, when every control holds; inconclusive otherwise: controls never
-    count as evidence, but a control that does not hold voids the measurement."""
-    if any(o.control and o.verdict != HOLDS for o in outcomes):
+    """The counted checks' combined verdict; inconclusive when a control does not hold (the measurement is
+    not valid) or a gate is not shown to hold. Controls never count as evidence."""
+    if any(_voids(o) for o in outcomes):
         return UNDECIDED
     return combined([o.verdict for o in outcomes if not o.control])
+
+
+def _voids(o: Outcome) -> bool:
+    """A control that fails, or a gate that does not hold (an underpowered sanity control voids nothing: 8 of 8
+    cycles closed cannot show a rate above 3/4 at 95%, yet nothing is wrong)."""
+    return o.control and (o.verdict == FAILS or (o.gate and o.verdict != HOLDS))
 
 
 def _latest(table: pd.DataFrame) -> pd.DataFrame:
@@ -377,7 +386,7 @@ def deciding_check(result: ClaimResult) -> tuple[Setting, Outcome] | None:
             if not o.control and o.verdict == result.verdict:
                 return setting, o
         for o in outcomes:  # a setting voided by its control: the control decided
-            if o.control and o.verdict != HOLDS:
+            if _voids(o):
                 return setting, o
     return None
 
