@@ -44,8 +44,8 @@ PRESETS = {
         # n >= 2 units in every cell of every protocol on both zoos, in ~30 CPU seconds (2 cores): 10 images (2
         # of them test images: 2 pairs of fits; 3 fits each for merges of 3), 8 CNNs half of them test networks
         # scored on 256 test images; orbit plants permutations only (P; the default preset adds PS) at two
-        # noise levels; REPAIR measures 64 training images; the autoencoders train 3 epochs and entropic OT
-        # runs at reg 0.1 (they are checked for running, not for quality)
+        # noise levels; REPAIR measures 64 training images; the autoencoders train 1 epoch, the STE 2 steps,
+        # Sinkhorn 10 and entropic OT runs at reg 0.1 (they are checked for running, not for quality)
         zoos=(
             ZooRecipe("inr", dict(n_images=10, fits_per_image=3, steps=150)),
             ZooRecipe("cnn", dict(activation="relu", n_nets=8, epochs=1, train_fraction=(0.05,), n_eval=256,
@@ -54,9 +54,9 @@ PRESETS = {
         protocols={"pairs": dict(n_pairs=2, lambdas=5),
                    "orbit": dict(n_nets=2, actions=("P",), eps=(0.0, 0.01), lambdas=5),
                    "merge": dict(sizes=(2, 3), n_groups=2, max_triples=1, repair_images=64)},
-        overrides={"ste": {"batch": 128, "steps": 5}, "sinkhorn-rebasin": {"batch": 128, "steps": 10},
+        overrides={"ste": {"batch": 128, "steps": 2}, "sinkhorn-rebasin": {"batch": 128, "steps": 10},
                    "otfusion-sinkhorn": {"reg": 0.1},
-                   "scalegmn-ae": {"epochs": 3}, "gnn-ae": {"epochs": 3}},
+                   "scalegmn-ae": {"epochs": 1}, "gnn-ae": {"epochs": 1}},
     ),
     "default": Benchmark(
         "default",
