@@ -45,6 +45,7 @@ tables: setup
 	$(BIN)/bench reproduce --report-only --results results/archive/reproductions --into results
 	$(BIN)/bench perf --report-only
 	$(BIN)/bench report --claims --report-only --results results/archive/claims --into results
+	$(BIN)/bench ae study --report-only --results results/archive --into results
 
 # The papers' claims tested on our zoos (runs what they need, resumable): results/claims.md
 claims: setup data

@@ -124,6 +124,17 @@ def test_committed_claims_regenerate_from_their_archive(tmp_path, monkeypatch, c
     assert (tmp_path / "results/claims.md").read_bytes() == (ROOT / "results/claims.md").read_bytes()
 
 
+def test_committed_autoencoder_study_regenerates_from_its_archive(tmp_path, monkeypatch, capsys):
+    """results/autoencoder.md comes from results/archive/ae-study (the study's rows, measurements.parquet and zoo
+    cards; no weights, no checkpoints) and the committed perf tables its paper-preset estimate reads."""
+    shutil.copytree(ROOT / "results/archive/ae-study", tmp_path / "results/archive/ae-study")
+    for name in ("perf.parquet", "perf_gpu.parquet"):
+        shutil.copy(ROOT / "results" / name, tmp_path / "results" / name)
+    monkeypatch.chdir(tmp_path)
+    assert main(["ae", "study", "--report-only", "--results", "results/archive", "--into", "results"]) == 0
+    assert (tmp_path / "results/autoencoder.md").read_bytes() == (ROOT / "results/autoencoder.md").read_bytes()
+
+
 def test_claims_report_only_needs_the_claims_zoos(tmp_path, capsys):
     """`bench report --claims --report-only` runs nothing: without the claims' zoos it says so in one line."""
     assert main(["report", "--claims", "--report-only", "--results", str(tmp_path)]) == 2
