@@ -170,19 +170,14 @@ def measurements(results: Path, kinds=("inr", "cnn"), remeasure: bool = False) -
         cards[name] = load_zoo_card(directory).content_hash()
     if path.is_file() and not remeasure:
         stored = pd.read_parquet(check_parquet(path))
-        current = pd.concat([_methods_of(name, cards[name]) for name in kinds])
-        have = set(zip(stored.study, stored.zoo_hash, stored.method, strict=True))
-        if all(k in have for k in zip(current.study, current.zoo_hash, current.method, strict=True)):
-            keys = set(zip(current.study, current.method, strict=True))
-            return stored[[k in keys for k in zip(stored.study, stored.method, strict=True)]].reset_index(drop=True)
+        wanted = {(name, cards[name], str(MethodSpec.parse(text)))
+                  for name in kinds for text in (*REFERENCES, *STUDY_RECIPES[name].specs())}
+        keys = list(zip(stored.study, stored.zoo_hash, stored.method, strict=True))
+        if wanted <= set(keys):  # every study, on the zoo present, every method
+            return stored[[k in wanted for k in keys]].reset_index(drop=True)
     table = _measure(root, kinds)
     write_bytes_atomic(path, lambda fh: table.to_parquet(fh, index=False))
     return table
-
-
-def _methods_of(name: str, zoo_hash: str) -> pd.DataFrame:
-    methods = [str(MethodSpec.parse(text)) for text in (*REFERENCES, *STUDY_RECIPES[name].specs())]
-    return pd.DataFrame({"study": name, "zoo_hash": zoo_hash, "method": methods})
 
 
 def _measure(root: Path, kinds) -> pd.DataFrame:

@@ -433,7 +433,9 @@ class ClassifierTask(Task):
 
     def fixed_train_batch(self, n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
         """`train_batch(n)`, drawn once and kept (task-loss objectives, statistics corrections)."""
-        cache = self.__dict__.setdefault("_train_batches", {})  # REPAIR and task losses may ask for other sizes
+        # per size (REPAIR and task losses may ask for others); set here, as subclasses (bench.api's DataTask)
+        # need not call __init__
+        cache = self.__dict__.setdefault("_train_batches", {})
         if n not in cache:
             cache[n] = self.train_batch(n)
         return cache[n]
