@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -18,6 +20,12 @@ SPACES = {
     "cnn-relu": cnn_zoo_space("relu"),
     "cnn-tanh": cnn_zoo_space("tanh"),
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _user_cache(tmp_path_factory):
+    """The harness's per-user cache (the empty MLflow store) in a temporary folder, not the tester's home."""
+    os.environ.setdefault("REBASIN_CACHE", str(tmp_path_factory.mktemp("user-cache")))
 
 
 @pytest.fixture(params=list(SPACES))

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from bench.store import tracking
+from bench.store import mlflow_backend, tracking
 from bench.store.results import ResultStore, claim_name
 from tests.harness import reliability
 
@@ -100,7 +100,7 @@ def test_mirror_check_sees_missing_and_stale_runs_and_rebuild_fixes_them(referen
     copy = tmp_path / "r"
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking.resolve_uri(None, copy))
+    client = MlflowClient(mlflow_backend.resolve_uri(None, copy))
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
     runs = [r for r in tracking.all_runs(client, exp.experiment_id) if tracking.GROUP_TAG in r.data.tags]
     client.delete_run(runs[0].info.run_id)

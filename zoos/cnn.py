@@ -26,6 +26,7 @@ from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from zoos.data import DataError, check_classifier_data, load_images, resolve_source
+from zoos.devices import training_fork_context
 from zoos.files import ResourceError, WorkerError, check_input, check_memory, write_bytes_atomic
 from zoos.options import option, redefault
 from zoos.recipes import RECIPES, lr_factor
@@ -260,10 +261,10 @@ def train_one(space: WeightSpace, hp: dict, epochs: int, batch_size: int,
     net = CnnZooNet(space, hp["dropout"]) if module is None else module
     _init(net, hp, g)
     scaling = hp.get("input_scaling", "signed")
-    x, y = scale_inputs(_DATA["x"], scaling), _DATA["y"]
+    n = len(_DATA["x"])
+    keep = torch.randperm(n, generator=g)[: int(hp["train_fraction"] * n)]
+    x, y = scale_inputs(_DATA["x"][keep], scaling), _DATA["y"][keep]  # only the images it trains on
     x = x.reshape(len(x), *space.input_shape)  # an MLP reads the image flattened
-    keep = torch.randperm(len(x), generator=g)[: int(hp["train_fraction"] * len(x))]
-    x, y = x[keep], y[keep]
     opt = _optimizer(net, hp)
     per_epoch = math.ceil(len(x) / batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(
@@ -420,7 +421,7 @@ def build_cnn_zoo(config: CnnZooConfig = CnnZooConfig(), workers: int = 2, progr
             _save_trained(paths[i], results[i])
             bar.update()
     elif todo:
-        ctx = torch.multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        ctx = training_fork_context() if os.name == "posix" else torch.multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(source,)) as pool:
             futures = {pool.submit(_job, jobs[i]): i for i in todo}
             for future in as_completed(futures):

@@ -153,7 +153,9 @@ def _load_images(source: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         check_memory(f"{directory}: {len(images)} {split} images as float32", 2 * images.size * 4)
     except ResourceError as e:
         raise DataError(str(e)) from None
-    return torch.from_numpy(images.astype(np.float32) / 255.0), torch.from_numpy(labels.astype(np.int64))
+    scaled = images.astype(np.float32)
+    np.divide(scaled, 255.0, out=scaled)  # in place: the floats of `/ 255.0` without a second copy
+    return torch.from_numpy(scaled), torch.from_numpy(labels.astype(np.int64))
 
 
 def check_classifier_data(source: str, images: torch.Tensor, labels: torch.Tensor, input_hw: tuple[int, int],

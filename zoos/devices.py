@@ -28,3 +28,11 @@ def resolve_device(name: str | torch.device = "cpu") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise DeviceError(f"device {name}: only cpu and cuda are supported")
     return device
+
+
+def training_fork_context():
+    """The multiprocessing context of forked workers that train networks. torch's first optimizer imports
+    torch._dynamo (over a second); imported here, before the fork, every worker inherits it."""
+    import torch._dynamo  # noqa: F401
+
+    return torch.multiprocessing.get_context("fork")

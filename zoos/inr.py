@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from zoos.data import load_images, resolve_source
+from zoos.devices import training_fork_context
 from zoos.files import WorkerError, check_memory
 from zoos.options import option
 from zoos.space import Params, WeightSpace, siren_space
@@ -154,7 +155,7 @@ def _fit_in_processes(space, init, images, steps, lr, progress, workers) -> tupl
     """`fit_inrs` with the networks split into `workers` contiguous parts, one forked process each."""
     import queue as queues
 
-    ctx = torch.multiprocessing.get_context("fork")
+    ctx = training_fork_context()
     channel = ctx.Queue()
     parts = torch.arange(len(images)).tensor_split(workers)
     procs = [ctx.Process(target=_fit_part, daemon=True,

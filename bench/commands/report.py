@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bench.commands.finisher import finish, header, method_display_names
+
 
 def add_parser(sub, command) -> None:
     rep = command("report", "leaderboard, comparison matrices and figures from the results table (or, with"
@@ -44,78 +46,6 @@ def main(args, argv) -> int:
         return _comparison(args)
     finish(args.results, argv, mirror=False, display_names=args.display_names, into=args.into)
     return 0
-
-
-def header(argv: list[str], results: Path) -> list[str]:
-    """The command, and the commits that made the rows (not the checkout rendering them: an archive's tables
-    come out byte for byte on any later commit)."""
-    from bench.store.results import ResultStore
-
-    commits = [f"`{c[:12]}`" for c in ResultStore(results).commits()]
-    made = (f"at commit{'s' if len(commits) > 1 else ''} {', '.join(commits[:3])}"
-            f"{f' and {len(commits) - 3} more' if len(commits) > 3 else ''}" if commits else "(no commit recorded)")
-    return [f"Produced by `bench {' '.join(argv)}` from rows made {made}."]
-
-
-def finish(results: Path, argv: list[str], mirror: bool = True, report: bool = True, notes: list[str] = (),
-           display_names: bool = False, into: Path | None = None) -> None:
-    """Write the report and mirror the table to MLflow. Both reading the same rows and neither the other's
-    output (the report run's artifacts aside, logged last), the report renders in a second process while this
-    one mirrors: on 2 cores the slower of the two sets the wall time, not their sum."""
-    from bench.store.results import ResultStore
-
-    job = None
-    if report:
-        from methods import METHODS
-
-        task = (results, header(argv, results) + list(notes), {n: c.needs for n, c in METHODS.items()},
-                method_display_names() if display_names else None, into)
-        if mirror:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))  # no torch state forked
-            job = pool.submit(_write_report, *task)
-            pool.shutdown(wait=False)
-        else:
-            _print_written(_write_report(*task))
-    if not mirror:
-        return
-    from bench.store.tracking import EXPERIMENT, mirror_report, resolve_uri
-    from bench.store.tracking import mirror as mirror_to_mlflow
-
-    error = None
-    try:
-        from bench.protocols import PROTOCOLS
-        from methods import METHODS
-
-        new = mirror_to_mlflow(ResultStore(results).table(), results_dir=results, protocols=PROTOCOLS,
-                               methods=METHODS)
-    except Exception as e:  # the Parquet table is the source of truth; MLflow is a mirror
-        error, new = e, []
-    if job is not None:
-        _print_written(job.result())  # the report's own errors surface here, after the mirror's work is saved
-    try:
-        if error is None and report:
-            new += [r for r in [mirror_report(results)] if r]
-    except Exception as e:  # noqa: BLE001
-        error = e
-    if error is not None:
-        print(f"mlflow: mirror skipped ({type(error).__name__}: {error})".splitlines()[0], file=sys.stderr)
-    else:
-        print(f"mlflow: {len(new)} new run(s) mirrored to experiment {EXPERIMENT!r} at "
-              f"{resolve_uri(None, results)} (browse: mlflow ui --backend-store-uri <that URI>)")
-
-
-def _write_report(results: Path, lines: list[str], needs: dict, names: dict | None, into: Path | None) -> list[Path]:
-    from bench.report.files import write_report
-
-    return list(write_report(results, lines, needs, names, into))
-
-
-def _print_written(paths) -> None:
-    for path in paths:
-        print(f"wrote {path}")
 
 
 def _claims(args, argv) -> int:
@@ -165,14 +95,6 @@ def _check_metric(metric: str, table) -> None:
     raise ValueError(text)
 
 
-def method_display_names():
-    """The registry's display names and citations (`bench report --display-names`)."""
-    from bench.report.method_names import MethodNames
-    from methods import METHODS
-
-    return MethodNames.of(METHODS)
-
-
 def normal_specs(specs: list[str] | None) -> list[str] | None:
     """Method specs as the table's `variant` column spells them (`git-rebasin[max_sweeps=100]` is
     `git-rebasin`); names and shell patterns as given."""
@@ -215,3 +137,4 @@ def _comparison(args) -> int:
     else:
         sys.stdout.write(text)
     return 0
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.commands.common import MAX_PARALLEL, SEED, THREADS, include_option, integer
-from bench.commands.report import finish
+from bench.commands.finisher import finish
 
 SHOWN_FAILURES = 10  # failed units listed in the run summary
 
@@ -86,7 +86,12 @@ def main(args, argv) -> int:
     resolve_device(args.device)  # refuse cuda without CUDA now, in one line
     opts = RunOptions(results=args.results, data=args.data, build_workers=args.build_workers, threads=args.threads,
                       progress=not args.quiet, workers=args.workers, scheduler=args.scheduler, device=args.device)
-    summary = run_benchmark(bench, args.methods, opts)
+    follower = None
+    if not args.no_mlflow:  # mirrors each (zoo, method) while the run goes on
+        from bench.commands.finisher import MirrorProcess
+
+        follower = MirrorProcess(args.results)
+    summary = run_benchmark(bench, args.methods, opts, on_group=follower.rows_written if follower else None)
     print(f"units: {summary.done} run, {summary.skipped} already done, {summary.failed} failed")
     failures = summary.failures
     for zoo, variant, protocol, unit, error in failures[:SHOWN_FAILURES]:
@@ -96,5 +101,5 @@ def main(args, argv) -> int:
     notes = [f"Skipped `{spec}` on {zoo}: {reason}." for spec, zoo, reason in summary.skipped_pairs]
     for line in notes + [f"Not measured: {zoo} / {protocol}: {why}." for zoo, protocol, why in summary.gaps]:
         print(line)  # the report lists what the store recorded as not measured (of this run and earlier ones)
-    finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report, notes=notes)
+    finish(args.results, argv, mirror=not args.no_mlflow, report=not args.no_report, notes=notes, follower=follower)
     return 1 if summary.failed else 0

@@ -95,10 +95,11 @@ class Merge(Protocol):
         out = method.merge(models, tgt_index)
         seconds = time.perf_counter() - start
         tgt = None if tgt_index is None else torch.tensor([tgt_index])
-        ends = task.evaluate(models, None if tgt is None else tgt.repeat(len(members)))
+        outputs = task.outputs(models)  # the inputs scored one by one and as an ensemble
+        ends = task.score(outputs, None if tgt is None else tgt.repeat(len(members)))
         row = {"unit": unit.name, "a": members[0], "n_models": len(members), "merge_s": seconds,
                **info_columns(out.info)}
-        ensemble = task.score(task.ensemble(task.outputs(models)), tgt)
+        ensemble = task.score(task.ensemble(outputs), tgt)
         for k, v in task.evaluate(out.merged, tgt).items():
             row[f"{k}_merged"], row[f"{k}_endpoints"] = float(v[0]), float(ends[k].mean())
             row[f"{k}_gap"] = row[f"{k}_merged"] - row[f"{k}_endpoints"]

@@ -121,12 +121,14 @@ def _metrics_for(protocol: str, metric: str | None):
     return declared.get(metric)
 
 
-def comparison(table: pd.DataFrame, metric: str | None = None, names: MethodNames | None = None) -> list[Matrix]:
+def comparison(table: pd.DataFrame, metric: str | None = None, names: MethodNames | None = None,
+               board: pd.DataFrame | None = None) -> list[Matrix]:
     """One matrix per protocol, a column per (zoo, section); past MAX_COLUMNS columns the zoos are split
     over several matrices (a zoo's columns stay together). `metric`: a declared metric name (protocols
     without it are left out); default: each protocol's ranking metric. `names`: show methods by display
-    name, numbered by their references (listed after the tables in LaTeX and HTML)."""
-    board = leaderboard(table)
+    name, numbered by their references (listed after the tables in LaTeX and HTML). `board`: the table's
+    `leaderboard`, where the caller has it."""
+    board = leaderboard(table) if board is None else board
     if board.empty:
         return []
     if names is not None:

@@ -29,10 +29,12 @@ from bench.report.long_frames import (
     runtime_long,
     width_long,
 )
+from bench.report.stats import finite_intervals
 from zoos.files import write_bytes_atomic
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (imported on first use: it takes a while)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,25 +49,27 @@ def _save(fig, path: Path, tight: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight" if tight else None,
                                                     metadata={"Software": None}))
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def _placeholder(path: Path, text: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.text(0.5, 0.5, text, ha="center", va="center")
     ax.set_axis_off()
     return _save(fig, path)
 
 
-def _palette() -> list:
-    """Seaborn's colour-blind-safe palette without its grey (kept for baselines) and its yellow (too light
-    on white)."""
-    import seaborn as sns
+# seaborn's colour-blind-safe palette ("colorblind") without its grey (kept for baselines) and its yellow (too
+# light on white)
+PALETTE = ("#0173B2", "#DE8F05", "#029E73", "#D55E00", "#CC78BC", "#CA9161", "#FBAFE4", "#56B4E9")
 
-    colours = sns.color_palette("colorblind", 10)
-    return [c for i, c in enumerate(colours) if i not in (7, 8)]
+
+def _palette() -> list:
+    from matplotlib.colors import to_rgb
+
+    return [to_rgb(c) for c in PALETTE]
 
 
 # colour, dash, marker: naive averaging, other baselines (reference)
@@ -97,27 +101,33 @@ def _short_names(long: pd.DataFrame) -> dict[str, str]:
 
 
 def figure_ci(values, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
-    """(mean, low, high, n): the 95% percentile bootstrap interval of the mean (fixed seed), vectorised:
-    a figure has hundreds of points, and the tables' BCa interval (`stats.mean_ci`) costs a jackknife
-    each. The mean alone where fewer than 2 distinct values leave nothing to resample."""
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(x.mean())
-    if len(np.unique(x)) < 2:
-        return mean, mean, mean, len(x)
-    boot = x[np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))].mean(1)
-    low, high = np.quantile(boot, [0.025, 0.975])
-    return mean, float(low), float(high), len(x)
+    """(mean, low, high, n): the 95% percentile bootstrap interval of the mean (fixed seed); a figure has
+    hundreds of points, and the tables' BCa interval (`stats.mean_ci`) costs a jackknife each. The mean alone
+    where fewer than 2 distinct values leave nothing to resample."""
+    return figure_cis([values], resamples, seed)[0]
+
+
+def figure_cis(samples, resamples: int = 2000, seed: int = 0) -> list[tuple[float, float, float, int]]:
+    """`figure_ci` of each sample, the samples of one size resampled together (with the resamples a call per
+    sample draws)."""
+    def percentile(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        picks = np.random.default_rng(seed).integers(0, x.shape[1], size=(resamples, x.shape[1]))
+        # numpy sums a contiguous row pairwise, a strided one in another order: copy before taking means
+        boot = np.ascontiguousarray(x[:, picks]).mean(-1)
+        low, high = np.quantile(boot, [0.025, 0.975], axis=-1)
+        return low, high
+
+    return finite_intervals(samples, percentile)
 
 
 def _summary(long: pd.DataFrame, by: list[str], y: str) -> pd.DataFrame:
     """Per group: mean and 95% bootstrap CI of `y` over units (`figure_ci`) and n."""
-    out = []
-    for key, part in long.groupby(by, sort=True, dropna=False):
-        mean, low, high, n = figure_ci(part[y].tolist())
-        out.append(dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True), mean=mean, lo=low, hi=high,
-                        n=n))
+    keys, samples = [], []
+    for key, values in long.groupby(by, sort=True, dropna=False)[y]:
+        keys.append(key if isinstance(key, tuple) else (key,))
+        samples.append(values.tolist())
+    out = [dict(zip(by, key, strict=True), mean=mean, lo=low, hi=high, n=n)
+           for key, (mean, low, high, n) in zip(keys, figure_cis(samples), strict=True)]
     return pd.DataFrame(out, columns=[*by, "mean", "lo", "hi", "n"])
 
 
@@ -150,7 +160,7 @@ def _grid(long: pd.DataFrame, row: str, col: str | None, col_order: Sequence | N
     """Figure and axes of the small multiples: one row per `row` value, one column per `col` value (family:
     baselines join every column instead of having one), spaced so that the longest direct label fits between
     two panels; returns (fig, {(r, c): ax}, rows, cols)."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = sorted(long[row].unique())
     if col is None:
         cols = [None]
@@ -201,12 +211,12 @@ def _finish_axes(ax, xlabel: str, ylabel: str, logx: bool = False, logy: bool = 
         ticks = sorted({float(v) for line in ax.get_lines() for v in line.get_xdata()})
         if ticks:
             ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
-            ax.xaxis.set_minor_locator(_pyplot().NullLocator())
+            ax.xaxis.set_minor_locator(pyplot().NullLocator())
     if symlog_x:  # noise levels: ticks at the levels measured, as plain numbers
         ax.set_xscale("symlog", linthresh=symlog_x)
         ticks = sorted({float(v) for line in ax.get_lines() for v in line.get_xdata()})
         ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
-        ax.xaxis.set_minor_locator(_pyplot().NullLocator())
+        ax.xaxis.set_minor_locator(pyplot().NullLocator())
     if logy:
         ax.set_yscale("log")
     if integer_x is not None:
@@ -267,9 +277,10 @@ def plot_curves(table: pd.DataFrame, path: str | os.PathLike, metric: str = "los
                            "λ (0 = reference, 1 = aligned)", metric)
 
 
-def plot_barrier_vs_eps(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Orbit: the rank metric (path excess) against the planted noise, one panel per (zoo · action, family)."""
-    long = eps_long(table)
+def plot_barrier_vs_eps(table: pd.DataFrame, path: str | os.PathLike, long: pd.DataFrame | None = None) -> Path:
+    """Orbit: the rank metric (path excess) against the planted noise, one panel per (zoo · action, family).
+    `long`: `eps_long(table)`, where the caller has it (as have the other plotters')."""
+    long = eps_long(table) if long is None else long
     positive = long.loc[long["eps"] > 0, "eps"]
     metric = {r: SCORE_LABELS.get(m, m) for r, m in zip(long["panel"], long["metric"], strict=True)}
     names = sorted(set(metric.values()))
@@ -280,25 +291,25 @@ def plot_barrier_vs_eps(table: pd.DataFrame, path: str | os.PathLike) -> Path:
                            symlog_x=None if positive.empty else float(positive.min()))
 
 
-def plot_barrier_vs_width(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    long = width_long(table)
+def plot_barrier_vs_width(table: pd.DataFrame, path: str | os.PathLike, long: pd.DataFrame | None = None) -> Path:
+    long = width_long(table) if long is None else long
     return _line_multiples(long, "width", "loss_barrier", "Loss barrier vs width: mean and 95% CI "
                            f"({_ci_note(long, ['panel', 'variant', 'width'])} per point)", Path(path),
                            "width (hidden units / channels)", "loss barrier", logx=True)
 
 
-def plot_runtime_vs_width(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    long = runtime_long(table)
+def plot_runtime_vs_width(table: pd.DataFrame, path: str | os.PathLike, long: pd.DataFrame | None = None) -> Path:
+    long = runtime_long(table) if long is None else long
     return _line_multiples(long, "width", "align_s", "Alignment time vs width: mean and 95% CI "
                            f"({_ci_note(long, ['panel', 'variant', 'width'])} per point)", Path(path),
                            "width (hidden units / channels)", "align seconds", logx=True, logy=True)
 
 
-def plot_merged_vs_n(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+def plot_merged_vs_n(table: pd.DataFrame, path: str | os.PathLike, long: pd.DataFrame | None = None) -> Path:
     """Merged score per number of models: points with 95% CI error bars per (N, method), dodged side by
     side (filled: merged, open: merged + REPAIR), one panel per (zoo · score, method family), integer N."""
     path = Path(path)
-    long = merge_long(table)
+    long = merge_long(table) if long is None else long
     if long.empty:
         return _placeholder(path, "no merges yet")
     styles, short = _styles(long), _short_names(long)
@@ -329,7 +340,7 @@ def plot_merged_vs_n(table: pd.DataFrame, path: str | os.PathLike) -> Path:
         _finish_axes(ax, "models merged (N)", "merged " + str(r).rsplit(" · ", 1)[-1], integer_x=ns)
         ax.set_title(_title(r, "family", c), fontsize=8)
         _direct_labels(ax, ends)
-    handles = [_pyplot().Line2D([], [], marker="o", linestyle="", color="0.3",
+    handles = [pyplot().Line2D([], [], marker="o", linestyle="", color="0.3",
                                 markerfacecolor="0.3" if k == "merged" else "white", label=k) for k in kinds]
     fig.legend(handles=handles, loc="upper right", ncol=len(handles), frameon=False, fontsize=8,
                bbox_to_anchor=(1.0, 1.0))
@@ -339,9 +350,10 @@ def plot_merged_vs_n(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     return _save(fig, path, tight=False)
 
 
-def plot_combine(table: pd.DataFrame, path: str | os.PathLike, metric: str = "loss") -> Path:
+def plot_combine(table: pd.DataFrame, path: str | os.PathLike, metric: str = "loss",
+                 long: pd.DataFrame | None = None) -> Path:
     """One panel per (zoo, probe): the worst sampled `metric` at each value of the probe's parameter."""
-    long = combine_long(table, metric)
+    long = combine_long(table, metric) if long is None else long
     return _line_multiples(long, "x", metric, f"Mode combinability: worst {metric} per probe value, mean and 95% CI "
                            f"over pairs ({_ci_note(long, ['zoo', 'probe', 'variant', 'x'])} per point)", Path(path),
                            "probe parameter", f"worst {metric}", row="zoo", col="probe",
@@ -371,6 +383,7 @@ def write_figures(table: pd.DataFrame, directory: str | os.PathLike) -> list[Pat
     directory = Path(directory)
     paths = [plot_curves(table, directory / "curves.png")]
     for name, (data, x, plot) in FIGURES.items():
-        if drawable(data(table), x):
-            paths.append(plot(table, directory / name))
+        long = data(table)
+        if drawable(long, x):
+            paths.append(plot(table, directory / name, long=long))
     return paths

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from bench.report.declared import EXTRA_SECTION, METRICS, RATE_TRIALS, RUNTIMES, protocol_metrics
 from bench.report.rows import ok_rows, sorted_rows, with_zoo_labels
-from bench.report.stats import ALPHA, collapse_test, mean_ci, paired_p, rate_ci
+from bench.report.stats import ALPHA, collapse_test, mean_cis, paired_p, rate_ci
 from bench.store.results import is_missing
 
 
@@ -47,18 +48,7 @@ def collapse_gate(table: pd.DataFrame) -> dict[tuple[str, str], tuple[float, int
     return out
 
 
-_LAST_BOARD: list = []  # (table, board) of the last call: one report renders the same table several times
-
-
 def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
-    if _LAST_BOARD and _LAST_BOARD[0][0] is table:
-        return _LAST_BOARD[0][1].copy()
-    board = _leaderboard(table)
-    _LAST_BOARD[:] = [(table, board)]
-    return board.copy()
-
-
-def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     """One row per comparison and variant: n units, n errors, mean, std and 95% CI (`_lo`, `_hi`) of every
     declared metric present, max functional deviation, median runtimes, the rank within its comparison
     (1 = best by the protocol's rank metric; reference baselines are shown but not ranked) and the
@@ -70,12 +60,15 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
             table[c] = None
     section = _section_columns(table)
     keys = section + ["variant"]
-    table = sorted_rows(table)
+    table = sorted_rows(table).reset_index(drop=True)  # row labels are positions in `numeric`
     table["_ok"] = ok_rows(table)
     metrics = [c for c in METRICS if c in table.columns]
-    out, per_unit = [], {}
+    numeric = {c: pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+               for c in metrics}
+    out, per_unit, cells = [], {}, []
     for ident, rows in table.groupby(keys, dropna=False, sort=True):
         good = rows[rows["_ok"]]
+        at = good.index.to_numpy()
         rec = dict(zip(keys, ident, strict=True))
         if "method" in rows.columns:
             rec["method"] = rows["method"].dropna().iloc[0] if rows["method"].notna().any() else None
@@ -86,10 +79,11 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
         rec["n"] = len(good)
         rec["n_errors"] = len(rows) - len(good)
         for c in metrics:
-            values = pd.to_numeric(good[c], errors="coerce")
-            interval = rate_ci(values.tolist(), RATE_TRIALS[c]) if c in RATE_TRIALS else mean_ci(values.tolist())
-            rec[f"{c}_mean"], rec[f"{c}_lo"], rec[f"{c}_hi"], rec[f"{c}_n"] = interval
-            rec[f"{c}_std"] = values.std()
+            values = numeric[c][at]
+            for part in ("mean", "lo", "hi", "n"):  # every cell's interval comes at once, below
+                rec[f"{c}_{part}"] = None
+            cells.append((rec, c, values))
+            rec[f"{c}_std"] = _std(values)
         if "deviation" in rows.columns:
             rec["deviation_max"] = pd.to_numeric(good["deviation"], errors="coerce").max()
         for c in RUNTIMES:
@@ -97,6 +91,8 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
                 rec[f"{c}_median"] = pd.to_numeric(good[c], errors="coerce").median()
         out.append(rec)
         per_unit[len(out) - 1] = good
+    for (rec, c, _), interval in zip(cells, _intervals([(c, values) for _, c, values in cells]), strict=True):
+        rec[f"{c}_mean"], rec[f"{c}_lo"], rec[f"{c}_hi"], rec[f"{c}_n"] = interval
     board = pd.DataFrame(out)
     if board.empty:
         return board
@@ -110,7 +106,8 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     # does not collapse)
     board["collapsed"] = [t is not None and not (t[0] < ALPHA) for t in tested]
     board["rank"] = pd.array([pd.NA] * len(board), dtype="Int64")
-    board["rank_metric"], board["p_vs_best"], board["n_shared"] = None, math.nan, 0
+    board["rank_metric"] = None
+    p_vs_best, n_shared = [math.nan] * len(board), [0] * len(board)  # by row (the board's index is 0..n-1)
     for _, part in board.groupby(section, dropna=False, sort=False):
         for metric in protocol_metrics(part["protocol"].iloc[0], ("rank",)):
             col = f"{metric.name}_mean"
@@ -125,9 +122,22 @@ def _leaderboard(table: pd.DataFrame) -> pd.DataFrame:
                 units = {i: unit_values(per_unit[i], metric.name) for i in part.index}
                 for i in part.index:
                     if i != best:
-                        board.loc[i, "p_vs_best"], board.loc[i, "n_shared"] = paired_p(units[i], units[best])
+                        p_vs_best[i], n_shared[i] = paired_p(units[i], units[best])
             break
+    board["p_vs_best"], board["n_shared"] = p_vs_best, n_shared
     return board.sort_values(section + ["rank", "variant"], kind="mergesort", na_position="last").reset_index(drop=True)
+
+
+def _intervals(cells: list[tuple[str, np.ndarray]]) -> list[tuple[float, float, float, int]]:
+    """(mean, low, high, n) of each (metric, values) cell: the rates' exact interval, every other metric's
+    bootstrap interval (all of them in one vectorised call)."""
+    means = iter(mean_cis([values for c, values in cells if c not in RATE_TRIALS]))
+    return [rate_ci(values, RATE_TRIALS[c]) if c in RATE_TRIALS else next(means) for c, values in cells]
+
+
+def _std(values: np.ndarray) -> float:
+    """The sample standard deviation of the non-NaN values (pandas'); NaN below two of them."""
+    return pd.Series(values).std() if np.count_nonzero(~np.isnan(values)) > 1 else math.nan
 
 
 def unit_values(rows: pd.DataFrame, metric: str) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.method_names import MethodNames, bound_names
-from bench.report.sections import all_sections
+from bench.report.sections import Section, all_sections
 
 INTRO = ("Each cell: mean [95% bootstrap CI] over n units of work. Interpolation protocols rank by the path "
          "excess: the worst loss along the path between the aligned endpoints minus the mean loss of the ORIGINAL "
@@ -43,15 +43,17 @@ def md_header(header_lines: Sequence[str]) -> list[str]:
 
 
 def markdown(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
-             figures: Sequence[str] = (), names: MethodNames | None = None) -> str:
+             figures: Sequence[str] = (), names: MethodNames | None = None,
+             sections: list[Section] | None = None) -> str:
     """The leaderboard as Markdown text: one section per comparison, then combinability, sweeps, figures
-    (with `names`: methods by display name, and their references)."""
+    (with `names`: methods by display name, and their references). `sections`: the table's `all_sections`
+    (of these sweeps and names), where the caller has them."""
     lines = md_header(header_lines)
     if lines:
         lines.append("")
     lines += [INTRO, ""]
     names = bound_names(names, table)
-    sections = all_sections(table, sweeps, names)
+    sections = all_sections(table, sweeps, names) if sections is None else sections
     if not sections:
         return "\n".join(lines + ["No results yet.", ""])
     for s in sections:
@@ -83,13 +85,13 @@ def _numeric(cell: str) -> bool:
 
 
 def latex(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
-          names: MethodNames | None = None) -> str:
+          names: MethodNames | None = None, sections: list[Section] | None = None) -> str:
     """The same tables as a LaTeX fragment (`\\input` it; needs booktabs); with `names`, methods by display
-    name and a references block (the numbers the names carry) after the tables."""
+    name and a references block (the numbers the names carry) after the tables. `sections`: as for `markdown`."""
     lines = [f"% {' '.join(str(line).split())}" for line in header_lines]  # a newline would end the comment
     lines += [f"% {INTRO}", "% Needs \\usepackage{booktabs}.", ""]
     names = bound_names(names, table)
-    sections = all_sections(table, sweeps, names)
+    sections = all_sections(table, sweeps, names) if sections is None else sections
     if not sections:
         return "\n".join(lines + ["No results yet.", ""])
     labels: set[str] = set()
@@ -184,13 +186,15 @@ def _cell_value(text: str) -> str:
 
 
 def html_page(table: pd.DataFrame, header_lines: Sequence[str] = (), sweeps: pd.DataFrame | None = None,
-              figures: Sequence[str] = (), names: MethodNames | None = None) -> str:
+              figures: Sequence[str] = (), names: MethodNames | None = None,
+              sections: list[Section] | None = None) -> str:
     """The same tables as one self-contained HTML page (figures linked by relative path), sortable, with
-    a table of contents; with `names`, methods by display name and a references section."""
+    a table of contents; with `names`, methods by display name and a references section. `sections`: as for
+    `markdown`."""
     esc = html.escape
     out = [f"<p>{esc(INTRO)}</p>"]
     names = bound_names(names, table)
-    sections = all_sections(table, sweeps, names)
+    sections = all_sections(table, sweeps, names) if sections is None else sections
     if not sections:
         out.append("<p>No results yet.</p>")
     for i, s in enumerate(sections):

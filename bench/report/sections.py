@@ -29,16 +29,17 @@ def _is_na(value) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def board_sections(table: pd.DataFrame, names: MethodNames | None = None) -> list[Section]:
+def board_sections(table: pd.DataFrame, names: MethodNames | None = None,
+                   board: pd.DataFrame | None = None) -> list[Section]:
     """The leaderboard as titled tables of text cells: one per zoo / protocol (methods by display name and
-    reference number with `names`)."""
-    board = leaderboard(table)
+    reference number with `names`). `board`: the table's `leaderboard`, where the caller has it."""
+    board = leaderboard(table) if board is None else board
     names = bound_names(names, table)
     if board.empty:
         return []
     extra = [c for c in EXTRA_SECTION if c in board.columns and c != "options"]
     if "options" not in board.columns:
-        board["options"] = None
+        board = board.assign(options=None)
     sections = []
     for (zoo, protocol, options), part in board.groupby(["zoo", "protocol", "options"], dropna=False, sort=True):
         sub_extra = [c for c in extra if part[c].notna().any()]
@@ -161,11 +162,11 @@ def sweep_sections(sweeps: pd.DataFrame | None, top: int = 10) -> list[Section]:
 MIN_UNITS = 8  # a comparison cell resting on fewer units is listed under "Read first"
 
 
-def attention_section(table: pd.DataFrame) -> list[Section]:
+def attention_section(table: pd.DataFrame, board: pd.DataFrame | None = None) -> list[Section]:
     """What a reader must know before trusting the tables: cells with fewer than MIN_UNITS units and
     units that failed (with the first error). Empty protocols and skipped methods are not in the table;
-    `bench run` lists them in the report's header."""
-    board = leaderboard(table)
+    `bench run` lists them in the report's header. `board`: the table's `leaderboard`, where the caller has it."""
+    board = leaderboard(table) if board is None else board
     if board.empty:
         return []
     section = [c for c in ["zoo", "protocol", *EXTRA_SECTION] if c in board.columns]
@@ -196,7 +197,10 @@ def attention_section(table: pd.DataFrame) -> list[Section]:
                     "Cells resting on few units, and failed units (rerun the command to retry them).")]
 
 
-def all_sections(table: pd.DataFrame, sweeps: pd.DataFrame | None, names: MethodNames | None = None) -> list[Section]:
+def all_sections(table: pd.DataFrame, sweeps: pd.DataFrame | None, names: MethodNames | None = None,
+                 board: pd.DataFrame | None = None) -> list[Section]:
+    """Every section of the report, in order (`board`: the table's `leaderboard`, where the caller has it)."""
     names = bound_names(names, table)
-    return (attention_section(table) + board_sections(table, names) + combine_sections(table, names=names)
-            + sweep_sections(sweeps))
+    board = leaderboard(table) if board is None else board
+    return (attention_section(table, board) + board_sections(table, names, board)
+            + combine_sections(table, names=names) + sweep_sections(sweeps))

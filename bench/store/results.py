@@ -242,9 +242,10 @@ class ResultStore:
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:160]
         print(f"bench: warning: {part}: unreadable results part ({reason}); moved to {target}", file=sys.stderr)
 
-    def table(self) -> pd.DataFrame:
-        """All rows: columns unioned, one row per key (the latest), deterministically ordered."""
-        frame = _dedupe_and_sort(self._read(self.parts()))
+    def table(self, parts: list[Path] | None = None) -> pd.DataFrame:
+        """All rows (of `parts` only, if given): columns unioned, one row per key (the latest), deterministically
+        ordered."""
+        frame = _dedupe_and_sort(self._read(self.parts() if parts is None else parts))
         lead = [c for c in ID_COLUMNS if c in frame.columns]
         rest = sorted(c for c in frame.columns if c not in lead)
         return frame[lead + rest]

@@ -12,14 +12,8 @@ Mirroring is idempotent: each run is tagged with a key of its group and of the g
 and a group whose content is already mirrored is skipped. When a group grew (a resumed run added
 units) the new run replaces the old one, which is deleted.
 
-Default backend: `sqlite:///<results>/mlflow.db` with artifacts in `<results>/mlruns` (MLflow 3
-refuses a plain file store unless forced); `MLFLOW_TRACKING_URI` points the mirror elsewhere.
-mlflow is imported inside the functions: importing it takes seconds.
-
-A backend that cannot serve is found before any work: `resolve_uri` refuses (TrackingError, one
-line) an `mlflow.db` that is not an SQLite database, and a tracking server that does not accept a
-connection within CONNECT_TIMEOUT_S; MLflow's own HTTP retries are capped (unless the user set
-them), so a server that hangs costs seconds, not minutes. The run goes on without its mirror.
+The MLflow store itself (where it is, how a new one is made, a backend that cannot serve) is
+`bench.store.mlflow_backend`'s.
 """
 
 from __future__ import annotations
@@ -27,21 +21,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import math
 import os
 import re
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from bench.store.mlflow_backend import LOCK, TrackingError, artifact_root, quiet_mlflow, resolve_uri
 from bench.store.results import is_missing, to_arrow
-from zoos.files import TMP_PREFIX, InputError, check_input, tmp_suffix, write_bytes_atomic
+from zoos.files import write_bytes_atomic
 
 GROUP_COLUMNS = ("run_id", "variant", "zoo", "protocol")
 # numeric columns that describe a unit rather than measure it
@@ -49,126 +43,6 @@ NOT_METRICS = {"seed", "eps"}
 GROUP_TAG, CONTENT_TAG = "bench.group_key", "bench.content_key"
 RESULTS_TAG = "bench.results_id"  # the results folder a run mirrors (`results_id`): a tracking URI may serve several
 EXPERIMENT = "rebasin-bench"
-LOCK = ".mlflow.lock"  # in the results directory: one process creates or writes the mirror at a time
-SQLITE_MAGIC = b"SQLite format 3\x00"
-CONNECT_TIMEOUT_S = 5.0
-# MLflow retries a failed request 7 times with exponential backoff (minutes): a mirror gives up at once
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-
-
-class TrackingError(ValueError):
-    """An MLflow backend that cannot be used; the message names it (the database file or the URI)."""
-
-
-@contextlib.contextmanager
-def quiet_mlflow():
-    """Silence MLflow's and alembic's INFO chatter and warnings while mirroring."""
-    import mlflow  # noqa: F401  (importing mlflow configures its logger: adjust it afterwards)
-
-    names = ("mlflow", "alembic", "sqlalchemy")
-    levels = {n: logging.getLogger(n).level for n in names}
-    for n in names:
-        logging.getLogger(n).setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for n, level in levels.items():
-            logging.getLogger(n).setLevel(level)
-
-
-def resolve_uri(tracking_uri: str | None = None, results_dir: str | os.PathLike = "results") -> str:
-    """Explicit URI, else `MLFLOW_TRACKING_URI`, else sqlite in the results directory."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        root = Path(results_dir).resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        db = root / "mlflow.db"
-        if not db.exists():
-            _create_db(db)
-        uri = f"sqlite:///{db}"
-    check_backend(uri)
-    return uri
-
-
-def check_backend(uri: str) -> None:
-    """TrackingError unless `uri` is a usable SQLite file or a server accepting connections."""
-    from urllib.parse import urlsplit
-
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        if not db.exists():
-            return
-        try:
-            check_input(db, math.inf)
-            with open(db, "rb") as fh:
-                head = fh.read(len(SQLITE_MAGIC))
-        except (InputError, OSError) as e:
-            raise TrackingError(f"{e}: the MLflow mirror is skipped") from None
-        if head and head != SQLITE_MAGIC:
-            raise TrackingError(f"{db}: not an SQLite database, so not an MLflow store: the mirror is skipped "
-                                f"(move the file aside to start a new one, or pass --no-mlflow)")
-        if head and not MLFLOW_TABLES <= _sqlite_tables(db):  # a user's own database: never migrate it
-            raise TrackingError(f"{db}: an SQLite database without MLflow's tables, so not an MLflow store: the "
-                                f"mirror is skipped (move the file aside to start a new one, or pass --no-mlflow)")
-        return
-    parts = urlsplit(uri)
-    if parts.scheme in ("http", "https"):
-        for key, value in HTTP_DEFAULTS.items():
-            os.environ.setdefault(key, value)
-        import socket
-
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            socket.create_connection((parts.hostname or "localhost", port), timeout=CONNECT_TIMEOUT_S).close()
-        except (OSError, ValueError) as e:
-            raise TrackingError(f"{uri}: MLflow tracking server unreachable within {CONNECT_TIMEOUT_S:g} s "
-                                f"({e}): the mirror is skipped") from None
-
-
-MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}  # what marks an MLflow store (ours: `_create_db`)
-
-
-def _sqlite_tables(db: Path) -> set[str]:
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-            return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.Error:
-        return set()
-
-
-def _create_db(db: Path) -> None:
-    """Create MLflow's schema under a temp name, then rename: a process killed while MLflow creates its
-    dozens of tables would otherwise leave a database that every later run fails to open."""
-    from filelock import FileLock
-
-    with FileLock(db.parent / LOCK):
-        if db.exists():  # another process made it meanwhile
-            return
-        for leftover in db.parent.glob(f"{TMP_PREFIX}{db.name}.*"):  # of a killed creator (we hold the lock)
-            leftover.unlink(missing_ok=True)
-        tmp = db.with_name(f"{TMP_PREFIX}{db.name}.{tmp_suffix()}")
-        try:
-            with quiet_mlflow():
-                from mlflow import MlflowClient
-
-                MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()
-            os.replace(tmp, db)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-
-def artifact_root(uri: str) -> str | None:
-    """Artifacts of a sqlite backend go to `mlruns/` beside the database; a server picks its own."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    db = Path(uri.removeprefix("sqlite:///"))
-    return (db.parent / "mlruns").resolve().as_uri()
-
-
 def _text(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -219,15 +93,19 @@ def group_metrics(rows: pd.DataFrame, declared: Sequence[str] | None = None,
     ok = _ok(rows)
     out = {"n_units": float(len(ok)), "n_errors": float(len(rows) - len(ok))}
     for prefix, sub in _subsets(ok, sections):
-        values = sub[cols].apply(pd.to_numeric, errors="coerce")  # one frame: its mean and std in one pass each
-        stats = {"mean": values.mean(), "std": values.std()}
-        busy = values.fillna(0).any()
-        for c in cols:
-            if c.endswith("_s") and not busy[c]:  # a fit time of a method that fits nothing
+        values = np.column_stack([pd.to_numeric(sub[c], errors="coerce").to_numpy("float64", na_value=np.nan)
+                                  for c in cols]) if cols else np.empty((len(sub), 0))
+        count = (~np.isnan(values)).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):  # empty columns: NaN, not logged
+            mean = np.nansum(values, axis=0) / count
+            std = np.where(count > 1, np.sqrt(np.nansum((values - mean) ** 2, axis=0) / (count - 1)), np.nan)
+        busy = np.nan_to_num(values).any(axis=0)
+        for i, c in enumerate(cols):
+            if c.endswith("_s") and not busy[i]:  # a fit time of a method that fits nothing
                 continue
-            for stat, column in stats.items():
-                if pd.notna(column[c]):
-                    out[_metric_name(f"{prefix}{c}_{stat}")] = float(column[c])
+            for stat, column in (("mean", mean), ("std", std)):
+                if not np.isnan(column[i]):
+                    out[_metric_name(f"{prefix}{c}_{stat}")] = float(column[i])
     return out
 
 
@@ -318,6 +196,16 @@ def curve_metrics(rows: pd.DataFrame, sections: Sequence[str] = ()) -> list[tupl
     return out
 
 
+def _numeric(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with its numeric columns as NumPy float64: per-group statistics over Arrow-backed
+    columns cost a Python call per value."""
+    out = table.copy()
+    for c in out.columns:
+        if pd.api.types.is_numeric_dtype(out[c]) and not pd.api.types.is_bool_dtype(out[c]):
+            out[c] = out[c].to_numpy(dtype="float64", na_value=float("nan"))
+    return out
+
+
 def _groups(table: pd.DataFrame):
     """(ident, group key, content key, rows) of each MLflow run the table should have."""
     table = table.copy()
@@ -397,54 +285,85 @@ def mirror(table: pd.DataFrame, tracking_uri: str | None = None, experiment: str
     `protocols` (name -> Protocol class, e.g. `bench.protocols.PROTOCOLS`) says which metrics each
     protocol declares and how its comparisons split; without it every numeric column is logged.
     `methods` (`methods.METHODS`) types the hyperparameters (`method_params`)."""
-    if table.empty:
-        return []
-    from mlflow.entities import Metric, Param
+    return Mirror(results_dir, tracking_uri, experiment, protocols, methods).log(table)
 
-    with _client(tracking_uri, experiment, results_dir) as (client, exp_id, mine):
-        done, by_group = _existing(client, exp_id, mine)
-        new_runs = []
-        for ident, group_key, content_key, rows in _groups(table):
-            if content_key in done:
-                continue
-            first = rows.iloc[0]
-            params = {c: _text(first.get(c)) for c in ("method", "variant", "zoo", "protocol")}
-            params.update(method_params(rows, methods))
-            tags = {GROUP_TAG: group_key, CONTENT_TAG: content_key, "bench.run_id": ident["run_id"],
-                    RESULTS_TAG: mine.results_id, "bench.results_path": str(Path(results_dir).resolve()),
-                    **{f"bench.{c}": ident[c] for c in ("variant", "zoo", "protocol")}}
-            if "zoo_hash" in rows.columns:
-                tags["bench.zoo_hash"] = _text(first["zoo_hash"])
-            if "env_git" in rows.columns:
-                tags["bench.git_commit"] = _text(first["env_git"])
-            name = f"{ident['variant']} {ident['zoo']} {ident['protocol']}"
-            run = client.create_run(exp_id, tags=tags, run_name=name)
-            rid = run.info.run_id
-            try:
-                plist = [Param(_metric_name(k), v[:6000]) for k, v in params.items()]
-                now = int(time.time() * 1000)
-                proto = (protocols or {}).get(ident["protocol"])
-                declared = [m.name for m in proto.metrics] if proto is not None else None
-                sections = proto.sections if proto is not None else ("action", "eps")
-                mlist = [Metric(k, v, now, 0) for k, v in group_metrics(rows, declared, sections).items()]
-                mlist += [Metric(k, v, now, step) for k, step, v in curve_metrics(rows, sections)]
-                # MLflow caps a batch at 100 params and 1000 metrics: params and metrics share the calls
-                for i in range(max(math.ceil(len(plist) / 100), math.ceil(len(mlist) / 1000), 1)):
-                    client.log_batch(rid, params=plist[100 * i:100 * (i + 1)], metrics=mlist[1000 * i:1000 * (i + 1)])
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = Path(tmp) / "rows.parquet"
-                    pq.write_table(to_arrow(rows.reset_index(drop=True)), path)
-                    client.log_artifact(rid, str(path))
-            except BaseException:
-                client.set_terminated(rid, status="FAILED")
-                raise
-            client.set_terminated(rid, status="FINISHED")
-            # the group grew since it was last mirrored (or a killed mirror left a run unfinished):
-            # the older runs are superseded
-            for old in by_group.get(group_key, []):
-                client.delete_run(old)
-            new_runs.append(rid)
-        return new_runs
+
+class Mirror:
+    """`mirror` for one results folder, called again and again (a run's groups mirrored as they finish):
+    the runs already in MLflow are read on the first call and then kept up to date here, so that each call
+    costs its own groups, not a search of every run. `log(table, fresh=True)` reads them again (another
+    process may have mirrored meanwhile)."""
+
+    def __init__(self, results_dir: str | os.PathLike = "results", tracking_uri: str | None = None,
+                 experiment: str = EXPERIMENT, protocols: Mapping | None = None, methods: Mapping | None = None):
+        self.results_dir, self.tracking_uri, self.experiment = Path(results_dir), tracking_uri, experiment
+        self.protocols, self.methods = protocols, methods
+        self._known: tuple[set[str], dict[str, list[str]]] | None = None  # (content keys done, run ids per group)
+
+    def log(self, table: pd.DataFrame, fresh: bool = False) -> list[str]:
+        """Log each not-yet-mirrored group of `table` as one MLflow run; returns the new MLflow run ids."""
+        if table.empty:
+            return []
+        table = table.reset_index(drop=True)
+        stored = to_arrow(table)  # once: each run's rows artifact is a slice of it
+        table = _numeric(table)
+        with _client(self.tracking_uri, self.experiment, self.results_dir) as (client, exp_id, mine):
+            if fresh or self._known is None:
+                self._known = _existing(client, exp_id, mine)
+            done, by_group = self._known
+            new_runs = []
+            for ident, group_key, content_key, rows in _groups(table):
+                if content_key in done:
+                    continue
+                rid = self._log_group(client, exp_id, mine, ident, group_key, content_key, rows, stored)
+                # the group grew since it was last mirrored (or a killed mirror left a run unfinished):
+                # the older runs are superseded
+                for old in by_group.get(group_key, []):
+                    client.delete_run(old)
+                by_group[group_key] = [rid]
+                done.add(content_key)
+                new_runs.append(rid)
+            return new_runs
+
+    def _log_group(self, client, exp_id, mine, ident, group_key, content_key, rows, stored) -> str:
+        from mlflow.entities import Metric, Param
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        first = rows.iloc[0]
+        params = {c: _text(first.get(c)) for c in ("method", "variant", "zoo", "protocol")}
+        params.update(method_params(rows, self.methods))
+        tags = {GROUP_TAG: group_key, CONTENT_TAG: content_key, "bench.run_id": ident["run_id"],
+                RESULTS_TAG: mine.results_id, "bench.results_path": str(Path(self.results_dir).resolve()),
+                **{f"bench.{c}": ident[c] for c in ("variant", "zoo", "protocol")}}
+        if "zoo_hash" in rows.columns:
+            tags["bench.zoo_hash"] = _text(first["zoo_hash"])
+        if "env_git" in rows.columns:
+            tags["bench.git_commit"] = _text(first["env_git"])
+        name = f"{ident['variant']} {ident['zoo']} {ident['protocol']}"
+        run = client.create_run(exp_id, tags=tags, run_name=name)
+        rid = run.info.run_id
+        try:
+            plist = [Param(_metric_name(k), v[:6000]) for k, v in params.items()]
+            now = int(time.time() * 1000)
+            proto = (self.protocols or {}).get(ident["protocol"])
+            declared = [m.name for m in proto.metrics] if proto is not None else None
+            sections = proto.sections if proto is not None else ("action", "eps")
+            mlist = [Metric(k, v, now, 0) for k, v in group_metrics(rows, declared, sections).items()]
+            mlist += [Metric(k, v, now, step) for k, step, v in curve_metrics(rows, sections)]
+            # MLflow caps a batch at 100 params and 1000 metrics: params and metrics share the calls
+            for i in range(max(math.ceil(len(plist) / 100), math.ceil(len(mlist) / 1000), 1)):
+                client.log_batch(rid, params=plist[100 * i:100 * (i + 1)], metrics=mlist[1000 * i:1000 * (i + 1)])
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "rows.parquet"
+                pq.write_table(stored.take(rows.index.to_numpy()), path)
+                # the run's own repository: client.log_artifact would look the run up again for it
+                get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri).log_artifact(
+                    str(path))
+        except BaseException:
+            client.set_terminated(rid, status="FAILED")
+            raise
+        client.set_terminated(rid, status="FINISHED")
+        return rid
 
 
 REPORT_TAG = "bench.report_key"

@@ -305,7 +305,8 @@ def sweep_mirror_problems(results: Path, study) -> list[str]:
     from optuna.trial import TrialState
 
     from bench.execution.sweep import MlflowSweepMirror
-    from bench.store.tracking import all_runs, quiet_mlflow, resolve_uri
+    from bench.store.mlflow_backend import quiet_mlflow, resolve_uri
+    from bench.store.tracking import all_runs
 
     with quiet_mlflow():
         from mlflow import MlflowClient

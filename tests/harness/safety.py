@@ -430,7 +430,7 @@ def mlflow_db_user_sqlite(good: Path, work: Path) -> Check:
 def mirror_rebuild_shared_uri(good: Path, work: Path) -> Check:
     """Two results folders mirrored to one tracking URI, and a run made by hand: `bench mirror --rebuild` of
     one folder deletes only its own runs."""
-    from bench.store import tracking
+    from bench.store import mlflow_backend, tracking
     from bench.store.results import ResultStore
 
     uri = f"sqlite:///{work / 'shared.db'}"
@@ -445,7 +445,7 @@ def mirror_rebuild_shared_uri(good: Path, work: Path) -> Check:
     for name in folders:
         if _cli(["mirror", "--results", work / name], env)[0] != 0:
             return Check("outputs", "mirror --rebuild on a shared tracking URI", seen=f"mirror of {name} failed")
-    with tracking.quiet_mlflow():
+    with mlflow_backend.quiet_mlflow():
         from mlflow import MlflowClient
 
         client = MlflowClient(uri)
@@ -453,7 +453,7 @@ def mirror_rebuild_shared_uri(good: Path, work: Path) -> Check:
         hand = client.create_run(exp.experiment_id, run_name="my own notes").info.run_id
         client.set_terminated(hand)
     rebuilt = _cli(["mirror", "--rebuild", "--results", work / "a"], env)
-    with tracking.quiet_mlflow():
+    with mlflow_backend.quiet_mlflow():
         active = {r.info.run_id: r for r in tracking.all_runs(client, exp.experiment_id)}
     b_runs = [r for r in active.values() if r.data.tags.get(tracking.RESULTS_TAG) == tracking.results_id(work / "b")]
     check_a, check_b = (_cli(["mirror", "--check", "--results", work / n], env)[0] for n in ("a", "b"))

@@ -40,7 +40,8 @@ class MlflowSweepMirror:
         return not self.off
 
     def _setup(self):
-        from bench.store.tracking import artifact_root, ensure_experiment, quiet_mlflow, resolve_uri
+        from bench.store.mlflow_backend import artifact_root, quiet_mlflow, resolve_uri
+        from bench.store.tracking import ensure_experiment
 
         with quiet_mlflow():
             from mlflow import MlflowClient
@@ -69,7 +70,7 @@ class MlflowSweepMirror:
     def __call__(self, study: optuna.Study, trial) -> None:
         if trial.state not in (TrialState.COMPLETE, TrialState.FAIL) or {"surplus", "stale"} & set(trial.user_attrs):
             return
-        from bench.store.tracking import quiet_mlflow
+        from bench.store.mlflow_backend import quiet_mlflow
 
         if not self._ready() or trial.number in self.mirrored:
             return
@@ -94,7 +95,7 @@ class MlflowSweepMirror:
             self(study, trial)
 
     def close(self, study: optuna.Study) -> None:
-        from bench.store.tracking import quiet_mlflow
+        from bench.store.mlflow_backend import quiet_mlflow
 
         self.sync(study)
         if not self._ready():
