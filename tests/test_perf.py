@@ -239,3 +239,16 @@ def test_cli_perf_writes_table_markdown_and_figure(tmp_path, capsys):
     align_again = merged[merged.group == "align"].assign(env_git="later")
     rerun = suites._keep_other_suites(tmp_path / "perf.parquet", align_again)
     assert set(rerun.env_git) == {"later"}  # a suite measured again replaces its old rows
+
+
+def test_the_smoke_suite_times_the_whole_command_against_its_target():
+    from bench.perf.suites.smoke_run import SMOKE_TARGET_S, smoke_run
+
+    rows = smoke_run(repeats=1)
+    assert [r["case"] for r in rows] == ["bench run --preset smoke"] and rows[0]["median_s"] > 0
+    table = pd.DataFrame(rows).assign(**environment(), load_min=0.0, load_max=1.0)
+    text = perf_markdown(table)
+    assert "## smoke (WALL seconds" in text
+    assert "`bench run --preset smoke` end to end" in text and f"<= {SMOKE_TARGET_S:g} s" in text
+    with pytest.raises(RuntimeError, match="bench run --preset nonsense failed"):
+        smoke_run(repeats=1, preset="nonsense")

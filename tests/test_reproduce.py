@@ -21,7 +21,7 @@ def _reproduce(results, *extra, **kw):
 
 
 def test_a_killed_reproduction_resumes_and_reports(tmp_path):
-    proc = _reproduce(tmp_path)
+    proc = _reproduce(tmp_path, env={**os.environ, "TINY_PAUSE_S": "2"})  # the kill lands between two parts
     rows, deadline = tmp_path / "rows", time.time() + 240
     while time.time() < deadline and not (rows.is_dir() and any(rows.rglob("*.parquet"))):
         time.sleep(0.1)

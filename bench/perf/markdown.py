@@ -11,6 +11,7 @@ import pandas as pd
 from bench.perf.baseline import BASELINE_TARGETS
 from bench.perf.suites.ae_train import AE_CASES
 from bench.perf.suites.lap_share import LAP_SHARE_TARGET
+from bench.perf.suites.smoke_run import SMOKE_TARGET_S
 from bench.perf.suites.zoo_fit import ZOO_FIT_TARGET
 
 SETTINGS = ("networks", "steps", "pairs", "points", "width", "depth")
@@ -98,6 +99,12 @@ def perf_markdown(table: pd.DataFrame) -> str:
             lines += [f"| {int(r.networks)} | {int(r.steps)} | {r.case} | {r.median_s:.4g} | {r.min_s:.4g} | "
                       f"{r.max_s:.4g} | {r.per_item_s:.4f} |" for _, r in rows.iterrows()]
             lines.append("")
+        elif group == "smoke":
+            lines += ["## smoke (WALL seconds of the whole `bench run` command, a fresh results folder each time)", "",
+                      "| case | wall median s | min s | max s | repeats |", "|---|---|---|---|---|"]
+            lines += [f"| `{r.case}` | {r.median_s:.1f} | {r.min_s:.1f} | {r.max_s:.1f} | {int(r.repeats)} |"
+                      for _, r in rows.iterrows()]
+            lines.append("")
         elif group == "memory":
             lines += ["## memory (peak resident memory of the case above what was resident before; fresh process "
                       "each, RSS sampled every 0.2 ms)", "", "| case | peak MB above before | resident before MB |",
@@ -120,6 +127,10 @@ def perf_markdown(table: pd.DataFrame) -> str:
         summary.append((f"INR zoo fitting on {int(best.cores)} cores, wall s per SIREN per 1000 steps ({best.case})",
                         f"{best.per_item_s:.3f} s", f"<= {ZOO_FIT_TARGET:g} s",
                         bool(best.per_item_s <= ZOO_FIT_TARGET)))
+    smoke = table[table.group == "smoke"] if "group" in table else table.iloc[:0]
+    for _, r in smoke.iterrows():
+        summary.append((f"`{r.case}` end to end on {os.cpu_count()} cores (wall, median of {int(r.repeats)})",
+                        f"{r.median_s:.1f} s", f"<= {SMOKE_TARGET_S:g} s", bool(r.median_s <= SMOKE_TARGET_S)))
     ae = table[table.group == "ae-train"] if "group" in table else table.iloc[:0]
     if len(ae):  # against the old path at its best batch size (the conservative ratio), and at the largest
         before = ae[ae.case == AE_CASES[0][0]].per_item_s.min()

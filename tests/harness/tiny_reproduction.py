@@ -1,7 +1,11 @@
 """A reproduction small enough for tests (`python -m tests.harness.tiny_reproduction ARGS...` runs
-`bench reproduce tiny ARGS...` with it registered): Git Re-Basin's MLP recipe at width 8, one epoch."""
+`bench reproduce tiny ARGS...` with it registered): Git Re-Basin's MLP recipe at width 8, one epoch.
+With TINY_PAUSE_S set, the run pauses that long after each results part it writes, so that a test's kill
+lands between two parts (the whole run takes less time than a test can poll for its first part)."""
 
+import os
 import sys
+import time
 
 from bench import reproduce
 from bench.execution import reproductions
@@ -24,8 +28,23 @@ def register() -> None:
     reproduce.REPORTS["tiny"] = TINY_REPORT
 
 
+def pause_after_each_part(seconds: float) -> None:
+    from bench.store.results import ResultStore
+
+    append = ResultStore.append
+
+    def append_then_pause(self, rows):
+        path = append(self, rows)
+        time.sleep(seconds)
+        return path
+
+    ResultStore.append = append_then_pause
+
+
 if __name__ == "__main__":
     register()
+    if os.environ.get("TINY_PAUSE_S"):
+        pause_after_each_part(float(os.environ["TINY_PAUSE_S"]))
     from bench.cli import main
 
     sys.exit(main(["reproduce", "tiny", *sys.argv[1:]]))

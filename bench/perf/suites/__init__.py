@@ -5,8 +5,8 @@ One module per suite (all run in one process, torch pinned to `threads`, 1 by de
 processes), `evaluation` (batched vs per-network curves), `memory` (peak RSS of those, each in a fresh
 process), `align` (alignment time per pair vs width and depth, beside the PyPI peers and, with
 `--baseline REV`, this project at an earlier commit), `lap-share` (weight matching vs its own LAP
-solves), `autoencoder` (encode + decode vs signed matching) and `ae-train` (autoencoder training
-throughput).
+solves), `autoencoder` (encode + decode vs signed matching), `ae-train` (autoencoder training
+throughput) and `smoke` (`bench run --preset smoke` end to end, wall time).
 
 Timing (`bench.perf.timing`). Every case runs `repeats` times, cases interleaved within each repetition
 so that machine noise hits all alike; we keep CPU time (`time.process_time`, the process's own time:
@@ -27,13 +27,24 @@ import torch
 
 from bench.perf.baseline import checkout
 from bench.perf.peer_runs import peer_available
-from bench.perf.suites import ae_train, alignment, autoencoder, evaluation, inr_fit, lap_share, memory, zoo_fit
+from bench.perf.suites import (
+    ae_train,
+    alignment,
+    autoencoder,
+    evaluation,
+    inr_fit,
+    lap_share,
+    memory,
+    smoke_run,
+    zoo_fit,
+)
 from bench.store.provenance import environment
 
 # suite name -> the function measuring it (one module each in this package)
 SUITES = {"inr-fit": inr_fit.inr_fitting, "zoo-fit": zoo_fit.zoo_fitting, "evaluation": evaluation.evaluation,
           "memory": memory.memory, "align": alignment.alignment, "lap-share": lap_share.lap_share,
-          "autoencoder": autoencoder.autoencoder, "ae-train": ae_train.autoencoder_training}
+          "autoencoder": autoencoder.autoencoder, "ae-train": ae_train.autoencoder_training,
+          "smoke": smoke_run.smoke_run}
 
 
 def run_perf(results: Path = Path("results"), suites: list[str] | None = None, threads: int = 1,
