@@ -19,14 +19,23 @@ from bench.report.leaderboard import leaderboard
 from bench.report.stats import RESAMPLES, mean_ci, mean_cis
 
 
-def _scipy_mean_ci(values, seed: int = 0) -> tuple[float, float, float, int]:
-    """The reference: one `scipy.stats.bootstrap` call per cell, as the tables computed it before."""
+def _finite(values) -> tuple[np.ndarray, tuple | None]:
+    """The finite values, and the answer where there is nothing to resample: NaNs for none, the mean alone for
+    fewer than two distinct values (the references' shared start)."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if len(x) == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(x.mean())
+        return x, (math.nan, math.nan, math.nan, 0)
     if len(np.unique(x)) < 2:
-        return mean, mean, mean, len(x)
+        return x, (float(x.mean()),) * 3 + (len(x),)
+    return x, None
+
+
+def _scipy_mean_ci(values, seed: int = 0) -> tuple[float, float, float, int]:
+    """The reference: one `scipy.stats.bootstrap` call per cell, as the tables computed it before."""
+    x, trivial = _finite(values)
+    if trivial is not None:
+        return trivial
+    mean = float(x.mean())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = stats.bootstrap((x,), np.mean, confidence_level=0.95, n_resamples=RESAMPLES, method="BCa",
@@ -78,12 +87,10 @@ def test_cells_of_one_size_past_one_batch_are_split_with_the_same_numbers(monkey
 
 def _percentile_ci(values, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float, int]:
     """The reference: one resampling per figure point."""
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan, 0
+    x, trivial = _finite(values)
+    if trivial is not None:
+        return trivial
     mean = float(x.mean())
-    if len(np.unique(x)) < 2:
-        return mean, mean, mean, len(x)
     boot = x[np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))].mean(1)
     low, high = np.quantile(boot, [0.025, 0.975])
     return mean, float(low), float(high), len(x)

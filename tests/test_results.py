@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from bench.report import files as report_files
-from bench.report.files import write_markdown
+from bench.report.files import write_text
 from bench.report.leaderboard import leaderboard
 from bench.report.long_frames import curves_long
 from bench.report.render import markdown
@@ -139,8 +139,8 @@ def test_leaderboard_and_markdown(tmp_path):
     assert naive["loss_barrier_std"] == pytest.approx(math.sqrt(0.08))  # sample std of {0.5, 0.9}
     header = ["# Leaderboard", "command: make run"]
     a, b = tmp_path / "a.md", tmp_path / "b.md"
-    write_markdown(table, a, header)
-    write_markdown(table.sample(frac=1.0, random_state=0), b, header)  # row order must not matter
+    write_text(a, markdown(table, header))
+    write_text(b, markdown(table.sample(frac=1.0, random_state=0), header))  # row order must not matter
     assert a.read_bytes() == b.read_bytes()
     text = a.read_text(encoding="utf-8")
     assert text.startswith("# Leaderboard\ncommand: make run\n") and "## z / pairs" in text

@@ -27,12 +27,6 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
-def write_markdown(table: pd.DataFrame, path: str | os.PathLike, header_lines: Sequence[str] = (),
-                   sweeps: pd.DataFrame | None = None, figures: Sequence[str] = (),
-                   names: MethodNames | None = None) -> Path:
-    return write_text(path, markdown(table, header_lines, sweeps, figures, names))
-
-
 def read_sweeps(results_dir: str | os.PathLike) -> pd.DataFrame | None:
     """The sweep trials' rows (`bench sweep` writes them under <results>/sweeps/), if any."""
     root = Path(results_dir) / "sweeps"

@@ -333,7 +333,7 @@ class Mirror:
         params = {c: _text(first.get(c)) for c in ("method", "variant", "zoo", "protocol")}
         params.update(method_params(rows, self.methods))
         tags = {GROUP_TAG: group_key, CONTENT_TAG: content_key, "bench.run_id": ident["run_id"],
-                RESULTS_TAG: mine.results_id, "bench.results_path": str(Path(self.results_dir).resolve()),
+                RESULTS_TAG: mine.results_id, "bench.results_path": str(self.results_dir.resolve()),
                 **{f"bench.{c}": ident[c] for c in ("variant", "zoo", "protocol")}}
         if "zoo_hash" in rows.columns:
             tags["bench.zoo_hash"] = _text(first["zoo_hash"])
